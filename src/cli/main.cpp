@@ -1,0 +1,2 @@
+// The fedsilo command: train, partition, inspect, eval.
+int main() { return 0; }

@@ -1,0 +1,42 @@
+// In-memory labelled data set (one silo's train or test split) and its HDF5 file format.
+//
+// File format (DESIGN.md): datasets `x` float32 [N, C, H, W] (NCHW, values in [0,1] for images)
+// and `y` int32 [N]; root attributes `num_classes` (int64), `channels`, `height`, `width` (int64),
+// `name` (string, e.g. "fashion-mnist"), `silo` (int64, -1 for the global test split).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace fedsilo::data {
+
+struct Dataset {
+  std::vector<float> x;         // N * C * H * W, sample-major
+  std::vector<int32_t> y;       // N labels in [0, num_classes)
+  std::array<int, 3> chw{1, 1, 1};
+  int num_classes = 0;
+  std::string name;
+  int64_t silo = -1;
+
+  [[nodiscard]] int64_t size() const { return static_cast<int64_t>(y.size()); }
+  [[nodiscard]] int64_t sample_size() const { return int64_t{chw[0]} * chw[1] * chw[2]; }
+  [[nodiscard]] const float* sample(int64_t i) const { return x.data() + i * sample_size(); }
+};
+
+/// Reads a silo/test file; validates everything a later step relies on and names the file and
+/// the dataset in every error: presence and dtype of x and y, matching N, shape attributes equal
+/// to x's dims, labels in [0, num_classes), N >= 1, finite x.
+[[nodiscard]] Result<Dataset> read_dataset(const std::string& path);
+/// Writes atomically (temporary name, fsync, rename).
+[[nodiscard]] Status write_dataset(const std::string& path, const Dataset& ds);
+
+/// Fashion-MNIST (or MNIST) from IDX gzip files: train-images-idx3-ubyte.gz etc. in `dir`.
+/// Pixels scaled to [0,1]; errors name the file (missing, truncated, bad magic, size mismatch).
+[[nodiscard]] Result<Dataset> read_idx_pair(const std::string& images_gz,
+                                            const std::string& labels_gz);
+
+}  // namespace fedsilo::data

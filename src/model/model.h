@@ -1,0 +1,70 @@
+// A sequential model over one flat parameter buffer (DESIGN.md): layers see views into the
+// flat params/grads; forward/backward run on the CPU kernels in kernels/cpu.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace fedsilo::model {
+
+/// What `[model]` asks for plus what the data fixes.
+struct ModelSpec {
+  std::string arch;              // "logreg" | "mlp" | "niid-cnn"
+  std::vector<int> hidden;       // mlp hidden sizes, e.g. {200, 200}
+  std::array<int, 3> input_chw{1, 28, 28};
+  int num_classes = 10;
+};
+
+/// One named parameter tensor inside the flat buffer.
+struct ParamInfo {
+  std::string name;              // e.g. "conv1.weight", "fc3.bias"
+  std::vector<int64_t> shape;
+  int64_t offset = 0;            // into the flat buffer, in floats
+  int64_t size = 0;
+};
+
+/// Per-call scratch memory and thread count; reused across batches so steady state allocates
+/// nothing. Not shared between concurrently running calls.
+class Workspace;
+
+class Model {
+ public:
+  /// Builds the layer stack; kInvalidArgument naming `model.arch` / `model.hidden` if bad.
+  static Result<Model> build(const ModelSpec& spec);
+  ~Model();
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+
+  [[nodiscard]] const ModelSpec& spec() const;
+  [[nodiscard]] int64_t num_params() const;
+  [[nodiscard]] const std::vector<ParamInfo>& params() const;
+  /// Human-readable layer list ("conv2d 1->6 5x5", ...), for `inspect` and logs.
+  [[nodiscard]] std::vector<std::string> describe() const;
+
+  /// Deterministic initialisation from a seed (PyTorch-style uniform(-1/sqrt(fan_in), ..)).
+  void init_params(std::span<float> params, uint64_t seed) const;
+
+  [[nodiscard]] std::unique_ptr<Workspace> make_workspace(int max_batch, int threads) const;
+
+  /// Mean softmax cross-entropy over the batch; writes d(mean loss)/d(params) into `grads`
+  /// (overwritten, length num_params). x: batch samples NCHW, y: labels.
+  float forward_backward(std::span<const float> params, const float* x, const int32_t* y,
+                         int batch, std::span<float> grads, Workspace& ws) const;
+
+  /// Forward only: writes logits [batch, num_classes].
+  void forward(std::span<const float> params, const float* x, int batch, float* logits,
+               Workspace& ws) const;
+
+ private:
+  struct Impl;
+  explicit Model(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace fedsilo::model

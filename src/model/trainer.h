@@ -1,0 +1,53 @@
+// Local training (SGD with momentum, weight decay, FedProx term) and evaluation of a model on a
+// silo's data set.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "core/status.h"
+#include "data/dataset.h"
+#include "model/model.h"
+
+namespace fedsilo::model {
+
+struct LocalTrainOptions {
+  int epochs = 1;
+  int batch_size = 64;
+  float lr = 0.01f;
+  float momentum = 0.9f;
+  float weight_decay = 0.0f;
+  float prox_mu = 0.0f;           // FedProx: adds mu * (w - w_global) to the gradient
+  int threads = 1;
+  // Shuffling stream: Philox(seed, round, silo, kShuffle), one permutation per epoch.
+  uint64_t seed = 0;
+  uint32_t round = 0;
+  uint32_t silo = 0;
+};
+
+struct LocalTrainStats {
+  double mean_loss = 0.0;         // mean over all mini-batches of all epochs (sample weighted)
+  int64_t samples_processed = 0;  // epochs * N
+  double seconds = 0.0;
+};
+
+struct EvalStats {
+  double mean_loss = 0.0;
+  double accuracy = 0.0;          // fraction in [0,1]
+  int64_t correct = 0;
+  int64_t samples = 0;
+};
+
+/// Trains `params` in place from their current value (the global model) for opts.epochs epochs.
+/// A fresh momentum buffer is used (as NIID-Bench). The last batch of an epoch may be smaller.
+/// Returns kDiverged naming the epoch and batch if the loss or the parameters become non-finite.
+[[nodiscard]] Result<LocalTrainStats> train_local(const Model& model, std::span<float> params,
+                                                  std::span<const float> global_params,
+                                                  const data::Dataset& ds,
+                                                  const LocalTrainOptions& opts);
+
+/// Loss and accuracy over a whole data set (batches of `batch_size`).
+[[nodiscard]] EvalStats evaluate(const Model& model, std::span<const float> params,
+                                 const data::Dataset& ds, int batch_size, int threads);
+
+}  // namespace fedsilo::model
