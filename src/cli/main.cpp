@@ -1,2 +1,70 @@
-// The fedsilo command: train, partition, inspect, eval.
-int main() { return 0; }
+// The fedsilo command: flag parsing (CLI11) for train, partition, inspect and eval.
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.h"
+#include "cli/exit_codes.h"
+
+int main(int argc, char** argv) {
+  using namespace fedsilo::cli;
+  CLI::App app{"fedsilo: cross-silo federated learning for HPC clusters"};
+  app.set_version_flag("--version", std::string("fedsilo ") + FEDSILO_VERSION);
+  app.require_subcommand(1);
+
+  TrainArgs train;
+  auto* t = app.add_subcommand("train", "Train a federation (run under mpirun/srun, one rank per silo)");
+  t->add_option("config", train.config, "Run configuration (TOML)")->required()->check(CLI::ExistingFile);
+  t->add_flag("--resume", train.resume,
+              "Continue the run in run.out_dir from its newest checkpoint (starts at round 0 if there is none)");
+  t->add_flag("--overwrite", train.overwrite, "Replace an existing run in run.out_dir");
+  t->add_flag("-q,--quiet", train.quiet, "No progress lines or summary");
+
+  PartitionArgs part;
+  auto* p = app.add_subcommand("partition", "Split a data set into silo directories (NIID-Bench schemes)");
+  auto* ds = p->add_option("--dataset", part.dataset, "Built-in data set: fashion-mnist (IDX gzip files)")
+                 ->check(CLI::IsMember({"fashion-mnist"}));
+  p->add_option("--idx-dir", part.idx_dir, "Directory with the IDX files")->capture_default_str();
+  auto* in = p->add_option("--input", part.input, "Your own data: HDF5 with x (float32 [N,...]) and y (int32 [N])")
+                 ->check(CLI::ExistingFile);
+  p->add_option("--test-input", part.test_input, "Global test split for --input (default: a 1/7 holdout)")
+      ->check(CLI::ExistingFile)->needs(in);
+  ds->excludes(in);
+  p->add_option("--silos", part.silos, "Number of silos")->capture_default_str()->check(CLI::Range(1, 100000));
+  p->add_option("--scheme", part.scheme, "iid | dirichlet:BETA | labels:K | quantity:BETA | noise:SIGMA")
+      ->capture_default_str();
+  p->add_option("--seed", part.seed, "Seed")->capture_default_str();
+  p->add_option("--out", part.out, "Output directory")->required();
+  p->add_option("--max-train", part.max_train, "Use a seeded random subset of this many training samples")
+      ->check(CLI::NonNegativeNumber);
+  p->add_option("--max-test", part.max_test, "Use a seeded random subset of this many test samples")
+      ->check(CLI::NonNegativeNumber);
+  p->add_flag("--overwrite", part.overwrite, "Replace an existing partition in --out");
+  p->add_flag("-q,--quiet", part.quiet, "Do not print the table");
+
+  InspectArgs insp;
+  auto* i = app.add_subcommand("inspect", "Summarise a model, checkpoint or silo data file");
+  i->add_option("file", insp.file, "HDF5 file")->required();
+
+  EvalArgs ev;
+  auto* e = app.add_subcommand("eval", "Accuracy and loss of a model on a data file");
+  e->add_option("model", ev.model, "model.h5 or checkpoint")->required();
+  e->add_option("--data", ev.data, "Data file (train.h5/test.h5 layout)")->required();
+  e->add_option("--batch-size", ev.batch_size, "Evaluation batch size")->capture_default_str()->check(CLI::PositiveNumber);
+  e->add_option("--threads", ev.threads, "Threads (0 = all cores)")->capture_default_str()->check(CLI::NonNegativeNumber);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& err) {
+    return app.exit(err);
+  }
+  if (*t) return run_train(train);
+  if (*p) {
+    if (part.dataset.empty() && part.input.empty()) {
+      std::fprintf(stderr, "fedsilo partition: error: give --dataset fashion-mnist or --input FILE.h5\n");
+      return kExitUsage;
+    }
+    return run_partition(part);
+  }
+  if (*i) return run_inspect(insp);
+  if (*e) return run_eval(ev);
+  return kExitUsage;
+}

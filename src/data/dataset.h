@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -38,5 +39,22 @@ struct Dataset {
 /// Pixels scaled to [0,1]; errors name the file (missing, truncated, bad magic, size mismatch).
 [[nodiscard]] Result<Dataset> read_idx_pair(const std::string& images_gz,
                                             const std::string& labels_gz);
+
+/// Reads a consortium's own data: `x` float32 [N, ...] and `y` int32 [N], other attributes
+/// optional. x of rank 2 [N, F] gives chw {1, 1, F}, rank 3 [N, H, W] gives {1, H, W}, rank 4 is
+/// NCHW. num_classes is the `num_classes` attribute when present, else max(y) + 1; `name` the
+/// `name` attribute, else the file's stem. Validates like read_dataset (N >= 1, labels >= 0 and
+/// below num_classes, finite x) and names the file in every error.
+[[nodiscard]] Result<Dataset> read_xy_file(const std::string& path);
+
+/// Checks an in-memory data set: x.size() == N * C * H * W, chw >= 1, labels in
+/// [0, num_classes), finite x, N >= 1. `what` names it in errors (a path or "training data").
+[[nodiscard]] Status validate_dataset(const Dataset& ds, const std::string& what);
+
+/// The samples `idx` of `src`, in that order (same chw, num_classes, name; silo = -1).
+[[nodiscard]] Dataset select(const Dataset& src, std::span<const int64_t> idx);
+
+/// How many labels of each class 0..num_classes-1 `y` holds (labels outside are ignored).
+[[nodiscard]] std::vector<int64_t> class_counts(std::span<const int32_t> y, int num_classes);
 
 }  // namespace fedsilo::data

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The README's second command: installs what is missing, builds fedsilo with its tests and runs
+# the whole suite with ctest (unit, MPI and end-to-end tests). Idempotent.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+"$ROOT/scripts/install-deps.sh"
+
+BUILD="${FEDSILO_BUILD_DIR:-$ROOT/build/test}"
+JOBS=$(nproc)
+echo "== configuring $BUILD (FEDSILO_CUDA=${FEDSILO_CUDA:-AUTO})"
+cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DFEDSILO_CUDA="${FEDSILO_CUDA:-AUTO}" \
+  -DFEDSILO_BUILD_TESTS=ON -DFEDSILO_BUILD_BENCHMARKS=ON
+echo "== building"
+cmake --build "$BUILD" -j"$JOBS"
+echo "== testing"
+ctest --test-dir "$BUILD" --output-on-failure -j"$JOBS" --timeout 600

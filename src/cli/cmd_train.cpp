@@ -1,0 +1,41 @@
+// `fedsilo train CONFIG.toml`: MPI start-up, config agreement, the federation, one clear error.
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "cli/exit_codes.h"
+#include "config/config.h"
+#include "fl/federation.h"
+#include "mpi/comm.h"
+
+namespace fedsilo::cli {
+
+int run_train(const TrainArgs& args) {
+  auto runtime = mpi::Runtime::init(nullptr, nullptr);
+  if (!runtime.ok()) {
+    std::fprintf(stderr, "fedsilo train: error: %s\n", runtime.status().message().c_str());
+    return kExitError;
+  }
+  auto comm = mpi::Comm::world();
+  if (!comm.ok()) {
+    std::fprintf(stderr, "fedsilo train: error: %s\n", comm.status().message().c_str());
+    return kExitError;
+  }
+  // Every rank reads the config itself; they agree on the outcome so all stop together.
+  auto cfg = config::load_config(args.config);
+  Status st = comm->agree(cfg.status());
+  if (st.ok()) {
+    fl::FederationOptions opts;
+    opts.resume = args.resume;
+    opts.overwrite = args.overwrite;
+    opts.progress = !args.quiet;
+    opts.config_path = args.config;
+    st = fl::run_federation(cfg.value(), opts, comm.value());
+  }
+  if (!st.ok() && comm->rank() == 0) {
+    std::fprintf(stderr, "fedsilo train: error: %s\n", st.message().c_str());
+    std::fflush(stderr);
+  }
+  return exit_code_for(st);
+}
+
+}  // namespace fedsilo::cli

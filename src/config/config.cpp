@@ -1,0 +1,262 @@
+// TOML config parsing (toml++), validation and canonical form. Exceptions from toml++ stop here
+// and become Status.
+#include "config/config.h"
+
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "core/fs.h"
+
+namespace fedsilo::config {
+namespace {
+
+// One allowed key: how to read it from a toml node into the Config, and how to write it back.
+struct KeySpec {
+  const char* table;
+  const char* key;
+  const char* type_name;
+  std::function<Status(const toml::node&, Config&, const std::string& where)> read;
+};
+
+Status type_error(const std::string& where, const char* expected, const toml::node& n) {
+  std::ostringstream os;
+  os << where << ": expected " << expected << ", got " << n.type();
+  return invalid_argument(os.str());
+}
+
+template <typename T>
+Status read_int(const toml::node& n, T& out, const std::string& where) {
+  const auto* v = n.as_integer();
+  if (v == nullptr) return type_error(where, "an integer", n);
+  const int64_t x = v->get();
+  if (x < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
+      (x > 0 && static_cast<uint64_t>(x) > static_cast<uint64_t>(std::numeric_limits<T>::max()))) {
+    return invalid_argument(where + ": " + std::to_string(x) + " is out of range");
+  }
+  out = static_cast<T>(x);
+  return {};
+}
+
+Status read_double(const toml::node& n, double& out, const std::string& where) {
+  if (const auto* f = n.as_floating_point()) {
+    out = f->get();
+    return {};
+  }
+  if (const auto* i = n.as_integer()) {
+    out = static_cast<double>(i->get());
+    return {};
+  }
+  return type_error(where, "a number", n);
+}
+
+Status read_string(const toml::node& n, std::string& out, const std::string& where) {
+  const auto* s = n.as_string();
+  if (s == nullptr) return type_error(where, "a string", n);
+  out = s->get();
+  return {};
+}
+
+Status read_int_list(const toml::node& n, std::vector<int>& out, const std::string& where) {
+  const auto* a = n.as_array();
+  if (a == nullptr) return type_error(where, "an array of integers", n);
+  out.clear();
+  for (size_t i = 0; i < a->size(); ++i) {
+    int v = 0;
+    FEDSILO_CHECK(read_int((*a)[i], v, where + "[" + std::to_string(i) + "]"));
+    out.push_back(v);
+  }
+  return {};
+}
+
+#define FEDSILO_KEY_INT(tbl, k, field) \
+  KeySpec{tbl, #k, "integer", [](const toml::node& n, Config& c, const std::string& w) { return read_int(n, c.field, w); }}
+#define FEDSILO_KEY_DBL(tbl, k, field) \
+  KeySpec{tbl, #k, "number", [](const toml::node& n, Config& c, const std::string& w) { return read_double(n, c.field, w); }}
+#define FEDSILO_KEY_STR(tbl, k, field) \
+  KeySpec{tbl, #k, "string", [](const toml::node& n, Config& c, const std::string& w) { return read_string(n, c.field, w); }}
+
+const std::vector<KeySpec>& key_specs() {
+  static const std::vector<KeySpec> specs = {
+      FEDSILO_KEY_STR("run", name, run.name),
+      FEDSILO_KEY_INT("run", seed, run.seed),
+      FEDSILO_KEY_INT("run", rounds, run.rounds),
+      FEDSILO_KEY_STR("run", out_dir, run.out_dir),
+      FEDSILO_KEY_INT("run", checkpoint_every, run.checkpoint_every),
+      FEDSILO_KEY_INT("run", keep_checkpoints, run.keep_checkpoints),
+      FEDSILO_KEY_STR("data", silos_dir, data.silos_dir),
+      FEDSILO_KEY_STR("data", test_file, data.test_file),
+      FEDSILO_KEY_STR("model", arch, model.arch),
+      KeySpec{"model", "hidden", "array of integers",
+              [](const toml::node& n, Config& c, const std::string& w) {
+                return read_int_list(n, c.model.hidden, w);
+              }},
+      FEDSILO_KEY_INT("local", epochs, local.epochs),
+      FEDSILO_KEY_INT("local", batch_size, local.batch_size),
+      FEDSILO_KEY_DBL("local", lr, local.lr),
+      FEDSILO_KEY_DBL("local", momentum, local.momentum),
+      FEDSILO_KEY_DBL("local", weight_decay, local.weight_decay),
+      FEDSILO_KEY_INT("local", threads, local.threads),
+      FEDSILO_KEY_STR("strategy", name, strategy.name),
+      FEDSILO_KEY_DBL("strategy", mu, strategy.mu),
+      FEDSILO_KEY_DBL("strategy", fraction, strategy.fraction),
+      FEDSILO_KEY_INT("eval", every, eval.every),
+      FEDSILO_KEY_INT("eval", batch_size, eval.batch_size),
+  };
+  return specs;
+}
+
+#undef FEDSILO_KEY_INT
+#undef FEDSILO_KEY_DBL
+#undef FEDSILO_KEY_STR
+
+std::string fnv1a_hex(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+}  // namespace
+
+Result<Config> parse_config(const std::string& text, const std::string& source) {
+  toml::table root;
+  try {
+    root = toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream os;
+    os << source << ":" << e.source().begin.line << ":" << e.source().begin.column
+       << ": TOML syntax error: " << e.description();
+    return invalid_argument(os.str());
+  }
+
+  Config cfg;
+  const auto& specs = key_specs();
+  for (auto&& [table_key, table_node] : root) {
+    const std::string table(table_key.str());
+    bool known_table = false;
+    for (const auto& s : specs) known_table = known_table || table == s.table;
+    if (!known_table) {
+      return invalid_argument(source + ": unknown config table or key '" + table +
+                              "' (known tables: run, data, model, local, strategy, eval)");
+    }
+    const auto* tbl = table_node.as_table();
+    if (tbl == nullptr) {
+      return invalid_argument(source + ": '" + table + "' must be a table ([" + table + "])");
+    }
+    for (auto&& [key, node] : *tbl) {
+      const std::string name(key.str());
+      const KeySpec* spec = nullptr;
+      for (const auto& s : specs) {
+        if (table == s.table && name == s.key) spec = &s;
+      }
+      const std::string where = source + ": " + table + "." + name;
+      if (spec == nullptr) {
+        std::string known;
+        for (const auto& s : specs) {
+          if (table == s.table) known += (known.empty() ? "" : ", ") + std::string(s.key);
+        }
+        return invalid_argument(where + ": unknown config key (known in [" + table + "]: " +
+                                known + ")");
+      }
+      FEDSILO_CHECK(spec->read(node, cfg, where));
+    }
+  }
+  if (cfg.run.out_dir.empty()) cfg.run.out_dir = "runs/" + cfg.run.name;
+  if (cfg.data.test_file.empty() && !cfg.data.silos_dir.empty()) {
+    cfg.data.test_file = cfg.data.silos_dir + "/test.h5";
+  }
+  FEDSILO_CHECK(validate(cfg, source));
+  return cfg;
+}
+
+Result<Config> load_config(const std::string& path) {
+  FEDSILO_ASSIGN_OR_RETURN(std::string text, fs::read_text(path));
+  return parse_config(text, path);
+}
+
+Status validate(const Config& c, const std::string& source) {
+  auto bad = [&](const std::string& key, const std::string& why) {
+    return invalid_argument(source + ": " + key + ": " + why);
+  };
+  if (c.run.name.empty()) return bad("run.name", "must not be empty");
+  if (c.run.rounds < 1) return bad("run.rounds", "must be >= 1, got " + std::to_string(c.run.rounds));
+  if (c.run.checkpoint_every < 1) return bad("run.checkpoint_every", "must be >= 1");
+  if (c.run.keep_checkpoints < 1) return bad("run.keep_checkpoints", "must be >= 1");
+  if (c.data.silos_dir.empty()) return bad("data.silos_dir", "is required (a directory from `fedsilo partition`)");
+  if (c.model.arch != "logreg" && c.model.arch != "mlp" && c.model.arch != "niid-cnn") {
+    return bad("model.arch", "unknown arch '" + c.model.arch + "' (expected logreg, mlp, niid-cnn)");
+  }
+  if (c.model.arch == "mlp" && c.model.hidden.empty()) {
+    return bad("model.hidden", "mlp needs hidden sizes, e.g. hidden = [200, 200]");
+  }
+  for (int h : c.model.hidden) {
+    if (h < 1) return bad("model.hidden", "sizes must be >= 1, got " + std::to_string(h));
+  }
+  if (c.local.epochs < 1) return bad("local.epochs", "must be >= 1");
+  if (c.local.batch_size < 1) return bad("local.batch_size", "must be >= 1");
+  if (!(c.local.lr > 0.0) || !std::isfinite(c.local.lr)) {
+    return bad("local.lr", "must be > 0, got " + std::to_string(c.local.lr));
+  }
+  if (!(c.local.momentum >= 0.0 && c.local.momentum < 1.0)) return bad("local.momentum", "must be in [0, 1)");
+  if (!(c.local.weight_decay >= 0.0) || !std::isfinite(c.local.weight_decay)) {
+    return bad("local.weight_decay", "must be >= 0");
+  }
+  if (c.local.threads < 0) return bad("local.threads", "must be >= 0 (0 = automatic)");
+  if (c.strategy.name != "fedavg" && c.strategy.name != "fedprox") {
+    return bad("strategy.name", "unknown strategy '" + c.strategy.name + "' (expected fedavg, fedprox)");
+  }
+  if (!(c.strategy.mu >= 0.0) || !std::isfinite(c.strategy.mu)) return bad("strategy.mu", "must be >= 0");
+  if (c.strategy.name == "fedavg" && c.strategy.mu != 0.0) {
+    return bad("strategy.mu", "is only used by strategy.name = \"fedprox\" (strategy.name is \"fedavg\")");
+  }
+  if (!(c.strategy.fraction > 0.0 && c.strategy.fraction <= 1.0)) {
+    return bad("strategy.fraction", "must be in (0, 1], got " + std::to_string(c.strategy.fraction));
+  }
+  if (c.eval.every < 1) return bad("eval.every", "must be >= 1");
+  if (c.eval.batch_size < 1) return bad("eval.batch_size", "must be >= 1");
+  return {};
+}
+
+std::string to_toml(const Config& c) {
+  toml::array hidden;
+  for (int h : c.model.hidden) hidden.push_back(h);
+  toml::table root{
+      {"run", toml::table{{"name", c.run.name},
+                          {"seed", static_cast<int64_t>(c.run.seed)},
+                          {"rounds", c.run.rounds},
+                          {"out_dir", c.run.out_dir},
+                          {"checkpoint_every", c.run.checkpoint_every},
+                          {"keep_checkpoints", c.run.keep_checkpoints}}},
+      {"data", toml::table{{"silos_dir", c.data.silos_dir}, {"test_file", c.data.test_file}}},
+      {"model", toml::table{{"arch", c.model.arch}, {"hidden", hidden}}},
+      {"local", toml::table{{"epochs", c.local.epochs},
+                            {"batch_size", c.local.batch_size},
+                            {"lr", c.local.lr},
+                            {"momentum", c.local.momentum},
+                            {"weight_decay", c.local.weight_decay},
+                            {"threads", c.local.threads}}},
+      {"strategy", toml::table{{"name", c.strategy.name},
+                               {"mu", c.strategy.mu},
+                               {"fraction", c.strategy.fraction}}},
+      {"eval", toml::table{{"every", c.eval.every}, {"batch_size", c.eval.batch_size}}},
+  };
+  std::ostringstream os;
+  os << root << "\n";
+  return os.str();
+}
+
+std::string resume_hash(const Config& cfg) {
+  Config c = cfg;
+  c.run.rounds = 0;
+  return fnv1a_hex(to_toml(c));
+}
+
+}  // namespace fedsilo::config

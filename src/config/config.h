@@ -1,0 +1,70 @@
+// The run configuration (TOML): parsing with clear errors, validation, a canonical text form
+// written to the run directory, and the hash that ties checkpoints to a config.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace fedsilo::config {
+
+struct RunSection {
+  std::string name = "fedsilo";
+  uint64_t seed = 1;
+  int rounds = 10;
+  std::string out_dir;          // default: runs/<name>
+  int checkpoint_every = 1;     // rounds between checkpoints (the last round always checkpoints)
+  int keep_checkpoints = 2;     // complete checkpoints kept on disk
+};
+struct DataSection {
+  std::string silos_dir;        // output of `fedsilo partition`
+  std::string test_file;        // global test split; default <silos_dir>/test.h5
+};
+struct ModelSection {
+  std::string arch = "niid-cnn";
+  std::vector<int> hidden;      // mlp hidden sizes
+};
+struct LocalSection {
+  int epochs = 1;
+  int batch_size = 64;
+  double lr = 0.01;
+  double momentum = 0.9;
+  double weight_decay = 0.0;
+  int threads = 0;              // 0 = cores / ranks per node, at least 1
+};
+struct StrategySection {
+  std::string name = "fedavg";  // fedavg | fedprox
+  double mu = 0.0;              // FedProx proximal weight
+  double fraction = 1.0;        // silos sampled per round, in (0, 1]
+};
+struct EvalSection {
+  int every = 1;                // evaluate every N rounds (and always the last)
+  int batch_size = 500;
+};
+
+struct Config {
+  RunSection run;
+  DataSection data;
+  ModelSection model;
+  LocalSection local;
+  StrategySection strategy;
+  EvalSection eval;
+};
+
+/// Parses TOML text; `source` names the file in messages. Unknown tables or keys, wrong types
+/// and invalid values are kInvalidArgument naming `table.key` and the file.
+[[nodiscard]] Result<Config> parse_config(const std::string& text, const std::string& source);
+/// Reads and parses a config file.
+[[nodiscard]] Result<Config> load_config(const std::string& path);
+/// Checks value ranges and cross-key rules (called by parse_config).
+[[nodiscard]] Status validate(const Config& cfg, const std::string& source);
+/// A complete, canonical TOML text of `cfg` (every key, fixed order): written to the run
+/// directory and re-parseable.
+[[nodiscard]] std::string to_toml(const Config& cfg);
+/// FNV-1a hash of the canonical text with `run.rounds` left out: a resumed run may only change
+/// the number of rounds. Hex string.
+[[nodiscard]] std::string resume_hash(const Config& cfg);
+
+}  // namespace fedsilo::config

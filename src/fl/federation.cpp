@@ -1,0 +1,554 @@
+// The federation round loop (allreduce trust mode), run directory handling, metrics, resume.
+#include "fl/federation.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/model_file.h"
+#include "core/fs.h"
+#include "core/h5.h"
+#include "data/dataset.h"
+#include "fl/strategy.h"
+#include "model/model.h"
+#include "model/trainer.h"
+#include "mpi/dense_allreduce.h"
+
+namespace fedsilo::fl {
+namespace stdfs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+namespace {
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::string format_duration(double s) {
+  const auto total = static_cast<long long>(std::llround(std::max(0.0, s)));
+  char buf[32];
+  if (total >= 3600) {
+    std::snprintf(buf, sizeof buf, "%lldh%02lldm", total / 3600, (total / 60) % 60);
+  } else {
+    std::snprintf(buf, sizeof buf, "%lldm%02llds", total / 60, total % 60);
+  }
+  return buf;
+}
+
+std::string format_bytes(double b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (b >= 1024.0 && u < 4) {
+    b /= 1024.0;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f %s", b, units[u]);
+  return buf;
+}
+
+// Files and folders a run directory holds; --overwrite removes exactly these.
+const char* const kRunEntries[] = {"config.toml", "metrics.jsonl", "model.h5", "checkpoints",
+                                   "private"};
+
+bool holds_run(const std::string& dir) {
+  for (const char* e : kRunEntries) {
+    if (stdfs::exists(dir + "/" + e)) return true;
+  }
+  return false;
+}
+
+// Copies samples [begin, end) of `ds` (a rank's slice of the global test split).
+data::Dataset slice(const data::Dataset& ds, int64_t begin, int64_t end) {
+  data::Dataset out;
+  out.chw = ds.chw;
+  out.num_classes = ds.num_classes;
+  out.name = ds.name;
+  out.silo = ds.silo;
+  const int64_t s = ds.sample_size();
+  out.x.assign(ds.x.begin() + begin * s, ds.x.begin() + end * s);
+  out.y.assign(ds.y.begin() + begin, ds.y.begin() + end);
+  return out;
+}
+
+int default_threads(const mpi::Comm& comm) {
+  const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+  return std::max(1, static_cast<int>(hw) / std::max(1, comm.local_size()));
+}
+
+// Everything one rank holds for the run.
+struct SiloState {
+  int silo = 0;
+  std::string name;                 // "silo-03"
+  data::Dataset train;
+  data::Dataset test;               // the silo's own test split
+  data::Dataset global_test_slice;  // this rank's share of the global test split
+  int64_t global_test_size = 0;
+  std::string private_dir;
+};
+
+struct RoundMetrics {
+  json line;
+  double accuracy = 0.0;
+  double loss = 0.0;
+  std::vector<double> silo_accuracy;
+};
+
+// Reads what this rank needs; errors name the silo and the file.
+Status load_silo(const config::Config& cfg, int rank, int size, SiloState& st) {
+  st.silo = rank;
+  st.name = silo_dir_name(rank, size);
+  const std::string dir = cfg.data.silos_dir + "/" + st.name;
+  auto train = data::read_dataset(dir + "/train.h5");
+  if (!train.ok()) return {train.status().code(), st.name + ": " + train.status().message()};
+  st.train = std::move(train).value();
+  auto test = data::read_dataset(dir + "/test.h5");
+  if (!test.ok()) return {test.status().code(), st.name + ": " + test.status().message()};
+  st.test = std::move(test).value();
+  FEDSILO_ASSIGN_OR_RETURN(data::Dataset global_test, data::read_dataset(cfg.data.test_file));
+  if (global_test.chw != st.train.chw || global_test.num_classes != st.train.num_classes ||
+      st.test.chw != st.train.chw || st.test.num_classes != st.train.num_classes) {
+    return invalid_argument(st.name + ": sample shape or class count of " + dir +
+                            "/train.h5 differs from its test.h5 or from " + cfg.data.test_file);
+  }
+  st.global_test_size = global_test.size();
+  const int64_t n = global_test.size();
+  st.global_test_slice = slice(global_test, n * rank / size, n * (rank + 1) / size);
+  return {};
+}
+
+Status check_finite(std::span<const float> v, const std::string& what) {
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (!std::isfinite(v[i])) {
+      return {StatusCode::kDiverged, what + " is not finite (element " + std::to_string(i) + ")"};
+    }
+  }
+  return {};
+}
+
+// Rewrites metrics.jsonl keeping only rounds <= `last_round` (resume drops rounds past the
+// checkpoint, so the file equals an uninterrupted run's).
+Status truncate_metrics(const std::string& path, int64_t last_round, std::vector<json>& kept) {
+  kept.clear();
+  std::ifstream in(path);
+  if (!in) return {};
+  std::string line, text;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    json j;
+    try {
+      j = json::parse(line);
+    } catch (const std::exception&) {
+      break;  // a torn last line from a crash
+    }
+    if (j.value("round", int64_t{0}) > last_round) break;
+    kept.push_back(j);
+    text += line + "\n";
+  }
+  return fs::write_text_atomically(path, text);
+}
+
+}  // namespace
+
+std::string silo_dir_name(int index, int count) {
+  int digits = 1;
+  for (int v = std::max(0, count - 1); v >= 10; v /= 10) ++digits;
+  digits = std::max(2, digits);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "silo-%0*d", digits, index);
+  return buf;
+}
+
+Result<int> count_silos(const std::string& silos_dir) {
+  std::error_code ec;
+  if (!stdfs::is_directory(silos_dir, ec)) {
+    return not_found("data.silos_dir: " + silos_dir + " is not a directory");
+  }
+  const std::regex re("silo-[0-9]+");
+  int n = 0;
+  for (const auto& e : stdfs::directory_iterator(silos_dir, ec)) {
+    if (e.is_directory() && std::regex_match(e.path().filename().string(), re)) ++n;
+  }
+  if (n == 0) return not_found("data.silos_dir: " + silos_dir + " holds no silo-XX directories");
+  return n;
+}
+
+Status run_federation(const config::Config& cfg, const FederationOptions& opts, mpi::Comm& comm) {
+  const auto t_start = Clock::now();
+  const int rank = comm.rank(), size = comm.size();
+  const bool leader = rank == 0;
+  const std::string run_dir = cfg.run.out_dir;
+  const std::string hash = config::resume_hash(cfg);
+
+  // ---- silos and ranks
+  {
+    auto n = count_silos(cfg.data.silos_dir);
+    Status st = n.status();
+    if (n.ok() && n.value() != size) {
+      st = invalid_argument("rank count " + std::to_string(size) + " differs from the silo count " +
+                            std::to_string(n.value()) + " in " + cfg.data.silos_dir +
+                            " (run one rank per silo: mpirun -np " + std::to_string(n.value()) + ")");
+    }
+    FEDSILO_CHECK(comm.agree(st));
+  }
+  SiloState silo;
+  FEDSILO_CHECK(comm.agree(load_silo(cfg, rank, size, silo)));
+
+  // ---- model
+  model::ModelSpec spec{cfg.model.arch, cfg.model.hidden, silo.train.chw, silo.train.num_classes};
+  auto built = model::Model::build(spec);
+  FEDSILO_CHECK(comm.agree(built.status()));
+  const model::Model& net = built.value();
+  const int threads = cfg.local.threads > 0 ? cfg.local.threads : default_threads(comm);
+
+  // ---- run directory: fresh, overwrite or resume (rank 0 decides, everyone agrees)
+  int64_t start_round = 0;
+  std::vector<float> global(static_cast<size_t>(net.num_params()));
+  std::vector<json> history;
+  {
+    Status st;
+    std::string resume_from;  // global checkpoint path, empty = fresh start
+    if (leader) {
+      st = [&]() -> Status {
+        if (stdfs::exists(run_dir) && holds_run(run_dir)) {
+          if (opts.overwrite) {
+            for (const char* e : kRunEntries) {
+              std::error_code ec;
+              stdfs::remove_all(run_dir + "/" + e, ec);
+              if (ec) return io_error("--overwrite: cannot remove " + run_dir + "/" + e + ": " + ec.message());
+            }
+          } else if (!opts.resume) {
+            return {StatusCode::kAlreadyExists,
+                    "run.out_dir " + run_dir + " already holds a run; pass --resume to continue "
+                    "it or --overwrite to replace it"};
+          }
+        }
+        FEDSILO_CHECK(fs::make_dirs(run_dir));
+        FEDSILO_CHECK(fs::make_dirs(checkpoint::checkpoints_dir(run_dir)));
+        if (opts.resume) {
+          FEDSILO_ASSIGN_OR_RETURN(auto latest, checkpoint::find_latest(run_dir));
+          if (latest) {
+            if (latest->config_hash != hash) {
+              return invalid_argument(
+                  "--resume: the checkpoint of round " + std::to_string(latest->round) + " in " +
+                  run_dir + " was made with a different config (only run.rounds may change; " +
+                  "see " + run_dir + "/config.toml)");
+            }
+            if (latest->round > cfg.run.rounds) {
+              return invalid_argument("run.rounds = " + std::to_string(cfg.run.rounds) +
+                                      " is below the checkpoint's round " +
+                                      std::to_string(latest->round) + " in " + run_dir);
+            }
+            resume_from = checkpoint::global_path(run_dir, latest->round);
+          }
+        }
+        FEDSILO_CHECK(fs::write_text_atomically(run_dir + "/config.toml", config::to_toml(cfg)));
+        return {};
+      }();
+    }
+    FEDSILO_CHECK(comm.agree(st));
+    FEDSILO_CHECK(comm.broadcast(resume_from, 0));
+
+    st = Status();
+    if (!resume_from.empty()) {
+      auto loaded = checkpoint::read_model_file(resume_from);
+      st = loaded.status();
+      if (st.ok() && loaded->params.size() != global.size()) {
+        st = corrupt_data(resume_from + ": parameter count differs from the configured model");
+      }
+      if (st.ok()) {
+        global = loaded->params;
+        start_round = loaded->meta.round;
+      }
+    } else {
+      net.init_params(global, cfg.run.seed);
+    }
+    FEDSILO_CHECK(comm.agree(st));
+    auto priv = checkpoint::silo_private_dir(run_dir, silo.name);
+    st = priv.status();
+    if (priv.ok()) {
+      silo.private_dir = priv.value();
+      if (start_round > 0) {
+        // The silo's private state must exist for the round we resume from.
+        auto f = h5::File::open_read(silo.private_dir + "/" + checkpoint::silo_state_file(start_round));
+        st = f.status();
+        if (st.ok()) {
+          auto r = f->read_attr_i64("", "round");
+          st = r.ok() && r.value() == start_round
+                   ? Status()
+                   : corrupt_data(silo.name + ": private state for round " +
+                                  std::to_string(start_round) + " is unreadable");
+        }
+      }
+    }
+    FEDSILO_CHECK(comm.agree(st));
+    if (leader) {
+      st = truncate_metrics(run_dir + "/metrics.jsonl", start_round, history);
+    }
+    FEDSILO_CHECK(comm.agree(st));
+  }
+
+  auto strategy_r = make_strategy(cfg);
+  FEDSILO_CHECK(comm.agree(strategy_r.status()));
+  Strategy& strategy = *strategy_r.value();
+  mpi::DenseAllreduce reducer(comm);
+
+  if (leader && opts.progress) {
+    std::printf("fedsilo: %s, %d silos, %s (%lld parameters), %s, %d threads/rank, rounds %lld..%d%s\n",
+                cfg.run.name.c_str(), size, cfg.model.arch.c_str(),
+                static_cast<long long>(net.num_params()), strategy.name().c_str(), threads,
+                static_cast<long long>(start_round + 1), cfg.run.rounds,
+                start_round > 0 ? " (resumed)" : "");
+    std::fflush(stdout);
+  }
+
+  // ---- rounds
+  std::vector<float> local(global.size()), update(global.size());
+  int64_t total_bytes_sent = 0, total_bytes_received = 0;
+  for (const auto& h : history) {
+    total_bytes_sent += h.value("bytes_sent", int64_t{0});
+    total_bytes_received += h.value("bytes_received", int64_t{0});
+  }
+  const auto loop_start = Clock::now();
+  for (int64_t round = start_round + 1; round <= cfg.run.rounds; ++round) {
+    const auto t_round = Clock::now();
+    const RoundPlan plan = strategy.configure_round(static_cast<int>(round), size);
+    const bool sampled = plan.includes(rank);
+
+    // Local training.
+    const auto t_train = Clock::now();
+    double train_loss = 0.0;
+    double weight = 0.0;
+    Status st;
+    if (sampled) {
+      std::copy(global.begin(), global.end(), local.begin());
+      model::LocalTrainOptions lo;
+      lo.epochs = cfg.local.epochs;
+      lo.batch_size = cfg.local.batch_size;
+      lo.lr = static_cast<float>(cfg.local.lr);
+      lo.momentum = static_cast<float>(cfg.local.momentum);
+      lo.weight_decay = static_cast<float>(cfg.local.weight_decay);
+      lo.threads = threads;
+      lo.seed = cfg.run.seed;
+      lo.round = static_cast<uint32_t>(round);
+      lo.silo = static_cast<uint32_t>(rank);
+      strategy.configure_local(lo);
+      auto stats = model::train_local(net, local, global, silo.train, lo);
+      if (!stats.ok()) {
+        st = {stats.status().code(), "round " + std::to_string(round) + ", " + silo.name + ": " +
+                                         stats.status().message()};
+      } else {
+        train_loss = stats->mean_loss;
+        weight = static_cast<double>(silo.train.size());
+        // Weighted update n_s * (w_local - w_global), summed across ranks below.
+        const auto w = static_cast<float>(weight);
+        for (size_t i = 0; i < update.size(); ++i) update[i] = w * (local[i] - global[i]);
+        st = check_finite(update, "round " + std::to_string(round) + ", " + silo.name + ": update");
+        if (st.ok() && !std::isfinite(train_loss)) {
+          st = {StatusCode::kDiverged, "round " + std::to_string(round) + ", " + silo.name +
+                                           ": training loss is not finite"};
+        }
+      }
+    } else {
+      std::fill(update.begin(), update.end(), 0.0f);
+    }
+    const double train_seconds = seconds_since(t_train);
+    FEDSILO_CHECK(comm.agree(st));
+
+    // Aggregation: one sum of the weighted updates, one of the weights.
+    const auto t_agg = Clock::now();
+    ReduceStats rs;
+    FEDSILO_CHECK(comm.agree(reducer.sum(update, rs)));
+    double weight_sum = weight;
+    FEDSILO_CHECK(comm.allreduce_sum(std::span<double>(&weight_sum, 1)));
+    FEDSILO_CHECK(comm.agree(strategy.aggregate(static_cast<int>(round), global, update, weight_sum)));
+    FEDSILO_CHECK(comm.agree(check_finite(global, "round " + std::to_string(round) + ": global model")));
+    const double agg_seconds = seconds_since(t_agg);
+    total_bytes_sent += rs.bytes_sent;
+    total_bytes_received += rs.bytes_received;
+
+    // Evaluation: the global test split is shared out across ranks; each silo also evaluates
+    // the global model on its own test split.
+    const auto t_eval = Clock::now();
+    const bool do_eval = round % cfg.eval.every == 0 || round == cfg.run.rounds;
+    double global_acc = std::nan(""), global_loss = std::nan("");
+    std::vector<double> per_silo;
+    if (do_eval) {
+      auto g = model::evaluate(net, global, silo.global_test_slice, cfg.eval.batch_size, threads);
+      auto s = model::evaluate(net, global, silo.test, cfg.eval.batch_size, threads);
+      double sums[2] = {g.mean_loss * static_cast<double>(g.samples), static_cast<double>(g.correct)};
+      FEDSILO_CHECK(comm.allreduce_sum(std::span<double>(sums, 2)));
+      global_loss = sums[0] / static_cast<double>(silo.global_test_size);
+      global_acc = sums[1] / static_cast<double>(silo.global_test_size);
+      const double mine[5] = {sampled ? 1.0 : 0.0, static_cast<double>(silo.train.size()),
+                              train_loss, s.accuracy, s.mean_loss};
+      FEDSILO_CHECK(comm.allgather(std::span<const double>(mine, 5), per_silo));
+    } else {
+      const double mine[5] = {sampled ? 1.0 : 0.0, static_cast<double>(silo.train.size()),
+                              train_loss, std::nan(""), std::nan("")};
+      FEDSILO_CHECK(comm.allgather(std::span<const double>(mine, 5), per_silo));
+    }
+    const double eval_seconds = seconds_since(t_eval);
+
+    // Checkpoint: each silo's private state, then the global state, then the marker.
+    const auto t_ckpt = Clock::now();
+    const bool do_ckpt = round % cfg.run.checkpoint_every == 0 || round == cfg.run.rounds;
+    if (do_ckpt) {
+      const std::string priv_file = silo.private_dir + "/" + checkpoint::silo_state_file(round);
+      st = h5::write_atomically(priv_file, [&](h5::File& f) -> Status {
+        FEDSILO_CHECK(f.write_attr_i64("", "round", round));
+        FEDSILO_CHECK(f.write_attr_i64("", "silo", rank));
+        return f.write_attr_str("", "config_hash", hash);
+      });
+      FEDSILO_CHECK(comm.agree(st));
+      if (leader) {
+        checkpoint::ModelFileMeta meta{"checkpoint", round, hash, reducer.name()};
+        st = checkpoint::write_model_file(checkpoint::global_path(run_dir, round), net, global, meta);
+        if (st.ok()) {
+          checkpoint::Marker m{round, hash, reducer.name(),
+                               {"checkpoints/" + stdfs::path(checkpoint::global_path(run_dir, round))
+                                                     .filename().string()}};
+          st = checkpoint::write_marker(run_dir, m);
+        }
+        if (st.ok()) st = checkpoint::prune(run_dir, cfg.run.keep_checkpoints);
+      }
+      FEDSILO_CHECK(comm.agree(st));
+      // Each silo prunes its own private directory to the same rounds.
+      std::vector<std::string> mine;
+      std::error_code ec;
+      for (const auto& e : stdfs::directory_iterator(silo.private_dir, ec)) {
+        const std::string n = e.path().filename().string();
+        if (n.rfind("ckpt-", 0) == 0 && n.size() == 14 && n.ends_with(".h5")) mine.push_back(n);
+      }
+      std::sort(mine.begin(), mine.end());
+      for (size_t i = 0; i + static_cast<size_t>(cfg.run.keep_checkpoints) < mine.size(); ++i) {
+        stdfs::remove(silo.private_dir + "/" + mine[i], ec);
+      }
+    }
+    const double ckpt_seconds = seconds_since(t_ckpt);
+
+    // Phase timings: the slowest rank's.
+    double times[5] = {train_seconds, agg_seconds, eval_seconds, ckpt_seconds, seconds_since(t_round)};
+    FEDSILO_CHECK(comm.allreduce_max(std::span<double>(times, 5)));
+
+    if (leader) {
+      json silos = json::array();
+      std::vector<int> sampled_ids;
+      double acc_min = 1.0, acc_max = 0.0, acc_sum = 0.0;
+      for (int s = 0; s < size; ++s) {
+        const double* v = &per_silo[static_cast<size_t>(s) * 5];
+        json js = {{"silo", s}, {"sampled", v[0] != 0.0}, {"samples", static_cast<int64_t>(v[1])}};
+        if (v[0] != 0.0) {
+          js["train_loss"] = v[2];
+          sampled_ids.push_back(s);
+        }
+        if (do_eval) {
+          js["test_accuracy"] = v[3];
+          js["test_loss"] = v[4];
+          acc_min = std::min(acc_min, v[3]);
+          acc_max = std::max(acc_max, v[3]);
+          acc_sum += v[3];
+        }
+        silos.push_back(js);
+      }
+      json line = {{"round", round},
+                   {"sampled", sampled_ids},
+                   {"silos", silos},
+                   {"bytes_sent", rs.bytes_sent},
+                   {"bytes_received", rs.bytes_received},
+                   {"reducer", reducer.name()},
+                   {"seconds", {{"train", times[0]}, {"aggregate", times[1]}, {"eval", times[2]},
+                                {"checkpoint", times[3]}, {"round", times[4]}}}};
+      if (do_eval) {
+        line["accuracy"] = global_acc;
+        line["loss"] = global_loss;
+      }
+      // One line per round, flushed, so a crash loses at most the round in flight.
+      std::ofstream out(run_dir + "/metrics.jsonl", std::ios::app);
+      out << line.dump() << "\n";
+      out.flush();
+      if (!out) st = io_error("cannot append to " + run_dir + "/metrics.jsonl");
+      history.push_back(line);
+
+      if (opts.progress) {
+        const double elapsed = seconds_since(loop_start);
+        const double per_round = elapsed / static_cast<double>(round - start_round);
+        const double eta = per_round * static_cast<double>(cfg.run.rounds - round);
+        if (do_eval) {
+          std::printf("round %3lld/%d  acc %6.2f%%  loss %.4f  silo acc %5.1f/%5.1f/%5.1f%%  %5.2fs  ETA %s\n",
+                      static_cast<long long>(round), cfg.run.rounds, 100.0 * global_acc,
+                      global_loss, 100.0 * acc_min, 100.0 * acc_sum / size, 100.0 * acc_max,
+                      times[4], format_duration(eta).c_str());
+        } else {
+          std::printf("round %3lld/%d  (no eval)  %5.2fs  ETA %s\n", static_cast<long long>(round),
+                      cfg.run.rounds, times[4], format_duration(eta).c_str());
+        }
+        std::fflush(stdout);
+      }
+    }
+    FEDSILO_CHECK(comm.agree(st));
+  }
+
+  // ---- final model
+  Status st;
+  if (leader) {
+    checkpoint::ModelFileMeta meta{"model", cfg.run.rounds, hash, reducer.name()};
+    st = checkpoint::write_model_file(run_dir + "/model.h5", net, global, meta);
+  }
+  FEDSILO_CHECK(comm.agree(st));
+
+  if (leader && opts.progress) {
+    double final_acc = std::nan(""), best_acc = -1.0;
+    int64_t best_round = 0;
+    json last_eval;
+    for (const auto& h : history) {
+      if (!h.contains("accuracy")) continue;
+      const double a = h["accuracy"].get<double>();
+      final_acc = a;
+      last_eval = h;
+      if (a > best_acc) {
+        best_acc = a;
+        best_round = h["round"].get<int64_t>();
+      }
+    }
+    double mn = 1.0, mx = 0.0, sum = 0.0;
+    int cnt = 0;
+    if (!last_eval.is_null()) {
+      for (const auto& s : last_eval["silos"]) {
+        const double a = s["test_accuracy"].get<double>();
+        mn = std::min(mn, a);
+        mx = std::max(mx, a);
+        sum += a;
+        ++cnt;
+      }
+    }
+    std::printf("\n== fedsilo summary: %s ==\n", cfg.run.name.c_str());
+    std::printf("  final accuracy     %.2f%% (round %d)\n", 100.0 * final_acc, cfg.run.rounds);
+    std::printf("  best accuracy      %.2f%% (round %lld)\n", 100.0 * best_acc,
+                static_cast<long long>(best_round));
+    if (cnt > 0) {
+      std::printf("  per-silo accuracy  min %.2f%%  mean %.2f%%  max %.2f%%\n", 100.0 * mn,
+                  100.0 * sum / cnt, 100.0 * mx);
+    }
+    std::printf("  wall time          %s (this invocation)\n", format_duration(seconds_since(t_start)).c_str());
+    std::printf("  bytes communicated %s sent, %s received per rank (model updates, %s)\n",
+                format_bytes(static_cast<double>(total_bytes_sent)).c_str(),
+                format_bytes(static_cast<double>(total_bytes_received)).c_str(),
+                reducer.name().c_str());
+    std::printf("  outputs            %s/{model.h5, metrics.jsonl, config.toml, checkpoints/}\n",
+                run_dir.c_str());
+    std::fflush(stdout);
+  }
+  return {};
+}
+
+}  // namespace fedsilo::fl

@@ -1,0 +1,29 @@
+// The round driver of allreduce trust mode: every rank is one silo; it trains locally, the
+// updates are summed by a Reducer, and the same deterministic server step runs on every rank.
+#pragma once
+
+#include <string>
+
+#include "config/config.h"
+#include "core/status.h"
+#include "mpi/comm.h"
+
+namespace fedsilo::fl {
+
+struct FederationOptions {
+  bool resume = false;       // continue from the newest complete checkpoint (or start at 0)
+  bool overwrite = false;    // replace an existing run in run.out_dir
+  bool progress = true;      // rank 0 prints a line per round and a summary
+  std::string config_path;   // for messages
+};
+
+/// Runs the whole federation. Collective: every rank returns the same Status.
+[[nodiscard]] Status run_federation(const config::Config& cfg, const FederationOptions& opts,
+                                    mpi::Comm& comm);
+
+/// Silo directory name for silo `index` of `count`: "silo-07" (at least two digits).
+std::string silo_dir_name(int index, int count);
+/// Number of silo-* directories in `silos_dir` (kNotFound if it does not exist).
+[[nodiscard]] Result<int> count_silos(const std::string& silos_dir);
+
+}  // namespace fedsilo::fl
