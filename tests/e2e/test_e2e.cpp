@@ -1,0 +1,390 @@
+// End-to-end tests of the fedsilo command: a real Fashion-MNIST subset partitioned into silos,
+// federations under mpirun, resume and determinism, and every bad input of the foundation issue
+// (non-zero exit on every rank, one clear message, no model written).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+
+#include "checkpoint/model_file.h"
+#include "core/h5.h"
+#include "data/dataset.h"
+#include "model/model.h"
+#include "model/trainer.h"
+
+namespace {
+namespace stdfs = std::filesystem;
+using nlohmann::json;
+
+const std::string kTmp = FEDSILO_TEST_TMPDIR;
+const std::string kBin = FEDSILO_BIN;
+const std::string kMpi = FEDSILO_MPIEXEC_CMD;
+
+struct RunResult {
+  int code = -1;
+  std::string output;
+  double seconds = 0.0;
+  std::vector<int> rank_codes;  // each rank's own exit code (train runs only)
+};
+
+RunResult run(const std::string& cmd) {
+  RunResult r;
+  const auto t0 = std::chrono::steady_clock::now();
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) return r;
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
+  const int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+// mpirun -np N fedsilo train CONFIG FLAGS; each rank writes its exit code to rcdir/rc.RANK.
+RunResult train(int np, const std::string& config, const std::string& flags = "") {
+  const std::string rcdir = kTmp + "/rc";
+  stdfs::remove_all(rcdir);
+  stdfs::create_directories(rcdir);
+  const std::string inner = kBin + " train " + config + " -q " + flags + "; echo $? > " + rcdir +
+                            "/rc.$OMPI_COMM_WORLD_RANK";
+  RunResult r = run("timeout 300 " + kMpi + " -np " + std::to_string(np) + " sh -c '" + inner + "'");
+  for (int i = 0; i < np; ++i) {
+    std::ifstream in(rcdir + "/rc." + std::to_string(i));
+    int c = -1;
+    in >> c;
+    r.rank_codes.push_back(c);
+  }
+  return r;
+}
+
+std::string write_file(const std::string& path, const std::string& text) {
+  stdfs::create_directories(stdfs::path(path).parent_path());
+  std::ofstream(path) << text;
+  return path;
+}
+
+std::string config_text(const std::string& name, const std::string& silos, int rounds,
+                        const std::string& extra_local = "", const std::string& arch = "mlp") {
+  std::ostringstream os;
+  os << "[run]\nname = \"" << name << "\"\nseed = 1\nrounds = " << rounds << "\nout_dir = \""
+     << kTmp << "/runs/" << name << "\"\ncheckpoint_every = 1\n"
+     << "[data]\nsilos_dir = \"" << silos << "\"\n"
+     << "[model]\narch = \"" << arch << "\"\n" << (arch == "mlp" ? "hidden = [64]\n" : "")
+     << "[local]\nepochs = 1\nbatch_size = 32\nlr = 0.05\nmomentum = 0.9\nweight_decay = 1e-5\nthreads = 1\n"
+     << extra_local << "[strategy]\nname = \"fedavg\"\nfraction = 1.0\n";
+  return os.str();
+}
+
+class E2E : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    stdfs::create_directories(kTmp);
+    for (int silos : {2, 4}) {
+      const std::string dir = silos_dir(silos);
+      if (stdfs::exists(dir + "/partition.json")) continue;
+      auto r = run(kBin + " partition --dataset fashion-mnist --silos " + std::to_string(silos) +
+                   " --scheme dirichlet:0.5 --seed 1 --max-train 4000 --max-test 1000 -q --out " + dir);
+      ASSERT_EQ(r.code, 0) << r.output;
+    }
+  }
+  static std::string silos_dir(int silos) { return kTmp + "/fmnist-" + std::to_string(silos); }
+  static std::string run_dir(const std::string& name) { return kTmp + "/runs/" + name; }
+
+  // A fresh copy of the 4-silo partition to damage.
+  static std::string copy_silos(const std::string& name) {
+    const std::string dst = kTmp + "/bad-" + name;
+    stdfs::remove_all(dst);
+    stdfs::copy(silos_dir(4), dst, stdfs::copy_options::recursive);
+    return dst;
+  }
+
+  // Every rank failed, one message naming `needle`, within seconds, and no model.h5.
+  static void expect_clean_failure(const RunResult& r, const std::string& needle,
+                                   const std::string& run) {
+    EXPECT_NE(r.code, 0) << r.output;
+    for (size_t i = 0; i < r.rank_codes.size(); ++i) {
+      EXPECT_NE(r.rank_codes[i], 0) << "rank " << i << " exited 0\n" << r.output;
+      EXPECT_NE(r.rank_codes[i], -1) << "rank " << i << " left no exit code\n" << r.output;
+    }
+    EXPECT_NE(r.output.find(needle), std::string::npos) << "expected '" << needle << "' in:\n" << r.output;
+    const std::regex err("fedsilo train: error:");
+    const auto count = std::distance(std::sregex_iterator(r.output.begin(), r.output.end(), err),
+                                     std::sregex_iterator());
+    EXPECT_EQ(count, 1) << r.output;
+    EXPECT_LT(r.seconds, 60.0);
+    EXPECT_FALSE(stdfs::exists(run_dir(run) + "/model.h5"));
+  }
+};
+
+std::vector<float> params_of(const std::string& path) {
+  auto m = fedsilo::checkpoint::read_model_file(path);
+  EXPECT_TRUE(m.ok()) << m.status().message();
+  return m.ok() ? m->params : std::vector<float>{};
+}
+
+std::vector<json> metrics_without_timings(const std::string& path) {
+  std::vector<json> out;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = json::parse(line);
+    j.erase("seconds");
+    out.push_back(j);
+  }
+  return out;
+}
+
+TEST_F(E2E, FourSilosTwoRoundsReachSixtyPercent) {
+  const auto cfg = write_file(kTmp + "/cfg/acc.toml", config_text("acc", silos_dir(4), 2));
+  auto r = train(4, cfg, "--overwrite");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const auto m = metrics_without_timings(run_dir("acc") + "/metrics.jsonl");
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_GE(m.back()["accuracy"].get<double>(), 0.60);
+  EXPECT_EQ(m.back()["silos"].size(), 4u);
+  EXPECT_GT(m.back()["bytes_sent"].get<int64_t>(), 0);
+  for (const auto& s : m.back()["silos"]) {
+    EXPECT_TRUE(s.contains("train_loss"));
+    EXPECT_TRUE(s.contains("test_accuracy"));
+  }
+  // eval on the global test split agrees with the last round's accuracy.
+  auto e = run(kBin + " eval " + run_dir("acc") + "/model.h5 --data " + silos_dir(4) + "/test.h5");
+  ASSERT_EQ(e.code, 0) << e.output;
+  char want[64];
+  std::snprintf(want, sizeof want, "accuracy  %.4f", m.back()["accuracy"].get<double>());
+  EXPECT_NE(e.output.find(want), std::string::npos) << e.output;
+  auto i = run(kBin + " inspect " + run_dir("acc") + "/model.h5");
+  ASSERT_EQ(i.code, 0) << i.output;
+  EXPECT_NE(i.output.find("fc1.weight"), std::string::npos) << i.output;
+}
+
+TEST_F(E2E, OneRoundGivesTheSampleWeightedMeanOfLocalModels) {
+  const std::string dir = silos_dir(2);
+  const auto cfg = write_file(kTmp + "/cfg/mean.toml", config_text("mean", dir, 1));
+  auto r = train(2, cfg, "--overwrite");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const auto global = params_of(run_dir("mean") + "/model.h5");
+
+  // Replay both silos' local training here and average by sample count.
+  fedsilo::model::ModelSpec spec{"mlp", {64}, {1, 28, 28}, 10};
+  auto net = fedsilo::model::Model::build(spec);
+  ASSERT_TRUE(net.ok());
+  std::vector<float> init(static_cast<size_t>(net->num_params()));
+  net->init_params(init, 1);
+  std::vector<double> mean(init.size(), 0.0);
+  double total = 0;
+  for (int s = 0; s < 2; ++s) {
+    auto ds = fedsilo::data::read_dataset(dir + "/silo-0" + std::to_string(s) + "/train.h5");
+    ASSERT_TRUE(ds.ok());
+    std::vector<float> local = init;
+    fedsilo::model::LocalTrainOptions o;
+    o.epochs = 1; o.batch_size = 32; o.lr = 0.05f; o.momentum = 0.9f; o.weight_decay = 1e-5f;
+    o.threads = 1; o.seed = 1; o.round = 1; o.silo = static_cast<uint32_t>(s);
+    ASSERT_TRUE(fedsilo::model::train_local(net.value(), local, init, ds.value(), o).ok());
+    const double n = static_cast<double>(ds->size());
+    for (size_t i = 0; i < local.size(); ++i) mean[i] += n * local[i];
+    total += n;
+  }
+  ASSERT_EQ(global.size(), mean.size());
+  double max_err = 0;
+  for (size_t i = 0; i < mean.size(); ++i) max_err = std::max(max_err, std::abs(mean[i] / total - global[i]));
+  EXPECT_LT(max_err, 1e-5);
+}
+
+TEST_F(E2E, SixRoundsEqualThreeThenResumeBitwise) {
+  const std::string dir = silos_dir(4);
+  const auto full = write_file(kTmp + "/cfg/full.toml", config_text("full", dir, 6));
+  const auto again = write_file(kTmp + "/cfg/again.toml", config_text("again", dir, 6));
+  const auto part3 = write_file(kTmp + "/cfg/part.toml", config_text("part", dir, 3));
+  const auto part6 = write_file(kTmp + "/cfg/part6.toml", config_text("part", dir, 6));
+  ASSERT_EQ(train(4, full, "--overwrite").code, 0);
+  ASSERT_EQ(train(4, again, "--overwrite").code, 0);
+  ASSERT_EQ(train(4, part3, "--overwrite").code, 0);
+  auto r = train(4, part6, "--resume");
+  ASSERT_EQ(r.code, 0) << r.output;
+
+  const auto a = params_of(run_dir("full") + "/model.h5");
+  const auto b = params_of(run_dir("again") + "/model.h5");
+  const auto c = params_of(run_dir("part") + "/model.h5");
+  ASSERT_FALSE(a.empty());
+  EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
+  ASSERT_EQ(a.size(), c.size());
+  EXPECT_EQ(0, std::memcmp(a.data(), c.data(), a.size() * sizeof(float)));
+  EXPECT_EQ(metrics_without_timings(run_dir("full") + "/metrics.jsonl"),
+            metrics_without_timings(run_dir("part") + "/metrics.jsonl"));
+}
+
+TEST_F(E2E, ResumeWithoutCheckpointStartsAtRoundZero) {
+  const auto cfg = write_file(kTmp + "/cfg/fresh.toml", config_text("fresh", silos_dir(2), 1));
+  stdfs::remove_all(run_dir("fresh"));
+  auto r = train(2, cfg, "--resume");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(metrics_without_timings(run_dir("fresh") + "/metrics.jsonl").size(), 1u);
+}
+
+TEST_F(E2E, UnknownKeyIsRejected) {
+  auto text = config_text("badkey", silos_dir(2), 1);
+  text.replace(text.find("epochs"), 6, "epochz");
+  auto r = train(2, write_file(kTmp + "/cfg/badkey.toml", text));
+  expect_clean_failure(r, "local.epochz", "badkey");
+}
+
+TEST_F(E2E, WrongTypeIsRejected) {
+  auto text = config_text("badtype", silos_dir(2), 1);
+  text.replace(text.find("rounds = 1"), 10, "rounds = \"1\"");
+  expect_clean_failure(train(2, write_file(kTmp + "/cfg/badtype.toml", text)), "run.rounds", "badtype");
+}
+
+TEST_F(E2E, InvalidValuesAreRejected) {
+  struct Case { std::string from, to, key; };
+  for (const Case& c : {Case{"lr = 0.05", "lr = 0.0", "local.lr"},
+                        Case{"rounds = 1", "rounds = 0", "run.rounds"},
+                        Case{"fraction = 1.0", "fraction = 1.5", "strategy.fraction"},
+                        Case{"arch = \"mlp\"", "arch = \"vgg\"", "model.arch"}}) {
+    auto text = config_text("badval", silos_dir(2), 1);
+    text.replace(text.find(c.from), c.from.size(), c.to);
+    expect_clean_failure(train(2, write_file(kTmp + "/cfg/badval.toml", text)), c.key, "badval");
+  }
+}
+
+TEST_F(E2E, RankCountDifferentFromSiloCountIsRejected) {
+  const auto cfg = write_file(kTmp + "/cfg/ranks.toml", config_text("ranks", silos_dir(4), 1));
+  expect_clean_failure(train(2, cfg), "silo count 4", "ranks");
+}
+
+TEST_F(E2E, BadSiloFilesAreRejectedNamingTheSilo) {
+  using fedsilo::h5::File;
+  struct Case {
+    std::string name, needle;
+    std::function<void(const std::string& silo_dir)> damage;
+  };
+  const std::vector<Case> cases = {
+      {"missing", "silo-02", [](const std::string& d) { stdfs::remove(d + "/train.h5"); }},
+      {"truncated", "silo-02",
+       [](const std::string& d) { stdfs::resize_file(d + "/train.h5", stdfs::file_size(d + "/train.h5") / 2); }},
+      {"corrupt", "silo-02",
+       [](const std::string& d) {
+         std::fstream f(d + "/train.h5", std::ios::in | std::ios::out | std::ios::binary);
+         const std::string junk(4096, '\x5a');
+         f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+       }},
+      {"dtype", "'y'",
+       [](const std::string& d) {
+         auto ds = fedsilo::data::read_dataset(d + "/train.h5").value();
+         auto f = File::create(d + "/train.h5");
+         std::vector<float> yf(ds.y.begin(), ds.y.end());
+         ASSERT_TRUE(f->write_f32("x", ds.x, {ds.size(), 1, 28, 28}).ok());
+         ASSERT_TRUE(f->write_f32("y", yf, {ds.size()}).ok());
+         ASSERT_TRUE(f->write_attr_i64("", "num_classes", 10).ok());
+         ASSERT_TRUE(f->close().ok());
+       }},
+      {"shape", "silo-02",
+       [](const std::string& d) {
+         auto ds = fedsilo::data::read_dataset(d + "/train.h5").value();
+         ds.chw = {1, 14, 56};
+         ASSERT_TRUE(fedsilo::data::write_dataset(d + "/train.h5", ds).ok());
+       }},
+      {"label", "label",
+       [](const std::string& d) {
+         auto ds = fedsilo::data::read_dataset(d + "/train.h5").value();
+         auto f = File::create(d + "/train.h5");
+         ds.y[5] = 10;
+         ASSERT_TRUE(f->write_f32("x", ds.x, {ds.size(), 1, 28, 28}).ok());
+         ASSERT_TRUE(f->write_i32("y", ds.y, {ds.size()}).ok());
+         ASSERT_TRUE(f->write_attr_i64("", "num_classes", 10).ok());
+         ASSERT_TRUE(f->write_attr_i64("", "channels", 1).ok());
+         ASSERT_TRUE(f->write_attr_i64("", "height", 28).ok());
+         ASSERT_TRUE(f->write_attr_i64("", "width", 28).ok());
+         ASSERT_TRUE(f->close().ok());
+       }},
+      {"empty", "no samples",
+       [](const std::string& d) {
+         auto f = File::create(d + "/train.h5");
+         ASSERT_TRUE(f->write_f32("x", std::vector<float>{}, {0, 1, 28, 28}).ok());
+         ASSERT_TRUE(f->write_i32("y", std::vector<int32_t>{}, {0}).ok());
+         ASSERT_TRUE(f->write_attr_i64("", "num_classes", 10).ok());
+         ASSERT_TRUE(f->write_attr_i64("", "channels", 1).ok());
+         ASSERT_TRUE(f->write_attr_i64("", "height", 28).ok());
+         ASSERT_TRUE(f->write_attr_i64("", "width", 28).ok());
+         ASSERT_TRUE(f->close().ok());
+       }},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string silos = copy_silos(c.name);
+    c.damage(silos + "/silo-02");
+    const auto cfg = write_file(kTmp + "/cfg/silo-" + c.name + ".toml",
+                                config_text("silo-" + c.name, silos, 1));
+    stdfs::remove_all(run_dir("silo-" + c.name));
+    auto r = train(4, cfg);
+    expect_clean_failure(r, c.needle, "silo-" + c.name);
+    EXPECT_NE(r.output.find("silo-02"), std::string::npos) << r.output;
+  }
+}
+
+TEST_F(E2E, DivergenceNamesRoundAndSiloAndKeepsLastGoodCheckpoint) {
+  // Two good rounds, then resume with an lr that blows up in round 3.
+  const std::string dir = silos_dir(2);
+  const auto good = write_file(kTmp + "/cfg/div.toml", config_text("div", dir, 2));
+  ASSERT_EQ(train(2, good, "--overwrite").code, 0);
+  stdfs::remove(run_dir("div") + "/model.h5");
+  auto text = config_text("div", dir, 4);
+  text.replace(text.find("lr = 0.05"), 9, "lr = 1e30");
+  // A different lr is a different config: resume must refuse it...
+  auto refused = train(2, write_file(kTmp + "/cfg/div-lr.toml", text), "--resume");
+  expect_clean_failure(refused, "different config", "div");
+  // ...so diverge in a fresh run instead, and check the last good checkpoint stays.
+  auto r = train(2, write_file(kTmp + "/cfg/div-lr.toml", text), "--overwrite");
+  expect_clean_failure(r, "round 1", "div");
+  EXPECT_NE(r.output.find("silo-0"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("not finite"), std::string::npos) << r.output;
+}
+
+TEST_F(E2E, DivergenceAfterGoodRoundsKeepsTheirCheckpoint) {
+  // Weight decay so large that the model explodes after a few rounds, not at once.
+  const std::string dir = silos_dir(2);
+  auto text = config_text("div2", dir, 30);
+  text.replace(text.find("lr = 0.05"), 9, "lr = 0.5");
+  text.replace(text.find("momentum = 0.9"), 14, "momentum = 0.99");
+  auto r = train(2, write_file(kTmp + "/cfg/div2.toml", text), "--overwrite");
+  if (r.code == 0) GTEST_SKIP() << "did not diverge";
+  expect_clean_failure(r, "not finite", "div2");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.output, m, std::regex("round ([0-9]+)")));
+  const int bad_round = std::stoi(m[1]);
+  if (bad_round > 1) {
+    EXPECT_TRUE(stdfs::exists(run_dir("div2") + "/checkpoints/ckpt-" +
+                              [&] { char b[8]; std::snprintf(b, 8, "%06d", bad_round - 1); return std::string(b); }() +
+                              ".done"));
+  }
+}
+
+TEST_F(E2E, ExistingRunNeedsResumeOrOverwrite) {
+  const auto cfg = write_file(kTmp + "/cfg/exists.toml", config_text("exists", silos_dir(2), 1));
+  ASSERT_EQ(train(2, cfg, "--overwrite").code, 0);
+  auto r = train(2, cfg);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("--resume"), std::string::npos) << r.output;
+  EXPECT_TRUE(stdfs::exists(run_dir("exists") + "/model.h5")) << "the finished run must be kept";
+}
+
+TEST_F(E2E, ResumeWithDifferentConfigIsRejected) {
+  const auto cfg = write_file(kTmp + "/cfg/diff.toml", config_text("diff", silos_dir(2), 1));
+  ASSERT_EQ(train(2, cfg, "--overwrite").code, 0);
+  auto text = config_text("diff", silos_dir(2), 2);
+  text.replace(text.find("batch_size = 32"), 15, "batch_size = 16");
+  auto r = train(2, write_file(kTmp + "/cfg/diff2.toml", text), "--resume");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("different config"), std::string::npos) << r.output;
+}
+
+}  // namespace
