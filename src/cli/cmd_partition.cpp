@@ -70,12 +70,11 @@ Result<Splits> load(const PartitionArgs& a) {
   if (!a.test_input.empty()) {
     FEDSILO_ASSIGN_OR_RETURN(s.test, data::read_xy_file(a.test_input));
     if (s.test.chw != all.chw) {
-      return invalid_argument(a.test_input + ": samples of shape {" +
-                              fmt::format("{}, {}, {}", s.test.chw[0], s.test.chw[1],
-                                          s.test.chw[2]) +
-                              "} do not match " + a.input + "'s {" +
-                              fmt::format("{}, {}, {}", all.chw[0], all.chw[1], all.chw[2]) +
-                              "}");
+      return invalid_argument(
+          a.test_input + ": samples of shape {" +
+          fmt::format("{}, {}, {}", s.test.chw[0], s.test.chw[1], s.test.chw[2]) +
+          "} do not match " + a.input + "'s {" +
+          fmt::format("{}, {}, {}", all.chw[0], all.chw[1], all.chw[2]) + "}");
     }
     const int classes = std::max(all.num_classes, s.test.num_classes);
     all.num_classes = s.test.num_classes = classes;
@@ -233,10 +232,10 @@ Status run(const PartitionArgs& a) {
   FEDSILO_CHECK(fs::write_text_atomically((out / "partition.json").string(), j.dump(2) + "\n"));
 
   if (!a.quiet) {
-    std::cout << fmt::format("{}: {} training samples over {} silos ({}, seed {}), "
-                             "{} global test samples -> {}\n",
-                             train.name, assigned, a.silos, scheme.text, a.seed, test.size(),
-                             a.out);
+    std::cout << fmt::format(
+        "{}: {} training samples over {} silos ({}, seed {}), "
+        "{} global test samples -> {}\n",
+        train.name, assigned, a.silos, scheme.text, a.seed, test.size(), a.out);
     print_table(summary, classes);
   }
   return {};
@@ -245,10 +244,13 @@ Status run(const PartitionArgs& a) {
 // 1 for bad usage or input (flags, files, data), 2 for failures of the machine (I/O, internal).
 int exit_code(const Status& st) {
   switch (st.code()) {
-    case StatusCode::kOk: return 0;
+    case StatusCode::kOk:
+      return 0;
     case StatusCode::kIoError:
-    case StatusCode::kInternal: return 2;
-    default: return 1;
+    case StatusCode::kInternal:
+      return 2;
+    default:
+      return 1;
   }
 }
 

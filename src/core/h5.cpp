@@ -89,15 +89,25 @@ struct TypeSpec {
 template <typename T>
 constexpr TypeSpec type_spec();
 template <>
-constexpr TypeSpec type_spec<float>() { return {H5T_FLOAT, 4, H5T_SGN_ERROR, "float32"}; }
+constexpr TypeSpec type_spec<float>() {
+  return {H5T_FLOAT, 4, H5T_SGN_ERROR, "float32"};
+}
 template <>
-constexpr TypeSpec type_spec<double>() { return {H5T_FLOAT, 8, H5T_SGN_ERROR, "float64"}; }
+constexpr TypeSpec type_spec<double>() {
+  return {H5T_FLOAT, 8, H5T_SGN_ERROR, "float64"};
+}
 template <>
-constexpr TypeSpec type_spec<int32_t>() { return {H5T_INTEGER, 4, H5T_SGN_2, "int32"}; }
+constexpr TypeSpec type_spec<int32_t>() {
+  return {H5T_INTEGER, 4, H5T_SGN_2, "int32"};
+}
 template <>
-constexpr TypeSpec type_spec<int64_t>() { return {H5T_INTEGER, 8, H5T_SGN_2, "int64"}; }
+constexpr TypeSpec type_spec<int64_t>() {
+  return {H5T_INTEGER, 8, H5T_SGN_2, "int64"};
+}
 template <>
-constexpr TypeSpec type_spec<uint8_t>() { return {H5T_INTEGER, 1, H5T_SGN_NONE, "uint8"}; }
+constexpr TypeSpec type_spec<uint8_t>() {
+  return {H5T_INTEGER, 1, H5T_SGN_NONE, "uint8"};
+}
 
 // The native in-memory type for T (HDF5 converts byte order on read and write).
 template <typename T>
@@ -116,16 +126,26 @@ std::string describe_type(hid_t type) {
   switch (cls) {
     case H5T_INTEGER:
       return (H5Tget_sign(type) == H5T_SGN_NONE ? "uint" : "int") + std::to_string(bits);
-    case H5T_FLOAT: return "float" + std::to_string(bits);
-    case H5T_STRING: return "string";
-    case H5T_COMPOUND: return "compound";
-    case H5T_ENUM: return "enum";
-    case H5T_ARRAY: return "array";
-    case H5T_VLEN: return "vlen";
-    case H5T_BITFIELD: return "bitfield";
-    case H5T_OPAQUE: return "opaque";
-    case H5T_REFERENCE: return "reference";
-    default: return "unknown type";
+    case H5T_FLOAT:
+      return "float" + std::to_string(bits);
+    case H5T_STRING:
+      return "string";
+    case H5T_COMPOUND:
+      return "compound";
+    case H5T_ENUM:
+      return "enum";
+    case H5T_ARRAY:
+      return "array";
+    case H5T_VLEN:
+      return "vlen";
+    case H5T_BITFIELD:
+      return "bitfield";
+    case H5T_OPAQUE:
+      return "opaque";
+    case H5T_REFERENCE:
+      return "reference";
+    default:
+      return "unknown type";
   }
 }
 
@@ -151,7 +171,9 @@ int64_t element_count(const std::vector<int64_t>& dims) {
   return n;
 }
 
-std::string quoted(const std::string& name) { return "'" + name + "'"; }
+std::string quoted(const std::string& name) {
+  return "'" + name + "'";
+}
 
 std::string object_label(const std::string& object) {
   return object.empty() ? std::string("the root group") : "object " + quoted(object);
@@ -231,7 +253,9 @@ Result<std::vector<std::string>> read_string_payload(hid_t file_type, hid_t spac
 
 // ------------------------------------------------------------------------------- lifetime
 
-File::~File() { (void)close(); }
+File::~File() {
+  (void)close();
+}
 
 File::File(File&& other) noexcept
     : id_(std::exchange(other.id_, -1)), path_(std::move(other.path_)) {}
@@ -362,8 +386,7 @@ Result<std::vector<T>> read_numeric(const File& file, hid_t fid, const std::stri
   if (H5Sget_simple_extent_type(space.get()) == H5S_NULL) dims.value() = {0};
   const int64_t n = element_count(dims.value());
   std::vector<T> out(static_cast<size_t>(n));
-  if (n > 0 &&
-      H5Dread(d.get(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0) {
+  if (n > 0 && H5Dread(d.get(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0) {
     return corrupt_data(where + ": cannot read data" + hdf5_detail());
   }
   if (dims_out != nullptr) *dims_out = std::move(dims).value();
@@ -422,8 +445,8 @@ Status write_numeric(const std::string& path, hid_t fid, const std::string& name
   const std::string where = path + ": dataset " + quoted(name);
   FEDSILO_ASSIGN_OR_RETURN(SpaceId space, make_space(dims, data.size(), where));
   PlistId lcpl = link_create_plist();
-  DatasetId d(H5Dcreate2(fid, name.c_str(), native_type<T>(), space.get(), lcpl.get(),
-                         H5P_DEFAULT, H5P_DEFAULT));
+  DatasetId d(H5Dcreate2(fid, name.c_str(), native_type<T>(), space.get(), lcpl.get(), H5P_DEFAULT,
+                         H5P_DEFAULT));
   if (!d.valid()) return io_error(where + ": cannot create" + hdf5_detail());
   if (!data.empty() &&
       H5Dwrite(d.get(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()) < 0) {
@@ -467,8 +490,8 @@ Status File::write_strings(const std::string& name, const std::vector<std::strin
                            make_space({static_cast<int64_t>(s.size())}, s.size(), where));
   TypeId type = vlen_string_type();
   PlistId lcpl = link_create_plist();
-  DatasetId d(H5Dcreate2(id_, name.c_str(), type.get(), space.get(), lcpl.get(), H5P_DEFAULT,
-                         H5P_DEFAULT));
+  DatasetId d(
+      H5Dcreate2(id_, name.c_str(), type.get(), space.get(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT));
   if (!d.valid()) return io_error(where + ": cannot create" + hdf5_detail());
   if (!ptrs.empty() &&
       H5Dwrite(d.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()) < 0) {
@@ -577,8 +600,7 @@ Result<double> File::read_attr_f64(const std::string& object, const std::string&
   return read_attr_numeric<double>(*this, id_, object, name);
 }
 
-Result<std::string> File::read_attr_str(const std::string& object,
-                                        const std::string& name) const {
+Result<std::string> File::read_attr_str(const std::string& object, const std::string& name) const {
   TypeId type;
   FEDSILO_ASSIGN_OR_RETURN(AttrId attr, open_scalar_attr(*this, id_, object, name, &type));
   const std::string where = path_ + ": attribute " + quoted(name) + " of " + object_label(object);
@@ -640,6 +662,11 @@ std::vector<std::string> File::list_root_attrs() const {
 }
 
 // ------------------------------------------------------------------------------- atomic writes
+
+int64_t open_handle_count() {
+  silence_hdf5_errors();
+  return H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
+}
 
 Status write_atomically(const std::string& path, const std::function<Status(File&)>& fill) {
   const std::string tmp = fs::temp_name(path);

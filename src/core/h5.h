@@ -89,6 +89,10 @@ class File {
   std::string path_;
 };
 
+/// How many HDF5 identifiers (files, datasets, attributes, ...) are open in this process; a
+/// test can check that a sequence of calls, failing ones included, leaves none behind.
+[[nodiscard]] int64_t open_handle_count();
+
 /// Writes `path` atomically: `fill` writes into a temporary file beside it, which is closed,
 /// fsynced and renamed over `path` only if `fill` succeeded; otherwise it is removed.
 [[nodiscard]] Status write_atomically(const std::string& path,

@@ -35,8 +35,8 @@ Status check_contents(const Dataset& ds, const std::string& what, StatusCode cod
   const auto expected = static_cast<size_t>(ds.size() * ds.sample_size());
   if (ds.x.size() != expected) {
     return {code, what + ": x holds " + std::to_string(ds.x.size()) + " values, expected " +
-                      std::to_string(expected) + " (" + std::to_string(ds.size()) +
-                      " samples of " + std::to_string(ds.sample_size()) + ")"};
+                      std::to_string(expected) + " (" + std::to_string(ds.size()) + " samples of " +
+                      std::to_string(ds.sample_size()) + ")"};
   }
   for (size_t i = 0; i < ds.y.size(); ++i) {
     if (ds.y[i] < 0 || ds.y[i] >= ds.num_classes) {
@@ -81,12 +81,12 @@ Result<Dataset> read_dataset(const std::string& path) {
   FEDSILO_ASSIGN_OR_RETURN(std::vector<int64_t> xd, f.dims("x"));
   FEDSILO_ASSIGN_OR_RETURN(std::vector<int64_t> yd, f.dims("y"));
   if (xd.size() != 4) {
-    return corrupt_data(path + ": dataset 'x' has rank " + std::to_string(xd.size()) +
-                        " (shape " + shape_string(xd) + "), expected 4 ([N, C, H, W])");
+    return corrupt_data(path + ": dataset 'x' has rank " + std::to_string(xd.size()) + " (shape " +
+                        shape_string(xd) + "), expected 4 ([N, C, H, W])");
   }
   if (yd.size() != 1) {
-    return corrupt_data(path + ": dataset 'y' has rank " + std::to_string(yd.size()) +
-                        " (shape " + shape_string(yd) + "), expected 1 ([N])");
+    return corrupt_data(path + ": dataset 'y' has rank " + std::to_string(yd.size()) + " (shape " +
+                        shape_string(yd) + "), expected 1 ([N])");
   }
   if (xd[0] != yd[0]) {
     return corrupt_data(path + ": dataset 'x' has " + std::to_string(xd[0]) +
@@ -149,13 +149,13 @@ Result<Dataset> read_xy_file(const std::string& path) {
   FEDSILO_ASSIGN_OR_RETURN(std::vector<int64_t> xd, f.dims("x"));
   FEDSILO_ASSIGN_OR_RETURN(std::vector<int64_t> yd, f.dims("y"));
   if (xd.size() < 2 || xd.size() > 4) {
-    return corrupt_data(path + ": dataset 'x' has rank " + std::to_string(xd.size()) +
-                        " (shape " + shape_string(xd) +
+    return corrupt_data(path + ": dataset 'x' has rank " + std::to_string(xd.size()) + " (shape " +
+                        shape_string(xd) +
                         "), expected 2 ([N, F]), 3 ([N, H, W]) or 4 ([N, C, H, W])");
   }
   if (yd.size() != 1) {
-    return corrupt_data(path + ": dataset 'y' has rank " + std::to_string(yd.size()) +
-                        " (shape " + shape_string(yd) + "), expected 1 ([N])");
+    return corrupt_data(path + ": dataset 'y' has rank " + std::to_string(yd.size()) + " (shape " +
+                        shape_string(yd) + "), expected 1 ([N])");
   }
   if (xd[0] != yd[0]) {
     return corrupt_data(path + ": dataset 'x' has " + std::to_string(xd[0]) +
@@ -185,8 +185,8 @@ Result<Dataset> read_xy_file(const std::string& path) {
     int32_t max_label = -1;
     for (size_t i = 0; i < ds.y.size(); ++i) {
       if (ds.y[i] < 0) {
-        return corrupt_data(path + ": label y[" + std::to_string(i) + "] = " +
-                            std::to_string(ds.y[i]) + " is negative");
+        return corrupt_data(path + ": label y[" + std::to_string(i) +
+                            "] = " + std::to_string(ds.y[i]) + " is negative");
       }
       max_label = std::max(max_label, ds.y[i]);
     }

@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
-#include <cstdio>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -105,8 +105,7 @@ Result<IdxArray> read_idx(const std::string& path, uint32_t magic, size_t rank) 
   FEDSILO_CHECK(read_bytes(f.get(), path, static_cast<size_t>(count), &arr.data));
   if (arr.data.size() < count) {
     return corrupt_data(path + ": truncated: expected " + std::to_string(header + count) +
-                        " bytes (uncompressed), found " +
-                        std::to_string(header + arr.data.size()));
+                        " bytes (uncompressed), found " + std::to_string(header + arr.data.size()));
   }
   return arr;
 }

@@ -148,11 +148,10 @@ Status validate_scheme(const Scheme& scheme, int silos, int64_t n, int num_class
                             std::to_string(n) + " training samples");
   }
   if (scheme.needs_min_size() && silos * kMinSiloSamples > n) {
-    return invalid_argument("--silos " + std::to_string(silos) + " with --scheme '" +
-                            scheme.text + "' needs at least " +
-                            std::to_string(silos * kMinSiloSamples) + " training samples (" +
-                            std::to_string(kMinSiloSamples) + " per silo); the training set has " +
-                            std::to_string(n));
+    return invalid_argument("--silos " + std::to_string(silos) + " with --scheme '" + scheme.text +
+                            "' needs at least " + std::to_string(silos * kMinSiloSamples) +
+                            " training samples (" + std::to_string(kMinSiloSamples) +
+                            " per silo); the training set has " + std::to_string(n));
   }
   if (scheme.kind == SchemeKind::kLabels && scheme.k > num_classes) {
     return invalid_argument("--scheme '" + scheme.text + "': K = " + std::to_string(scheme.k) +
@@ -238,8 +237,7 @@ Result<SiloIndices> split_dirichlet(std::span<const int32_t> y, int num_classes,
                           " attempts; use a larger BETA or fewer silos");
 }
 
-std::vector<std::vector<int>> choose_silo_labels(int num_classes, int silos, int k,
-                                                 Philox& rng) {
+std::vector<std::vector<int>> choose_silo_labels(int num_classes, int silos, int k, Philox& rng) {
   std::vector<std::vector<int>> contain(static_cast<size_t>(silos));
   for (int i = 0; i < silos; ++i) {
     std::vector<int>& cur = contain[static_cast<size_t>(i)];
@@ -309,7 +307,9 @@ Result<SiloIndices> partition_indices(const Scheme& scheme, std::span<const int3
   SiloIndices parts;
   switch (scheme.kind) {
     case SchemeKind::kIid:
-    case SchemeKind::kNoise: parts = split_iid(n, silos, rng); break;
+    case SchemeKind::kNoise:
+      parts = split_iid(n, silos, rng);
+      break;
     case SchemeKind::kDirichlet: {
       FEDSILO_ASSIGN_OR_RETURN(parts, split_dirichlet(y, num_classes, silos, scheme.beta, rng));
       break;
@@ -318,7 +318,9 @@ Result<SiloIndices> partition_indices(const Scheme& scheme, std::span<const int3
       FEDSILO_ASSIGN_OR_RETURN(parts, split_quantity(n, silos, scheme.beta, rng));
       break;
     }
-    case SchemeKind::kLabels: parts = split_labels(y, num_classes, silos, scheme.k, rng); break;
+    case SchemeKind::kLabels:
+      parts = split_labels(y, num_classes, silos, scheme.k, rng);
+      break;
   }
   for (int s = 0; s < silos; ++s) {
     if (parts[s].empty()) {

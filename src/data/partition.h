@@ -99,8 +99,7 @@ void add_gaussian_noise(std::span<float> x, double std, Philox& rng);
 
 /// A silo's share of the test split: round(n_test_total * n_train_silo / n_train_total),
 /// halves rounded up.
-[[nodiscard]] int64_t test_share(int64_t n_test_total, int64_t n_train_silo,
-                                 int64_t n_train_total);
+[[nodiscard]] int64_t test_share(int64_t n_test_total, int64_t n_train_silo, int64_t n_train_total);
 
 /// Per-class test counts for a silo: `n_test` split in proportion to `train_counts` with
 /// largest-remainder rounding (ties to the lower class), each capped by `available`.
@@ -111,11 +110,9 @@ void add_gaussian_noise(std::span<float> x, double std, Philox& rng);
 /// The indices (ascending) into the global test split `test_y` of silo `silo`'s test set:
 /// test_share(...) samples (at least one), with the class mix of test_class_targets, drawn
 /// without replacement with Philox(seed, 0, silo, kTestSplit).
-[[nodiscard]] std::vector<int64_t> draw_silo_test(std::span<const int32_t> test_y,
-                                                  int num_classes,
+[[nodiscard]] std::vector<int64_t> draw_silo_test(std::span<const int32_t> test_y, int num_classes,
                                                   std::span<const int64_t> train_counts,
-                                                  int64_t n_train_total, uint64_t seed,
-                                                  int silo);
+                                                  int64_t n_train_total, uint64_t seed, int silo);
 
 /// k indices of 0..n-1 chosen uniformly without replacement, ascending (all of them when
 /// k <= 0 or k >= n).

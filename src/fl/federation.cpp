@@ -17,6 +17,7 @@
 #include "core/fs.h"
 #include "core/h5.h"
 #include "data/dataset.h"
+#include "data/partition.h"
 #include "fl/strategy.h"
 #include "model/model.h"
 #include "model/trainer.h"
@@ -106,7 +107,7 @@ struct RoundMetrics {
 // Reads what this rank needs; errors name the silo and the file.
 Status load_silo(const config::Config& cfg, int rank, int size, SiloState& st) {
   st.silo = rank;
-  st.name = silo_dir_name(rank, size);
+  st.name = data::silo_dir_name(rank, size);
   const std::string dir = cfg.data.silos_dir + "/" + st.name;
   auto train = data::read_dataset(dir + "/train.h5");
   if (!train.ok()) return {train.status().code(), st.name + ": " + train.status().message()};
@@ -158,15 +159,6 @@ Status truncate_metrics(const std::string& path, int64_t last_round, std::vector
 }
 
 }  // namespace
-
-std::string silo_dir_name(int index, int count) {
-  int digits = 1;
-  for (int v = std::max(0, count - 1); v >= 10; v /= 10) ++digits;
-  digits = std::max(2, digits);
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "silo-%0*d", digits, index);
-  return buf;
-}
 
 Result<int> count_silos(const std::string& silos_dir) {
   std::error_code ec;

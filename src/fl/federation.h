@@ -21,8 +21,6 @@ struct FederationOptions {
 [[nodiscard]] Status run_federation(const config::Config& cfg, const FederationOptions& opts,
                                     mpi::Comm& comm);
 
-/// Silo directory name for silo `index` of `count`: "silo-07" (at least two digits).
-std::string silo_dir_name(int index, int count);
 /// Number of silo-* directories in `silos_dir` (kNotFound if it does not exist).
 [[nodiscard]] Result<int> count_silos(const std::string& silos_dir);
 

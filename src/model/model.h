@@ -33,6 +33,39 @@ struct ParamInfo {
 /// nothing. Not shared between concurrently running calls.
 class Workspace;
 
+/// Seconds spent in one layer by the thread that runs the first chunk of each batch
+/// (Workspace::set_profiling).
+struct LayerTime {
+  std::string layer;             // "conv1", "pool1", "fc1", "loss", "reduce"
+  double forward_seconds = 0.0;
+  double backward_seconds = 0.0;
+};
+
+/// Buffers for one model and a thread count. A batch of B samples is split into
+/// ceil(B / threads)-sample chunks, one per thread; each thread runs the whole network on its
+/// chunk with single-threaded OpenBLAS and writes its own weight gradients, which are then
+/// summed in thread order. Results depend on the thread count, never on timing.
+class Workspace {
+ public:
+  ~Workspace();
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+
+  [[nodiscard]] int max_batch() const;
+  [[nodiscard]] int threads() const;
+  /// Per-layer timers (off by default; a few clock reads per layer and batch when on).
+  void set_profiling(bool on);
+  /// Accumulated times since profiling was turned on; the last entries are "loss" (softmax
+  /// cross-entropy) and "reduce" (the cross-thread gradient sum, in backward_seconds).
+  [[nodiscard]] std::vector<LayerTime> profile() const;
+
+ private:
+  friend class Model;
+  struct Impl;
+  explicit Workspace(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
 class Model {
  public:
   /// Builds the layer stack; kInvalidArgument naming `model.arch` / `model.hidden` if bad.
@@ -60,6 +93,11 @@ class Model {
   /// Forward only: writes logits [batch, num_classes].
   void forward(std::span<const float> params, const float* x, int batch, float* logits,
                Workspace& ws) const;
+
+  /// forward_backward in double on the reference kernels: one thread, allocates per call.
+  /// For gradient checks of whole models (finite differences need double), not for training.
+  double forward_backward_reference(std::span<const double> params, const double* x,
+                                    const int32_t* y, int batch, std::span<double> grads) const;
 
  private:
   struct Impl;

@@ -40,7 +40,11 @@ struct EvalStats {
 
 /// Trains `params` in place from their current value (the global model) for opts.epochs epochs.
 /// A fresh momentum buffer is used (as NIID-Bench). The last batch of an epoch may be smaller.
-/// Returns kDiverged naming the epoch and batch if the loss or the parameters become non-finite.
+/// Returns kDiverged naming the epoch and batch if the loss or the parameters become non-finite
+/// ("silo 3, round 5, epoch 1, batch 17: loss is nan"; epochs and batches count from 1).
+/// Epoch e visits the samples in the e-th Fisher-Yates permutation drawn from
+/// Philox(seed, round, silo, kShuffle). The result depends on opts.threads (the batch split),
+/// never on timing: identical calls give bitwise-identical parameters.
 [[nodiscard]] Result<LocalTrainStats> train_local(const Model& model, std::span<float> params,
                                                   std::span<const float> global_params,
                                                   const data::Dataset& ds,

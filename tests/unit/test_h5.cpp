@@ -220,8 +220,8 @@ TEST(H5File, MoveTransfersOwnershipOfTheHandle) {
     auto a = File::create(path);
     ASSERT_TRUE(a.ok());
     File moved(std::move(a.value()));
-    EXPECT_FALSE(a->has("x"));            // the moved-from file holds no handle
-    EXPECT_TRUE(a->close().ok());          // and closing it is a no-op
+    EXPECT_FALSE(a->has("x"));     // the moved-from file holds no handle
+    EXPECT_TRUE(a->close().ok());  // and closing it is a no-op
     ASSERT_TRUE(moved.write_f32("x", std::vector<float>{4}, {1}).ok());
     b = std::move(moved);
   }  // `moved` and `a` destroyed: must not close b's handle
@@ -257,9 +257,36 @@ TEST(H5WriteAtomically, LeavesNothingWhenTheFirstWriteFails) {
   EXPECT_FALSE(st.ok());
   EXPECT_FALSE(fsys::exists(path));
   EXPECT_TRUE(fsys::is_empty(fsys::path(path).parent_path()));
-  const Status no_dir =
-      write_atomically(path + "/sub/x.h5", [](File&) { return Status(); });
+  const Status no_dir = write_atomically(path + "/sub/x.h5", [](File&) { return Status(); });
   EXPECT_EQ(no_dir.code(), StatusCode::kIoError);
+}
+
+TEST(H5File, LeavesNoHandlesOpenAfterSuccessAndFailure) {
+  const std::string dir = test_dir();
+  const int64_t before = open_handle_count();
+  {
+    auto f = File::create(dir + "/a.h5");
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE(f->write_f32("g/x", std::vector<float>{1, 2}, {2}).ok());
+    ASSERT_TRUE(f->write_strings("s", {"a"}).ok());
+    ASSERT_TRUE(f->write_attr_str("g/x", "unit", "m").ok());
+    EXPECT_GT(open_handle_count(), before);  // the file itself is open
+  }
+  {
+    auto f = File::open_read(dir + "/a.h5");
+    ASSERT_TRUE(f.ok());
+    EXPECT_FALSE(f->read_i32("g/x").ok());        // wrong type
+    EXPECT_FALSE(f->read_f32("g/missing").ok());  // missing
+    EXPECT_FALSE(f->read_attr_i64("g/x", "unit").ok());
+    EXPECT_TRUE(f->read_strings("s").ok());
+    EXPECT_TRUE(f->read_attr_str("g/x", "unit").ok());
+    EXPECT_EQ(f->list_datasets().size(), 2u);
+  }
+  EXPECT_FALSE(write_atomically(dir + "/b.h5", [](File& f) -> Status {
+                 FEDSILO_CHECK(f.write_u8("u", std::vector<uint8_t>{1}, {1}));
+                 return internal_error("stop");
+               }).ok());
+  EXPECT_EQ(open_handle_count(), before);
 }
 
 }  // namespace

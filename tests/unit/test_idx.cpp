@@ -37,7 +37,8 @@ void write_gz(const std::string& path, const std::vector<uint8_t>& bytes) {
   ASSERT_EQ(gzclose(f), Z_OK);
 }
 
-std::vector<uint8_t> images_bytes(uint32_t n, uint32_t rows, uint32_t cols, uint32_t magic = 0x803) {
+std::vector<uint8_t> images_bytes(uint32_t n, uint32_t rows, uint32_t cols,
+                                  uint32_t magic = 0x803) {
   std::vector<uint8_t> b;
   put_be32(&b, magic);
   put_be32(&b, n);

@@ -1,0 +1,214 @@
+// Dense, conv2d and max-pool layers over the flat parameter buffer.
+#include "model/layers.h"
+
+#include <cmath>
+
+#include "kernels/cpu_ops.h"
+
+namespace fedsilo::model {
+
+namespace {
+
+std::string dims(int c, int h, int w) {
+  return std::to_string(c) + "x" + std::to_string(h) + "x" + std::to_string(w);
+}
+
+int64_t add_param(std::vector<ParamInfo>& params, int64_t& offset, std::string name,
+                  std::vector<int64_t> shape) {
+  int64_t size = 1;
+  for (int64_t d : shape) size *= d;
+  const int64_t at = offset;
+  params.push_back({std::move(name), std::move(shape), at, size});
+  offset += size;
+  return at;
+}
+
+void init_uniform(float* p, int64_t n, double bound, Philox& rng) {
+  for (int64_t i = 0; i < n; ++i) p[i] = static_cast<float>((2.0 * rng.uniform() - 1.0) * bound);
+}
+
+class Dense final : public Layer {
+ public:
+  Dense(const std::string& name, int in, int out, bool relu, int64_t w_off, int64_t b_off)
+      : Layer(name, in, out), shape_{0, in, out}, relu_(relu), w_off_(w_off), b_off_(b_off) {}
+
+  std::vector<std::string> describe() const override {
+    std::vector<std::string> d{name() + ": dense " + std::to_string(shape_.in) + "->" +
+                               std::to_string(shape_.out)};
+    if (relu_) d.emplace_back("relu");
+    return d;
+  }
+
+  void forward(const float* p, const float* x, float* y, int n, LayerMemory m) const override {
+    fwd(p, x, y, n, m);
+  }
+  void forward(const double* p, const double* x, double* y, int n,
+               LayerMemory m) const override {
+    fwd(p, x, y, n, m);
+  }
+  void backward(const float* p, const float* x, const float* y, float* dy, float* dx, float* g,
+                int n, LayerMemory m) const override {
+    bwd(p, x, y, dy, dx, g, n, m);
+  }
+  void backward(const double* p, const double* x, const double* y, double* dy, double* dx,
+                double* g, int n, LayerMemory m) const override {
+    bwd(p, x, y, dy, dx, g, n, m);
+  }
+
+  void init(float* params, Philox& rng) const override {
+    const double bound = 1.0 / std::sqrt(static_cast<double>(shape_.in));
+    init_uniform(params + w_off_, int64_t{shape_.out} * shape_.in, bound, rng);
+    init_uniform(params + b_off_, shape_.out, bound, rng);
+  }
+
+ private:
+  template <typename T>
+  void fwd(const T* params, const T* x, T* y, int n, LayerMemory) const {
+    kernels::DenseShape s = shape_;
+    s.batch = n;
+    kernels::dense_forward<T>(s, x, params + w_off_, params + b_off_, relu_, y);
+  }
+  template <typename T>
+  void bwd(const T* params, const T* x, const T* y, T* dy, T* dx, T* grads, int n,
+           LayerMemory) const {
+    kernels::DenseShape s = shape_;
+    s.batch = n;
+    kernels::dense_backward<T>(s, x, params + w_off_, y, relu_, dy, dx, grads + w_off_,
+                               grads + b_off_);
+  }
+
+  kernels::DenseShape shape_;
+  bool relu_;
+  int64_t w_off_, b_off_;
+};
+
+class Conv2d final : public Layer {
+ public:
+  Conv2d(const std::string& name, const kernels::Conv2dShape& s, bool relu, int64_t w_off,
+         int64_t b_off)
+      : Layer(name, int64_t{s.in_c} * s.in_h * s.in_w, int64_t{s.out_c} * s.out_h() * s.out_w()),
+        shape_(s), relu_(relu), w_off_(w_off), b_off_(b_off) {}
+
+  std::vector<std::string> describe() const override {
+    const auto& s = shape_;
+    std::vector<std::string> d{name() + ": conv2d " + std::to_string(s.in_c) + "->" +
+                               std::to_string(s.out_c) + " " + std::to_string(s.k) + "x" +
+                               std::to_string(s.k) + ", out " +
+                               dims(s.out_c, s.out_h(), s.out_w())};
+    if (relu_) d.emplace_back("relu");
+    return d;
+  }
+
+  void forward(const float* p, const float* x, float* y, int n, LayerMemory m) const override {
+    fwd(p, x, y, n, m);
+  }
+  void forward(const double* p, const double* x, double* y, int n,
+               LayerMemory m) const override {
+    fwd(p, x, y, n, m);
+  }
+  void backward(const float* p, const float* x, const float* y, float* dy, float* dx, float* g,
+                int n, LayerMemory m) const override {
+    bwd(p, x, y, dy, dx, g, n, m);
+  }
+  void backward(const double* p, const double* x, const double* y, double* dy, double* dx,
+                double* g, int n, LayerMemory m) const override {
+    bwd(p, x, y, dy, dx, g, n, m);
+  }
+
+  int64_t scratch_bytes() const override { return kernels::conv2d_scratch_bytes(shape_); }
+
+  void init(float* params, Philox& rng) const override {
+    const int64_t fan_in = int64_t{shape_.in_c} * shape_.k * shape_.k;
+    const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
+    init_uniform(params + w_off_, shape_.out_c * fan_in, bound, rng);
+    init_uniform(params + b_off_, shape_.out_c, bound, rng);
+  }
+
+ private:
+  template <typename T>
+  void fwd(const T* params, const T* x, T* y, int n, LayerMemory mem) const {
+    kernels::Conv2dShape s = shape_;
+    s.batch = n;
+    kernels::conv2d_forward<T>(s, x, params + w_off_, params + b_off_, relu_, y, mem.scratch);
+  }
+  template <typename T>
+  void bwd(const T* params, const T* x, const T* y, T* dy, T* dx, T* grads, int n,
+           LayerMemory mem) const {
+    kernels::Conv2dShape s = shape_;
+    s.batch = n;
+    kernels::conv2d_backward<T>(s, x, params + w_off_, y, relu_, dy, dx, grads + w_off_,
+                                grads + b_off_, mem.scratch);
+  }
+
+  kernels::Conv2dShape shape_;
+  bool relu_;
+  int64_t w_off_, b_off_;
+};
+
+class MaxPool2x2 final : public Layer {
+ public:
+  MaxPool2x2(const std::string& name, const kernels::Pool2dShape& s)
+      : Layer(name, int64_t{s.c} * s.h * s.w, int64_t{s.c} * s.out_h() * s.out_w()), shape_(s) {}
+
+  std::vector<std::string> describe() const override {
+    return {name() + ": maxpool 2x2, out " + dims(shape_.c, shape_.out_h(), shape_.out_w())};
+  }
+
+  void forward(const float* p, const float* x, float* y, int n, LayerMemory m) const override {
+    fwd(p, x, y, n, m);
+  }
+  void forward(const double* p, const double* x, double* y, int n,
+               LayerMemory m) const override {
+    fwd(p, x, y, n, m);
+  }
+  void backward(const float* p, const float* x, const float* y, float* dy, float* dx, float* g,
+                int n, LayerMemory m) const override {
+    bwd(p, x, y, dy, dx, g, n, m);
+  }
+  void backward(const double* p, const double* x, const double* y, double* dy, double* dx,
+                double* g, int n, LayerMemory m) const override {
+    bwd(p, x, y, dy, dx, g, n, m);
+  }
+
+  int64_t aux_bytes(int max_n) const override { return int64_t{max_n} * out_size(); }
+
+ private:
+  template <typename T>
+  void fwd(const T*, const T* x, T* y, int n, LayerMemory mem) const {
+    kernels::Pool2dShape s = shape_;
+    s.batch = n;
+    kernels::maxpool2x2_forward<T>(s, x, y, mem.aux);
+  }
+  template <typename T>
+  void bwd(const T*, const T*, const T*, T* dy, T* dx, T*, int n, LayerMemory mem) const {
+    if (dx == nullptr) return;
+    kernels::Pool2dShape s = shape_;
+    s.batch = n;
+    kernels::maxpool2x2_backward<T>(s, dy, mem.aux, dx);
+  }
+
+  kernels::Pool2dShape shape_;
+};
+
+}  // namespace
+
+std::unique_ptr<Layer> make_dense(const std::string& name, int in, int out, bool relu,
+                                  std::vector<ParamInfo>& params, int64_t& offset) {
+  const int64_t w = add_param(params, offset, name + ".weight", {out, in});
+  const int64_t b = add_param(params, offset, name + ".bias", {out});
+  return std::make_unique<Dense>(name, in, out, relu, w, b);
+}
+
+std::unique_ptr<Layer> make_conv2d(const std::string& name, int c, int h, int w, int oc, int k,
+                                   bool relu, std::vector<ParamInfo>& params, int64_t& offset) {
+  const int64_t wo = add_param(params, offset, name + ".weight", {oc, c, k, k});
+  const int64_t bo = add_param(params, offset, name + ".bias", {oc});
+  kernels::Conv2dShape s{0, c, h, w, oc, k};
+  return std::make_unique<Conv2d>(name, s, relu, wo, bo);
+}
+
+std::unique_ptr<Layer> make_maxpool2x2(const std::string& name, int c, int h, int w) {
+  return std::make_unique<MaxPool2x2>(name, kernels::Pool2dShape{0, c, h, w});
+}
+
+}  // namespace fedsilo::model

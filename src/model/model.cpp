@@ -1,0 +1,402 @@
+// Model: builds the layer stack for an arch, owns the flat-buffer layout, and runs
+// forward/backward with the batch split across threads (see Workspace in model.h).
+//
+// Why split the batch rather than thread each op: on this 2-core machine a 32x200x784 sgemm on
+// one OpenBLAS thread runs at ~28 GFLOP/s, and the same call with two OpenBLAS threads gains
+// little (~35 GFLOP/s) because each call is only ~0.3 ms and the fork/join costs are paid per
+// GEMM (3 per dense layer per step); every elementwise op and conv kernel would need its own
+// fork/join too. Splitting the batch costs one fork/join per step plus the weight-gradient sum
+// (num_params floats per extra thread: 0.8 MB for the MLP, ~40 us), and every kernel runs
+// single-threaded on its own chunk.
+#include "model/model.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "core/philox.h"
+#include "kernels/cpu_ops.h"
+#include "model/aligned_buffer.h"
+#include "model/layers.h"
+
+namespace fedsilo::model {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// How a batch is cut into per-thread chunks: `count` chunks of `chunk` samples (the last may
+// be shorter). Fixed by (batch, threads) alone.
+struct Split {
+  int chunk = 0;
+  int count = 0;
+};
+
+Split split_batch(int batch, int threads) {
+  const int t = std::max(1, std::min(threads, batch));
+  const int chunk = static_cast<int>(ceil_div(batch, t));
+  return {chunk, static_cast<int>(ceil_div(batch, chunk))};
+}
+
+// Buffers of one chunk (one thread).
+struct ChunkBuffers {
+  std::vector<AlignedBuffer<float>> act;       // act[i]: output of layer i
+  AlignedBuffer<float> grad_a, grad_b;         // activation gradients, ping-pong
+  std::vector<AlignedBuffer<uint8_t>> aux;     // per layer, forward -> backward
+  AlignedBuffer<unsigned char> scratch;        // shared by the layers, one at a time
+  AlignedBuffer<float> partial;                // weight gradients of chunks 1..: summed later
+  double loss = 0.0;
+};
+
+// The state behind Model and Workspace, visible to the helpers of this file.
+struct ModelCore {
+  ModelSpec spec;
+  std::vector<std::unique_ptr<Layer>> layers;
+  std::vector<ParamInfo> params;
+  std::vector<std::string> lines;
+  int64_t num_params = 0;
+  int64_t input_size = 0;
+};
+
+struct WorkspaceCore {
+  const ModelCore* owner = nullptr;
+  int threads = 1;
+  int max_batch = 0;
+  std::vector<ChunkBuffers> chunks;
+  bool profiling = false;
+  std::vector<std::string> names;
+  std::vector<double> fwd, bwd;  // per layer, then "loss", then "reduce"
+};
+
+}  // namespace
+
+struct Model::Impl : ModelCore {};
+struct Workspace::Impl : WorkspaceCore {};
+
+Workspace::Workspace(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Workspace::~Workspace() = default;
+int Workspace::max_batch() const { return impl_->max_batch; }
+int Workspace::threads() const { return impl_->threads; }
+void Workspace::set_profiling(bool on) {
+  impl_->profiling = on;
+  std::fill(impl_->fwd.begin(), impl_->fwd.end(), 0.0);
+  std::fill(impl_->bwd.begin(), impl_->bwd.end(), 0.0);
+}
+std::vector<LayerTime> Workspace::profile() const {
+  std::vector<LayerTime> out;
+  for (size_t i = 0; i < impl_->names.size(); ++i) {
+    out.push_back({impl_->names[i], impl_->fwd[i], impl_->bwd[i]});
+  }
+  return out;
+}
+
+namespace {
+
+// Sizes every buffer for chunks of up to ceil(max_batch / threads) samples.
+void allocate(const ModelCore& m, WorkspaceCore& w, int max_batch) {
+  const Split sp = split_batch(std::max(1, max_batch), w.threads);
+  const int cap = sp.chunk;
+  const size_t nl = m.layers.size();
+  int64_t widest = m.input_size, scratch = 0;
+  for (const auto& l : m.layers) {
+    widest = std::max(widest, l->out_size());
+    scratch = std::max(scratch, l->scratch_bytes());
+  }
+  w.chunks.clear();
+  w.chunks.resize(static_cast<size_t>(w.threads));
+  for (int c = 0; c < w.threads; ++c) {
+    ChunkBuffers& b = w.chunks[static_cast<size_t>(c)];
+    for (const auto& l : m.layers) {
+      b.act.emplace_back(static_cast<size_t>(cap * l->out_size()));
+      b.aux.emplace_back(static_cast<size_t>(l->aux_bytes(cap)));
+    }
+    b.grad_a = AlignedBuffer<float>(static_cast<size_t>(cap * widest));
+    b.grad_b = AlignedBuffer<float>(static_cast<size_t>(cap * widest));
+    b.scratch = AlignedBuffer<unsigned char>(static_cast<size_t>(scratch));
+    if (c > 0) b.partial = AlignedBuffer<float>(static_cast<size_t>(m.num_params));
+  }
+  w.owner = &m;
+  w.max_batch = cap * w.threads;
+  w.names.clear();
+  for (const auto& l : m.layers) w.names.push_back(l->name());
+  w.names.emplace_back("loss");
+  w.names.emplace_back("reduce");
+  w.fwd.assign(nl + 2, 0.0);
+  w.bwd.assign(nl + 2, 0.0);
+}
+
+void prepare(const ModelCore& m, WorkspaceCore& w, int batch) {
+  if (w.owner != &m || batch > w.max_batch) allocate(m, w, std::max(batch, w.max_batch));
+}
+
+const float* run_forward(const ModelCore& m, const float* params, const float* x, int n,
+                         ChunkBuffers& b, WorkspaceCore* prof) {
+  const float* in = x;
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    const auto t0 = prof != nullptr ? Clock::now() : Clock::time_point{};
+    m.layers[i]->forward(params, in, b.act[i].data(), n, {b.scratch.data(), b.aux[i].data()});
+    if (prof != nullptr) prof->fwd[i] += seconds_between(t0, Clock::now());
+    in = b.act[i].data();
+  }
+  return in;
+}
+
+// Forward and backward of one chunk: returns its summed loss; writes the weight gradients of
+// d(mean batch loss)/d(params) for this chunk's samples into `grads`.
+double run_chunk(const ModelCore& m, const float* params, const float* x, const int32_t* y,
+                 int n, float scale, float* grads, ChunkBuffers& b, WorkspaceCore* prof) {
+  const float* logits = run_forward(m, params, x, n, b, prof);
+  const size_t nl = m.layers.size();
+  float* dcur = b.grad_a.data();
+  auto t0 = prof != nullptr ? Clock::now() : Clock::time_point{};
+  const double loss =
+      kernels::softmax_xent<float>(logits, y, n, m.spec.num_classes, scale, dcur);
+  if (prof != nullptr) prof->fwd[nl] += seconds_between(t0, Clock::now());
+  for (size_t i = nl; i-- > 0;) {
+    // The first layer's input gradient is never needed: skip it (for the MLP that is the
+    // largest GEMM, 2*B*784*200 FLOPs).
+    float* dx = i == 0 ? nullptr : (dcur == b.grad_a.data() ? b.grad_b.data() : b.grad_a.data());
+    const float* in = i == 0 ? x : b.act[i - 1].data();
+    if (prof != nullptr) t0 = Clock::now();
+    m.layers[i]->backward(params, in, b.act[i].data(), dcur, dx, grads, n,
+                          {b.scratch.data(), b.aux[i].data()});
+    if (prof != nullptr) prof->bwd[i] += seconds_between(t0, Clock::now());
+    dcur = dx;
+  }
+  return loss;
+}
+
+std::string dims_text(const std::array<int, 3>& chw) {
+  return std::to_string(chw[0]) + "x" + std::to_string(chw[1]) + "x" + std::to_string(chw[2]);
+}
+
+}  // namespace
+
+Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Model::~Model() = default;
+Model::Model(Model&&) noexcept = default;
+Model& Model::operator=(Model&&) noexcept = default;
+
+Result<Model> Model::build(const ModelSpec& spec) {
+  const auto [c, h, w] = spec.input_chw;
+  if (c <= 0 || h <= 0 || w <= 0) {
+    return invalid_argument("model.arch = " + spec.arch + ": input shape " +
+                            dims_text(spec.input_chw) + " must be positive");
+  }
+  if (spec.num_classes < 2) {
+    return invalid_argument("model.arch = " + spec.arch + ": needs at least 2 classes, the data "
+                            "has " + std::to_string(spec.num_classes));
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->spec = spec;
+  impl->input_size = int64_t{c} * h * w;
+  if (impl->input_size > (int64_t{1} << 30)) {
+    return invalid_argument("model.arch = " + spec.arch + ": input " + dims_text(spec.input_chw) +
+                            " is too large");
+  }
+  const int in = static_cast<int>(impl->input_size);
+  auto& layers = impl->layers;
+  auto& params = impl->params;
+  int64_t off = 0;
+  const std::string flatten = "flatten " + dims_text(spec.input_chw) + " -> " + std::to_string(in);
+
+  if (spec.arch == "logreg") {
+    impl->lines.push_back(flatten);
+    layers.push_back(make_dense("fc1", in, spec.num_classes, false, params, off));
+  } else if (spec.arch == "mlp") {
+    if (spec.hidden.empty()) {
+      return invalid_argument("model.hidden: arch mlp needs at least one hidden layer size, "
+                              "e.g. hidden = [200, 200]");
+    }
+    for (size_t i = 0; i < spec.hidden.size(); ++i) {
+      if (spec.hidden[i] <= 0) {
+        return invalid_argument("model.hidden[" + std::to_string(i) + "] = " +
+                                std::to_string(spec.hidden[i]) + ": hidden sizes must be > 0");
+      }
+    }
+    impl->lines.push_back(flatten);
+    int prev = in;
+    for (size_t i = 0; i < spec.hidden.size(); ++i) {
+      layers.push_back(make_dense("fc" + std::to_string(i + 1), prev, spec.hidden[i], true,
+                                  params, off));
+      prev = spec.hidden[i];
+    }
+    layers.push_back(make_dense("fc" + std::to_string(spec.hidden.size() + 1), prev,
+                                spec.num_classes, false, params, off));
+  } else if (spec.arch == "niid-cnn") {
+    // NIID-Bench simple-cnn: conv5x5 6, relu, pool2, conv5x5 16, relu, pool2, fc 120, fc 84.
+    // Spatial sizes: h -> h-4 -> (h-4)/2 -> (h-4)/2-4 -> ((h-4)/2-4)/2, which is >= 1 iff h >= 16.
+    constexpr int kMinSide = 16;
+    if (h < kMinSide || w < kMinSide) {
+      return invalid_argument("model.arch = niid-cnn needs inputs of at least " +
+                              std::to_string(kMinSide) + "x" + std::to_string(kMinSide) +
+                              " pixels, the data has " + dims_text(spec.input_chw));
+    }
+    const int h1 = h - 4, w1 = w - 4, h2 = h1 / 2, w2 = w1 / 2, h3 = h2 - 4, w3 = w2 - 4;
+    const int h4 = h3 / 2, w4 = w3 / 2;
+    layers.push_back(make_conv2d("conv1", c, h, w, 6, 5, true, params, off));
+    layers.push_back(make_maxpool2x2("pool1", 6, h1, w1));
+    layers.push_back(make_conv2d("conv2", 6, h2, w2, 16, 5, true, params, off));
+    layers.push_back(make_maxpool2x2("pool2", 16, h3, w3));
+    const int flat = 16 * h4 * w4;
+    layers.push_back(make_dense("fc1", flat, 120, true, params, off));
+    layers.push_back(make_dense("fc2", 120, 84, true, params, off));
+    layers.push_back(make_dense("fc3", 84, spec.num_classes, false, params, off));
+  } else {
+    return invalid_argument("model.arch: unknown architecture '" + spec.arch +
+                            "' (expected logreg, mlp or niid-cnn)");
+  }
+  for (const auto& l : layers) {
+    if (l->name() == "fc1" && spec.arch == "niid-cnn") {
+      impl->lines.push_back("flatten -> " + std::to_string(l->in_size()));
+    }
+    for (auto& line : l->describe()) impl->lines.push_back(std::move(line));
+  }
+  impl->lines.push_back("softmax cross-entropy over " + std::to_string(spec.num_classes) +
+                        " classes");
+  impl->num_params = off;
+  return Model(std::move(impl));
+}
+
+const ModelSpec& Model::spec() const { return impl_->spec; }
+int64_t Model::num_params() const { return impl_->num_params; }
+const std::vector<ParamInfo>& Model::params() const { return impl_->params; }
+std::vector<std::string> Model::describe() const { return impl_->lines; }
+
+void Model::init_params(std::span<float> params, uint64_t seed) const {
+  if (static_cast<int64_t>(params.size()) != impl_->num_params) return;
+  Philox rng(seed, 0, 0, RngPurpose::kInit);
+  for (const auto& l : impl_->layers) l->init(params.data(), rng);
+}
+
+std::unique_ptr<Workspace> Model::make_workspace(int max_batch, int threads) const {
+  auto w = std::make_unique<Workspace::Impl>();
+  w->threads = std::max(1, threads);
+  allocate(*impl_, *w, std::max(1, max_batch));
+  return std::unique_ptr<Workspace>(new Workspace(std::move(w)));
+}
+
+float Model::forward_backward(std::span<const float> params, const float* x, const int32_t* y,
+                              int batch, std::span<float> grads, Workspace& ws) const {
+  const Impl& m = *impl_;
+  if (static_cast<int64_t>(params.size()) != m.num_params ||
+      static_cast<int64_t>(grads.size()) != m.num_params) {
+    return std::nanf("");
+  }
+  if (batch <= 0) {
+    std::fill(grads.begin(), grads.end(), 0.0f);
+    return 0.0f;
+  }
+  Workspace::Impl& w = *ws.impl_;
+  prepare(m, w, batch);
+  const Split sp = split_batch(batch, w.threads);
+  const kernels::BlasSingleThreadScope blas_one_thread;
+  const float scale = 1.0f / static_cast<float>(batch);
+  WorkspaceCore* prof = w.profiling ? &w : nullptr;
+  auto run = [&](int c) {
+    const int n0 = c * sp.chunk;
+    const int n = std::min(sp.chunk, batch - n0);
+    ChunkBuffers& b = w.chunks[static_cast<size_t>(c)];
+    float* g = c == 0 ? grads.data() : b.partial.data();
+    b.loss = run_chunk(m, params.data(), x + int64_t{n0} * m.input_size, y + n0, n, scale, g, b,
+                       c == 0 ? prof : nullptr);
+  };
+  if (sp.count == 1) {
+    run(0);
+  } else {
+    const int64_t np = m.num_params;
+    // Reduction slices: whole cache lines (16 floats) per thread.
+    const int64_t per = ceil_div(ceil_div(np, sp.count), 16) * 16;
+#pragma omp parallel num_threads(sp.count)
+    {
+      // Chunk c always goes to thread c when the team is complete; with fewer threads (nested
+      // or limited OpenMP) a thread runs several chunks, and the result is the same.
+#pragma omp for schedule(static, 1)
+      for (int c = 0; c < sp.count; ++c) run(c);
+      const bool timing = prof != nullptr && omp_get_thread_num() == 0;
+      const auto t0 = timing ? Clock::now() : Clock::time_point{};
+#pragma omp for schedule(static, 1)
+      for (int c = 0; c < sp.count; ++c) {
+        const int64_t lo = std::min(np, c * per), hi = std::min(np, lo + per);
+        for (int s = 1; s < sp.count; ++s) {
+          kernels::add_into<float>(grads.data() + lo, w.chunks[static_cast<size_t>(s)].partial.data() + lo,
+                                   hi - lo);
+        }
+      }
+      if (timing) prof->bwd[m.layers.size() + 1] += seconds_between(t0, Clock::now());
+    }
+  }
+  double total = 0.0;
+  for (int c = 0; c < sp.count; ++c) total += w.chunks[static_cast<size_t>(c)].loss;
+  return static_cast<float>(total / batch);
+}
+
+void Model::forward(std::span<const float> params, const float* x, int batch, float* logits,
+                    Workspace& ws) const {
+  const Impl& m = *impl_;
+  if (batch <= 0 || static_cast<int64_t>(params.size()) != m.num_params) return;
+  Workspace::Impl& w = *ws.impl_;
+  prepare(m, w, batch);
+  const Split sp = split_batch(batch, w.threads);
+  const kernels::BlasSingleThreadScope blas_one_thread;
+  const int classes = m.spec.num_classes;
+  auto run = [&](int c) {
+    const int n0 = c * sp.chunk;
+    const int n = std::min(sp.chunk, batch - n0);
+    ChunkBuffers& b = w.chunks[static_cast<size_t>(c)];
+    const float* out =
+        run_forward(m, params.data(), x + int64_t{n0} * m.input_size, n, b, nullptr);
+    std::copy(out, out + int64_t{n} * classes, logits + int64_t{n0} * classes);
+  };
+  if (sp.count == 1) {
+    run(0);
+  } else {
+#pragma omp parallel for num_threads(sp.count) schedule(static, 1)
+    for (int c = 0; c < sp.count; ++c) run(c);
+  }
+}
+
+double Model::forward_backward_reference(std::span<const double> params, const double* x,
+                                         const int32_t* y, int batch,
+                                         std::span<double> grads) const {
+  const Impl& m = *impl_;
+  if (static_cast<int64_t>(params.size()) != m.num_params ||
+      static_cast<int64_t>(grads.size()) != m.num_params || batch <= 0) {
+    return std::nan("");
+  }
+  const size_t nl = m.layers.size();
+  std::vector<std::vector<double>> act(nl);
+  std::vector<std::vector<uint8_t>> aux(nl);
+  int64_t widest = m.input_size;
+  for (size_t i = 0; i < nl; ++i) {
+    act[i].resize(static_cast<size_t>(batch * m.layers[i]->out_size()));
+    aux[i].resize(static_cast<size_t>(m.layers[i]->aux_bytes(batch)));
+    widest = std::max(widest, m.layers[i]->out_size());
+  }
+  std::vector<double> da(static_cast<size_t>(batch * widest)), db(da.size());
+  const double* in = x;
+  for (size_t i = 0; i < nl; ++i) {
+    m.layers[i]->forward(params.data(), in, act[i].data(), batch, {nullptr, aux[i].data()});
+    in = act[i].data();
+  }
+  const double loss = kernels::softmax_xent<double>(in, y, batch, m.spec.num_classes,
+                                                    1.0 / batch, da.data());
+  double* dcur = da.data();
+  for (size_t i = nl; i-- > 0;) {
+    double* dx = i == 0 ? nullptr : (dcur == da.data() ? db.data() : da.data());
+    m.layers[i]->backward(params.data(), i == 0 ? x : act[i - 1].data(), act[i].data(), dcur, dx,
+                          grads.data(), batch, {nullptr, aux[i].data()});
+    dcur = dx;
+  }
+  return loss / batch;
+}
+
+}  // namespace fedsilo::model

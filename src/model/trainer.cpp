@@ -1,0 +1,159 @@
+// Local training (shuffled mini-batch SGD) and evaluation of a model on one silo's data.
+#include "model/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "core/philox.h"
+#include "kernels/cpu/softmax_xent.h"
+#include "optim/sgd.h"
+
+namespace fedsilo::model {
+
+namespace {
+
+std::string shape_text(const std::array<int, 3>& chw) {
+  return std::to_string(chw[0]) + "x" + std::to_string(chw[1]) + "x" + std::to_string(chw[2]);
+}
+
+// The checks train_local and evaluate share: the data fits the model and labels are in range
+// (the loss kernel indexes logits by label).
+Status check_data(const Model& model, const data::Dataset& ds) {
+  const ModelSpec& spec = model.spec();
+  if (ds.chw != spec.input_chw) {
+    return invalid_argument("data " + ds.name + ": sample shape " + shape_text(ds.chw) +
+                            " differs from the model input " + shape_text(spec.input_chw));
+  }
+  if (static_cast<int64_t>(ds.x.size()) != ds.size() * ds.sample_size()) {
+    return invalid_argument("data " + ds.name + ": x holds " + std::to_string(ds.x.size()) +
+                            " values for " + std::to_string(ds.size()) + " samples");
+  }
+  for (int64_t i = 0; i < ds.size(); ++i) {
+    const int32_t y = ds.y[static_cast<size_t>(i)];
+    if (y < 0 || y >= spec.num_classes) {
+      return invalid_argument("data " + ds.name + ": label " + std::to_string(y) + " of sample " +
+                              std::to_string(i) + " is outside [0, " +
+                              std::to_string(spec.num_classes) + ")");
+    }
+  }
+  return {};
+}
+
+std::string where(const LocalTrainOptions& o, int epoch, int64_t batch) {
+  return "silo " + std::to_string(o.silo) + ", round " + std::to_string(o.round) + ", epoch " +
+         std::to_string(epoch) + ", batch " + std::to_string(batch);
+}
+
+}  // namespace
+
+Result<LocalTrainStats> train_local(const Model& model, std::span<float> params,
+                                    std::span<const float> global_params,
+                                    const data::Dataset& ds, const LocalTrainOptions& opts) {
+  const auto t_start = std::chrono::steady_clock::now();
+  const int64_t np = model.num_params();
+  if (static_cast<int64_t>(params.size()) != np) {
+    return invalid_argument("train_local: params hold " + std::to_string(params.size()) +
+                            " values, the model has " + std::to_string(np));
+  }
+  if (opts.prox_mu != 0.0f && static_cast<int64_t>(global_params.size()) != np) {
+    return invalid_argument("train_local: the FedProx term needs the global parameters (" +
+                            std::to_string(np) + " values), got " +
+                            std::to_string(global_params.size()));
+  }
+  if (opts.batch_size <= 0) {
+    return invalid_argument("local.batch_size = " + std::to_string(opts.batch_size) +
+                            " must be > 0");
+  }
+  if (opts.epochs < 0) {
+    return invalid_argument("local.epochs = " + std::to_string(opts.epochs) + " must be >= 0");
+  }
+  if (!std::isfinite(opts.lr) || opts.lr < 0.0f) {
+    return invalid_argument("local.lr = " + std::to_string(opts.lr) + " must be finite and >= 0");
+  }
+  FEDSILO_CHECK(check_data(model, ds));
+  const int64_t n = ds.size();
+  LocalTrainStats stats;
+  if (n == 0 || opts.epochs == 0) return stats;
+
+  const int batch = static_cast<int>(std::min<int64_t>(opts.batch_size, n));
+  const int64_t sample = ds.sample_size();
+  auto ws = model.make_workspace(batch, opts.threads);
+  std::vector<float> grads(static_cast<size_t>(np));
+  std::vector<float> xb(static_cast<size_t>(batch * sample));
+  std::vector<int32_t> yb(static_cast<size_t>(batch));
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  optim::Sgd sgd(np, {opts.lr, opts.momentum, opts.weight_decay, opts.prox_mu});
+  // One stream for the call; epoch e's permutation is the e-th Fisher-Yates draw from it.
+  Philox rng(opts.seed, opts.round, opts.silo, RngPurpose::kShuffle);
+  const int64_t batches = (n + batch - 1) / batch;
+
+  double loss_sum = 0.0;
+  for (int epoch = 1; epoch <= opts.epochs; ++epoch) {
+    std::iota(order.begin(), order.end(), int64_t{0});
+    for (int64_t i = n - 1; i > 0; --i) {
+      const auto j = static_cast<int64_t>(rng.below(static_cast<uint64_t>(i + 1)));
+      std::swap(order[static_cast<size_t>(i)], order[static_cast<size_t>(j)]);
+    }
+    for (int64_t b = 0; b < batches; ++b) {
+      const int64_t first = b * batch;
+      const int bs = static_cast<int>(std::min<int64_t>(batch, n - first));
+      for (int i = 0; i < bs; ++i) {
+        const int64_t s = order[static_cast<size_t>(first + i)];
+        std::memcpy(xb.data() + i * sample, ds.sample(s), static_cast<size_t>(sample) * sizeof(float));
+        yb[static_cast<size_t>(i)] = ds.y[static_cast<size_t>(s)];
+      }
+      const float loss = model.forward_backward(params, xb.data(), yb.data(), bs, grads, *ws);
+      if (!std::isfinite(loss)) {
+        return Status(StatusCode::kDiverged, where(opts, epoch, b + 1) + ": loss is " +
+                                                 (std::isnan(loss) ? "nan" : "inf"));
+      }
+      if (!sgd.step(params, grads, global_params, opts.threads)) {
+        return Status(StatusCode::kDiverged,
+                      where(opts, epoch, b + 1) + ": parameters are not finite after the update");
+      }
+      loss_sum += static_cast<double>(loss) * bs;
+    }
+  }
+  stats.samples_processed = n * opts.epochs;
+  stats.mean_loss = loss_sum / static_cast<double>(stats.samples_processed);
+  stats.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  return stats;
+}
+
+EvalStats evaluate(const Model& model, std::span<const float> params, const data::Dataset& ds,
+                   int batch_size, int threads) {
+  EvalStats stats;
+  const int64_t n = ds.size();
+  if (n == 0 || batch_size <= 0 || static_cast<int64_t>(params.size()) != model.num_params() ||
+      !check_data(model, ds).ok()) {
+    stats.mean_loss = std::nan("");
+    stats.accuracy = std::nan("");
+    return stats;
+  }
+  const int batch = static_cast<int>(std::min<int64_t>(batch_size, n));
+  const int classes = model.spec().num_classes;
+  auto ws = model.make_workspace(batch, threads);
+  std::vector<float> logits(static_cast<size_t>(batch) * classes);
+  std::vector<int32_t> pred(static_cast<size_t>(batch));
+  double loss_sum = 0.0;
+  for (int64_t first = 0; first < n; first += batch) {
+    const int bs = static_cast<int>(std::min<int64_t>(batch, n - first));
+    model.forward(params, ds.sample(first), bs, logits.data(), *ws);
+    const int32_t* y = ds.y.data() + first;
+    loss_sum += kernels::softmax_xent<float>(logits.data(), y, bs, classes, 0.0f, nullptr);
+    kernels::argmax_rows<float>(logits.data(), bs, classes, pred.data());
+    for (int i = 0; i < bs; ++i) stats.correct += pred[static_cast<size_t>(i)] == y[i] ? 1 : 0;
+  }
+  stats.samples = n;
+  stats.mean_loss = loss_sum / static_cast<double>(n);
+  stats.accuracy = static_cast<double>(stats.correct) / static_cast<double>(n);
+  return stats;
+}
+
+}  // namespace fedsilo::model
