@@ -1,0 +1,294 @@
+// Local-training throughput of the CPU backend: samples/s of train_local (shuffle, gather,
+// forward, backward, SGD with momentum) for the NIID-Bench CNN and the 784-200-200-10 MLP on
+// Fashion-MNIST. A program, not a timed test: it validates the gradients first, warms up,
+// times `repeats` epochs over the same `batches x batch` samples, reports median and spread,
+// and writes JSON beside the table. See benchmarks/RESULTS.md, section "Local training (CPU)".
+//
+// Usage: local_train [--data DIR | --synthetic] [--threads 2] [--batch 64] [--batches 200]
+//                    [--repeats 7] [--models niid-cnn,mlp] [--json FILE] [--commit SHA]
+//                    [--profile]
+// The commit comes from --commit, else $FEDSILO_COMMIT, else "unknown".
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/philox.h"
+#include "data/dataset.h"
+#include "kernels/cpu/gemm.h"
+#include "model/model.h"
+#include "model/trainer.h"
+
+namespace {
+
+using fedsilo::model::Model;
+using fedsilo::model::ModelSpec;
+
+struct Options {
+  std::string data_dir = "/usr/share/datasets/fashion-mnist";
+  bool synthetic = false;
+  int threads = 2;
+  int batch = 64;
+  int batches = 200;
+  int repeats = 7;
+  std::vector<std::string> models{"niid-cnn", "mlp"};
+  std::string json_path = "local_train.json";
+  std::string commit;
+  bool profile = false;
+};
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+bool parse(int argc, char** argv, Options& o) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&](std::string& dst) {
+      if (i + 1 >= argc) return false;
+      dst = argv[++i];
+      return true;
+    };
+    std::string v;
+    if (a == "--synthetic") {
+      o.synthetic = true;
+    } else if (a == "--profile") {
+      o.profile = true;
+    } else if (a == "--data" && value(v)) {
+      o.data_dir = v;
+    } else if (a == "--threads" && value(v)) {
+      o.threads = std::atoi(v.c_str());
+    } else if (a == "--batch" && value(v)) {
+      o.batch = std::atoi(v.c_str());
+    } else if (a == "--batches" && value(v)) {
+      o.batches = std::atoi(v.c_str());
+    } else if (a == "--repeats" && value(v)) {
+      o.repeats = std::atoi(v.c_str());
+    } else if (a == "--models" && value(v)) {
+      o.models = split_commas(v);
+    } else if (a == "--json" && value(v)) {
+      o.json_path = v;
+    } else if (a == "--commit" && value(v)) {
+      o.commit = v;
+    } else {
+      std::fprintf(stderr, "local_train: unknown or incomplete argument '%s'\n", a.c_str());
+      return false;
+    }
+  }
+  if (o.threads < 1 || o.batch < 1 || o.batches < 1 || o.repeats < 1) {
+    std::fprintf(stderr, "local_train: --threads, --batch, --batches, --repeats must be >= 1\n");
+    return false;
+  }
+  if (o.commit.empty()) {
+    const char* env = std::getenv("FEDSILO_COMMIT");
+    o.commit = env != nullptr ? env : "unknown";
+  }
+  return true;
+}
+
+std::string cpu_model_name() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("model name", 0) == 0) {
+      const auto colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(line.find_first_not_of(' ', colon + 1));
+    }
+  }
+  return "unknown";
+}
+
+// Uniform pixels with random labels: same shapes and work as Fashion-MNIST.
+fedsilo::data::Dataset synthetic_data(int64_t n) {
+  fedsilo::data::Dataset ds;
+  ds.chw = {1, 28, 28};
+  ds.num_classes = 10;
+  ds.name = "synthetic";
+  fedsilo::Philox rng(1, 0, 0, fedsilo::RngPurpose::kNoise);
+  ds.x.resize(static_cast<size_t>(n * 784));
+  for (auto& v : ds.x) v = static_cast<float>(rng.uniform());
+  for (int64_t i = 0; i < n; ++i) ds.y.push_back(static_cast<int32_t>(rng.below(10)));
+  return ds;
+}
+
+fedsilo::data::Dataset head(const fedsilo::data::Dataset& ds, int64_t n) {
+  fedsilo::data::Dataset out;
+  out.chw = ds.chw;
+  out.num_classes = ds.num_classes;
+  out.name = ds.name;
+  out.x.assign(ds.x.begin(), ds.x.begin() + n * ds.sample_size());
+  out.y.assign(ds.y.begin(), ds.y.begin() + n);
+  return out;
+}
+
+// Validation before timing: the float model (with the benchmark's thread count) against the
+// double reference path on one batch of real data.
+bool validate(const Model& m, const fedsilo::data::Dataset& ds, int threads, double& rel_err) {
+  const int b = 16;
+  std::vector<float> p(static_cast<size_t>(m.num_params())), g(p.size());
+  m.init_params(p, 1);
+  auto ws = m.make_workspace(b, threads);
+  const float loss = m.forward_backward(p, ds.x.data(), ds.y.data(), b, g, *ws);
+  const std::vector<double> pd(p.begin(), p.end());
+  const std::vector<double> xd(ds.x.begin(), ds.x.begin() + b * ds.sample_size());
+  std::vector<double> gd(pd.size());
+  const double ld = m.forward_backward_reference(pd, xd.data(), ds.y.data(), b, gd);
+  double num = 0.0, den = 0.0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    num += (g[i] - gd[i]) * (g[i] - gd[i]);
+    den += gd[i] * gd[i];
+  }
+  rel_err = std::sqrt(num / den);
+  return std::isfinite(loss) && std::abs(loss - ld) < 1e-4 * ld && rel_err < 1e-4;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  if (!parse(argc, argv, o)) return 2;
+  const int64_t n = int64_t{o.batch} * o.batches;
+
+  fedsilo::data::Dataset all;
+  if (o.synthetic) {
+    all = synthetic_data(n);
+  } else {
+    auto r = fedsilo::data::read_idx_pair(o.data_dir + "/train-images-idx3-ubyte.gz",
+                                          o.data_dir + "/train-labels-idx1-ubyte.gz");
+    if (!r.ok()) {
+      std::fprintf(stderr, "local_train: %s (pass --synthetic to run without the data)\n",
+                   r.status().to_string().c_str());
+      return 1;
+    }
+    all = std::move(r).value();
+  }
+  if (all.size() < n) {
+    std::fprintf(stderr, "local_train: need %lld samples, the data has %lld\n",
+                 static_cast<long long>(n), static_cast<long long>(all.size()));
+    return 1;
+  }
+  const fedsilo::data::Dataset ds = head(all, n);
+  const std::string machine = cpu_model_name();
+  std::printf("local_train: machine %s, OpenBLAS core %s\n", machine.c_str(),
+              fedsilo::kernels::blas_core_name());
+  std::printf("  threads %d, batch %d, %d batches (%lld samples) per repeat, %d repeats, data %s, "
+              "commit %s\n",
+              o.threads, o.batch, o.batches, static_cast<long long>(n), o.repeats,
+              o.synthetic ? "synthetic" : (o.data_dir + " (train, first samples)").c_str(),
+              o.commit.c_str());
+  std::printf("  SGD lr 0.01 momentum 0.9; one train_local epoch per repeat (shuffle, gather, "
+              "forward, backward, update)\n\n");
+
+  nlohmann::json out;
+  out["benchmark"] = "local_train";
+  out["machine"] = machine;
+  out["openblas_core"] = fedsilo::kernels::blas_core_name();
+  out["threads"] = o.threads;
+  out["batch"] = o.batch;
+  out["batches"] = o.batches;
+  out["repeats"] = o.repeats;
+  out["data"] = o.synthetic ? "synthetic" : o.data_dir;
+  out["commit"] = o.commit;
+  out["results"] = nlohmann::json::array();
+
+  std::printf("%-10s %10s %14s %14s %14s %12s %10s\n", "model", "params", "samples/s med",
+              "min", "max", "ms/batch", "loss");
+  for (const std::string& arch : o.models) {
+    ModelSpec spec{arch, arch == "mlp" ? std::vector<int>{200, 200} : std::vector<int>{},
+                   ds.chw, ds.num_classes};
+    auto built = Model::build(spec);
+    if (!built.ok()) {
+      std::fprintf(stderr, "local_train: %s\n", built.status().to_string().c_str());
+      return 1;
+    }
+    const Model& m = built.value();
+    double rel_err = 0.0;
+    if (!validate(m, ds, o.threads, rel_err)) {
+      std::fprintf(stderr, "local_train: %s: gradients differ from the double reference (%g)\n",
+                   arch.c_str(), rel_err);
+      return 1;
+    }
+    std::vector<float> init(static_cast<size_t>(m.num_params())), p(init.size());
+    m.init_params(init, 1);
+    fedsilo::model::LocalTrainOptions lo;
+    lo.batch_size = o.batch;
+    lo.lr = 0.01f;
+    lo.momentum = 0.9f;
+    lo.threads = o.threads;
+    // Warm-up: one epoch (page faults, OpenMP pool start, caches, frequency).
+    p = init;
+    if (auto r = fedsilo::model::train_local(m, p, init, ds, lo); !r.ok()) {
+      std::fprintf(stderr, "local_train: %s\n", r.status().to_string().c_str());
+      return 1;
+    }
+    std::vector<double> rates;
+    double last_loss = 0.0;
+    for (int r = 0; r < o.repeats; ++r) {
+      p = init;
+      lo.round = static_cast<uint32_t>(r + 1);
+      auto res = fedsilo::model::train_local(m, p, init, ds, lo);
+      if (!res.ok()) {
+        std::fprintf(stderr, "local_train: %s\n", res.status().to_string().c_str());
+        return 1;
+      }
+      rates.push_back(static_cast<double>(res->samples_processed) / res->seconds);
+      last_loss = res->mean_loss;
+    }
+    const double med = median(rates);
+    const auto [lo_it, hi_it] = std::minmax_element(rates.begin(), rates.end());
+    std::printf("%-10s %10lld %14.0f %14.0f %14.0f %12.3f %10.4f\n", arch.c_str(),
+                static_cast<long long>(m.num_params()), med, *lo_it, *hi_it,
+                1e3 * o.batch / med, last_loss);
+    nlohmann::json row{{"model", arch},
+                       {"params", m.num_params()},
+                       {"samples_per_s_median", med},
+                       {"samples_per_s_min", *lo_it},
+                       {"samples_per_s_max", *hi_it},
+                       {"samples_per_s_all", rates},
+                       {"mean_loss_last_repeat", last_loss},
+                       {"validation_rel_err", rel_err}};
+
+    if (o.profile) {
+      // Per-layer times of the thread running the first chunk, over `batches` steps.
+      auto ws = m.make_workspace(o.batch, o.threads);
+      std::vector<float> g(p.size());
+      for (int b = 0; b < 10; ++b) {
+        m.forward_backward(p, ds.sample(int64_t{b} * o.batch), ds.y.data() + int64_t{b} * o.batch,
+                           o.batch, g, *ws);
+      }
+      ws->set_profiling(true);
+      for (int b = 0; b < o.batches; ++b) {
+        m.forward_backward(p, ds.sample(int64_t{b} * o.batch), ds.y.data() + int64_t{b} * o.batch,
+                           o.batch, g, *ws);
+      }
+      nlohmann::json prof = nlohmann::json::array();
+      for (const auto& t : ws->profile()) {
+        const double f = 1e6 * t.forward_seconds / o.batches, bw = 1e6 * t.backward_seconds / o.batches;
+        std::printf("    %-8s forward %8.1f us  backward %8.1f us  (per batch)\n", t.layer.c_str(), f, bw);
+        prof.push_back({{"layer", t.layer}, {"forward_us", f}, {"backward_us", bw}});
+      }
+      row["profile_per_batch"] = prof;
+    }
+    out["results"].push_back(row);
+  }
+  std::ofstream(o.json_path) << out.dump(2) << "\n";
+  std::printf("\nwrote %s\n", o.json_path.c_str());
+  return 0;
+}
