@@ -3,6 +3,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstring>
 
@@ -136,6 +137,187 @@ Status Comm::agree(const Status& local) {
   std::string msg = local.message();
   FEDSILO_CHECK(broadcast(msg, first));
   return {static_cast<StatusCode>(code), msg};
+}
+
+// ---------------------------------------------------------------- topology and algorithm support
+
+Status Comm::finish_init() {
+  FEDSILO_MPI(MPI_Comm_set_errhandler(h_->world, MPI_ERRORS_RETURN));
+  FEDSILO_MPI(MPI_Comm_rank(h_->world, &rank_));
+  FEDSILO_MPI(MPI_Comm_size(h_->world, &size_));
+  FEDSILO_MPI(MPI_Comm_split_type(h_->world, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL,
+                                  &h_->node));
+  FEDSILO_MPI(MPI_Comm_set_errhandler(h_->node, MPI_ERRORS_RETURN));
+  FEDSILO_MPI(MPI_Comm_rank(h_->node, &local_rank_));
+  FEDSILO_MPI(MPI_Comm_size(h_->node, &local_size_));
+  return {};
+}
+
+Result<Comm> Comm::split(int color, int key) const {
+  if (color < 0) return invalid_argument("Comm::split: color must be >= 0");
+  Comm c;
+  c.h_ = std::make_unique<Handles>();
+  FEDSILO_MPI(MPI_Comm_split(h_->world, color, key, &c.h_->world));
+  FEDSILO_CHECK(c.finish_init());
+  return c;
+}
+
+Result<Comm> Comm::split_shared() const {
+  Comm c;
+  c.h_ = std::make_unique<Handles>();
+  FEDSILO_MPI(MPI_Comm_split_type(h_->world, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL,
+                                  &c.h_->world));
+  FEDSILO_CHECK(c.finish_init());
+  return c;
+}
+
+namespace {
+
+// MPI counts are int; 2^30 keeps every chunk well inside it.
+constexpr int64_t kMaxChunk = int64_t{1} << 30;
+
+Status bcast_chunked(MPI_Comm comm, void* data, int64_t n, MPI_Datatype type, int elem_bytes,
+                     int root) {
+  auto* p = static_cast<char*>(data);
+  for (int64_t off = 0; off < n; off += kMaxChunk) {
+    const int count = static_cast<int>(std::min(kMaxChunk, n - off));
+    FEDSILO_MPI(MPI_Bcast(p + off * elem_bytes, count, type, root, comm));
+  }
+  return {};
+}
+
+}  // namespace
+
+Status Comm::sendrecv_bytes(std::span<const uint8_t> send, int dest, std::vector<uint8_t>& recv,
+                            int source, int tag) {
+  int64_t send_n = static_cast<int64_t>(send.size());
+  int64_t recv_n = 0;
+  FEDSILO_MPI(MPI_Sendrecv(&send_n, 1, MPI_INT64_T, dest, tag, &recv_n, 1, MPI_INT64_T, source,
+                           tag, h_->world, MPI_STATUS_IGNORE));
+  if (recv_n < 0) return {StatusCode::kCommError, "sendrecv_bytes: negative message size"};
+  recv.resize(static_cast<size_t>(recv_n));
+  // Both partners know both sizes now, so they agree on the number of chunk exchanges.
+  const int64_t longest = std::max(send_n, recv_n);
+  for (int64_t off = 0; off < longest; off += kMaxChunk) {
+    const int s = static_cast<int>(std::clamp<int64_t>(send_n - off, 0, kMaxChunk));
+    const int r = static_cast<int>(std::clamp<int64_t>(recv_n - off, 0, kMaxChunk));
+    FEDSILO_MPI(MPI_Sendrecv(s > 0 ? send.data() + off : nullptr, s, MPI_BYTE, dest, tag,
+                             r > 0 ? recv.data() + off : nullptr, r, MPI_BYTE, source, tag,
+                             h_->world, MPI_STATUS_IGNORE));
+  }
+  return {};
+}
+
+Status Comm::send_bytes(std::span<const uint8_t> data, int dest, int tag) {
+  int64_t n = static_cast<int64_t>(data.size());
+  FEDSILO_MPI(MPI_Send(&n, 1, MPI_INT64_T, dest, tag, h_->world));
+  for (int64_t off = 0; off < n; off += kMaxChunk) {
+    const int count = static_cast<int>(std::min(kMaxChunk, n - off));
+    FEDSILO_MPI(MPI_Send(data.data() + off, count, MPI_BYTE, dest, tag, h_->world));
+  }
+  return {};
+}
+
+Status Comm::recv_bytes(std::vector<uint8_t>& data, int source, int tag) {
+  int64_t n = 0;
+  FEDSILO_MPI(MPI_Recv(&n, 1, MPI_INT64_T, source, tag, h_->world, MPI_STATUS_IGNORE));
+  if (n < 0) return {StatusCode::kCommError, "recv_bytes: negative message size"};
+  data.resize(static_cast<size_t>(n));
+  for (int64_t off = 0; off < n; off += kMaxChunk) {
+    const int count = static_cast<int>(std::min(kMaxChunk, n - off));
+    FEDSILO_MPI(MPI_Recv(data.data() + off, count, MPI_BYTE, source, tag, h_->world,
+                         MPI_STATUS_IGNORE));
+  }
+  return {};
+}
+
+Status Comm::allgather(std::span<const int64_t> mine, std::vector<int64_t>& all) {
+  all.assign(mine.size() * static_cast<size_t>(size_), 0);
+  FEDSILO_MPI(MPI_Allgather(mine.data(), static_cast<int>(mine.size()), MPI_INT64_T, all.data(),
+                            static_cast<int>(mine.size()), MPI_INT64_T, h_->world));
+  return {};
+}
+
+Status Comm::allgatherv_bytes(std::span<const uint8_t> mine, std::vector<uint8_t>& all,
+                              std::vector<int64_t>& offsets) {
+  const int64_t my_n = static_cast<int64_t>(mine.size());
+  std::vector<int64_t> sizes;
+  FEDSILO_CHECK(allgather(std::span<const int64_t>(&my_n, 1), sizes));
+  offsets.assign(static_cast<size_t>(size_) + 1, 0);
+  for (int q = 0; q < size_; ++q) {
+    if (sizes[q] < 0) return {StatusCode::kCommError, "allgatherv_bytes: negative size"};
+    offsets[q + 1] = offsets[q] + sizes[q];
+  }
+  const int64_t total = offsets[size_];
+  all.resize(static_cast<size_t>(total));
+  if (total <= INT_MAX) {
+    std::vector<int> counts(size_), displs(size_);
+    for (int q = 0; q < size_; ++q) {
+      counts[q] = static_cast<int>(sizes[q]);
+      displs[q] = static_cast<int>(offsets[q]);
+    }
+    FEDSILO_MPI(MPI_Allgatherv(mine.data(), static_cast<int>(my_n), MPI_BYTE, all.data(),
+                               counts.data(), displs.data(), MPI_BYTE, h_->world));
+    return {};
+  }
+  // Displacements above 2^31 bytes do not fit MPI's int: one chunked broadcast per rank.
+  std::copy(mine.begin(), mine.end(), all.begin() + offsets[rank_]);
+  for (int q = 0; q < size_; ++q) {
+    FEDSILO_CHECK(bcast_chunked(h_->world, all.data() + offsets[q], sizes[q], MPI_BYTE, 1, q));
+  }
+  return {};
+}
+
+Status Comm::reduce_sum(std::span<float> data, int root) {
+  const int64_t n = static_cast<int64_t>(data.size());
+  for (int64_t off = 0; off < n; off += kMaxChunk) {
+    const int count = static_cast<int>(std::min(kMaxChunk, n - off));
+    if (rank_ == root) {
+      FEDSILO_MPI(MPI_Reduce(MPI_IN_PLACE, data.data() + off, count, MPI_FLOAT, MPI_SUM, root,
+                             h_->world));
+    } else {
+      FEDSILO_MPI(
+          MPI_Reduce(data.data() + off, nullptr, count, MPI_FLOAT, MPI_SUM, root, h_->world));
+    }
+  }
+  return {};
+}
+
+Status Comm::broadcast(std::span<float> data, int root) {
+  return bcast_chunked(h_->world, data.data(), static_cast<int64_t>(data.size()), MPI_FLOAT,
+                       static_cast<int>(sizeof(float)), root);
+}
+
+Status Comm::reduce_scatter_sum(std::span<const float> in, std::span<float> out,
+                                std::span<const int> counts) {
+  if (static_cast<int>(counts.size()) != size_ ||
+      out.size() != static_cast<size_t>(counts[rank_])) {
+    return invalid_argument("reduce_scatter_sum: counts do not match the communicator");
+  }
+  FEDSILO_MPI(MPI_Reduce_scatter(in.data(), out.data(), counts.data(), MPI_FLOAT, MPI_SUM,
+                                 h_->world));
+  return {};
+}
+
+Status Comm::allgatherv(std::span<const float> mine, std::span<float> all,
+                        std::span<const int> counts) {
+  if (static_cast<int>(counts.size()) != size_ ||
+      mine.size() != static_cast<size_t>(counts[rank_])) {
+    return invalid_argument("allgatherv: counts do not match the communicator");
+  }
+  std::vector<int> displs(size_);
+  int64_t off = 0;
+  for (int q = 0; q < size_; ++q) {
+    if (off > INT_MAX) return invalid_argument("allgatherv: displacement above 2^31 elements");
+    displs[q] = static_cast<int>(off);
+    off += counts[q];
+  }
+  if (all.size() != static_cast<size_t>(off)) {
+    return invalid_argument("allgatherv: output length is not the sum of counts");
+  }
+  FEDSILO_MPI(MPI_Allgatherv(mine.data(), counts[rank_], MPI_FLOAT, all.data(), counts.data(),
+                             displs.data(), MPI_FLOAT, h_->world));
+  return {};
 }
 
 }  // namespace fedsilo::mpi

@@ -62,8 +62,47 @@ class Comm {
   /// message names the silo, key or path at fault).
   [[nodiscard]] Status agree(const Status& local);
 
+  // ---- Used by the topology and the allreduce algorithms (mpi/topology.h, mpi/sparse_*.h).
+
+  /// MPI_Comm_split: one new communicator per distinct `color` (>= 0), ranks ordered by `key`.
+  /// Collective over this communicator.
+  [[nodiscard]] Result<Comm> split(int color, int key) const;
+  /// The ranks of this communicator that share memory with this rank (MPI_Comm_split_type
+  /// shared), ordered by rank. Collective.
+  [[nodiscard]] Result<Comm> split_shared() const;
+
+  /// Sends `send` to `dest` while receiving a message of any length from `source` into `recv`
+  /// (sizes are exchanged first, so receivers need not know them). Messages above 2^30 bytes
+  /// go in chunks. `dest` and `source` may be the same rank.
+  [[nodiscard]] Status sendrecv_bytes(std::span<const uint8_t> send, int dest,
+                                      std::vector<uint8_t>& recv, int source, int tag);
+  /// One-sided halves of sendrecv_bytes (a send must be matched by a recv_bytes).
+  [[nodiscard]] Status send_bytes(std::span<const uint8_t> data, int dest, int tag);
+  [[nodiscard]] Status recv_bytes(std::vector<uint8_t>& data, int source, int tag);
+
+  /// Every rank contributes `mine` (same length everywhere); rank-major result.
+  [[nodiscard]] Status allgather(std::span<const int64_t> mine, std::vector<int64_t>& all);
+  /// Every rank contributes a byte string of its own length; `all` is their concatenation in
+  /// rank order and `offsets` (size() + 1 entries) where each one starts.
+  [[nodiscard]] Status allgatherv_bytes(std::span<const uint8_t> mine, std::vector<uint8_t>& all,
+                                        std::vector<int64_t>& offsets);
+  /// Elementwise sum of every rank's `data` into `data` on `root` (other ranks' `data` is
+  /// left as it was). Chunked above 2^30 elements.
+  [[nodiscard]] Status reduce_sum(std::span<float> data, int root);
+  /// `data` on `root` copied to every rank. Chunked above 2^30 elements.
+  [[nodiscard]] Status broadcast(std::span<float> data, int root);
+  /// MPI_Reduce_scatter: the elementwise sum of every rank's `in` (sum of `counts` elements),
+  /// split in rank order; this rank receives its counts[rank()] elements in `out`.
+  [[nodiscard]] Status reduce_scatter_sum(std::span<const float> in, std::span<float> out,
+                                          std::span<const int> counts);
+  /// MPI_Allgatherv: rank q contributes counts[q] floats; `all` receives them in rank order.
+  [[nodiscard]] Status allgatherv(std::span<const float> mine, std::span<float> all,
+                                  std::span<const int> counts);
+
  private:
   Comm() = default;
+  /// Fills rank/size/local info and the error handler once h_->world is set.
+  [[nodiscard]] Status finish_init();
   struct Handles;
   std::unique_ptr<Handles> h_;
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;

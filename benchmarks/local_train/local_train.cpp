@@ -6,7 +6,10 @@
 //
 // Usage: local_train [--data DIR | --synthetic] [--threads 2] [--batch 64] [--batches 200]
 //                    [--repeats 7] [--models niid-cnn,mlp] [--json FILE] [--commit SHA]
-//                    [--profile]
+//                    [--profile] [--arrangements]
+// --profile adds per-layer times; --arrangements also times the step loop (forward_backward +
+// SGD) with the batch split across fedsilo threads (single-threaded OpenBLAS) against one
+// fedsilo thread driving a multi-threaded OpenBLAS.
 // The commit comes from --commit, else $FEDSILO_COMMIT, else "unknown".
 #include <algorithm>
 #include <chrono>
@@ -14,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -25,6 +29,7 @@
 #include "kernels/cpu/gemm.h"
 #include "model/model.h"
 #include "model/trainer.h"
+#include "optim/sgd.h"
 
 namespace {
 
@@ -42,6 +47,7 @@ struct Options {
   std::string json_path = "local_train.json";
   std::string commit;
   bool profile = false;
+  bool arrangements = false;
 };
 
 std::vector<std::string> split_commas(const std::string& s) {
@@ -66,6 +72,8 @@ bool parse(int argc, char** argv, Options& o) {
       o.synthetic = true;
     } else if (a == "--profile") {
       o.profile = true;
+    } else if (a == "--arrangements") {
+      o.arrangements = true;
     } else if (a == "--data" && value(v)) {
       o.data_dir = v;
     } else if (a == "--threads" && value(v)) {
@@ -153,6 +161,22 @@ bool validate(const Model& m, const fedsilo::data::Dataset& ds, int threads, dou
   return std::isfinite(loss) && std::abs(loss - ld) < 1e-4 * ld && rel_err < 1e-4;
 }
 
+// One timed pass of `batches` plain steps (forward_backward + SGD, data in order): samples/s.
+double step_loop_rate(const Model& m, const fedsilo::data::Dataset& ds,
+                      const std::vector<float>& init, const Options& o,
+                      fedsilo::model::Workspace& ws) {
+  std::vector<float> p = init, g(init.size());
+  fedsilo::optim::Sgd sgd(m.num_params(), {0.01f, 0.9f, 0.0f, 0.0f});
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int b = 0; b < o.batches; ++b) {
+    const int64_t first = int64_t{b} * o.batch;
+    m.forward_backward(p, ds.sample(first), ds.y.data() + first, o.batch, g, ws);
+    (void)sgd.step(p, g, init, &ws.team());
+  }
+  const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return static_cast<double>(o.batches) * o.batch / sec;
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
@@ -188,13 +212,15 @@ int main(int argc, char** argv) {
   const std::string machine = cpu_model_name();
   std::printf("local_train: machine %s, OpenBLAS core %s\n", machine.c_str(),
               fedsilo::kernels::blas_core_name());
-  std::printf("  threads %d, batch %d, %d batches (%lld samples) per repeat, %d repeats, data %s, "
-              "commit %s\n",
-              o.threads, o.batch, o.batches, static_cast<long long>(n), o.repeats,
-              o.synthetic ? "synthetic" : (o.data_dir + " (train, first samples)").c_str(),
-              o.commit.c_str());
-  std::printf("  SGD lr 0.01 momentum 0.9; one train_local epoch per repeat (shuffle, gather, "
-              "forward, backward, update)\n\n");
+  std::printf(
+      "  threads %d, batch %d, %d batches (%lld samples) per repeat, %d repeats, data %s, "
+      "commit %s\n",
+      o.threads, o.batch, o.batches, static_cast<long long>(n), o.repeats,
+      o.synthetic ? "synthetic" : (o.data_dir + " (train, first samples)").c_str(),
+      o.commit.c_str());
+  std::printf(
+      "  SGD lr 0.01 momentum 0.9; one train_local epoch per repeat (shuffle, gather, "
+      "forward, backward, update)\n\n");
 
   nlohmann::json out;
   out["benchmark"] = "local_train";
@@ -208,11 +234,11 @@ int main(int argc, char** argv) {
   out["commit"] = o.commit;
   out["results"] = nlohmann::json::array();
 
-  std::printf("%-10s %10s %14s %14s %14s %12s %10s\n", "model", "params", "samples/s med",
-              "min", "max", "ms/batch", "loss");
+  std::printf("%-10s %10s %14s %14s %14s %12s %10s\n", "model", "params", "samples/s med", "min",
+              "max", "ms/batch", "loss");
   for (const std::string& arch : o.models) {
-    ModelSpec spec{arch, arch == "mlp" ? std::vector<int>{200, 200} : std::vector<int>{},
-                   ds.chw, ds.num_classes};
+    ModelSpec spec{arch, arch == "mlp" ? std::vector<int>{200, 200} : std::vector<int>{}, ds.chw,
+                   ds.num_classes};
     auto built = Model::build(spec);
     if (!built.ok()) {
       std::fprintf(stderr, "local_train: %s\n", built.status().to_string().c_str());
@@ -254,8 +280,8 @@ int main(int argc, char** argv) {
     const double med = median(rates);
     const auto [lo_it, hi_it] = std::minmax_element(rates.begin(), rates.end());
     std::printf("%-10s %10lld %14.0f %14.0f %14.0f %12.3f %10.4f\n", arch.c_str(),
-                static_cast<long long>(m.num_params()), med, *lo_it, *hi_it,
-                1e3 * o.batch / med, last_loss);
+                static_cast<long long>(m.num_params()), med, *lo_it, *hi_it, 1e3 * o.batch / med,
+                last_loss);
     nlohmann::json row{{"model", arch},
                        {"params", m.num_params()},
                        {"samples_per_s_median", med},
@@ -280,11 +306,46 @@ int main(int argc, char** argv) {
       }
       nlohmann::json prof = nlohmann::json::array();
       for (const auto& t : ws->profile()) {
-        const double f = 1e6 * t.forward_seconds / o.batches, bw = 1e6 * t.backward_seconds / o.batches;
-        std::printf("    %-8s forward %8.1f us  backward %8.1f us  (per batch)\n", t.layer.c_str(), f, bw);
+        const double f = 1e6 * t.forward_seconds / o.batches,
+                     bw = 1e6 * t.backward_seconds / o.batches;
+        std::printf("    %-8s forward %8.1f us  backward %8.1f us  (per batch)\n", t.layer.c_str(),
+                    f, bw);
         prof.push_back({{"layer", t.layer}, {"forward_us", f}, {"backward_us", bw}});
       }
       row["profile_per_batch"] = prof;
+    }
+    if (o.arrangements) {
+      // Interleaved repeat by repeat (A B C A B C ...), so drifts in machine speed hit all three.
+      struct Arr {
+        const char* name;
+        int threads, blas;
+      };
+      const std::vector<Arr> arrs{
+          {"batch split", o.threads, 1}, {"threaded BLAS", 1, o.threads}, {"one thread", 1, 1}};
+      std::vector<std::unique_ptr<fedsilo::model::Workspace>> wss;
+      for (const Arr& a : arrs) {
+        wss.push_back(m.make_workspace(o.batch, a.threads));
+        wss.back()->set_blas_threads(a.blas);
+      }
+      std::vector<std::vector<double>> rates(arrs.size());
+      for (int r = 0; r <= o.repeats; ++r) {  // r == 0 warms up
+        for (size_t i = 0; i < arrs.size(); ++i) {
+          const double rate = step_loop_rate(m, ds, init, o, *wss[i]);
+          if (r > 0) rates[i].push_back(rate);
+        }
+      }
+      nlohmann::json arr = nlohmann::json::array();
+      for (size_t i = 0; i < arrs.size(); ++i) {
+        const double med2 = median(rates[i]);
+        std::printf("    step loop, %-13s (%d fedsilo x %d OpenBLAS threads): %8.0f samples/s\n",
+                    arrs[i].name, arrs[i].threads, arrs[i].blas, med2);
+        arr.push_back({{"arrangement", arrs[i].name},
+                       {"fedsilo_threads", arrs[i].threads},
+                       {"openblas_threads", arrs[i].blas},
+                       {"samples_per_s_median", med2},
+                       {"samples_per_s_all", rates[i]}});
+      }
+      row["arrangements"] = arr;
     }
     out["results"].push_back(row);
   }

@@ -45,8 +45,7 @@ namespace fedsilo::kernels {
 // ------------------------------------------------------------------------------ reference
 
 template <typename T>
-void conv2d_forward_ref(const Conv2dShape& s, const T* x, const T* w, const T* b, bool relu,
-                        T* y) {
+void conv2d_forward_ref(const Conv2dShape& s, const T* x, const T* w, const T* b, bool relu, T* y) {
   const int oh = s.out_h(), ow = s.out_w(), k = s.k;
   const int64_t in_plane = int64_t{s.in_h} * s.in_w, out_plane = int64_t{oh} * ow;
   for (int n = 0; n < s.batch; ++n) {
@@ -116,17 +115,21 @@ constexpr int kMaxRows = 6;  // output channels per block
 constexpr int kMaxCols = 6;  // vectors (or taps, for dW) per block
 constexpr int64_t kAlign = 64;
 
-int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t round_up(int64_t v, int64_t m) {
+  return (v + m - 1) / m * m;
+}
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
 
 // Sizes of the wide layout for one shape (see the top of the file).
 struct WideGeom {
   int oh = 0, ow = 0;
-  int taps = 0;        // in_c * k * k: forward and dW taps
-  int taps_dx = 0;     // out_c * k * k: dX taps
-  int nv_out = 0;      // vectors covering the oh*W wide outputs
-  int nv_dx = 0;       // vectors covering the H*W input-gradient outputs
-  int lead = 0;        // zeros before dy in its padded plane: (k-1)*W + k-1
+  int taps = 0;          // in_c * k * k: forward and dW taps
+  int taps_dx = 0;       // out_c * k * k: dX taps
+  int nv_out = 0;        // vectors covering the oh*W wide outputs
+  int nv_dx = 0;         // vectors covering the H*W input-gradient outputs
+  int lead = 0;          // zeros before dy in its padded plane: (k-1)*W + k-1
   int64_t plane_x = 0;   // stride of one padded input plane
   int64_t plane_dy = 0;  // stride of one padded dy plane
 
@@ -173,11 +176,15 @@ struct ScratchLayout {
 
 }  // namespace
 
-int64_t conv2d_scratch_bytes(const Conv2dShape& s) { return ScratchLayout(s).total; }
+int64_t conv2d_scratch_bytes(const Conv2dShape& s) {
+  return ScratchLayout(s).total;
+}
 
 #if defined(__AVX512F__)
 
-bool conv2d_has_fast_path() { return true; }
+bool conv2d_has_fast_path() {
+  return true;
+}
 
 namespace {
 
@@ -272,7 +279,9 @@ constexpr auto kDw = dw_table(std::make_integer_sequence<int, kMaxRows>{});
 // Rows per block: 6 when that divides the channel count and 4 does not (conv1's 6 outputs),
 // else 4. Columns: as many as fit in kMaxAcc accumulators, split evenly (42 vectors at most 4
 // per block -> 11 blocks of 4,4,...,2 rather than 10 of 4 and one of 2).
-int main_rows(int rows) { return rows % 6 == 0 && rows % 4 != 0 ? 6 : 4; }
+int main_rows(int rows) {
+  return rows % 6 == 0 && rows % 4 != 0 ? 6 : 4;
+}
 int even_cols(int total, int max_cols) {
   const int blocks = static_cast<int>(ceil_div(total, max_cols));
   return static_cast<int>(ceil_div(total, blocks));
@@ -296,8 +305,8 @@ void wide_corr(const float* in, const int32_t* off, int taps, const float* w, in
 }
 
 // acc[o][t][:] += sum_P dy[o*ldd + P] * x[off[t] + P], P in 16-lane vectors, v < nv.
-void wide_dw(const float* x, const int32_t* off, int taps, const float* dy, int64_t ldd,
-             int rows, int nv, float* acc) {
+void wide_dw(const float* x, const int32_t* off, int taps, const float* dy, int64_t ldd, int rows,
+             int nv, float* acc) {
   const int rmain = main_rows(rows);
   const int64_t ld_acc = int64_t{taps} * kLanes;
   for (int o0 = 0; o0 < rows;) {
@@ -442,7 +451,8 @@ void conv2d_backward<float>(const Conv2dShape& s, const float* x, const float* w
       }
       // db: 16-lane partial sums over the wide plane (zeros where there is no output).
       __m512 acc = _mm512_loadu_ps(m.dbacc + o * kLanes);
-      for (int v = 0; v < g.nv_out; ++v) acc = _mm512_add_ps(acc, _mm512_loadu_ps(dst + v * kLanes));
+      for (int v = 0; v < g.nv_out; ++v)
+        acc = _mm512_add_ps(acc, _mm512_loadu_ps(dst + v * kLanes));
       _mm512_storeu_ps(m.dbacc + o * kLanes, acc);
     }
     wide_dw(m.xpad, m.off_fwd, g.taps, m.dypad + g.lead, g.plane_dy, s.out_c, g.nv_out, m.dwacc);
@@ -451,10 +461,10 @@ void conv2d_backward<float>(const Conv2dShape& s, const float* x, const float* w
       if (dx_direct) {
         wide_corr(m.dypad, m.off_dx, g.taps_dx, m.wt, s.in_c, nullptr, g.nv_dx, dxn, hw);
       } else {
-        wide_corr(m.dypad, m.off_dx, g.taps_dx, m.wt, s.in_c, nullptr, g.nv_dx, m.wide,
-                  ld_wide_dx);
+        wide_corr(m.dypad, m.off_dx, g.taps_dx, m.wt, s.in_c, nullptr, g.nv_dx, m.wide, ld_wide_dx);
         for (int c = 0; c < s.in_c; ++c) {
-          std::memcpy(dxn + c * hw, m.wide + c * ld_wide_dx, static_cast<size_t>(hw) * sizeof(float));
+          std::memcpy(dxn + c * hw, m.wide + c * ld_wide_dx,
+                      static_cast<size_t>(hw) * sizeof(float));
         }
       }
     }
@@ -468,7 +478,9 @@ void conv2d_backward<float>(const Conv2dShape& s, const float* x, const float* w
 
 #else  // no AVX-512: the reference loops serve float too
 
-bool conv2d_has_fast_path() { return false; }
+bool conv2d_has_fast_path() {
+  return false;
+}
 
 template <>
 void conv2d_forward<float>(const Conv2dShape& s, const float* x, const float* w, const float* b,
@@ -485,8 +497,8 @@ void conv2d_backward<float>(const Conv2dShape& s, const float* x, const float* w
 #endif
 
 template <>
-void conv2d_forward<double>(const Conv2dShape& s, const double* x, const double* w,
-                            const double* b, bool relu, double* y, void*) {
+void conv2d_forward<double>(const Conv2dShape& s, const double* x, const double* w, const double* b,
+                            bool relu, double* y, void*) {
   conv2d_forward_ref<double>(s, x, w, b, relu, y);
 }
 
@@ -502,8 +514,7 @@ template void conv2d_forward_ref<float>(const Conv2dShape&, const float*, const 
 template void conv2d_forward_ref<double>(const Conv2dShape&, const double*, const double*,
                                          const double*, bool, double*);
 template void conv2d_backward_ref<float>(const Conv2dShape&, const float*, const float*,
-                                         const float*, bool, const float*, float*, float*,
-                                         float*);
+                                         const float*, bool, const float*, float*, float*, float*);
 template void conv2d_backward_ref<double>(const Conv2dShape&, const double*, const double*,
                                           const double*, bool, const double*, double*, double*,
                                           double*);

@@ -41,8 +41,7 @@ void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* y, b
 
 /// Reference versions: direct loops, no scratch.
 template <typename T>
-void conv2d_forward_ref(const Conv2dShape& s, const T* x, const T* w, const T* b, bool relu,
-                        T* y);
+void conv2d_forward_ref(const Conv2dShape& s, const T* x, const T* w, const T* b, bool relu, T* y);
 template <typename T>
 void conv2d_backward_ref(const Conv2dShape& s, const T* x, const T* w, const T* y, bool relu,
                          const T* dy, T* dx, T* dw, T* db);
@@ -52,14 +51,14 @@ template <>
 void conv2d_forward<float>(const Conv2dShape&, const float*, const float*, const float*, bool,
                            float*, void*);
 template <>
-void conv2d_forward<double>(const Conv2dShape&, const double*, const double*, const double*,
-                            bool, double*, void*);
+void conv2d_forward<double>(const Conv2dShape&, const double*, const double*, const double*, bool,
+                            double*, void*);
 template <>
 void conv2d_backward<float>(const Conv2dShape&, const float*, const float*, const float*, bool,
                             const float*, float*, float*, float*, void*);
 template <>
-void conv2d_backward<double>(const Conv2dShape&, const double*, const double*, const double*,
-                             bool, const double*, double*, double*, double*, void*);
+void conv2d_backward<double>(const Conv2dShape&, const double*, const double*, const double*, bool,
+                             const double*, double*, double*, double*, void*);
 
 /// True when the float entry points use the AVX-512 kernels (built with -mavx512f).
 bool conv2d_has_fast_path();

@@ -40,11 +40,11 @@ void dense_backward(const DenseShape& s, const T* x, const T* w, const T* y, boo
 
 template void dense_forward<float>(const DenseShape&, const float*, const float*, const float*,
                                    bool, float*);
-template void dense_forward<double>(const DenseShape&, const double*, const double*,
-                                    const double*, bool, double*);
+template void dense_forward<double>(const DenseShape&, const double*, const double*, const double*,
+                                    bool, double*);
 template void dense_backward<float>(const DenseShape&, const float*, const float*, const float*,
                                     bool, float*, float*, float*, float*);
-template void dense_backward<double>(const DenseShape&, const double*, const double*,
-                                     const double*, bool, double*, double*, double*, double*);
+template void dense_backward<double>(const DenseShape&, const double*, const double*, const double*,
+                                     bool, double*, double*, double*, double*);
 
 }  // namespace fedsilo::kernels

@@ -8,7 +8,9 @@ extern "C" char* openblas_get_corename(void);
 namespace fedsilo::kernels {
 
 namespace {
-CBLAS_TRANSPOSE op(bool t) { return t ? CblasTrans : CblasNoTrans; }
+CBLAS_TRANSPOSE op(bool t) {
+  return t ? CblasTrans : CblasNoTrans;
+}
 }  // namespace
 
 template <>
@@ -27,14 +29,17 @@ void gemm<double>(bool trans_a, bool trans_b, int m, int n, int k, double alpha,
               ldc);
 }
 
-BlasSingleThreadScope::BlasSingleThreadScope() : saved_(openblas_get_num_threads()) {
-  if (saved_ != 1) openblas_set_num_threads(1);
+BlasThreadScope::BlasThreadScope(int threads)
+    : saved_(openblas_get_num_threads()), wanted_(threads < 1 ? 1 : threads) {
+  if (saved_ != wanted_) openblas_set_num_threads(wanted_);
 }
 
-BlasSingleThreadScope::~BlasSingleThreadScope() {
-  if (saved_ != 1) openblas_set_num_threads(saved_);
+BlasThreadScope::~BlasThreadScope() {
+  if (saved_ != wanted_) openblas_set_num_threads(saved_);
 }
 
-const char* blas_core_name() { return openblas_get_corename(); }
+const char* blas_core_name() {
+  return openblas_get_corename();
+}
 
 }  // namespace fedsilo::kernels

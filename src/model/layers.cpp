@@ -42,8 +42,7 @@ class Dense final : public Layer {
   void forward(const float* p, const float* x, float* y, int n, LayerMemory m) const override {
     fwd(p, x, y, n, m);
   }
-  void forward(const double* p, const double* x, double* y, int n,
-               LayerMemory m) const override {
+  void forward(const double* p, const double* x, double* y, int n, LayerMemory m) const override {
     fwd(p, x, y, n, m);
   }
   void backward(const float* p, const float* x, const float* y, float* dy, float* dx, float* g,
@@ -87,7 +86,10 @@ class Conv2d final : public Layer {
   Conv2d(const std::string& name, const kernels::Conv2dShape& s, bool relu, int64_t w_off,
          int64_t b_off)
       : Layer(name, int64_t{s.in_c} * s.in_h * s.in_w, int64_t{s.out_c} * s.out_h() * s.out_w()),
-        shape_(s), relu_(relu), w_off_(w_off), b_off_(b_off) {}
+        shape_(s),
+        relu_(relu),
+        w_off_(w_off),
+        b_off_(b_off) {}
 
   std::vector<std::string> describe() const override {
     const auto& s = shape_;
@@ -102,8 +104,7 @@ class Conv2d final : public Layer {
   void forward(const float* p, const float* x, float* y, int n, LayerMemory m) const override {
     fwd(p, x, y, n, m);
   }
-  void forward(const double* p, const double* x, double* y, int n,
-               LayerMemory m) const override {
+  void forward(const double* p, const double* x, double* y, int n, LayerMemory m) const override {
     fwd(p, x, y, n, m);
   }
   void backward(const float* p, const float* x, const float* y, float* dy, float* dx, float* g,
@@ -157,8 +158,7 @@ class MaxPool2x2 final : public Layer {
   void forward(const float* p, const float* x, float* y, int n, LayerMemory m) const override {
     fwd(p, x, y, n, m);
   }
-  void forward(const double* p, const double* x, double* y, int n,
-               LayerMemory m) const override {
+  void forward(const double* p, const double* x, double* y, int n, LayerMemory m) const override {
     fwd(p, x, y, n, m);
   }
   void backward(const float* p, const float* x, const float* y, float* dy, float* dx, float* g,

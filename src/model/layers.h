@@ -15,8 +15,8 @@ namespace fedsilo::model {
 
 /// Per-thread memory a layer may use during one forward/backward of a chunk of samples.
 struct LayerMemory {
-  void* scratch = nullptr;   // temporary, any layer may overwrite it
-  uint8_t* aux = nullptr;    // this layer's own, kept from forward to backward (pool argmax)
+  void* scratch = nullptr;  // temporary, any layer may overwrite it
+  uint8_t* aux = nullptr;   // this layer's own, kept from forward to backward (pool argmax)
 };
 
 class Layer {
@@ -36,8 +36,8 @@ class Layer {
                        LayerMemory mem) const = 0;
   /// Given dy = d(loss)/dy (may be overwritten), writes this layer's parameter gradients into
   /// grads (overwriting) and dx when dx != nullptr.
-  virtual void backward(const float* params, const float* x, const float* y, float* dy,
-                        float* dx, float* grads, int n, LayerMemory mem) const = 0;
+  virtual void backward(const float* params, const float* x, const float* y, float* dy, float* dx,
+                        float* grads, int n, LayerMemory mem) const = 0;
   /// The same in double, on the reference kernels (gradient checks of whole models).
   virtual void forward(const double* params, const double* x, double* y, int n,
                        LayerMemory mem) const = 0;

@@ -1,22 +1,24 @@
 // Model: builds the layer stack for an arch, owns the flat-buffer layout, and runs
 // forward/backward with the batch split across threads (see Workspace in model.h).
 //
-// Why split the batch rather than thread each op: on this 2-core machine a 32x200x784 sgemm on
-// one OpenBLAS thread runs at ~28 GFLOP/s, and the same call with two OpenBLAS threads gains
-// little (~35 GFLOP/s) because each call is only ~0.3 ms and the fork/join costs are paid per
-// GEMM (3 per dense layer per step); every elementwise op and conv kernel would need its own
-// fork/join too. Splitting the batch costs one fork/join per step plus the weight-gradient sum
-// (num_params floats per extra thread: 0.8 MB for the MLP, ~40 us), and every kernel runs
-// single-threaded on its own chunk.
+// Why split the batch rather than thread each op: OpenBLAS 0.3.21 runs its Prescott (SSE3)
+// kernels on this Xeon (it does not know the CPU model), ~28 GFLOP/s on one core; on two
+// threads a 64x200x784 sgemm only reaches ~35 (each call is ~0.3 ms and pays a fork/join, 3
+// GEMMs per dense layer per step), and every non-GEMM op would need its own fork/join too.
+// Splitting the batch costs one fork/join per step plus the weight-gradient sum (num_params
+// floats per extra thread: 0.8 MB for the MLP, ~25 us). Measured with
+// `local_train --arrangements` (2 cores, batch 64, repeats interleaved), samples/s:
+//                 batch split (2x1)   threaded BLAS (1x2)   one thread
+//   niid-cnn          47,100              31,200              28,600
+//   mlp               47,100              45,700              29,100
 #include "model/model.h"
-
-#include <omp.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 
 #include "core/philox.h"
+#include "kernels/cpu/thread_team.h"
 #include "kernels/cpu_ops.h"
 #include "model/aligned_buffer.h"
 #include "model/layers.h"
@@ -31,7 +33,9 @@ double seconds_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
 
 // How a batch is cut into per-thread chunks: `count` chunks of `chunk` samples (the last may
 // be shorter). Fixed by (batch, threads) alone.
@@ -48,11 +52,11 @@ Split split_batch(int batch, int threads) {
 
 // Buffers of one chunk (one thread).
 struct ChunkBuffers {
-  std::vector<AlignedBuffer<float>> act;       // act[i]: output of layer i
-  AlignedBuffer<float> grad_a, grad_b;         // activation gradients, ping-pong
-  std::vector<AlignedBuffer<uint8_t>> aux;     // per layer, forward -> backward
-  AlignedBuffer<unsigned char> scratch;        // shared by the layers, one at a time
-  AlignedBuffer<float> partial;                // weight gradients of chunks 1..: summed later
+  std::vector<AlignedBuffer<float>> act;    // act[i]: output of layer i
+  AlignedBuffer<float> grad_a, grad_b;      // activation gradients, ping-pong
+  std::vector<AlignedBuffer<uint8_t>> aux;  // per layer, forward -> backward
+  AlignedBuffer<unsigned char> scratch;     // shared by the layers, one at a time
+  AlignedBuffer<float> partial;             // weight gradients of chunks 1..: summed later
   double loss = 0.0;
 };
 
@@ -71,6 +75,8 @@ struct WorkspaceCore {
   int threads = 1;
   int max_batch = 0;
   std::vector<ChunkBuffers> chunks;
+  int blas_threads = 1;
+  std::unique_ptr<kernels::ThreadTeam> team;
   bool profiling = false;
   std::vector<std::string> names;
   std::vector<double> fwd, bwd;  // per layer, then "loss", then "reduce"
@@ -83,8 +89,18 @@ struct Workspace::Impl : WorkspaceCore {};
 
 Workspace::Workspace(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Workspace::~Workspace() = default;
-int Workspace::max_batch() const { return impl_->max_batch; }
-int Workspace::threads() const { return impl_->threads; }
+int Workspace::max_batch() const {
+  return impl_->max_batch;
+}
+int Workspace::threads() const {
+  return impl_->threads;
+}
+kernels::ThreadTeam& Workspace::team() {
+  return *impl_->team;
+}
+void Workspace::set_blas_threads(int n) {
+  impl_->blas_threads = std::max(1, n);
+}
 void Workspace::set_profiling(bool on) {
   impl_->profiling = on;
   std::fill(impl_->fwd.begin(), impl_->fwd.end(), 0.0);
@@ -151,14 +167,13 @@ const float* run_forward(const ModelCore& m, const float* params, const float* x
 
 // Forward and backward of one chunk: returns its summed loss; writes the weight gradients of
 // d(mean batch loss)/d(params) for this chunk's samples into `grads`.
-double run_chunk(const ModelCore& m, const float* params, const float* x, const int32_t* y,
-                 int n, float scale, float* grads, ChunkBuffers& b, WorkspaceCore* prof) {
+double run_chunk(const ModelCore& m, const float* params, const float* x, const int32_t* y, int n,
+                 float scale, float* grads, ChunkBuffers& b, WorkspaceCore* prof) {
   const float* logits = run_forward(m, params, x, n, b, prof);
   const size_t nl = m.layers.size();
   float* dcur = b.grad_a.data();
   auto t0 = prof != nullptr ? Clock::now() : Clock::time_point{};
-  const double loss =
-      kernels::softmax_xent<float>(logits, y, n, m.spec.num_classes, scale, dcur);
+  const double loss = kernels::softmax_xent<float>(logits, y, n, m.spec.num_classes, scale, dcur);
   if (prof != nullptr) prof->fwd[nl] += seconds_between(t0, Clock::now());
   for (size_t i = nl; i-- > 0;) {
     // The first layer's input gradient is never needed: skip it (for the MLP that is the
@@ -192,8 +207,10 @@ Result<Model> Model::build(const ModelSpec& spec) {
                             dims_text(spec.input_chw) + " must be positive");
   }
   if (spec.num_classes < 2) {
-    return invalid_argument("model.arch = " + spec.arch + ": needs at least 2 classes, the data "
-                            "has " + std::to_string(spec.num_classes));
+    return invalid_argument("model.arch = " + spec.arch +
+                            ": needs at least 2 classes, the data "
+                            "has " +
+                            std::to_string(spec.num_classes));
   }
   auto impl = std::make_unique<Impl>();
   impl->spec = spec;
@@ -213,8 +230,9 @@ Result<Model> Model::build(const ModelSpec& spec) {
     layers.push_back(make_dense("fc1", in, spec.num_classes, false, params, off));
   } else if (spec.arch == "mlp") {
     if (spec.hidden.empty()) {
-      return invalid_argument("model.hidden: arch mlp needs at least one hidden layer size, "
-                              "e.g. hidden = [200, 200]");
+      return invalid_argument(
+          "model.hidden: arch mlp needs at least one hidden layer size, "
+          "e.g. hidden = [200, 200]");
     }
     for (size_t i = 0; i < spec.hidden.size(); ++i) {
       if (spec.hidden[i] <= 0) {
@@ -225,8 +243,8 @@ Result<Model> Model::build(const ModelSpec& spec) {
     impl->lines.push_back(flatten);
     int prev = in;
     for (size_t i = 0; i < spec.hidden.size(); ++i) {
-      layers.push_back(make_dense("fc" + std::to_string(i + 1), prev, spec.hidden[i], true,
-                                  params, off));
+      layers.push_back(
+          make_dense("fc" + std::to_string(i + 1), prev, spec.hidden[i], true, params, off));
       prev = spec.hidden[i];
     }
     layers.push_back(make_dense("fc" + std::to_string(spec.hidden.size() + 1), prev,
@@ -266,10 +284,18 @@ Result<Model> Model::build(const ModelSpec& spec) {
   return Model(std::move(impl));
 }
 
-const ModelSpec& Model::spec() const { return impl_->spec; }
-int64_t Model::num_params() const { return impl_->num_params; }
-const std::vector<ParamInfo>& Model::params() const { return impl_->params; }
-std::vector<std::string> Model::describe() const { return impl_->lines; }
+const ModelSpec& Model::spec() const {
+  return impl_->spec;
+}
+int64_t Model::num_params() const {
+  return impl_->num_params;
+}
+const std::vector<ParamInfo>& Model::params() const {
+  return impl_->params;
+}
+std::vector<std::string> Model::describe() const {
+  return impl_->lines;
+}
 
 void Model::init_params(std::span<float> params, uint64_t seed) const {
   if (static_cast<int64_t>(params.size()) != impl_->num_params) return;
@@ -280,6 +306,7 @@ void Model::init_params(std::span<float> params, uint64_t seed) const {
 std::unique_ptr<Workspace> Model::make_workspace(int max_batch, int threads) const {
   auto w = std::make_unique<Workspace::Impl>();
   w->threads = std::max(1, threads);
+  w->team = std::make_unique<kernels::ThreadTeam>(w->threads);
   allocate(*impl_, *w, std::max(1, max_batch));
   return std::unique_ptr<Workspace>(new Workspace(std::move(w)));
 }
@@ -298,7 +325,7 @@ float Model::forward_backward(std::span<const float> params, const float* x, con
   Workspace::Impl& w = *ws.impl_;
   prepare(m, w, batch);
   const Split sp = split_batch(batch, w.threads);
-  const kernels::BlasSingleThreadScope blas_one_thread;
+  const kernels::BlasThreadScope blas_threads(w.blas_threads);
   const float scale = 1.0f / static_cast<float>(batch);
   WorkspaceCore* prof = w.profiling ? &w : nullptr;
   auto run = [&](int c) {
@@ -315,24 +342,23 @@ float Model::forward_backward(std::span<const float> params, const float* x, con
     const int64_t np = m.num_params;
     // Reduction slices: whole cache lines (16 floats) per thread.
     const int64_t per = ceil_div(ceil_div(np, sp.count), 16) * 16;
-#pragma omp parallel num_threads(sp.count)
-    {
-      // Chunk c always goes to thread c when the team is complete; with fewer threads (nested
-      // or limited OpenMP) a thread runs several chunks, and the result is the same.
-#pragma omp for schedule(static, 1)
-      for (int c = 0; c < sp.count; ++c) run(c);
-      const bool timing = prof != nullptr && omp_get_thread_num() == 0;
-      const auto t0 = timing ? Clock::now() : Clock::time_point{};
-#pragma omp for schedule(static, 1)
-      for (int c = 0; c < sp.count; ++c) {
+    const int team = w.team->size();
+    // Chunk c runs on team thread c (sp.count <= team size): the split, and so the result,
+    // depends on the thread count only.
+    w.team->run([&](int t) {
+      for (int c = t; c < sp.count; c += team) run(c);
+    });
+    const auto t0 = prof != nullptr ? Clock::now() : Clock::time_point{};
+    w.team->run([&](int t) {
+      for (int c = t; c < sp.count; c += team) {
         const int64_t lo = std::min(np, c * per), hi = std::min(np, lo + per);
-        for (int s = 1; s < sp.count; ++s) {
-          kernels::add_into<float>(grads.data() + lo, w.chunks[static_cast<size_t>(s)].partial.data() + lo,
-                                   hi - lo);
+        for (int s = 1; s < sp.count; ++s) {  // fixed order: chunk 0 (in grads) + 1 + 2 ...
+          kernels::add_into<float>(grads.data() + lo,
+                                   w.chunks[static_cast<size_t>(s)].partial.data() + lo, hi - lo);
         }
       }
-      if (timing) prof->bwd[m.layers.size() + 1] += seconds_between(t0, Clock::now());
-    }
+    });
+    if (prof != nullptr) prof->bwd[m.layers.size() + 1] += seconds_between(t0, Clock::now());
   }
   double total = 0.0;
   for (int c = 0; c < sp.count; ++c) total += w.chunks[static_cast<size_t>(c)].loss;
@@ -346,21 +372,22 @@ void Model::forward(std::span<const float> params, const float* x, int batch, fl
   Workspace::Impl& w = *ws.impl_;
   prepare(m, w, batch);
   const Split sp = split_batch(batch, w.threads);
-  const kernels::BlasSingleThreadScope blas_one_thread;
+  const kernels::BlasThreadScope blas_threads(w.blas_threads);
   const int classes = m.spec.num_classes;
   auto run = [&](int c) {
     const int n0 = c * sp.chunk;
     const int n = std::min(sp.chunk, batch - n0);
     ChunkBuffers& b = w.chunks[static_cast<size_t>(c)];
-    const float* out =
-        run_forward(m, params.data(), x + int64_t{n0} * m.input_size, n, b, nullptr);
+    const float* out = run_forward(m, params.data(), x + int64_t{n0} * m.input_size, n, b, nullptr);
     std::copy(out, out + int64_t{n} * classes, logits + int64_t{n0} * classes);
   };
   if (sp.count == 1) {
     run(0);
   } else {
-#pragma omp parallel for num_threads(sp.count) schedule(static, 1)
-    for (int c = 0; c < sp.count; ++c) run(c);
+    const int team = w.team->size();
+    w.team->run([&](int t) {
+      for (int c = t; c < sp.count; c += team) run(c);
+    });
   }
 }
 
@@ -387,8 +414,8 @@ double Model::forward_backward_reference(std::span<const double> params, const d
     m.layers[i]->forward(params.data(), in, act[i].data(), batch, {nullptr, aux[i].data()});
     in = act[i].data();
   }
-  const double loss = kernels::softmax_xent<double>(in, y, batch, m.spec.num_classes,
-                                                    1.0 / batch, da.data());
+  const double loss =
+      kernels::softmax_xent<double>(in, y, batch, m.spec.num_classes, 1.0 / batch, da.data());
   double* dcur = da.data();
   for (size_t i = nl; i-- > 0;) {
     double* dx = i == 0 ? nullptr : (dcur == da.data() ? db.data() : da.data());

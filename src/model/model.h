@@ -11,6 +11,10 @@
 
 #include "core/status.h"
 
+namespace fedsilo::kernels {
+class ThreadTeam;
+}  // namespace fedsilo::kernels
+
 namespace fedsilo::model {
 
 /// What `[model]` asks for plus what the data fixes.
@@ -53,6 +57,12 @@ class Workspace {
 
   [[nodiscard]] int max_batch() const;
   [[nodiscard]] int threads() const;
+  /// The workspace's threads (threads() of them, the caller included): the trainer runs the
+  /// optimizer on the same team, so no second pool competes for the cores.
+  [[nodiscard]] kernels::ThreadTeam& team();
+  /// OpenBLAS threads inside each chunk's GEMMs (default 1). Only for measuring the other
+  /// arrangement (threads() == 1 with a threaded BLAS); see benchmarks/local_train.
+  void set_blas_threads(int n);
   /// Per-layer timers (off by default; a few clock reads per layer and batch when on).
   void set_profiling(bool on);
   /// Accumulated times since profiling was turned on; the last entries are "loss" (softmax

@@ -52,8 +52,8 @@ std::string where(const LocalTrainOptions& o, int epoch, int64_t batch) {
 }  // namespace
 
 Result<LocalTrainStats> train_local(const Model& model, std::span<float> params,
-                                    std::span<const float> global_params,
-                                    const data::Dataset& ds, const LocalTrainOptions& opts) {
+                                    std::span<const float> global_params, const data::Dataset& ds,
+                                    const LocalTrainOptions& opts) {
   const auto t_start = std::chrono::steady_clock::now();
   const int64_t np = model.num_params();
   if (static_cast<int64_t>(params.size()) != np) {
@@ -104,7 +104,8 @@ Result<LocalTrainStats> train_local(const Model& model, std::span<float> params,
       const int bs = static_cast<int>(std::min<int64_t>(batch, n - first));
       for (int i = 0; i < bs; ++i) {
         const int64_t s = order[static_cast<size_t>(first + i)];
-        std::memcpy(xb.data() + i * sample, ds.sample(s), static_cast<size_t>(sample) * sizeof(float));
+        std::memcpy(xb.data() + i * sample, ds.sample(s),
+                    static_cast<size_t>(sample) * sizeof(float));
         yb[static_cast<size_t>(i)] = ds.y[static_cast<size_t>(s)];
       }
       const float loss = model.forward_backward(params, xb.data(), yb.data(), bs, grads, *ws);
@@ -112,7 +113,7 @@ Result<LocalTrainStats> train_local(const Model& model, std::span<float> params,
         return Status(StatusCode::kDiverged, where(opts, epoch, b + 1) + ": loss is " +
                                                  (std::isnan(loss) ? "nan" : "inf"));
       }
-      if (!sgd.step(params, grads, global_params, opts.threads)) {
+      if (!sgd.step(params, grads, global_params, &ws->team())) {
         return Status(StatusCode::kDiverged,
                       where(opts, epoch, b + 1) + ": parameters are not finite after the update");
       }
@@ -121,8 +122,7 @@ Result<LocalTrainStats> train_local(const Model& model, std::span<float> params,
   }
   stats.samples_processed = n * opts.epochs;
   stats.mean_loss = loss_sum / static_cast<double>(stats.samples_processed);
-  stats.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   return stats;
 }
 

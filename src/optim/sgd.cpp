@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "kernels/cpu/sgd.h"
+#include "kernels/cpu/thread_team.h"
 
 namespace fedsilo::optim {
 
@@ -16,8 +17,8 @@ constexpr int64_t kMinParallel = 16384;
 Sgd::Sgd(int64_t num_params, const SgdOptions& opts)
     : opts_(opts), buf_(opts.momentum != 0.0f ? static_cast<size_t>(num_params) : 0) {}
 
-bool Sgd::step(std::span<float> params, std::span<const float> grads,
-               std::span<const float> global, int threads) {
+bool Sgd::step(std::span<float> params, std::span<const float> grads, std::span<const float> global,
+               kernels::ThreadTeam* team) {
   const auto n = static_cast<int64_t>(params.size());
   const kernels::SgdHyper<float> h{opts_.lr, opts_.momentum, opts_.weight_decay, opts_.prox_mu};
   const bool use_global = opts_.prox_mu != 0.0f && static_cast<int64_t>(global.size()) == n;
@@ -25,19 +26,17 @@ bool Sgd::step(std::span<float> params, std::span<const float> grads,
   float* buf = buf_.empty() ? nullptr : buf_.data();
   const bool first = first_step_;
   first_step_ = false;
-  const int t = n >= kMinParallel ? std::max(1, threads) : 1;
+  const int t = team != nullptr && n >= kMinParallel ? team->size() : 1;
   if (t == 1) return kernels::sgd_update<float>(params.data(), grads.data(), buf, wg, n, h, first);
-  const int64_t per = (n + t - 1) / t / 16 * 16 + 16;  // whole cache lines per thread
-  int bad = 0;
-#pragma omp parallel for num_threads(t) schedule(static, 1) reduction(| : bad)
-  for (int i = 0; i < t; ++i) {
+  const int64_t per = ((n + t - 1) / t + 15) / 16 * 16;  // whole cache lines per thread
+  std::vector<char> ok(static_cast<size_t>(t), 1);
+  team->run([&](int i) {
     const int64_t lo = std::min(n, i * per), len = std::min(n, lo + per) - lo;
-    const bool ok = kernels::sgd_update<float>(params.data() + lo, grads.data() + lo,
-                                               buf != nullptr ? buf + lo : nullptr,
-                                               wg != nullptr ? wg + lo : nullptr, len, h, first);
-    bad |= ok ? 0 : 1;
-  }
-  return bad == 0;
+    ok[static_cast<size_t>(i)] = kernels::sgd_update<float>(
+        params.data() + lo, grads.data() + lo, buf != nullptr ? buf + lo : nullptr,
+        wg != nullptr ? wg + lo : nullptr, len, h, first);
+  });
+  return std::all_of(ok.begin(), ok.end(), [](char v) { return v != 0; });
 }
 
 }  // namespace fedsilo::optim

@@ -7,6 +7,10 @@
 #include <span>
 #include <vector>
 
+namespace fedsilo::kernels {
+class ThreadTeam;
+}  // namespace fedsilo::kernels
+
 namespace fedsilo::optim {
 
 struct SgdOptions {
@@ -24,11 +28,11 @@ class Sgd {
 
   /// params -= lr * (momentum buffer), with g = grads + weight_decay * params
   ///                                         + prox_mu * (params - global).
-  /// `global` is read only when prox_mu != 0 (may be empty otherwise). Elementwise, so the
-  /// result does not depend on `threads`. Returns false when a parameter is not finite after
-  /// the update.
+  /// `global` is read only when prox_mu != 0 (may be empty otherwise). Runs on `team` when
+  /// given (the model workspace's threads), else on the caller. Elementwise, so the result
+  /// does not depend on the team. Returns false when a parameter is not finite after the update.
   [[nodiscard]] bool step(std::span<float> params, std::span<const float> grads,
-                          std::span<const float> global, int threads);
+                          std::span<const float> global, kernels::ThreadTeam* team = nullptr);
 
   /// Forgets the momentum buffer.
   void reset() { first_step_ = true; }

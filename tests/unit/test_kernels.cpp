@@ -3,13 +3,17 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/philox.h"
+#include "kernels/cpu/thread_team.h"
 #include "kernels/cpu_ops.h"
 
 namespace fk = fedsilo::kernels;
@@ -82,7 +86,8 @@ TEST(Kernels, GemmMatchesNaiveProductInBothPrecisionsAndTransposes) {
       for (int i = 0; i < m; ++i) {
         for (int j = 0; j < n; ++j) {
           double s = 0;
-          for (int p = 0; p < k; ++p) s += (ta ? a[p * m + i] : a[i * k + p]) * (tb ? b[j * k + p] : b[p * n + j]);
+          for (int p = 0; p < k; ++p)
+            s += (ta ? a[p * m + i] : a[i * k + p]) * (tb ? b[j * k + p] : b[p * n + j]);
           want[i * n + j] = 2.0 * s + 0.5 * 0.5;
         }
       }
@@ -111,7 +116,8 @@ TEST(Kernels, ReluGradientMatchesFiniteDifferencesInDouble) {
     return dot(t, r);
   };
   expect_gradient(x, dx, loss, "relu dx");
-  EXPECT_EQ(std::count(y.begin(), y.end(), 0.0), std::count_if(x.begin(), x.end(), [](double v) { return v <= 0; }));
+  EXPECT_EQ(std::count(y.begin(), y.end(), 0.0),
+            std::count_if(x.begin(), x.end(), [](double v) { return v <= 0; }));
 }
 
 TEST(Kernels, BiasGradientIsTheColumnSum) {
@@ -194,6 +200,27 @@ TEST(Kernels, MaxPoolGradientMatchesFiniteDifferencesInDouble) {
   EXPECT_EQ(y[0], std::max({x[0], x[1], x[6], x[7]}));
 }
 
+TEST(Kernels, MaxPoolFloatPathMatchesDoubleReferenceOnWideNarrowAndOddShapes) {
+  for (const fk::Pool2dShape s : {fk::Pool2dShape{2, 3, 24, 24}, fk::Pool2dShape{1, 2, 9, 41},
+                                  fk::Pool2dShape{3, 1, 8, 8}, fk::Pool2dShape{1, 1, 3, 66}}) {
+    const size_t nx = static_cast<size_t>(s.batch) * s.c * s.h * s.w;
+    const size_t ny = static_cast<size_t>(s.batch) * s.c * s.out_h() * s.out_w();
+    const auto xd = random_vec<double>(nx, 32), gd = random_vec<double>(ny, 33);
+    const auto x = cast_vec<float>(xd), g = cast_vec<float>(gd);
+    const std::vector<double> xr(x.begin(), x.end()), gr(g.begin(), g.end());
+    std::vector<float> y(ny), dx(nx, 9.0f);
+    std::vector<double> yr(ny), dxr(nx);
+    std::vector<uint8_t> am(ny), amr(ny);
+    fk::maxpool2x2_forward<float>(s, x.data(), y.data(), am.data());
+    fk::maxpool2x2_forward<double>(s, xr.data(), yr.data(), amr.data());
+    EXPECT_EQ(am, amr) << s.h << "x" << s.w;
+    expect_close(y, yr, 0.0, "pool y");
+    fk::maxpool2x2_backward<float>(s, g.data(), am.data(), dx.data());
+    fk::maxpool2x2_backward<double>(s, gr.data(), amr.data(), dxr.data());
+    expect_close(dx, dxr, 0.0, "pool dx");
+  }
+}
+
 TEST(Kernels, MaxPoolRoutesTiesToTheFirstMaximum) {
   const fk::Pool2dShape s{1, 1, 2, 2};
   const std::vector<float> x{1.0f, 3.0f, 3.0f, 3.0f};
@@ -212,7 +239,8 @@ TEST(Kernels, SoftmaxXentGradientMatchesFiniteDifferencesInDouble) {
   const std::vector<int32_t> y{0, 5, 2, 2};
   const double scale = 1.0 / rows;
   std::vector<double> dz(z.size());
-  const double total = fk::softmax_xent<double>(z.data(), y.data(), rows, classes, scale, dz.data());
+  const double total =
+      fk::softmax_xent<double>(z.data(), y.data(), rows, classes, scale, dz.data());
   auto loss = [&] {
     return fk::softmax_xent<double>(z.data(), y.data(), rows, classes, 0.0, nullptr) * scale;
   };
@@ -290,8 +318,8 @@ TEST_P(Conv2dFast, BackwardIsRepeatableWithAndWithoutInputGradient) {
   std::vector<float> dx(nx);
   fk::conv2d_backward<float>(s, x.data(), w.data(), y.data(), true, dy.data(), dx.data(),
                              dw1.data(), db1.data(), scratch.data());
-  fk::conv2d_backward<float>(s, x.data(), w.data(), y.data(), true, dy.data(), nullptr,
-                             dw2.data(), db2.data(), scratch.data());
+  fk::conv2d_backward<float>(s, x.data(), w.data(), y.data(), true, dy.data(), nullptr, dw2.data(),
+                             db2.data(), scratch.data());
   EXPECT_EQ(0, std::memcmp(dw1.data(), dw2.data(), nw * sizeof(float)));
   EXPECT_EQ(0, std::memcmp(db1.data(), db2.data(), db1.size() * sizeof(float)));
 }
@@ -326,4 +354,28 @@ TEST(Kernels, SgdUpdateReportsNonFiniteParameters) {
   g[37] = 0.0f;
   w.assign(100, 1.0f);
   EXPECT_TRUE(fk::sgd_update<float>(w.data(), g.data(), buf.data(), nullptr, 100, h, true));
+}
+
+TEST(ThreadTeam, EveryIndexRunsOncePerRunAcrossManyRuns) {
+  for (int size : {1, 2, 3}) {
+    fk::ThreadTeam team(size);
+    ASSERT_EQ(team.size(), size);
+    std::vector<int> hits(static_cast<size_t>(size), 0);
+    for (int r = 0; r < 2000; ++r) {
+      team.run([&](int i) { hits[static_cast<size_t>(i)] += 1; });
+    }
+    for (int i = 0; i < size; ++i) EXPECT_EQ(hits[static_cast<size_t>(i)], 2000) << size;
+  }
+}
+
+TEST(ThreadTeam, RunReturnsOnlyAfterEveryThreadFinished) {
+  fk::ThreadTeam team(2);
+  for (int r = 0; r < 50; ++r) {
+    std::atomic<int> done{0};
+    team.run([&](int i) {
+      if (i == 1) std::this_thread::sleep_for(std::chrono::microseconds(200));
+      done.fetch_add(1);
+    });
+    EXPECT_EQ(done.load(), 2);
+  }
 }

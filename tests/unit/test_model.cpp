@@ -59,8 +59,7 @@ TEST(Model, BuildRejectsMlpWithoutOrWithNonPositiveHiddenSizes) {
     auto m = Model::build({"mlp", hidden, {1, 28, 28}, 10});
     ASSERT_FALSE(m.ok());
     EXPECT_EQ(m.status().code(), StatusCode::kInvalidArgument);
-    EXPECT_NE(m.status().message().find("model.hidden"), std::string::npos)
-        << m.status().message();
+    EXPECT_NE(m.status().message().find("model.hidden"), std::string::npos) << m.status().message();
   }
 }
 
@@ -79,11 +78,11 @@ TEST(Model, CnnParamsHavePyTorchNamesShapesAndContiguousOffsets) {
     const char* name;
     std::vector<int64_t> shape;
   };
-  const std::vector<Want> want{{"conv1.weight", {6, 1, 5, 5}}, {"conv1.bias", {6}},
+  const std::vector<Want> want{{"conv1.weight", {6, 1, 5, 5}},  {"conv1.bias", {6}},
                                {"conv2.weight", {16, 6, 5, 5}}, {"conv2.bias", {16}},
-                               {"fc1.weight", {120, 256}},     {"fc1.bias", {120}},
-                               {"fc2.weight", {84, 120}},      {"fc2.bias", {84}},
-                               {"fc3.weight", {10, 84}},       {"fc3.bias", {10}}};
+                               {"fc1.weight", {120, 256}},      {"fc1.bias", {120}},
+                               {"fc2.weight", {84, 120}},       {"fc2.bias", {84}},
+                               {"fc3.weight", {10, 84}},        {"fc3.bias", {10}}};
   ASSERT_EQ(m.params().size(), want.size());
   int64_t off = 0;
   for (size_t i = 0; i < want.size(); ++i) {
@@ -96,7 +95,8 @@ TEST(Model, CnnParamsHavePyTorchNamesShapesAndContiguousOffsets) {
   EXPECT_EQ(m.num_params(), 44426);  // PyTorch's count for the NIID-Bench simple-cnn, 28x28x1
   EXPECT_EQ(off, m.num_params());
   const auto lines = m.describe();
-  EXPECT_NE(std::find(lines.begin(), lines.end(), "conv1: conv2d 1->6 5x5, out 6x24x24"), lines.end());
+  EXPECT_NE(std::find(lines.begin(), lines.end(), "conv1: conv2d 1->6 5x5, out 6x24x24"),
+            lines.end());
 }
 
 TEST(Model, MlpAndLogregHaveTheExpectedLayout) {

@@ -4,10 +4,12 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <vector>
 
 #include "core/philox.h"
+#include "kernels/cpu/thread_team.h"
 #include "model/trainer.h"
 #include "optim/sgd.h"
 
@@ -27,7 +29,8 @@ data::Dataset blobs(int n, uint32_t stream) {
   for (int i = 0; i < n; ++i) {
     const auto c = static_cast<int32_t>(rng.below(3));
     ds.y.push_back(c);
-    for (int j = 0; j < 16; ++j) ds.x.push_back(mu[c * 16 + j] + 0.3f * static_cast<float>(rng.normal()));
+    for (int j = 0; j < 16; ++j)
+      ds.x.push_back(mu[c * 16 + j] + 0.3f * static_cast<float>(rng.normal()));
   }
   return ds;
 }
@@ -129,16 +132,37 @@ TEST(Sgd, MomentumWeightDecayAndProxMatchHandComputedTwoSteps) {
   //         buf = 0.9 (0.8, 0.6) + d = (0.496, 0.122); w = (0.92 - 0.0496, -2.06 - 0.0122)
   //         = (0.8704, -2.0722).
   for (int threads : {1, 2}) {
+    kernels::ThreadTeam team(threads);
     optim::Sgd sgd(2, {0.1f, 0.9f, 0.1f, 0.2f});
     std::vector<float> w{1.0f, -2.0f};
     const std::vector<float> wg{0.0f, -1.0f};
-    ASSERT_TRUE(sgd.step(w, std::vector<float>{0.5f, 1.0f}, wg, threads));
+    ASSERT_TRUE(sgd.step(w, std::vector<float>{0.5f, 1.0f}, wg, &team));
     EXPECT_NEAR(w[0], 0.92f, 1e-6);
     EXPECT_NEAR(w[1], -2.06f, 1e-6);
-    ASSERT_TRUE(sgd.step(w, std::vector<float>{-0.5f, 0.0f}, wg, threads));
+    ASSERT_TRUE(sgd.step(w, std::vector<float>{-0.5f, 0.0f}, wg, &team));
     EXPECT_NEAR(w[0], 0.8704f, 1e-6);
     EXPECT_NEAR(w[1], -2.0722f, 1e-6);
   }
+}
+
+TEST(Sgd, UpdateOnATeamIsBitwiseTheUpdateOnOneThread) {
+  const int64_t n = 50000;  // above the size where the update goes parallel
+  std::vector<float> w1(n), g(n), wg(n);
+  for (int64_t i = 0; i < n; ++i) {
+    w1[i] = 0.001f * static_cast<float>(i % 977) - 0.4f;
+    g[i] = 0.002f * static_cast<float>(i % 131) - 0.1f;
+    wg[i] = 0.5f * w1[i];
+  }
+  std::vector<float> w2 = w1;
+  kernels::ThreadTeam team(2);
+  optim::Sgd a(n, {0.1f, 0.9f, 1e-3f, 0.1f}), b(n, {0.1f, 0.9f, 1e-3f, 0.1f});
+  for (int step = 0; step < 3; ++step) {
+    ASSERT_TRUE(a.step(w1, g, wg, nullptr));
+    ASSERT_TRUE(b.step(w2, g, wg, &team));
+  }
+  EXPECT_EQ(0, std::memcmp(w1.data(), w2.data(), n * sizeof(float)));
+  g[n - 3] = std::numeric_limits<float>::quiet_NaN();  // in the second thread's slice
+  EXPECT_FALSE(b.step(w2, g, wg, &team));
 }
 
 // train_local against a replay: the same Fisher-Yates order, forward_backward for gradients,
@@ -189,7 +213,8 @@ TEST(Trainer, UpdatesMatchAReplayedSgdLoop) {
     }
   }
   double worst = 0.0;
-  for (size_t i = 0; i < w.size(); ++i) worst = std::max(worst, static_cast<double>(std::abs(w[i] - trained[i])));
+  for (size_t i = 0; i < w.size(); ++i)
+    worst = std::max(worst, static_cast<double>(std::abs(w[i] - trained[i])));
   EXPECT_LT(worst, 2e-6);
   EXPECT_NE(trained, init);
 }
@@ -235,8 +260,11 @@ TEST(Trainer, EvaluateCountsCorrectPredictionsAndAveragesTheLoss) {
   EXPECT_EQ(s.samples, 5);
   EXPECT_EQ(s.correct, 4);
   EXPECT_DOUBLE_EQ(s.accuracy, 0.8);
-  auto xent = [](double a, double b, int y) { return std::log(std::exp(a) + std::exp(b)) - (y ? b : a); };
-  const double want = (xent(2, 0, 0) + xent(0, 1, 1) + xent(3, 1, 1) + xent(0, 0, 0) + xent(1, 0, 0)) / 5;
+  auto xent = [](double a, double b, int y) {
+    return std::log(std::exp(a) + std::exp(b)) - (y ? b : a);
+  };
+  const double want =
+      (xent(2, 0, 0) + xent(0, 1, 1) + xent(3, 1, 1) + xent(0, 0, 0) + xent(1, 0, 0)) / 5;
   EXPECT_NEAR(s.mean_loss, want, 1e-6);
 }
 

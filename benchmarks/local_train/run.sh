@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Local-training throughput, fedsilo vs PyTorch, side by side in one run (see RESULTS.md,
+# "Local training (CPU)"). Installs what the comparison needs (Debian's python3-torch; OpenBLAS,
+# which Debian's torch picks up through libblas.so.3), builds local_train, runs both with the
+# same settings, prints a table with the ratio and writes JSON beside it.
+#
+# Usage: benchmarks/local_train/run.sh [--synthetic] [extra local_train args...]
+# Environment: BUILD_DIR (default build/local-train), OUT (default $BUILD_DIR/results),
+#              THREADS (2), BATCH (64), BATCHES (200), REPEATS (7),
+#              QUIET_WAIT (seconds to wait for idle CPUs before timing, default 600; 0 = don't).
+# Two threads on a 2-core machine measure the machine, not only the code, when anything else
+# runs: before each program the script waits until the CPUs have been >= 90% idle for 5 s in a
+# row (or QUIET_WAIT runs out) and prints the busy fraction it saw.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD_DIR=${BUILD_DIR:-$ROOT/build/local-train}
+OUT=${OUT:-$BUILD_DIR/results}
+THREADS=${THREADS:-2}
+BATCH=${BATCH:-64}
+BATCHES=${BATCHES:-200}
+REPEATS=${REPEATS:-7}
+QUIET_WAIT=${QUIET_WAIT:-600}
+PY=/usr/bin/python3  # Debian's python, the one that sees python3-torch
+
+apt_install() {
+  if [[ $(id -u) -ne 0 ]]; then echo "run.sh: need root to apt-get install $*" >&2; exit 1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >/dev/null
+}
+if ! "$PY" -c 'import torch, numpy' 2>/dev/null; then
+  echo "run.sh: installing python3-torch"
+  apt-get update -qq >/dev/null
+  apt_install python3-torch python3-numpy
+fi
+if ! dpkg -s libopenblas0 >/dev/null 2>&1; then
+  echo "run.sh: installing libopenblas0 (otherwise torch runs on the reference BLAS)"
+  apt_install libopenblas0
+fi
+BLAS_SO=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 || echo unknown)
+
+cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DFEDSILO_CUDA=OFF >/dev/null
+cmake --build "$BUILD_DIR" -j"$(nproc)" --target local_train >/dev/null
+mkdir -p "$OUT"
+
+# Busy fraction of all CPUs over one second, from /proc/stat (user+nice+system+irq+softirq+steal).
+busy_1s() {
+  local a b
+  a=($(head -1 /proc/stat)); sleep 1; b=($(head -1 /proc/stat))
+  local busy=$(( (b[1]+b[2]+b[3]+b[6]+b[7]+b[8]) - (a[1]+a[2]+a[3]+a[6]+a[7]+a[8]) ))
+  local idle=$(( (b[4]+b[5]) - (a[4]+a[5]) ))
+  echo $(( 100 * busy / (busy + idle + 1) ))
+}
+wait_quiet() {
+  local waited=0 calm=0 b=100
+  while (( QUIET_WAIT > 0 && waited < QUIET_WAIT && calm < 5 )); do
+    b=$(busy_1s); waited=$((waited + 1))
+    if (( b <= 10 )); then calm=$((calm + 1)); else calm=0; fi
+  done
+  echo "== CPUs busy ${b}% before $1 (waited ${waited} s; load $(cut -d' ' -f1-3 /proc/loadavg))"
+}
+
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+[[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null) ]] && COMMIT="$COMMIT-dirty"
+COMMON=(--threads "$THREADS" --batch "$BATCH" --batches "$BATCHES" --repeats "$REPEATS")
+SYNTH=0
+for a in "$@"; do [[ $a == --synthetic ]] && SYNTH=1; done
+
+echo "== machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; libblas.so.3 -> $BLAS_SO"
+MODELS=(niid-cnn mlp)
+for m in "${MODELS[@]}"; do
+  wait_quiet "local_train $m"
+  "$BUILD_DIR/benchmarks/local_train" "${COMMON[@]}" --commit "$COMMIT" --models "$m" \
+      --json "$OUT/local_train.$m.json" "$@"
+  [[ $SYNTH -eq 1 ]] && continue  # PyTorch reads the real data
+  wait_quiet "pytorch_ref $m"
+  "$PY" "$ROOT/benchmarks/local_train/pytorch_ref.py" "${COMMON[@]}" --models "$m" \
+      --json "$OUT/pytorch_ref.$m.json"
+done
+[[ $SYNTH -eq 1 ]] && { echo "run.sh: --synthetic: no PyTorch comparison"; exit 0; }
+
+"$PY" - "$OUT" "$BLAS_SO" <<'PYEOF'
+import json, sys
+out, blas = sys.argv[1], sys.argv[2]
+models = ["niid-cnn", "mlp"]
+parts = [json.load(open(f"{out}/local_train.{m}.json")) for m in models]
+refs = [json.load(open(f"{out}/pytorch_ref.{m}.json")) for m in models]
+ours = dict(parts[0], results=[r for p in parts for r in p["results"]])
+ref = dict(refs[0], results=[r for p in refs for r in p["results"]])
+json.dump(ours, open(f"{out}/local_train.json", "w"), indent=2)
+json.dump(ref, open(f"{out}/pytorch_ref.json", "w"), indent=2)
+theirs = {r["model"]: r for r in ref["results"]}
+print()
+print(f"samples/s, batch {ours['batch']}, {ours['threads']} threads, {ours['machine']}, "
+      f"commit {ours['commit']}")
+print(f"{'model':<10} {'fedsilo med':>12} {'[min, max]':>18} {'PyTorch med':>12} "
+      f"{'[min, max]':>18} {'ratio':>7}")
+rows = []
+for r in ours["results"]:
+    t = theirs.get(r["model"])
+    if t is None:
+        continue
+    ratio = r["samples_per_s_median"] / t["samples_per_s_median"]
+    print(f"{r['model']:<10} {r['samples_per_s_median']:>12.0f} "
+          f"{'[%.0f, %.0f]' % (r['samples_per_s_min'], r['samples_per_s_max']):>18} "
+          f"{t['samples_per_s_median']:>12.0f} "
+          f"{'[%.0f, %.0f]' % (t['samples_per_s_min'], t['samples_per_s_max']):>18} "
+          f"{ratio:>6.1f}x")
+    rows.append({"model": r["model"], "fedsilo": r, "pytorch": t, "ratio_median": ratio})
+json.dump({"benchmark": "local_train_vs_pytorch", "machine": ours["machine"],
+           "commit": ours["commit"], "threads": ours["threads"], "batch": ours["batch"],
+           "openblas_core": ours["openblas_core"], "libblas": blas, "torch": ref["torch"],
+           "rows": rows}, open(f"{out}/local_train_vs_pytorch.json", "w"), indent=2)
+print(f"wrote {out}/local_train_vs_pytorch.json")
+PYEOF

@@ -1,0 +1,287 @@
+// The `auto` rule (an alpha-beta cost model), link calibration, and the algorithm factory.
+#include "mpi/selector.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "mpi/dense_allreduce.h"
+#include "mpi/dense_hier.h"
+#include "mpi/sparse_allgather.h"
+#include "mpi/sparse_rd.h"
+
+namespace fedsilo::mpi {
+namespace {
+
+double value_bytes_per(kernels::ValueType t) {
+  return static_cast<double>(wire_value_bytes(t, kernels::kInt8BlockSize)) /
+         kernels::kInt8BlockSize;
+}
+
+/// Index bytes per nonzero at density x: LEB128 of the mean gap 1/x, or the bitmap's 1/(8x).
+double index_bytes_per(double x) {
+  if (x <= 0.0) return 1.0;
+  const double gap = 1.0 / x;
+  const double varint = std::max(1.0, std::ceil(std::log2(gap + 1.0) / 7.0));
+  return std::min(varint, 1.0 / (8.0 * x));
+}
+
+/// Payload bytes at density x with v value bytes, capped at the dense payload.
+double payload(double n, double x, double v) {
+  x = std::clamp(x, 0.0, 1.0);
+  return 48.0 + std::min(x * n * (v + index_bytes_per(x)), 4.0 * n);
+}
+
+/// Density of the sum of k random supports of density x.
+double fill(double x, double k) { return 1.0 - std::pow(1.0 - std::clamp(x, 0.0, 1.0), k); }
+
+double log2_ceil(int p) { return p <= 1 ? 0.0 : std::ceil(std::log2(static_cast<double>(p))); }
+
+struct Costs {
+  const SelectorInput& in;
+  double n, M;
+  int P, N, L;
+
+  explicit Costs(const SelectorInput& i)
+      : in(i), n(static_cast<double>(i.message_bytes) / 4.0),
+        M(static_cast<double>(i.message_bytes)), P(std::max(1, i.ranks)),
+        N(std::clamp(i.nodes, 1, std::max(1, i.ranks))), L((P + N - 1) / N) {}
+
+  [[nodiscard]] double dense_flat() const {
+    if (P == 1) return 0.0;
+    const double a = N > 1 ? in.link.inter_latency_s : in.link.intra_latency_s;
+    const double B = N > 1 ? in.link.inter_bandwidth_Bps : in.link.intra_bandwidth_Bps;
+    return 2.0 * (P - 1) * a + 2.0 * (P - 1) / P * M / B + n * in.add_seconds_per_float;
+  }
+  [[nodiscard]] double dense_hier() const {
+    double t = 2.0 * (L - 1) * in.link.intra_latency_s +
+               2.0 * (L - 1) / L * M / in.link.intra_bandwidth_Bps;
+    if (N > 1) {
+      t += 2.0 * (N - 1) * in.link.inter_latency_s +
+           2.0 * (N - 1) / N * M / in.link.inter_bandwidth_Bps;
+    }
+    return t + n * in.add_seconds_per_float;
+  }
+  /// Allgather among `ranks` ranks, `per_node` of them per node.
+  [[nodiscard]] double allgather(int ranks, int per_node, int nodes) const {
+    const double s = payload(n, in.density, value_bytes_per(in.value_type));
+    const double a = nodes > 1 ? in.link.inter_latency_s : in.link.intra_latency_s;
+    double t = log2_ceil(ranks) * a;
+    if (nodes > 1) {
+      t += static_cast<double>(per_node) * (ranks - per_node) * s / in.link.inter_bandwidth_Bps;
+    }
+    t += (per_node - 1) * s / in.link.intra_bandwidth_Bps;
+    return t + ranks * in.density * n * in.merge_seconds_per_value;
+  }
+  /// Recursive doubling among `ranks` ranks, `per_node` consecutive ones per node.
+  [[nodiscard]] double recursive_doubling(int ranks, int per_node) const {
+    if (ranks <= 1) return 0.0;
+    int p2 = 1;
+    while (p2 * 2 <= ranks) p2 *= 2;
+    const int extra = ranks - p2;
+    const double v = value_bytes_per(in.value_type);
+    auto link = [&](bool inter, double bytes, double concurrent) {
+      return inter ? in.link.inter_latency_s + concurrent * bytes / in.link.inter_bandwidth_Bps
+                   : in.link.intra_latency_s + bytes / in.link.intra_bandwidth_Bps;
+    };
+    auto merge = [&](double x) {
+      return x >= 1.0 ? n * in.add_seconds_per_float : x * n * in.merge_seconds_per_value;
+    };
+    double t = 0.0;
+    const bool adjacent_inter = per_node < 2;
+    if (extra > 0) t += link(adjacent_inter, payload(n, in.density, v), 1.0) + merge(in.density);
+    // Each of the p2 doubling ranks stands for ranks / p2 contributions on average.
+    const double per = static_cast<double>(ranks) / p2;
+    const double active_per_node = std::max(1.0, per_node * static_cast<double>(p2) / ranks);
+    for (int k = 0; (1 << k) < p2; ++k) {
+      const double contributions = (1 << k) * per;
+      const double x = fill(in.density, contributions);
+      const double bytes = k == 0 && extra == 0 ? payload(n, x, v) : payload(n, x, 4.0);
+      const bool inter = (1 << k) * per >= per_node;
+      t += link(inter, bytes, active_per_node) + merge(fill(in.density, 2 * contributions));
+    }
+    if (extra > 0) t += link(adjacent_inter, payload(n, fill(in.density, ranks), 4.0), 1.0);
+    return t;
+  }
+  [[nodiscard]] double node_reduce_broadcast() const {
+    const double steps = log2_ceil(L);
+    return 2.0 * steps * (in.link.intra_latency_s + M / in.link.intra_bandwidth_Bps);
+  }
+};
+
+}  // namespace
+
+const std::vector<std::string>& allreduce_algorithm_names() {
+  static const std::vector<std::string> kNames = {"dense-flat", "dense-hier", "sparse-allgather",
+                                                  "sparse-rd", "sparse-hier"};
+  return kNames;
+}
+
+SelectorChoice select_algorithm(const SelectorInput& in) {
+  const Costs c(in);
+  SelectorChoice choice;
+  if (in.level == CompressionLevel::kNode && in.density < 1.0) {
+    const double base = c.node_reduce_broadcast();
+    const double ag = base + c.allgather(c.N, 1, c.N);
+    const double rd = base + c.recursive_doubling(c.N, 1);
+    choice.predicted = {{"sparse-hier/allgather", ag}, {"sparse-hier/rd", rd}};
+    choice.algorithm = "sparse-hier";
+    // Equal bytes on two leaders (or disjoint supports on a power of two): keep the
+    // allgather, whose single round is simpler; doubling must win by 5%.
+    choice.leader_exchange = rd < 0.95 * ag ? LeaderExchange::kRecursiveDoubling
+                                            : LeaderExchange::kAllgather;
+    return choice;
+  }
+  choice.predicted = {{"dense-flat", c.dense_flat()}, {"dense-hier", c.dense_hier()}};
+  if (in.density < 1.0) {
+    choice.predicted.emplace_back("sparse-allgather", c.allgather(c.P, c.L, c.N));
+    choice.predicted.emplace_back("sparse-rd", c.recursive_doubling(c.P, c.L));
+  }
+  const double flat = choice.predicted[0].second;
+  choice.algorithm = "dense-flat";
+  double best = flat;
+  for (const auto& [name, t] : choice.predicted) {
+    // Strictly cheaper and 5% under the baseline; ties keep the earlier (simpler) one.
+    if (t < best && t < 0.95 * flat) {
+      best = t;
+      choice.algorithm = name;
+    }
+  }
+  return choice;
+}
+
+// --------------------------------------------------------------------------------- calibration
+namespace {
+
+constexpr int kTagPing = 7200;
+
+/// Median seconds of `iterations` round trips of `bytes` between ranks a and b of `comm`
+/// (only a measures; b just echoes).
+Result<double> ping_pong(Comm& comm, int a, int b, int64_t bytes, int iterations) {
+  std::vector<uint8_t> msg(static_cast<size_t>(bytes), 0x5a), back;
+  std::vector<double> times;
+  for (int it = -1; it < iterations; ++it) {  // it = -1 warms up
+    const auto t0 = std::chrono::steady_clock::now();
+    if (comm.rank() == a) {
+      FEDSILO_CHECK(comm.send_bytes(msg, b, kTagPing));
+      FEDSILO_CHECK(comm.recv_bytes(back, b, kTagPing));
+    } else {
+      FEDSILO_CHECK(comm.recv_bytes(back, a, kTagPing));
+      FEDSILO_CHECK(comm.send_bytes(back, a, kTagPing));
+    }
+    if (it >= 0) {
+      times.push_back(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+  }
+  std::sort(times.begin(), times.end());
+  return times.empty() ? 0.0 : times[times.size() / 2];
+}
+
+/// Latency and bandwidth from the two ping-pongs (one way = half a round trip).
+Status measure(Comm& comm, int a, int b, int64_t large, int iterations, double& latency,
+               double& bandwidth) {
+  FEDSILO_ASSIGN_OR_RETURN(const double small_rt, ping_pong(comm, a, b, 8, iterations));
+  FEDSILO_ASSIGN_OR_RETURN(const double large_rt, ping_pong(comm, a, b, large, iterations));
+  latency = small_rt / 2.0;
+  const double transfer = large_rt / 2.0 - latency;
+  bandwidth = transfer > 0.0 ? static_cast<double>(large) / transfer : 0.0;
+  return {};
+}
+
+}  // namespace
+
+Result<LinkModel> calibrate_links(Topology& topology, const LinkModel& defaults, int iterations,
+                                  int64_t large_bytes) {
+  if (iterations < 1 || large_bytes < 8) {
+    return invalid_argument("calibrate_links: iterations >= 1 and large_bytes >= 8");
+  }
+  Comm& world = topology.world();
+  // [inter latency, inter bandwidth, intra latency, intra bandwidth]; 0 = not measured here.
+  double m[4] = {0.0, 0.0, 0.0, 0.0};
+  if (topology.num_nodes() >= 2) {
+    const int a = topology.leader_of(0), b = topology.leader_of(1);
+    if (world.rank() == a || world.rank() == b) {
+      double lat = 0.0, bw = 0.0;
+      FEDSILO_CHECK(measure(world, a, b, large_bytes, iterations, lat, bw));
+      if (world.rank() == a) {
+        m[0] = lat;
+        m[1] = bw;
+      }
+    }
+  }
+  if (topology.node_index() == 0 && topology.local_size() >= 2 && topology.local_rank() < 2) {
+    double lat = 0.0, bw = 0.0;
+    FEDSILO_CHECK(measure(topology.node(), 0, 1, large_bytes, iterations, lat, bw));
+    if (topology.local_rank() == 0) {
+      m[2] = lat;
+      m[3] = bw;
+    }
+  }
+  FEDSILO_CHECK(world.allreduce_max(std::span<double>(m, 4)));
+  LinkModel link = defaults;
+  if (m[1] > 0.0) {
+    link.inter_latency_s = m[0];
+    link.inter_bandwidth_Bps = m[1];
+    link.measured = true;
+  }
+  if (m[3] > 0.0) {
+    link.intra_latency_s = m[2];
+    link.intra_bandwidth_Bps = m[3];
+    link.measured = true;
+  }
+  return link;
+}
+
+// ------------------------------------------------------------------------------------- factory
+namespace {
+
+Status unknown_algorithm(const std::string& name) {
+  std::string list;
+  for (const auto& n : allreduce_algorithm_names()) list += (list.empty() ? "" : ", ") + n;
+  return invalid_argument("allreduce.algorithm = \"" + name + "\" is not one of " + list +
+                          " (\"auto\" is resolved by select_algorithm first)");
+}
+
+}  // namespace
+
+Result<std::unique_ptr<fl::Reducer>> make_dense_allreduce(Topology& topology,
+                                                          const AlgorithmConfig& config) {
+  if (config.name == "dense-flat") {
+    return std::unique_ptr<fl::Reducer>(std::make_unique<DenseAllreduce>(topology.world()));
+  }
+  if (config.name == "dense-hier") {
+    return std::unique_ptr<fl::Reducer>(std::make_unique<DenseHier>(topology));
+  }
+  if (config.name == "sparse-hier") {
+    if (!config.compressor) {
+      return invalid_argument("allreduce.algorithm = \"sparse-hier\" needs a node compressor "
+                              "(compression.level = \"node\")");
+    }
+    return std::unique_ptr<fl::Reducer>(std::make_unique<SparseHier>(
+        topology, config.compressor, config.leader_exchange, config.sparse));
+  }
+  if (config.name == "sparse-allgather" || config.name == "sparse-rd") {
+    return invalid_argument("allreduce.algorithm = \"" + config.name +
+                            "\" sums sparse contributions: use make_sparse_allreduce");
+  }
+  return unknown_algorithm(config.name);
+}
+
+Result<std::unique_ptr<SparseAllreduceAlgorithm>> make_sparse_allreduce(
+    Topology& topology, const AlgorithmConfig& config) {
+  if (config.name == "sparse-allgather") {
+    return std::unique_ptr<SparseAllreduceAlgorithm>(std::make_unique<SparseAllgather>(
+        topology.world(), topology.world_peers(), config.sparse));
+  }
+  if (config.name == "sparse-rd") {
+    return std::unique_ptr<SparseAllreduceAlgorithm>(std::make_unique<SparseRecursiveDoubling>(
+        topology.world(), topology.world_peers(), config.sparse));
+  }
+  FEDSILO_ASSIGN_OR_RETURN(auto dense, make_dense_allreduce(topology, config));
+  return std::unique_ptr<SparseAllreduceAlgorithm>(
+      std::make_unique<DensifyingAllreduce>(topology.world(), topology.num_nodes() == 1,
+                                            std::move(dense)));
+}
+
+}  // namespace fedsilo::mpi

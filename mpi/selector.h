@@ -1,0 +1,104 @@
+// `[allreduce] algorithm = "auto"`: a documented, pure cost model that picks an algorithm from
+// the density, rank and node counts, message size and the link speed; a short start-up
+// calibration that measures the links (or take them from config); and the factory that builds
+// an algorithm from its name.
+//
+// The model (alpha-beta, seconds). n floats, M = 4n bytes, P ranks on N nodes of L = P/N ranks,
+// alpha/beta = latency/bandwidth of the inter-node link (e) and inside a node (i). A sparse
+// payload at density x carries s(x) = 48 + x*n*(v + b(x)) bytes: v the value bytes (4, 2, 2,
+// 1 + 4/256), b(x) = min(LEB128 bytes of a 1/x gap, 1/(8x) bitmap bits) the index bytes; partial
+// sums travel as fp32 (v = 4), capped at the dense 4n bytes. Sums of k random supports of
+// density x fill in to 1 - (1 - x)^k. All L ranks of a node share its link.
+// - dense-flat      2(P-1) a + 2(P-1)/P * M / B, with (a, B) = inter-node if N > 1 else intra.
+// - dense-hier      intra 2(L-1) a_i + 2(L-1)/L * M / B_i, plus inter 2(N-1) a_e +
+//                   2(N-1)/N * M / B_e (the L pieces of M/L share the link).
+// - sparse-allgather  ceil(log2 P) a + every node receives L(P-L) payloads s(d) over its link
+//                   (intra: (L-1) s(d) / B_i), plus merging P*d*n values at merge_seconds each.
+// - sparse-rd       per step k of the doubling (fold and result return included): a + c *
+//                   min(s(d_k), 4n) / B, c = ranks of the node sending across at once, where
+//                   steps at rank distance >= L cross nodes; plus merges.
+// - sparse-hier     (level "node" only; picks the leaders' exchange) a node-local reduce and
+//                   broadcast, 2 ceil(log2 L) (a_i + M / B_i), then allgather or recursive
+//                   doubling among the N leaders (one per node, so c = 1); doubling must
+//                   be 5% cheaper than the allgather to be chosen.
+// The cheapest wins, except that anything other than dense-flat must beat it by 5% (the
+// baseline is never lost to a model error that small). Level "silo" with density < 1 chooses
+// among dense-flat, dense-hier, sparse-allgather, sparse-rd; density >= 1 (no compression)
+// among the two dense ones.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "kernels/sparse_vector.h"
+#include "mpi/algorithm.h"
+#include "mpi/sparse_hier.h"
+#include "mpi/topology.h"
+
+namespace fedsilo::mpi {
+
+/// Link latency (seconds) and bandwidth (bytes/s), across nodes and inside one. The defaults
+/// are a 1 Gbit/s Ethernet (the slow emulated link) and shared memory.
+struct LinkModel {
+  double inter_latency_s = 50e-6;
+  double inter_bandwidth_Bps = 1.25e8;
+  double intra_latency_s = 2e-6;
+  double intra_bandwidth_Bps = 5e9;
+  bool measured = false;  // true when it came from calibrate_links()
+};
+
+enum class CompressionLevel : uint8_t { kSilo, kNode };
+
+struct SelectorInput {
+  double density = 1.0;       // nnz / n of each compressed contribution; >= 1: uncompressed
+  int ranks = 1;
+  int nodes = 1;
+  int64_t message_bytes = 0;  // dense fp32 bytes, 4n
+  kernels::ValueType value_type = kernels::ValueType::kFp32;
+  CompressionLevel level = CompressionLevel::kSilo;
+  LinkModel link;
+  double merge_seconds_per_value = 2e-9;   // decode + scatter-add of one sparse value
+  double add_seconds_per_float = 2.5e-10;  // dense add, ~16 GB/s of reads and writes
+};
+
+struct SelectorChoice {
+  std::string algorithm;  // "dense-flat", "dense-hier", "sparse-allgather", "sparse-rd",
+                          // "sparse-hier"
+  LeaderExchange leader_exchange = LeaderExchange::kAllgather;  // for sparse-hier
+  /// Every candidate's predicted seconds, in the order considered (for logs and benchmarks).
+  std::vector<std::pair<std::string, double>> predicted;
+};
+
+/// The rule of `auto`: pure, deterministic, documented above.
+SelectorChoice select_algorithm(const SelectorInput& in);
+
+/// The names `[allreduce] algorithm` accepts besides "auto".
+const std::vector<std::string>& allreduce_algorithm_names();
+
+/// Measures inter- and intra-node latency and bandwidth with ping-pongs between the leaders
+/// of nodes 0 and 1 and between local ranks 0 and 1 of node 0 (`iterations` round trips of 8
+/// bytes and of `large_bytes` each; median), and gives every rank the same result. Collective
+/// over the world. Links it cannot measure (one node, one rank per node) keep `defaults`.
+[[nodiscard]] Result<LinkModel> calibrate_links(Topology& topology, const LinkModel& defaults,
+                                                int iterations = 10,
+                                                int64_t large_bytes = int64_t{1} << 20);
+
+/// What the factory needs beyond the name.
+struct AlgorithmConfig {
+  std::string name;  // one of allreduce_algorithm_names()
+  SparseOptions sparse;
+  LeaderExchange leader_exchange = LeaderExchange::kAllgather;
+  NodeCompressor compressor;  // sparse-hier only
+};
+
+/// The dense family by name (dense-flat, dense-hier, sparse-hier), as the round driver's
+/// fl::Reducer. kInvalidArgument naming `allreduce.algorithm` for other names.
+[[nodiscard]] Result<std::unique_ptr<fl::Reducer>> make_dense_allreduce(
+    Topology& topology, const AlgorithmConfig& config);
+/// Any algorithm by name in the sparse family (the dense ones densify the contribution).
+[[nodiscard]] Result<std::unique_ptr<SparseAllreduceAlgorithm>> make_sparse_allreduce(
+    Topology& topology, const AlgorithmConfig& config);
+
+}  // namespace fedsilo::mpi

@@ -1,0 +1,91 @@
+// sparse-allgather: allgatherv of wire payloads, then a rank-ordered merge on every rank.
+#include "mpi/sparse_allgather.h"
+
+#include <algorithm>
+#include <chrono>
+
+namespace fedsilo::mpi {
+namespace {
+
+double since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void keep_first(Status& local, Status s) {
+  if (local.ok() && !s.ok()) local = std::move(s);
+}
+
+}  // namespace
+
+Status SparseAllgather::sum(uint32_t round, const kernels::SparseVector& mine,
+                            std::span<float> out, AllreduceStats& stats) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Status local;
+  FEDSILO_CHECK(exchange(round, mine, out, stats, local));
+  const Status agreed = comm_.agree(local);
+  stats.total_seconds += since(t0);
+  return agreed;
+}
+
+Status SparseAllgather::exchange(uint32_t round, const kernels::SparseVector& mine,
+                                 std::span<float> out, AllreduceStats& stats, Status& local) {
+  const int P = comm_.size(), me = comm_.rank();
+  const int my_world = peers_.world_rank[me];
+  const auto length = static_cast<int64_t>(out.size());
+
+  auto t0 = std::chrono::steady_clock::now();
+  send_.clear();
+  EncodeOptions eo{options_.value_type, options_.index, Narrowing::kLosslessOrFp32};
+  Status enc = check_contribution(mine, length);
+  if (enc.ok()) enc = encode_sparse(mine, round, my_world, eo, send_);
+  if (!enc.ok()) {
+    // Still take part with an empty contribution, so no rank waits forever.
+    keep_first(local, Status(enc.code(), "rank " + std::to_string(my_world) + ": " + enc.message()));
+    send_.clear();
+    kernels::SparseVector empty;
+    empty.length = std::clamp<int64_t>(length, 0, int64_t{1} << 32);
+    FEDSILO_CHECK(encode_sparse(empty, round, my_world, eo, send_));
+  }
+  if (options_.tamper) options_.tamper(send_);
+  stats.encode_seconds += since(t0);
+
+  t0 = std::chrono::steady_clock::now();
+  std::vector<int64_t> offsets;
+  FEDSILO_CHECK(comm_.allgatherv_bytes(send_, recv_, offsets));
+  const double comm_seconds = since(t0);
+  const int my_node = peers_.node[me];
+  const bool crosses = std::any_of(peers_.node.begin(), peers_.node.end(),
+                                   [&](int nd) { return nd != my_node; });
+  (crosses ? stats.inter_seconds : stats.intra_seconds) += comm_seconds;
+
+  t0 = std::chrono::steady_clock::now();
+  std::fill(out.begin(), out.end(), 0.0f);
+  const auto own = static_cast<int64_t>(send_.size());
+  for (int q = 0; q < P; ++q) {
+    const std::span<const uint8_t> payload(recv_.data() + offsets[q],
+                                           static_cast<size_t>(offsets[q + 1] - offsets[q]));
+    if (q != me) {
+      const bool same = peers_.node[q] == my_node;
+      (same ? stats.intra_bytes_received : stats.inter_bytes_received) +=
+          static_cast<int64_t>(payload.size());
+      (same ? stats.intra_bytes_sent : stats.inter_bytes_sent) += own;
+    }
+    // Own payload decoded too: every rank then adds exactly the same values in the same order.
+    const Status st = decode_payload(payload, {round, peers_.world_rank[q], length}, decoded_);
+    if (!st.ok()) {
+      keep_first(local, st);
+      continue;
+    }
+    if (decoded_.dense()) {
+      for (int64_t i = 0; i < length; ++i) out[i] += decoded_.values[i];
+    } else {
+      for (size_t k = 0; k < decoded_.indices.size(); ++k) {
+        out[decoded_.indices[k]] += decoded_.values[k];
+      }
+    }
+  }
+  stats.decode_seconds += since(t0);
+  return {};
+}
+
+}  // namespace fedsilo::mpi

@@ -1,0 +1,236 @@
+// The fused error-feedback step: the exact identity sent + new residual == update + old
+// residual, the sent set against the sort-based top-k of update + residual, momentum
+// correction, every selector and value type, and multi-round tracking of the update sum.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+#include "core/philox.h"
+#include "kernels/cpu/error_feedback.h"
+#include "kernels/cpu/quantize.h"
+
+namespace fk = fedsilo::kernels;
+
+namespace {
+
+std::vector<float> normal_vec(int64_t n, uint32_t stream, double sd = 1.0) {
+  fedsilo::Philox rng(31, stream, 0, fedsilo::RngPurpose::kNoise);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = static_cast<float>(sd * rng.normal());
+  return v;
+}
+
+std::vector<uint32_t> reference_topk(const std::vector<float>& x, int64_t k) {
+  std::vector<uint32_t> idx(x.size());
+  std::iota(idx.begin(), idx.end(), 0u);
+  std::stable_sort(idx.begin(), idx.end(),
+                   [&](uint32_t a, uint32_t b) { return std::abs(x[a]) > std::abs(x[b]); });
+  idx.resize(static_cast<size_t>(k));
+  std::sort(idx.begin(), idx.end());
+  return idx;
+}
+
+// Dense form of a sparse vector.
+std::vector<float> densify(const fk::SparseVector& sv) {
+  std::vector<float> d(static_cast<size_t>(sv.length), 0.0f);
+  for (int64_t j = 0; j < sv.nnz(); ++j) d[sv.indices[j]] = sv.values[j];
+  return d;
+}
+
+// Counts elements where sent + residual != acc (float ==; -0 == +0).
+int64_t identity_failures(const std::vector<float>& acc, const fk::SparseVector& sent,
+                          const std::vector<float>& residual) {
+  const auto d = densify(sent);
+  int64_t bad = 0;
+  for (size_t i = 0; i < acc.size(); ++i) bad += (d[i] + residual[i] != acc[i]);
+  return bad;
+}
+
+TEST(ErrorFeedback, SentPlusResidualEqualsUpdatePlusOldResidualExactly) {
+  const int64_t n = 100003;
+  const auto update = normal_vec(n, 1);
+  for (const auto vt : {fk::ValueType::kFp32, fk::ValueType::kFp16, fk::ValueType::kBf16}) {
+    for (const auto m : {fk::SelectMethod::kTopk, fk::SelectMethod::kTopkSampled,
+                         fk::SelectMethod::kRandk, fk::SelectMethod::kAll}) {
+      auto residual = normal_vec(n, 2, 0.5);
+      std::vector<float> acc(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) acc[i] = update[i] + residual[i];
+      fk::ErrorFeedbackParams p;
+      p.method = m;
+      p.k = 1000;
+      p.value_type = vt;
+      p.seed = 3;
+      p.round = 4;
+      p.silo = 5;
+      p.threads = 2;
+      fk::ErrorFeedbackReport rep;
+      const auto sent = fk::error_feedback_step(update, residual, {}, p, &rep);
+      ASSERT_TRUE(rep.finite && !rep.overflow);
+      EXPECT_EQ(identity_failures(acc, sent, residual), 0)
+          << "value type " << int(vt) << " method " << int(m);
+      // Unsent coordinates keep acc bitwise; sent ones keep exactly acc - sent.
+      const auto d = densify(sent);
+      std::vector<char> is_sent(static_cast<size_t>(n), 0);
+      for (const uint32_t i : sent.indices) is_sent[i] = 1;
+      for (int64_t i = 0; i < n; ++i) {
+        const float want = is_sent[i] ? acc[i] - d[i] : acc[i];
+        ASSERT_EQ(std::bit_cast<uint32_t>(residual[i]), std::bit_cast<uint32_t>(want)) << i;
+      }
+    }
+  }
+}
+
+TEST(ErrorFeedback, SendsTheReferenceTopkOfUpdatePlusResidual) {
+  const int64_t n = 200000;
+  const auto update = normal_vec(n, 3);
+  auto residual = normal_vec(n, 4, 2.0);
+  std::vector<float> acc(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) acc[i] = update[i] + residual[i];
+  fk::ErrorFeedbackParams p;
+  p.k = 2000;
+  p.threads = 2;
+  const auto sent = fk::error_feedback_step(update, residual, {}, p);
+  EXPECT_EQ(sent.indices, reference_topk(acc, 2000));
+  for (int64_t j = 0; j < sent.nnz(); ++j) {
+    EXPECT_EQ(sent.values[j], acc[sent.indices[j]]);
+    EXPECT_EQ(residual[sent.indices[j]], 0.0f);
+  }
+}
+
+TEST(ErrorFeedback, Int8KeepsTheIdentityWhereSterbenzApplies) {
+  const int64_t n = 50000;
+  const auto update = normal_vec(n, 5);
+  for (const auto m : {fk::SelectMethod::kTopk, fk::SelectMethod::kRandk}) {
+    auto residual = normal_vec(n, 6, 0.1);
+    std::vector<float> acc(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) acc[i] = update[i] + residual[i];
+    fk::ErrorFeedbackParams p;
+    p.method = m;
+    p.k = 5000;
+    p.value_type = fk::ValueType::kInt8;
+    p.seed = 9;
+    const auto sent = fk::error_feedback_step(update, residual, {}, p);
+    ASSERT_EQ(sent.nnz(), 5000);
+    int64_t outside = 0;
+    for (int64_t j = 0; j < sent.nnz(); ++j) {
+      const uint32_t i = sent.indices[j];
+      const float s = sent.values[j];
+      // Sterbenz holds when sent is 0 or within a factor 2 of acc with the same sign.
+      const bool sterbenz = s == 0.0f || (s * acc[i] > 0 && std::abs(s) <= 2 * std::abs(acc[i]) &&
+                                          std::abs(acc[i]) <= 2 * std::abs(s));
+      if (sterbenz) {
+        EXPECT_EQ(s + residual[i], acc[i]) << i;
+      } else {
+        ++outside;
+        EXPECT_NEAR(s + residual[i], acc[i], std::abs(s) * 0x1p-23f) << i;
+      }
+    }
+    // Top-k values are all far above a block's scale / 2: the identity is exact everywhere.
+    if (m == fk::SelectMethod::kTopk) {
+      EXPECT_EQ(outside, 0);
+    }
+  }
+}
+
+TEST(ErrorFeedback, MomentumCorrectionFollowsDgcAndKeepsTheIdentity) {
+  const int64_t n = 70001;
+  const float mom = 0.9f;
+  auto velocity = normal_vec(n, 7, 0.3);
+  auto residual = normal_vec(n, 8, 0.3);
+  const auto g = normal_vec(n, 9);
+  std::vector<float> u(static_cast<size_t>(n)), acc(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    u[i] = mom * velocity[i] + g[i];
+    acc[i] = residual[i] + u[i];
+  }
+  fk::ErrorFeedbackParams p;
+  p.k = 700;
+  p.momentum = mom;
+  p.value_type = fk::ValueType::kFp16;
+  const auto sent = fk::error_feedback_step(g, residual, velocity, p);
+  EXPECT_EQ(sent.indices, reference_topk(acc, 700));
+  EXPECT_EQ(identity_failures(acc, sent, residual), 0);
+  std::vector<char> is_sent(static_cast<size_t>(n), 0);
+  for (const uint32_t i : sent.indices) is_sent[i] = 1;
+  for (int64_t i = 0; i < n; ++i) {
+    ASSERT_EQ(velocity[i], is_sent[i] ? 0.0f : u[i]) << i;
+  }
+}
+
+TEST(ErrorFeedback, WithoutFeedbackLeavesNoState) {
+  const auto update = normal_vec(10000, 10);
+  fk::ErrorFeedbackParams p;
+  p.k = 100;
+  p.error_feedback = false;
+  const auto sent = fk::error_feedback_step(update, {}, {}, p);
+  EXPECT_EQ(sent.indices, reference_topk(update, 100));
+}
+
+TEST(ErrorFeedback, ReportsNonFiniteAndFp16Overflow) {
+  auto update = normal_vec(1000, 11);
+  std::vector<float> residual(1000, 0.0f);
+  update[17] = std::numeric_limits<float>::quiet_NaN();
+  fk::ErrorFeedbackParams p;
+  p.k = 10;
+  fk::ErrorFeedbackReport rep;
+  EXPECT_EQ(fk::error_feedback_step(update, residual, {}, p, &rep).nnz(), 0);
+  EXPECT_FALSE(rep.finite);
+
+  update[17] = 1e6f;  // selected first, beyond fp16's 65504
+  std::fill(residual.begin(), residual.end(), 0.0f);
+  p.value_type = fk::ValueType::kFp16;
+  EXPECT_EQ(fk::error_feedback_step(update, residual, {}, p, &rep).nnz(), 0);
+  EXPECT_TRUE(rep.finite);
+  EXPECT_TRUE(rep.overflow);
+  EXPECT_EQ(residual[17], 1e6f);  // nothing sent: the residual holds acc
+}
+
+TEST(ErrorFeedback, SumOfSentTracksSumOfUpdatesOverRounds) {
+  // 80 rounds of fresh updates at 10% top-k with fp16 values. By the identity,
+  // sum(sent) + residual == sum(updates) up to float rounding of the running residual; the
+  // residual plateaus (each coordinate goes out once it is large) while the update sum keeps
+  // growing like a random walk; without feedback the unsent mass is simply lost.
+  const int64_t n = 20000;
+  const int rounds = 80;
+  std::vector<float> residual(static_cast<size_t>(n), 0.0f);
+  std::vector<double> sum_sent(static_cast<size_t>(n), 0.0), sum_upd(static_cast<size_t>(n), 0.0);
+  std::vector<double> sum_sent_no_ef(static_cast<size_t>(n), 0.0);
+  fk::ErrorFeedbackParams p;
+  p.k = n / 10;
+  p.value_type = fk::ValueType::kFp16;
+  fk::ErrorFeedbackParams no_ef = p;
+  no_ef.error_feedback = false;
+  std::vector<double> res_norm;
+  for (int r = 0; r < rounds; ++r) {
+    const auto u = normal_vec(n, 100 + static_cast<uint32_t>(r), 0.01);
+    p.round = no_ef.round = static_cast<uint32_t>(r);
+    const auto sent = fk::error_feedback_step(u, residual, {}, p);
+    const auto plain = fk::error_feedback_step(u, {}, {}, no_ef);
+    ASSERT_EQ(sent.nnz(), p.k);
+    for (int64_t i = 0; i < n; ++i) sum_upd[i] += u[i];
+    for (int64_t j = 0; j < sent.nnz(); ++j) sum_sent[sent.indices[j]] += sent.values[j];
+    for (int64_t j = 0; j < plain.nnz(); ++j) sum_sent_no_ef[plain.indices[j]] += plain.values[j];
+    double norm = 0.0;
+    for (const float x : residual) norm += double(x) * x;
+    res_norm.push_back(std::sqrt(norm));
+  }
+  double err = 0.0, total = 0.0, miss_ef = 0.0, miss_plain = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    err = std::max(err, std::abs(sum_sent[i] + residual[i] - sum_upd[i]));
+    total += sum_upd[i] * sum_upd[i];
+    miss_ef += (sum_sent[i] - sum_upd[i]) * (sum_sent[i] - sum_upd[i]);
+    miss_plain += (sum_sent_no_ef[i] - sum_upd[i]) * (sum_sent_no_ef[i] - sum_upd[i]);
+  }
+  EXPECT_LT(err, 1e-5);
+  const double late = *std::max_element(res_norm.begin() + 60, res_norm.end());
+  const double mid = *std::max_element(res_norm.begin() + 30, res_norm.begin() + 60);
+  EXPECT_LT(late, 1.1 * mid) << "the residual keeps growing";
+  EXPECT_LT(std::sqrt(miss_ef), 0.5 * std::sqrt(total));
+  EXPECT_LT(std::sqrt(miss_ef), 0.5 * std::sqrt(miss_plain));
+}
+
+}  // namespace
