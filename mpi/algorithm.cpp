@@ -44,10 +44,9 @@ Status check_contribution(const kernels::SparseVector& v, int64_t length) {
   for (size_t k = 0; k < v.indices.size(); ++k) {
     if (v.indices[k] >= static_cast<uint64_t>(length) ||
         (k > 0 && v.indices[k] <= v.indices[k - 1])) {
-      return invalid_argument("contribution index #" + std::to_string(k) + " (" +
-                              std::to_string(v.indices[k]) +
-                              ") is not strictly ascending and below the length " +
-                              std::to_string(length));
+      return invalid_argument(
+          "contribution index #" + std::to_string(k) + " (" + std::to_string(v.indices[k]) +
+          ") is not strictly ascending and below the length " + std::to_string(length));
     }
     if (!std::isfinite(v.values[k])) {
       return Status(StatusCode::kDiverged, "contribution value at index " +

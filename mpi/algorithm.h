@@ -93,8 +93,8 @@ class DensifyingAllreduce final : public SparseAllreduceAlgorithm {
   [[nodiscard]] std::string name() const override { return dense_->name(); }
   /// Reducers that are not DenseAllreduceAlgorithms (dense-flat) report bytes and time as
   /// inter-node, or intra-node on a single node.
-  [[nodiscard]] Status sum(uint32_t round, const kernels::SparseVector& mine,
-                           std::span<float> out, AllreduceStats& stats) override;
+  [[nodiscard]] Status sum(uint32_t round, const kernels::SparseVector& mine, std::span<float> out,
+                           AllreduceStats& stats) override;
 
  private:
   Comm& world_;

@@ -145,8 +145,8 @@ Status Comm::finish_init() {
   FEDSILO_MPI(MPI_Comm_set_errhandler(h_->world, MPI_ERRORS_RETURN));
   FEDSILO_MPI(MPI_Comm_rank(h_->world, &rank_));
   FEDSILO_MPI(MPI_Comm_size(h_->world, &size_));
-  FEDSILO_MPI(MPI_Comm_split_type(h_->world, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL,
-                                  &h_->node));
+  FEDSILO_MPI(
+      MPI_Comm_split_type(h_->world, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &h_->node));
   FEDSILO_MPI(MPI_Comm_set_errhandler(h_->node, MPI_ERRORS_RETURN));
   FEDSILO_MPI(MPI_Comm_rank(h_->node, &local_rank_));
   FEDSILO_MPI(MPI_Comm_size(h_->node, &local_size_));
@@ -165,8 +165,8 @@ Result<Comm> Comm::split(int color, int key) const {
 Result<Comm> Comm::split_shared() const {
   Comm c;
   c.h_ = std::make_unique<Handles>();
-  FEDSILO_MPI(MPI_Comm_split_type(h_->world, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL,
-                                  &c.h_->world));
+  FEDSILO_MPI(
+      MPI_Comm_split_type(h_->world, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &c.h_->world));
   FEDSILO_CHECK(c.finish_init());
   return c;
 }
@@ -192,8 +192,8 @@ Status Comm::sendrecv_bytes(std::span<const uint8_t> send, int dest, std::vector
                             int source, int tag) {
   int64_t send_n = static_cast<int64_t>(send.size());
   int64_t recv_n = 0;
-  FEDSILO_MPI(MPI_Sendrecv(&send_n, 1, MPI_INT64_T, dest, tag, &recv_n, 1, MPI_INT64_T, source,
-                           tag, h_->world, MPI_STATUS_IGNORE));
+  FEDSILO_MPI(MPI_Sendrecv(&send_n, 1, MPI_INT64_T, dest, tag, &recv_n, 1, MPI_INT64_T, source, tag,
+                           h_->world, MPI_STATUS_IGNORE));
   if (recv_n < 0) return {StatusCode::kCommError, "sendrecv_bytes: negative message size"};
   recv.resize(static_cast<size_t>(recv_n));
   // Both partners know both sizes now, so they agree on the number of chunk exchanges.
@@ -225,8 +225,8 @@ Status Comm::recv_bytes(std::vector<uint8_t>& data, int source, int tag) {
   data.resize(static_cast<size_t>(n));
   for (int64_t off = 0; off < n; off += kMaxChunk) {
     const int count = static_cast<int>(std::min(kMaxChunk, n - off));
-    FEDSILO_MPI(MPI_Recv(data.data() + off, count, MPI_BYTE, source, tag, h_->world,
-                         MPI_STATUS_IGNORE));
+    FEDSILO_MPI(
+        MPI_Recv(data.data() + off, count, MPI_BYTE, source, tag, h_->world, MPI_STATUS_IGNORE));
   }
   return {};
 }
@@ -273,8 +273,8 @@ Status Comm::reduce_sum(std::span<float> data, int root) {
   for (int64_t off = 0; off < n; off += kMaxChunk) {
     const int count = static_cast<int>(std::min(kMaxChunk, n - off));
     if (rank_ == root) {
-      FEDSILO_MPI(MPI_Reduce(MPI_IN_PLACE, data.data() + off, count, MPI_FLOAT, MPI_SUM, root,
-                             h_->world));
+      FEDSILO_MPI(
+          MPI_Reduce(MPI_IN_PLACE, data.data() + off, count, MPI_FLOAT, MPI_SUM, root, h_->world));
     } else {
       FEDSILO_MPI(
           MPI_Reduce(data.data() + off, nullptr, count, MPI_FLOAT, MPI_SUM, root, h_->world));
@@ -294,8 +294,8 @@ Status Comm::reduce_scatter_sum(std::span<const float> in, std::span<float> out,
       out.size() != static_cast<size_t>(counts[rank_])) {
     return invalid_argument("reduce_scatter_sum: counts do not match the communicator");
   }
-  FEDSILO_MPI(MPI_Reduce_scatter(in.data(), out.data(), counts.data(), MPI_FLOAT, MPI_SUM,
-                                 h_->world));
+  FEDSILO_MPI(
+      MPI_Reduce_scatter(in.data(), out.data(), counts.data(), MPI_FLOAT, MPI_SUM, h_->world));
   return {};
 }
 

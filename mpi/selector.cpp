@@ -33,9 +33,13 @@ double payload(double n, double x, double v) {
 }
 
 /// Density of the sum of k random supports of density x.
-double fill(double x, double k) { return 1.0 - std::pow(1.0 - std::clamp(x, 0.0, 1.0), k); }
+double fill(double x, double k) {
+  return 1.0 - std::pow(1.0 - std::clamp(x, 0.0, 1.0), k);
+}
 
-double log2_ceil(int p) { return p <= 1 ? 0.0 : std::ceil(std::log2(static_cast<double>(p))); }
+double log2_ceil(int p) {
+  return p <= 1 ? 0.0 : std::ceil(std::log2(static_cast<double>(p)));
+}
 
 struct Costs {
   const SelectorInput& in;
@@ -43,9 +47,12 @@ struct Costs {
   int P, N, L;
 
   explicit Costs(const SelectorInput& i)
-      : in(i), n(static_cast<double>(i.message_bytes) / 4.0),
-        M(static_cast<double>(i.message_bytes)), P(std::max(1, i.ranks)),
-        N(std::clamp(i.nodes, 1, std::max(1, i.ranks))), L((P + N - 1) / N) {}
+      : in(i),
+        n(static_cast<double>(i.message_bytes) / 4.0),
+        M(static_cast<double>(i.message_bytes)),
+        P(std::max(1, i.ranks)),
+        N(std::clamp(i.nodes, 1, std::max(1, i.ranks))),
+        L((P + N - 1) / N) {}
 
   [[nodiscard]] double dense_flat() const {
     if (P == 1) return 0.0;
@@ -128,8 +135,8 @@ SelectorChoice select_algorithm(const SelectorInput& in) {
     choice.algorithm = "sparse-hier";
     // Equal bytes on two leaders (or disjoint supports on a power of two): keep the
     // allgather, whose single round is simpler; doubling must win by 5%.
-    choice.leader_exchange = rd < 0.95 * ag ? LeaderExchange::kRecursiveDoubling
-                                            : LeaderExchange::kAllgather;
+    choice.leader_exchange =
+        rd < 0.95 * ag ? LeaderExchange::kRecursiveDoubling : LeaderExchange::kAllgather;
     return choice;
   }
   choice.predicted = {{"dense-flat", c.dense_flat()}, {"dense-hier", c.dense_hier()}};
@@ -170,8 +177,7 @@ Result<double> ping_pong(Comm& comm, int a, int b, int64_t bytes, int iterations
       FEDSILO_CHECK(comm.send_bytes(back, a, kTagPing));
     }
     if (it >= 0) {
-      times.push_back(
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
   }
   std::sort(times.begin(), times.end());
@@ -255,8 +261,9 @@ Result<std::unique_ptr<fl::Reducer>> make_dense_allreduce(Topology& topology,
   }
   if (config.name == "sparse-hier") {
     if (!config.compressor) {
-      return invalid_argument("allreduce.algorithm = \"sparse-hier\" needs a node compressor "
-                              "(compression.level = \"node\")");
+      return invalid_argument(
+          "allreduce.algorithm = \"sparse-hier\" needs a node compressor "
+          "(compression.level = \"node\")");
     }
     return std::unique_ptr<fl::Reducer>(std::make_unique<SparseHier>(
         topology, config.compressor, config.leader_exchange, config.sparse));
@@ -271,17 +278,16 @@ Result<std::unique_ptr<fl::Reducer>> make_dense_allreduce(Topology& topology,
 Result<std::unique_ptr<SparseAllreduceAlgorithm>> make_sparse_allreduce(
     Topology& topology, const AlgorithmConfig& config) {
   if (config.name == "sparse-allgather") {
-    return std::unique_ptr<SparseAllreduceAlgorithm>(std::make_unique<SparseAllgather>(
-        topology.world(), topology.world_peers(), config.sparse));
+    return std::unique_ptr<SparseAllreduceAlgorithm>(
+        std::make_unique<SparseAllgather>(topology.world(), topology.world_peers(), config.sparse));
   }
   if (config.name == "sparse-rd") {
     return std::unique_ptr<SparseAllreduceAlgorithm>(std::make_unique<SparseRecursiveDoubling>(
         topology.world(), topology.world_peers(), config.sparse));
   }
   FEDSILO_ASSIGN_OR_RETURN(auto dense, make_dense_allreduce(topology, config));
-  return std::unique_ptr<SparseAllreduceAlgorithm>(
-      std::make_unique<DensifyingAllreduce>(topology.world(), topology.num_nodes() == 1,
-                                            std::move(dense)));
+  return std::unique_ptr<SparseAllreduceAlgorithm>(std::make_unique<DensifyingAllreduce>(
+      topology.world(), topology.num_nodes() == 1, std::move(dense)));
 }
 
 }  // namespace fedsilo::mpi

@@ -52,7 +52,7 @@ struct LinkModel {
 enum class CompressionLevel : uint8_t { kSilo, kNode };
 
 struct SelectorInput {
-  double density = 1.0;       // nnz / n of each compressed contribution; >= 1: uncompressed
+  double density = 1.0;  // nnz / n of each compressed contribution; >= 1: uncompressed
   int ranks = 1;
   int nodes = 1;
   int64_t message_bytes = 0;  // dense fp32 bytes, 4n

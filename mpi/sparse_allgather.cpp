@@ -17,8 +17,8 @@ void keep_first(Status& local, Status s) {
 
 }  // namespace
 
-Status SparseAllgather::sum(uint32_t round, const kernels::SparseVector& mine,
-                            std::span<float> out, AllreduceStats& stats) {
+Status SparseAllgather::sum(uint32_t round, const kernels::SparseVector& mine, std::span<float> out,
+                            AllreduceStats& stats) {
   const auto t0 = std::chrono::steady_clock::now();
   Status local;
   FEDSILO_CHECK(exchange(round, mine, out, stats, local));
@@ -40,7 +40,8 @@ Status SparseAllgather::exchange(uint32_t round, const kernels::SparseVector& mi
   if (enc.ok()) enc = encode_sparse(mine, round, my_world, eo, send_);
   if (!enc.ok()) {
     // Still take part with an empty contribution, so no rank waits forever.
-    keep_first(local, Status(enc.code(), "rank " + std::to_string(my_world) + ": " + enc.message()));
+    keep_first(local,
+               Status(enc.code(), "rank " + std::to_string(my_world) + ": " + enc.message()));
     send_.clear();
     kernels::SparseVector empty;
     empty.length = std::clamp<int64_t>(length, 0, int64_t{1} << 32);
@@ -54,8 +55,8 @@ Status SparseAllgather::exchange(uint32_t round, const kernels::SparseVector& mi
   FEDSILO_CHECK(comm_.allgatherv_bytes(send_, recv_, offsets));
   const double comm_seconds = since(t0);
   const int my_node = peers_.node[me];
-  const bool crosses = std::any_of(peers_.node.begin(), peers_.node.end(),
-                                   [&](int nd) { return nd != my_node; });
+  const bool crosses =
+      std::any_of(peers_.node.begin(), peers_.node.end(), [&](int nd) { return nd != my_node; });
   (crosses ? stats.inter_seconds : stats.intra_seconds) += comm_seconds;
 
   t0 = std::chrono::steady_clock::now();

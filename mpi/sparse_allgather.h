@@ -17,8 +17,8 @@ class SparseAllgather final : public SparseAllreduceAlgorithm {
   [[nodiscard]] std::string name() const override { return "sparse-allgather"; }
   /// Bytes: every payload counts once per receiver (what Allgatherv has to deliver), so this
   /// rank sends its payload size times the number of other ranks.
-  [[nodiscard]] Status sum(uint32_t round, const kernels::SparseVector& mine,
-                           std::span<float> out, AllreduceStats& stats) override;
+  [[nodiscard]] Status sum(uint32_t round, const kernels::SparseVector& mine, std::span<float> out,
+                           AllreduceStats& stats) override;
   /// sum() without the final agreement, for algorithms that agree over a larger communicator.
   /// Returns only MPI failures; the first malformed contribution or payload lands in `local`
   /// and the exchange still completes on every rank.

@@ -17,8 +17,8 @@ SparseHier::SparseHier(Topology& topology, NodeCompressor compressor, LeaderExch
     : topo_(topology), compress_(std::move(compressor)) {
   if (!topo_.is_leader()) return;
   if (exchange == LeaderExchange::kAllgather) {
-    allgather_ = std::make_unique<SparseAllgather>(topo_.cross(), topo_.leader_peers(),
-                                                   std::move(options));
+    allgather_ =
+        std::make_unique<SparseAllgather>(topo_.cross(), topo_.leader_peers(), std::move(options));
   } else {
     rd_ = std::make_unique<SparseRecursiveDoubling>(topo_.cross(), topo_.leader_peers(),
                                                     std::move(options));
@@ -46,10 +46,10 @@ Status SparseHier::reduce(uint32_t round, std::span<float> data, AllreduceStats&
       if (c.ok()) {
         node_sparse = std::move(c).value();
       } else {
-        local = Status(c.status().code(), "node " + std::to_string(topo_.node_index()) +
-                                              " leader (rank " +
-                                              std::to_string(topo_.world().rank()) +
-                                              ") compressor: " + c.status().message());
+        local =
+            Status(c.status().code(), "node " + std::to_string(topo_.node_index()) +
+                                          " leader (rank " + std::to_string(topo_.world().rank()) +
+                                          ") compressor: " + c.status().message());
       }
     } else {
       local = failed_precondition("sparse-hier: no compressor given");

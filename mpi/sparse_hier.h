@@ -17,7 +17,8 @@ namespace fedsilo::mpi {
 
 /// Compresses a node's dense sum on its leader (e.g. top-k with the leader's residual).
 /// Returned indices must be strictly ascending with length == node_sum.size().
-using NodeCompressor = std::function<Result<kernels::SparseVector>(std::span<const float> node_sum)>;
+using NodeCompressor =
+    std::function<Result<kernels::SparseVector>(std::span<const float> node_sum)>;
 
 /// How leaders exchange their compressed node sums.
 enum class LeaderExchange : uint8_t { kAllgather, kRecursiveDoubling };

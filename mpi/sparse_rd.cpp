@@ -15,7 +15,8 @@ void keep_first(Status& local, Status s) {
   if (local.ok() && !s.ok()) local = std::move(s);
 }
 
-// Message tags: the fold, the doubling steps (kTagStep + k), the result for folded ranks.
+// Message tags: the fold, the doubling steps (kTagStep + log2 of the distance, the same on
+// both partners even when only one of them folded), the result for folded ranks.
 constexpr int kTagFold = 7100;
 constexpr int kTagResult = 7101;
 constexpr int kTagStep = 7110;
@@ -150,7 +151,8 @@ Status SparseRecursiveDoubling::exchange(uint32_t round, const kernels::SparseVe
                           : encode_sparse(acc.sparse, round, my_world, eo, send);
     if (!st.ok()) {
       // A malformed or non-finite contribution: send an empty one so the exchange completes.
-      keep_first(local, Status(st.code(), "rank " + std::to_string(my_world) + ": " + st.message()));
+      keep_first(local,
+                 Status(st.code(), "rank " + std::to_string(my_world) + ": " + st.message()));
       acc = Partial{};
       acc.sparse.length = length;
       send.clear();
@@ -205,14 +207,14 @@ Status SparseRecursiveDoubling::exchange(uint32_t round, const kernels::SparseVe
     }
   }
   if (nr >= 0) {
-    for (int mask = 1; mask < p2; mask <<= 1) {
+    for (int mask = 1, k = 0; mask < p2; mask <<= 1, ++k) {
       ++step;
       const int pn = nr ^ mask;
       const int partner = pn < extra ? 2 * pn + 1 : pn + extra;
       FEDSILO_CHECK(encode(first));
       first = false;
       const auto t0 = std::chrono::steady_clock::now();
-      FEDSILO_CHECK(comm_.sendrecv_bytes(send, partner, recv, partner, kTagStep + step));
+      FEDSILO_CHECK(comm_.sendrecv_bytes(send, partner, recv, partner, kTagStep + k));
       count(partner, static_cast<int64_t>(send.size()), static_cast<int64_t>(recv.size()),
             since(t0));
       absorb(partner, false);

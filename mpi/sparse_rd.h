@@ -22,8 +22,8 @@ class SparseRecursiveDoubling final : public SparseAllreduceAlgorithm {
   /// Every rank ends with bitwise the same sum: merges are symmetric (a + b == b + a), and a
   /// rank that sends dense first turns its own partial sum dense, so both partners always
   /// combine the same two representations.
-  [[nodiscard]] Status sum(uint32_t round, const kernels::SparseVector& mine,
-                           std::span<float> out, AllreduceStats& stats) override;
+  [[nodiscard]] Status sum(uint32_t round, const kernels::SparseVector& mine, std::span<float> out,
+                           AllreduceStats& stats) override;
   /// sum() without the final agreement (see SparseAllgather::exchange).
   [[nodiscard]] Status exchange(uint32_t round, const kernels::SparseVector& mine,
                                 std::span<float> out, AllreduceStats& stats, Status& local);

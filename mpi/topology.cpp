@@ -23,8 +23,7 @@ Status requested_nodes(int from_config, int& nodes, std::string& setting) {
   char* end = nullptr;
   const long v = std::strtol(env, &end, 10);
   if (*end != '\0' || v < 0 || v > 1'000'000) {
-    return invalid_argument(std::string("FEDSILO_EMULATED_NODES=") + env +
-                            " is not a node count");
+    return invalid_argument(std::string("FEDSILO_EMULATED_NODES=") + env + " is not a node count");
   }
   nodes = static_cast<int>(v);
   return {};
@@ -76,8 +75,8 @@ Result<Topology> Topology::create(Comm& world, int emulated_nodes) {
   t.node_of_rank_.resize(size);
   std::vector<int> count(t.num_nodes_, 0);
   for (int q = 0; q < size; ++q) {
-    const auto it = std::lower_bound(t.leaders_.begin(), t.leaders_.end(),
-                                     static_cast<int>(leader_of_rank[q]));
+    const auto it =
+        std::lower_bound(t.leaders_.begin(), t.leaders_.end(), static_cast<int>(leader_of_rank[q]));
     t.node_of_rank_[q] = static_cast<int>(it - t.leaders_.begin());
     ++count[t.node_of_rank_[q]];
   }
@@ -104,8 +103,8 @@ PeerMap Topology::leader_peers() const {
 }
 
 std::string Topology::describe() const {
-  std::string s = std::to_string(node_of_rank_.size()) + " ranks on " +
-                  std::to_string(num_nodes_) + (num_nodes_ == 1 ? " node" : " nodes");
+  std::string s = std::to_string(node_of_rank_.size()) + " ranks on " + std::to_string(num_nodes_) +
+                  (num_nodes_ == 1 ? " node" : " nodes");
   if (emulated_) s += " (emulated)";
   if (uniform_) s += ", " + std::to_string(node_of_rank_.size() / num_nodes_) + " per node";
   return s;

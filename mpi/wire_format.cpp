@@ -19,19 +19,26 @@ using kernels::ValueType;
 
 const char* index_encoding_name(IndexEncoding e) {
   switch (e) {
-    case IndexEncoding::kDense: return "dense";
-    case IndexEncoding::kVarintDelta: return "varint";
-    case IndexEncoding::kBitmap: return "bitmap";
+    case IndexEncoding::kDense:
+      return "dense";
+    case IndexEncoding::kVarintDelta:
+      return "varint";
+    case IndexEncoding::kBitmap:
+      return "bitmap";
   }
   return "unknown";
 }
 
 const char* value_type_name(ValueType t) {
   switch (t) {
-    case ValueType::kFp32: return "fp32";
-    case ValueType::kFp16: return "fp16";
-    case ValueType::kBf16: return "bf16";
-    case ValueType::kInt8: return "int8";
+    case ValueType::kFp32:
+      return "fp32";
+    case ValueType::kFp16:
+      return "fp16";
+    case ValueType::kBf16:
+      return "bf16";
+    case ValueType::kInt8:
+      return "int8";
   }
   return "unknown";
 }
@@ -75,6 +82,7 @@ namespace {
 /// (fp16 above 65504 and bf16 above ~3.4e38 become infinity). int8 rounds stochastically
 /// from a fixed stream; values already on their block's grid re-encode exactly.
 bool narrow(ValueType t, std::span<const float> v, uint8_t* out) {
+  if (v.empty()) return true;  // nothing to write (and no null pointers into memcpy)
   const auto bytes = static_cast<size_t>(wire_value_bytes(t, static_cast<int64_t>(v.size())));
   kernels::encode_values(t, v, std::span<uint8_t>(out, bytes), kernels::RoundingStream{});
   if (t == ValueType::kFp16 || t == ValueType::kBf16) {
@@ -91,6 +99,7 @@ bool narrow(ValueType t, std::span<const float> v, uint8_t* out) {
 /// Reads count values of type t (exactly wire_value_bytes bytes at `in`); kCorruptData if a
 /// scale or value is not finite.
 Status widen(ValueType t, const uint8_t* in, int64_t count, float* out) {
+  if (count == 0) return {};
   const auto bytes = static_cast<size_t>(wire_value_bytes(t, count));
   return kernels::decode_values(t, std::span<const uint8_t>(in, bytes),
                                 std::span<float>(out, static_cast<size_t>(count)));
@@ -125,7 +134,9 @@ void write_header(const WireHeader& h, uint8_t* p) {
   put_le(p + 40, static_cast<uint64_t>(h.value_bytes), 8);
 }
 
-bool valid_value_type(uint8_t t) { return t <= static_cast<uint8_t>(ValueType::kInt8); }
+bool valid_value_type(uint8_t t) {
+  return t <= static_cast<uint8_t>(ValueType::kInt8);
+}
 
 /// Writes the value section for `values` at out[pos...], growing `out`; picks fp32 instead of
 /// a narrow type under kLosslessOrFp32 when a value would change. Returns the type written.
@@ -142,7 +153,7 @@ Result<ValueType> append_values(std::span<const float> values, const EncodeOptio
   const size_t pos = out.size();
   out.resize(pos + static_cast<size_t>(wire_value_bytes(t, n)));
   bool fits = value_codec::narrow(t, values, out.data() + pos);
-  if (fits && t != ValueType::kFp32 && opt.narrowing == Narrowing::kLosslessOrFp32) {
+  if (fits && n > 0 && t != ValueType::kFp32 && opt.narrowing == Narrowing::kLosslessOrFp32) {
     // Decode what was written and compare bit for bit: one extra pass over nnz values.
     std::vector<float> back(values.size());
     fits = value_codec::widen(t, out.data() + pos, n, back.data()).ok() &&
@@ -175,10 +186,9 @@ Status encode_sparse(const kernels::SparseVector& v, uint32_t round, int sender,
   for (size_t i = 0; i < v.indices.size(); ++i) {
     if (v.indices[i] >= static_cast<uint64_t>(v.length) ||
         (i > 0 && v.indices[i] <= v.indices[i - 1])) {
-      return invalid_argument("wire encode: index #" + std::to_string(i) + " (" +
-                              std::to_string(v.indices[i]) +
-                              ") is not strictly ascending and below the length " +
-                              std::to_string(v.length));
+      return invalid_argument(
+          "wire encode: index #" + std::to_string(i) + " (" + std::to_string(v.indices[i]) +
+          ") is not strictly ascending and below the length " + std::to_string(v.length));
     }
   }
   WireHeader h;
@@ -189,8 +199,12 @@ Status encode_sparse(const kernels::SparseVector& v, uint32_t round, int sender,
   const int64_t varint_bytes = wire_varint_index_bytes(v.indices);
   const int64_t bitmap_bytes = wire_bitmap_bytes(v.length);
   switch (options.index) {
-    case IndexChoice::kVarintDelta: h.index_encoding = IndexEncoding::kVarintDelta; break;
-    case IndexChoice::kBitmap: h.index_encoding = IndexEncoding::kBitmap; break;
+    case IndexChoice::kVarintDelta:
+      h.index_encoding = IndexEncoding::kVarintDelta;
+      break;
+    case IndexChoice::kBitmap:
+      h.index_encoding = IndexEncoding::kBitmap;
+      break;
     case IndexChoice::kAuto:
       // 1% of 2^24 uniformly spread: gaps ~100 -> 1 byte each, 168 KB; the bitmap is 2 MB.
       // At 20% the gaps are ~5 -> 1 byte each, 3.4 MB; the bitmap is still 2 MB.
@@ -198,8 +212,7 @@ Status encode_sparse(const kernels::SparseVector& v, uint32_t round, int sender,
           bitmap_bytes < varint_bytes ? IndexEncoding::kBitmap : IndexEncoding::kVarintDelta;
       break;
   }
-  h.index_bytes =
-      h.index_encoding == IndexEncoding::kBitmap ? bitmap_bytes : varint_bytes;
+  h.index_bytes = h.index_encoding == IndexEncoding::kBitmap ? bitmap_bytes : varint_bytes;
 
   const size_t start = out.size();
   out.resize(start + static_cast<size_t>(kWireHeaderBytes + h.index_bytes));
@@ -291,8 +304,8 @@ Result<WireHeader> decode_header(std::span<const uint8_t> bytes, const WireExpec
   h.value_type = static_cast<ValueType>(p[7]);
   h.round = static_cast<uint32_t>(get_le(p + 8, 4));
   if (h.round != expect.round) {
-    return corrupt(s, "round " + std::to_string(h.round) + ", expected round " +
-                          std::to_string(expect.round));
+    return corrupt(
+        s, "round " + std::to_string(h.round) + ", expected round " + std::to_string(expect.round));
   }
   h.sender = static_cast<int32_t>(static_cast<uint32_t>(get_le(p + 12, 4)));
   if (h.sender != expect.sender) {
@@ -305,12 +318,12 @@ Result<WireHeader> decode_header(std::span<const uint8_t> bytes, const WireExpec
   }
   h.length = static_cast<int64_t>(length);
   if (expect.length >= 0 && h.length != expect.length) {
-    return corrupt(s, "length " + std::to_string(length) + ", expected " +
-                          std::to_string(expect.length));
+    return corrupt(
+        s, "length " + std::to_string(length) + ", expected " + std::to_string(expect.length));
   }
   if (nnz > length) {
-    return corrupt(s, "nnz " + std::to_string(nnz) + " is above the length " +
-                          std::to_string(length));
+    return corrupt(s,
+                   "nnz " + std::to_string(nnz) + " is above the length " + std::to_string(length));
   }
   h.nnz = static_cast<int64_t>(nnz);
   // Section sizes are compared with the buffer before any arithmetic on them, so a forged
@@ -343,8 +356,8 @@ Status decode_payload(std::span<const uint8_t> bytes, const WireExpect& expect,
     case IndexEncoding::kDense:
       if (h.nnz != h.length || h.index_bytes != 0) {
         return corrupt(s, "dense payload with nnz " + std::to_string(h.nnz) + ", length " +
-                              std::to_string(h.length) + " and a " +
-                              std::to_string(h.index_bytes) + "-byte index section");
+                              std::to_string(h.length) + " and a " + std::to_string(h.index_bytes) +
+                              "-byte index section");
       }
       break;
     case IndexEncoding::kBitmap:
@@ -436,8 +449,8 @@ Status decode_payload(std::span<const uint8_t> bytes, const WireExpect& expect,
   out.values.resize(static_cast<size_t>(h.nnz));
   const Status values_ok = value_codec::widen(h.value_type, iend, h.nnz, out.values.data());
   if (!values_ok.ok()) {
-    return corrupt(s, std::string(value_type_name(h.value_type)) + " values: " +
-                          values_ok.message());
+    return corrupt(s,
+                   std::string(value_type_name(h.value_type)) + " values: " + values_ok.message());
   }
   return {};
 }

@@ -54,7 +54,8 @@ enum class IndexChoice : uint8_t { kAuto, kVarintDelta, kBitmap };
 
 /// What a narrow value type does with a value it cannot hold exactly.
 enum class Narrowing : uint8_t {
-  kRound,           // round (nearest, ties to even; int8: nearest on the block's scale)
+  kRound,           // round as kernels/cpu/quantize.h does (fp16/bf16 nearest, ties to even;
+                    // int8 stochastic from a fixed stream, exact for values on the grid)
   kLosslessOrFp32,  // keep the narrow type only if every value survives it bit for bit, else
                     // send fp32 (for partial sums, which must not be rounded again)
 };
@@ -105,6 +106,8 @@ int64_t wire_value_bytes(kernels::ValueType t, int64_t count);
 /// Bytes of the LEB128 delta coding of `indices` (strictly ascending).
 int64_t wire_varint_index_bytes(std::span<const uint32_t> indices);
 /// Bytes of a bitmap over `length` positions.
-inline int64_t wire_bitmap_bytes(int64_t length) { return (length + 7) / 8; }
+inline int64_t wire_bitmap_bytes(int64_t length) {
+  return (length + 7) / 8;
+}
 
 }  // namespace fedsilo::mpi

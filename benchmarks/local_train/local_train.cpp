@@ -258,7 +258,7 @@ int main(int argc, char** argv) {
     lo.lr = 0.01f;
     lo.momentum = 0.9f;
     lo.threads = o.threads;
-    // Warm-up: one epoch (page faults, OpenMP pool start, caches, frequency).
+    // Warm-up: one epoch (page faults, thread start, caches, frequency).
     p = init;
     if (auto r = fedsilo::model::train_local(m, p, init, ds, lo); !r.ok()) {
       std::fprintf(stderr, "local_train: %s\n", r.status().to_string().c_str());

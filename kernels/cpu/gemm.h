@@ -1,5 +1,5 @@
 // Row-major GEMM on OpenBLAS for float and double, and the scope that keeps OpenBLAS on one
-// thread while fedsilo splits a batch across its own OpenMP threads.
+// thread while fedsilo splits a batch across its own threads (kernels/cpu/thread_team.h).
 #pragma once
 
 namespace fedsilo::kernels {

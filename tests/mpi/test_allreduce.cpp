@@ -26,10 +26,14 @@ enum class Pattern { kOverlapping, kDisjoint, kDense, kHalfEmpty };
 
 const char* pattern_name(Pattern p) {
   switch (p) {
-    case Pattern::kOverlapping: return "overlapping";
-    case Pattern::kDisjoint: return "disjoint";
-    case Pattern::kDense: return "dense";
-    case Pattern::kHalfEmpty: return "half-empty";
+    case Pattern::kOverlapping:
+      return "overlapping";
+    case Pattern::kDisjoint:
+      return "disjoint";
+    case Pattern::kDense:
+      return "dense";
+    case Pattern::kHalfEmpty:
+      return "half-empty";
   }
   return "?";
 }
@@ -42,10 +46,18 @@ SparseVector contribution(int64_t n, int r, int P, Pattern p) {
   for (int64_t i = 0; i < n; ++i) {
     bool keep = false;
     switch (p) {
-      case Pattern::kOverlapping: keep = i % (r + 2) == 0 || i % 5 == 1; break;
-      case Pattern::kDisjoint: keep = i % P == r; break;
-      case Pattern::kDense: keep = true; break;
-      case Pattern::kHalfEmpty: keep = r % 2 == 0 && i % 3 != 2; break;
+      case Pattern::kOverlapping:
+        keep = i % (r + 2) == 0 || i % 5 == 1;
+        break;
+      case Pattern::kDisjoint:
+        keep = i % P == r;
+        break;
+      case Pattern::kDense:
+        keep = true;
+        break;
+      case Pattern::kHalfEmpty:
+        keep = r % 2 == 0 && i % 3 != 2;
+        break;
     }
     if (!keep) continue;
     v.indices.push_back(static_cast<uint32_t>(i));
@@ -157,8 +169,8 @@ TEST(Allreduce, EveryAlgorithmEqualsMpiAllreduceExactlyOnEveryTopology) {
       ASSERT_TRUE(alg.ok()) << alg.status().to_string();
       for (const int64_t n : lengths) {
         if (n < 0) continue;
-        for (const Pattern p : {Pattern::kOverlapping, Pattern::kDisjoint, Pattern::kDense,
-                                Pattern::kHalfEmpty}) {
+        for (const Pattern p :
+             {Pattern::kOverlapping, Pattern::kDisjoint, Pattern::kDense, Pattern::kHalfEmpty}) {
           const std::string what = v.label + ", " + topo->describe() + ", length " +
                                    std::to_string(n) + ", " + pattern_name(p);
           expect_exact(world.value(), *alg.value(), contribution(n, r, P, p), round++, what,
@@ -186,8 +198,8 @@ TEST(Allreduce, EveryAlgorithmIsExactOnOneMillionFloats) {
       auto alg = make_sparse_allreduce(topo.value(), v.config);
       ASSERT_TRUE(alg.ok());
       for (const Pattern p : {Pattern::kOverlapping, Pattern::kDisjoint}) {
-        const std::string what = v.label + ", " + topo->describe() + ", 2^20 + 3, " +
-                                 pattern_name(p);
+        const std::string what =
+            v.label + ", " + topo->describe() + ", 2^20 + 3, " + pattern_name(p);
         expect_exact(world.value(), *alg.value(), contribution(n, r, P, p), round++, what,
                      topo.value());
       }
@@ -284,8 +296,8 @@ TEST(Allreduce, MalformedPayloadOnOneRankGivesTheSameErrorOnEveryRank) {
         std::vector<float> out(300);
         AllreduceStats st;
         const Status s = alg.value()->sum(round, mine, out, st);
-        const std::string what = v.label + ", " + topo->describe() + ", kind " +
-                                 std::to_string(kind);
+        const std::string what =
+            v.label + ", " + topo->describe() + ", kind " + std::to_string(kind);
         const std::string prefix = "payload from rank " + std::to_string(victim) + ": ";
         if (kind == 0) {
           expect_agreed(s, StatusCode::kCorruptData, prefix + "round 99, expected round 5", what);

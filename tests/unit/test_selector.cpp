@@ -33,10 +33,10 @@ TEST(Selector, PicksTheExpectedAlgorithmForEachRowOfTheTable) {
        "sparse-allgather"},
       {"5% on 32 nodes: fill-in capped by the dense switch", 0.05, 32, 32, 4 * kMiB, 1.0,
        CompressionLevel::kSilo, "sparse-rd"},
-      {"10% on a 100 Gbit/s link: merging costs more than the bytes saved", 0.1, 8, 4,
-       64 * kMiB, 100.0, CompressionLevel::kSilo, "dense-flat"},
-      {"tiny message, latency bound: doubling's first step stays inside the node", 0.01, 8, 4,
-       1024, 1.0, CompressionLevel::kSilo, "sparse-rd"},
+      {"10% on a 100 Gbit/s link: merging costs more than the bytes saved", 0.1, 8, 4, 64 * kMiB,
+       100.0, CompressionLevel::kSilo, "dense-flat"},
+      {"tiny message, latency bound: doubling's first step stays inside the node", 0.01, 8, 4, 1024,
+       1.0, CompressionLevel::kSilo, "sparse-rd"},
       {"node-level compression", 0.01, 8, 4, 64 * kMiB, 1.0, CompressionLevel::kNode,
        "sparse-hier"},
       {"node-level compression, no compression asked", 1.0, 8, 4, 64 * kMiB, 1.0,
@@ -94,8 +94,8 @@ TEST(Selector, SparseHierChoosesRecursiveDoublingAmongManyLeadersAtHigherDensity
 
 TEST(Selector, NamesListTheFiveAlgorithms) {
   EXPECT_EQ(allreduce_algorithm_names(),
-            (std::vector<std::string>{"dense-flat", "dense-hier", "sparse-allgather",
-                                      "sparse-rd", "sparse-hier"}));
+            (std::vector<std::string>{"dense-flat", "dense-hier", "sparse-allgather", "sparse-rd",
+                                      "sparse-hier"}));
 }
 
 }  // namespace

@@ -58,9 +58,14 @@ TEST(WireFormat, RoundTripsEveryIndexEncodingAndValueTypeExactly) {
        {IndexChoice::kVarintDelta, IndexChoice::kBitmap, IndexChoice::kAuto}) {
     for (const ValueType t : kTypes) {
       for (const auto& [length, stride, offset] :
-           std::vector<std::tuple<int64_t, int64_t, int64_t>>{
-               {0, 1, 0}, {1, 1, 0}, {1, 2, 1}, {9, 1, 0}, {1000, 3, 2}, {70000, 131, 5},
-               {5000, 1, 0}, {(int64_t{1} << 20) + 3, 977, 999}}) {
+           std::vector<std::tuple<int64_t, int64_t, int64_t>>{{0, 1, 0},
+                                                              {1, 1, 0},
+                                                              {1, 2, 1},
+                                                              {9, 1, 0},
+                                                              {1000, 3, 2},
+                                                              {70000, 131, 5},
+                                                              {5000, 1, 0},
+                                                              {(int64_t{1} << 20) + 3, 977, 999}}) {
         const SparseVector v = exact_vector(length, stride, offset);
         for (const Narrowing narrowing : {Narrowing::kRound, Narrowing::kLosslessOrFp32}) {
           std::vector<uint8_t> b;
@@ -121,7 +126,8 @@ TEST(WireFormat, LosslessNarrowingFallsBackToFp32WhenValuesWouldChange) {
   v.values = {0.1f, -3.0f};  // 0.1 is not an fp16 or bf16 value
   for (const ValueType t : {ValueType::kFp16, ValueType::kBf16, ValueType::kInt8}) {
     std::vector<uint8_t> b;
-    ASSERT_TRUE(encode_sparse(v, 0, 0, {t, IndexChoice::kAuto, Narrowing::kLosslessOrFp32}, b).ok());
+    ASSERT_TRUE(
+        encode_sparse(v, 0, 0, {t, IndexChoice::kAuto, Narrowing::kLosslessOrFp32}, b).ok());
     DecodedPayload d;
     ASSERT_TRUE(decode_payload(b, {0, 0, 10}, d).ok());
     EXPECT_EQ(d.header.value_type, ValueType::kFp32);
@@ -140,8 +146,8 @@ TEST(WireFormat, Fp16RoundsToNearestEvenAndRefusesOverflow) {
   EXPECT_EQ(d.values, (std::vector<float>{1.0f, 1.0f + 0x1.0p-9f, -2.5f}));
   v.values[1] = 70000.0f;
   std::vector<uint8_t> out;
-  const Status st = encode_sparse(v, 0, 0, {ValueType::kFp16, IndexChoice::kAuto,
-                                            Narrowing::kRound}, out);
+  const Status st =
+      encode_sparse(v, 0, 0, {ValueType::kFp16, IndexChoice::kAuto, Narrowing::kRound}, out);
   EXPECT_EQ(st.code(), StatusCode::kDiverged);
   EXPECT_TRUE(out.empty());
 }
@@ -218,7 +224,8 @@ TEST(WireFormat, DecoderNamesTheSenderAndTheFault) {
 
   b = good;
   patch(b, 24, 2, 8);  // nnz 2 -> value section should be 8 bytes
-  EXPECT_EQ(decode_error(b), "payload from rank 3: value section is 12 bytes; 2 fp32 values need 8");
+  EXPECT_EQ(decode_error(b),
+            "payload from rank 3: value section is 12 bytes; 2 fp32 values need 8");
 
   b = good;
   patch(b, 40, uint64_t{1} << 62, 8);
@@ -227,8 +234,7 @@ TEST(WireFormat, DecoderNamesTheSenderAndTheFault) {
   b = good;
   const float nan = std::numeric_limits<float>::infinity();
   std::memcpy(b.data() + 48 + 3 + 4, &nan, 4);
-  EXPECT_EQ(decode_error(b),
-            "payload from rank 3: fp32 values: decoded value 1 is not finite");
+  EXPECT_EQ(decode_error(b), "payload from rank 3: fp32 values: decoded value 1 is not finite");
 }
 
 TEST(WireFormat, DecoderRejectsVarintOverflowAndLeftoverBytes) {
@@ -307,7 +313,9 @@ void check_survives(const std::vector<uint8_t>& b) {
   ASSERT_EQ(d.values.size(), static_cast<size_t>(d.header.nnz));
   for (size_t k = 0; k < d.indices.size(); ++k) {
     ASSERT_LT(d.indices[k], static_cast<uint64_t>(d.header.length));
-    if (k > 0) ASSERT_GT(d.indices[k], d.indices[k - 1]);
+    if (k > 0) {
+      ASSERT_GT(d.indices[k], d.indices[k - 1]);
+    }
   }
   for (float x : d.values) ASSERT_TRUE(std::isfinite(x));
 }
@@ -322,7 +330,8 @@ TEST(WireFormat, RandomAndMutatedBuffersNeverCrash) {
     }
     std::vector<uint8_t> b;
     ASSERT_TRUE(encode_dense(exact_vector(600, 1, 0).values, 6, 3,
-                             {t, IndexChoice::kAuto, Narrowing::kRound}, b).ok());
+                             {t, IndexChoice::kAuto, Narrowing::kRound}, b)
+                    .ok());
     seeds.push_back(b);
   }
   int accepted = 0;
