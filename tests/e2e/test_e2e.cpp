@@ -12,6 +12,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <set>
 #include <sstream>
 
 #include "checkpoint/model_file.h"
@@ -228,6 +229,28 @@ TEST_F(E2E, SixRoundsEqualThreeThenResumeBitwise) {
   EXPECT_EQ(0, std::memcmp(a.data(), c.data(), a.size() * sizeof(float)));
   EXPECT_EQ(metrics_without_timings(run_dir("full") + "/metrics.jsonl"),
             metrics_without_timings(run_dir("part") + "/metrics.jsonl"));
+}
+
+TEST_F(E2E, FractionSamplesSilosAndFedProxTrains) {
+  auto text = config_text("frac", silos_dir(4), 3);
+  const std::string from = "name = \"fedavg\"\nfraction = 1.0";
+  text.replace(text.find(from), from.size(), "name = \"fedprox\"\nmu = 0.01\nfraction = 0.5");
+  auto r = train(4, write_file(kTmp + "/cfg/frac.toml", text), "--overwrite");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const auto m = metrics_without_timings(run_dir("frac") + "/metrics.jsonl");
+  ASSERT_EQ(m.size(), 3u);
+  std::set<std::vector<int>> draws;
+  for (const auto& line : m) {
+    const auto sampled = line["sampled"].get<std::vector<int>>();
+    EXPECT_EQ(sampled.size(), 2u);
+    draws.insert(sampled);
+    for (const auto& s : line["silos"]) {
+      const bool in = std::find(sampled.begin(), sampled.end(), s["silo"].get<int>()) != sampled.end();
+      EXPECT_EQ(s["sampled"].get<bool>(), in);
+      EXPECT_EQ(s.contains("train_loss"), in) << "unsampled silos train nothing";
+    }
+  }
+  EXPECT_GT(m.back()["accuracy"].get<double>(), 0.5);
 }
 
 TEST_F(E2E, ResumeWithoutCheckpointStartsAtRoundZero) {
