@@ -60,6 +60,13 @@ Status read_string(const toml::node& n, std::string& out, const std::string& whe
   return {};
 }
 
+Status read_bool(const toml::node& n, bool& out, const std::string& where) {
+  const auto* b = n.as_boolean();
+  if (b == nullptr) return type_error(where, "a boolean", n);
+  out = b->get();
+  return {};
+}
+
 Status read_int_list(const toml::node& n, std::vector<int>& out, const std::string& where) {
   const auto* a = n.as_array();
   if (a == nullptr) return type_error(where, "an array of integers", n);
@@ -103,6 +110,19 @@ const std::vector<KeySpec>& key_specs() {
       FEDSILO_KEY_STR("strategy", name, strategy.name),
       FEDSILO_KEY_DBL("strategy", mu, strategy.mu),
       FEDSILO_KEY_DBL("strategy", fraction, strategy.fraction),
+      FEDSILO_KEY_STR("compression", method, compression.method),
+      FEDSILO_KEY_DBL("compression", density, compression.density),
+      FEDSILO_KEY_STR("compression", value_type, compression.value_type),
+      KeySpec{"compression", "error_feedback", "boolean",
+              [](const toml::node& n, Config& c, const std::string& w) {
+                return read_bool(n, c.compression.error_feedback, w);
+              }},
+      FEDSILO_KEY_DBL("compression", momentum_correction, compression.momentum_correction),
+      FEDSILO_KEY_STR("compression", level, compression.level),
+      FEDSILO_KEY_STR("allreduce", algorithm, allreduce.algorithm),
+      FEDSILO_KEY_DBL("allreduce", link_gbps, allreduce.link_gbps),
+      FEDSILO_KEY_DBL("allreduce", link_latency_us, allreduce.link_latency_us),
+      FEDSILO_KEY_INT("topology", emulated_nodes, topology.emulated_nodes),
       FEDSILO_KEY_INT("eval", every, eval.every),
       FEDSILO_KEY_INT("eval", batch_size, eval.batch_size),
   };
@@ -112,6 +132,12 @@ const std::vector<KeySpec>& key_specs() {
 #undef FEDSILO_KEY_INT
 #undef FEDSILO_KEY_DBL
 #undef FEDSILO_KEY_STR
+
+std::string node_text(const toml::node& n) {
+  std::ostringstream os;
+  n.visit([&](auto&& v) { os << v; });
+  return os.str();
+}
 
 std::string fnv1a_hex(const std::string& s) {
   uint64_t h = 1469598103934665603ull;
@@ -145,7 +171,8 @@ Result<Config> parse_config(const std::string& text, const std::string& source) 
     for (const auto& s : specs) known_table = known_table || table == s.table;
     if (!known_table) {
       return invalid_argument(source + ": unknown config table or key '" + table +
-                              "' (known tables: run, data, model, local, strategy, eval)");
+                              "' (known tables: run, data, model, local, strategy, eval, compression, allreduce, "
+                              "topology)");
     }
     const auto* tbl = table_node.as_table();
     if (tbl == nullptr) {
@@ -220,6 +247,54 @@ Status validate(const Config& c, const std::string& source) {
   if (!(c.strategy.fraction > 0.0 && c.strategy.fraction <= 1.0)) {
     return bad("strategy.fraction", "must be in (0, 1], got " + std::to_string(c.strategy.fraction));
   }
+  const auto& z = c.compression;
+  static const char* const kMethods[] = {"none", "topk", "topk-sampled", "randk"};
+  static const char* const kValueTypes[] = {"fp32", "fp16", "bf16", "int8"};
+  static const char* const kAlgorithms[] = {"auto", "dense-flat", "dense-hier", "sparse-allgather",
+                                            "sparse-rd", "sparse-hier"};
+  auto one_of = [](const std::string& v, const auto& list) {
+    for (const char* x : list) {
+      if (v == x) return true;
+    }
+    return false;
+  };
+  if (!one_of(z.method, kMethods)) {
+    return bad("compression.method", "unknown method '" + z.method + "' (expected none, topk, topk-sampled, randk)");
+  }
+  if (!(z.density > 0.0 && z.density <= 1.0)) {
+    return bad("compression.density", "must be in (0, 1], got " + std::to_string(z.density));
+  }
+  if (!one_of(z.value_type, kValueTypes)) {
+    return bad("compression.value_type", "unknown value type '" + z.value_type + "' (expected fp32, fp16, bf16, int8)");
+  }
+  if (!(z.momentum_correction >= 0.0 && z.momentum_correction < 1.0)) {
+    return bad("compression.momentum_correction", "must be in [0, 1)");
+  }
+  if (z.momentum_correction > 0.0 && !z.error_feedback) {
+    return bad("compression.momentum_correction", "needs compression.error_feedback = true");
+  }
+  if (z.level != "silo" && z.level != "node") {
+    return bad("compression.level", "must be \"silo\" or \"node\", got '" + z.level + "'");
+  }
+  const std::string& alg = c.allreduce.algorithm;
+  if (!one_of(alg, kAlgorithms)) {
+    return bad("allreduce.algorithm", "unknown algorithm '" + alg + "' (expected auto, dense-flat, dense-hier, sparse-allgather, sparse-rd, sparse-hier)");
+  }
+  if (z.level == "node" && alg != "sparse-hier" && alg != "auto") {
+    return bad("compression.level", "\"node\" runs on allreduce.algorithm = \"sparse-hier\" (or \"auto\"), not \"" + alg + "\"");
+  }
+  if (z.level == "node" && z.method == "none") {
+    return bad("compression.level", "\"node\" needs a compression.method other than \"none\"");
+  }
+  if (alg == "sparse-hier" && z.level != "node") {
+    return bad("allreduce.algorithm", "\"sparse-hier\" compresses node sums: it needs compression.level = \"node\"");
+  }
+  if (z.method == "none" && (alg == "sparse-allgather" || alg == "sparse-rd")) {
+    return bad("allreduce.algorithm", "\"" + alg + "\" exchanges sparse updates; it needs a compression.method other than \"none\"");
+  }
+  if (!(c.allreduce.link_gbps >= 0.0)) return bad("allreduce.link_gbps", "must be >= 0 (0 = measure)");
+  if (!(c.allreduce.link_latency_us >= 0.0)) return bad("allreduce.link_latency_us", "must be >= 0");
+  if (c.topology.emulated_nodes < 0) return bad("topology.emulated_nodes", "must be >= 0 (0 = real nodes)");
   if (c.eval.every < 1) return bad("eval.every", "must be >= 1");
   if (c.eval.batch_size < 1) return bad("eval.batch_size", "must be >= 1");
   return {};
@@ -247,6 +322,16 @@ std::string to_toml(const Config& c) {
                                {"mu", c.strategy.mu},
                                {"fraction", c.strategy.fraction}}},
       {"eval", toml::table{{"every", c.eval.every}, {"batch_size", c.eval.batch_size}}},
+      {"compression", toml::table{{"method", c.compression.method},
+                                  {"density", c.compression.density},
+                                  {"value_type", c.compression.value_type},
+                                  {"error_feedback", c.compression.error_feedback},
+                                  {"momentum_correction", c.compression.momentum_correction},
+                                  {"level", c.compression.level}}},
+      {"allreduce", toml::table{{"algorithm", c.allreduce.algorithm},
+                                {"link_gbps", c.allreduce.link_gbps},
+                                {"link_latency_us", c.allreduce.link_latency_us}}},
+      {"topology", toml::table{{"emulated_nodes", c.topology.emulated_nodes}}},
   };
   std::ostringstream os;
   os << root << "\n";
@@ -254,9 +339,23 @@ std::string to_toml(const Config& c) {
 }
 
 std::string resume_hash(const Config& cfg) {
+  // Only keys that differ from their defaults enter the hash, so a later version that adds a
+  // key (with a default) still resumes an older run's checkpoints.
   Config c = cfg;
   c.run.rounds = 0;
-  return fnv1a_hex(to_toml(c));
+  const toml::table mine = toml::parse(to_toml(c));
+  const toml::table defaults = toml::parse(to_toml(Config{}));
+  std::string text;
+  for (auto&& [table, node] : mine) {
+    for (auto&& [key, value] : *node.as_table()) {
+      const toml::node* d = defaults.at_path(std::string(table.str()) + "." + std::string(key.str())).node();
+      const std::string a = node_text(value);
+      if (d == nullptr || a != node_text(*d)) {
+        text += std::string(table.str()) + "." + std::string(key.str()) + "=" + a + "\n";
+      }
+    }
+  }
+  return fnv1a_hex(text);
 }
 
 }  // namespace fedsilo::config

@@ -39,6 +39,23 @@ struct StrategySection {
   double mu = 0.0;              // FedProx proximal weight
   double fraction = 1.0;        // silos sampled per round, in (0, 1]
 };
+struct CompressionSection {
+  std::string method = "none";      // none | topk | topk-sampled | randk
+  double density = 0.01;            // fraction of coordinates sent, in (0, 1]
+  std::string value_type = "fp32";  // fp32 | fp16 | bf16 | int8
+  bool error_feedback = true;
+  double momentum_correction = 0.0; // DGC momentum factor in [0, 1); 0 = off
+  std::string level = "silo";       // silo: each silo's update; node: each node's sum
+};
+struct AllreduceSection {
+  std::string algorithm = "dense-flat";  // auto | dense-flat | dense-hier | sparse-allgather |
+                                         // sparse-rd | sparse-hier
+  double link_gbps = 0.0;           // inter-node link for `auto`; 0 = measure at start-up
+  double link_latency_us = 50.0;
+};
+struct TopologySection {
+  int emulated_nodes = 0;           // 0: real nodes (or FEDSILO_EMULATED_NODES)
+};
 struct EvalSection {
   int every = 1;                // evaluate every N rounds (and always the last)
   int batch_size = 500;
@@ -51,6 +68,9 @@ struct Config {
   LocalSection local;
   StrategySection strategy;
   EvalSection eval;
+  CompressionSection compression;
+  AllreduceSection allreduce;
+  TopologySection topology;
 };
 
 /// Parses TOML text; `source` names the file in messages. Unknown tables or keys, wrong types

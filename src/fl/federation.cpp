@@ -21,7 +21,7 @@
 #include "fl/strategy.h"
 #include "model/model.h"
 #include "model/trainer.h"
-#include "mpi/dense_allreduce.h"
+#include "fl/update_exchange.h"
 
 namespace fedsilo::fl {
 namespace stdfs = std::filesystem;
@@ -158,6 +158,11 @@ Status truncate_metrics(const std::string& path, int64_t last_round, std::vector
   return fs::write_text_atomically(path, text);
 }
 
+// The silo-private vectors a checkpoint keeps, by dataset name.
+std::vector<std::pair<std::string, std::vector<float>*>> private_state(UpdateExchange& x) {
+  return {{"residual", &x.residual()}, {"velocity", &x.velocity()}};
+}
+
 }  // namespace
 
 Result<int> count_silos(const std::string& silos_dir) {
@@ -204,6 +209,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
 
   // ---- run directory: fresh, overwrite or resume (rank 0 decides, everyone agrees)
   int64_t start_round = 0;
+  std::string resumed_algorithm;  // what the checkpoint's run used (reused over `auto`)
   std::vector<float> global(static_cast<size_t>(net.num_params()));
   std::vector<json> history;
   {
@@ -241,6 +247,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
                                       std::to_string(latest->round) + " in " + run_dir);
             }
             resume_from = checkpoint::global_path(run_dir, latest->round);
+            resumed_algorithm = latest->reducer;
           }
         }
         FEDSILO_CHECK(fs::write_text_atomically(run_dir + "/config.toml", config::to_toml(cfg)));
@@ -249,6 +256,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     }
     FEDSILO_CHECK(comm.agree(st));
     FEDSILO_CHECK(comm.broadcast(resume_from, 0));
+    FEDSILO_CHECK(comm.broadcast(resumed_algorithm, 0));
 
     st = Status();
     if (!resume_from.empty()) {
@@ -292,12 +300,33 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
   auto strategy_r = make_strategy(cfg);
   FEDSILO_CHECK(comm.agree(strategy_r.status()));
   Strategy& strategy = *strategy_r.value();
-  mpi::DenseAllreduce reducer(comm);
+  auto exchange_r = UpdateExchange::create(cfg, comm, net.num_params(), resumed_algorithm);
+  FEDSILO_CHECK(comm.agree(exchange_r.status()));
+  UpdateExchange& exchange = *exchange_r.value();
+  if (start_round > 0) {
+    // Silo-private compressor state (error-feedback residual, DGC velocity) of the checkpoint.
+    Status st;
+    const std::string path = silo.private_dir + "/" + checkpoint::silo_state_file(start_round);
+    auto f = h5::File::open_read(path);
+    st = f.status();
+    for (const auto& [name, vec] : private_state(exchange)) {
+      if (!st.ok() || vec->empty()) continue;
+      auto v = f->read_f32(name);
+      st = v.status();
+      if (st.ok() && v->size() != vec->size()) {
+        st = corrupt_data(path + ": '" + name + "' has " + std::to_string(v->size()) +
+                          " values, the model " + std::to_string(vec->size()));
+      }
+      if (st.ok()) *vec = std::move(v).value();
+    }
+    FEDSILO_CHECK(comm.agree(st));
+  }
 
   if (leader && opts.progress) {
-    std::printf("fedsilo: %s, %d silos, %s (%lld parameters), %s, %d threads/rank, rounds %lld..%d%s\n",
-                cfg.run.name.c_str(), size, cfg.model.arch.c_str(),
-                static_cast<long long>(net.num_params()), strategy.name().c_str(), threads,
+    std::printf("fedsilo: %s, %d silos on %s, %s (%lld parameters), %s, %s, %d threads/rank, rounds %lld..%d%s\n",
+                cfg.run.name.c_str(), size, exchange.topology().c_str(), cfg.model.arch.c_str(),
+                static_cast<long long>(net.num_params()), strategy.name().c_str(),
+                exchange.algorithm().c_str(), threads,
                 static_cast<long long>(start_round + 1), cfg.run.rounds,
                 start_round > 0 ? " (resumed)" : "");
     std::fflush(stdout);
@@ -358,15 +387,22 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
 
     // Aggregation: one sum of the weighted updates, one of the weights.
     const auto t_agg = Clock::now();
-    ReduceStats rs;
-    FEDSILO_CHECK(comm.agree(reducer.sum(update, rs)));
+    ExchangeStats xs;
+    FEDSILO_CHECK(exchange.exchange(static_cast<uint32_t>(round), update, sampled, xs));
     double weight_sum = weight;
     FEDSILO_CHECK(comm.allreduce_sum(std::span<double>(&weight_sum, 1)));
     FEDSILO_CHECK(comm.agree(strategy.aggregate(static_cast<int>(round), global, update, weight_sum)));
     FEDSILO_CHECK(comm.agree(check_finite(global, "round " + std::to_string(round) + ": global model")));
     const double agg_seconds = seconds_since(t_agg);
-    total_bytes_sent += rs.bytes_sent;
-    total_bytes_received += rs.bytes_received;
+    total_bytes_sent += xs.bytes_sent();
+    total_bytes_received += xs.bytes_received();
+    // Mean compression ratio over the silos that sent something this round.
+    double ratio_parts[2] = {xs.payload_bytes > 0 && sampled
+                                 ? static_cast<double>(xs.dense_bytes) / static_cast<double>(xs.payload_bytes)
+                                 : 0.0,
+                             xs.payload_bytes > 0 && sampled ? 1.0 : 0.0};
+    FEDSILO_CHECK(comm.allreduce_sum(std::span<double>(ratio_parts, 2)));
+    const double compression_ratio = ratio_parts[1] > 0 ? ratio_parts[0] / ratio_parts[1] : 1.0;
 
     // Evaluation: the global test split is shared out across ranks; each silo also evaluates
     // the global model on its own test split.
@@ -399,14 +435,19 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
       st = h5::write_atomically(priv_file, [&](h5::File& f) -> Status {
         FEDSILO_CHECK(f.write_attr_i64("", "round", round));
         FEDSILO_CHECK(f.write_attr_i64("", "silo", rank));
+        for (const auto& [name, vec] : private_state(exchange)) {
+          if (!vec->empty()) {
+            FEDSILO_CHECK(f.write_f32(name, *vec, {static_cast<int64_t>(vec->size())}));
+          }
+        }
         return f.write_attr_str("", "config_hash", hash);
       });
       FEDSILO_CHECK(comm.agree(st));
       if (leader) {
-        checkpoint::ModelFileMeta meta{"checkpoint", round, hash, reducer.name()};
+        checkpoint::ModelFileMeta meta{"checkpoint", round, hash, exchange.algorithm()};
         st = checkpoint::write_model_file(checkpoint::global_path(run_dir, round), net, global, meta);
         if (st.ok()) {
-          checkpoint::Marker m{round, hash, reducer.name(),
+          checkpoint::Marker m{round, hash, exchange.algorithm(),
                                {"checkpoints/" + stdfs::path(checkpoint::global_path(run_dir, round))
                                                      .filename().string()}};
           st = checkpoint::write_marker(run_dir, m);
@@ -429,8 +470,10 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     const double ckpt_seconds = seconds_since(t_ckpt);
 
     // Phase timings: the slowest rank's.
-    double times[5] = {train_seconds, agg_seconds, eval_seconds, ckpt_seconds, seconds_since(t_round)};
-    FEDSILO_CHECK(comm.allreduce_max(std::span<double>(times, 5)));
+    double times[9] = {train_seconds, agg_seconds, eval_seconds, ckpt_seconds,
+                       seconds_since(t_round), xs.compress_seconds, xs.intra_seconds,
+                       xs.inter_seconds, xs.decompress_seconds};
+    FEDSILO_CHECK(comm.allreduce_max(std::span<double>(times, 9)));
 
     if (leader) {
       json silos = json::array();
@@ -455,11 +498,18 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
       json line = {{"round", round},
                    {"sampled", sampled_ids},
                    {"silos", silos},
-                   {"bytes_sent", rs.bytes_sent},
-                   {"bytes_received", rs.bytes_received},
-                   {"reducer", reducer.name()},
+                   {"bytes_sent", xs.bytes_sent()},
+                   {"bytes_received", xs.bytes_received()},
+                   {"bytes", {{"intra_sent", xs.intra_bytes_sent},
+                              {"intra_received", xs.intra_bytes_received},
+                              {"inter_sent", xs.inter_bytes_sent},
+                              {"inter_received", xs.inter_bytes_received}}},
+                   {"compression_ratio", compression_ratio},
+                   {"reducer", exchange.algorithm()},
                    {"seconds", {{"train", times[0]}, {"aggregate", times[1]}, {"eval", times[2]},
-                                {"checkpoint", times[3]}, {"round", times[4]}}}};
+                                {"checkpoint", times[3]}, {"round", times[4]},
+                                {"compress", times[5]}, {"intra", times[6]}, {"inter", times[7]},
+                                {"decompress", times[8]}}}};
       if (do_eval) {
         line["accuracy"] = global_acc;
         line["loss"] = global_loss;
@@ -493,7 +543,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
   // ---- final model
   Status st;
   if (leader) {
-    checkpoint::ModelFileMeta meta{"model", cfg.run.rounds, hash, reducer.name()};
+    checkpoint::ModelFileMeta meta{"model", cfg.run.rounds, hash, exchange.algorithm()};
     st = checkpoint::write_model_file(run_dir + "/model.h5", net, global, meta);
   }
   FEDSILO_CHECK(comm.agree(st));
@@ -535,7 +585,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     std::printf("  bytes communicated %s sent, %s received per rank (model updates, %s)\n",
                 format_bytes(static_cast<double>(total_bytes_sent)).c_str(),
                 format_bytes(static_cast<double>(total_bytes_received)).c_str(),
-                reducer.name().c_str());
+                exchange.algorithm().c_str());
     std::printf("  outputs            %s/{model.h5, metrics.jsonl, config.toml, checkpoints/}\n",
                 run_dir.c_str());
     std::fflush(stdout);

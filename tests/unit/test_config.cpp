@@ -109,6 +109,27 @@ TEST(Config, FedavgWithMuIsRejectedNamingBothKeys) {
   EXPECT_NE(c.status().message().find("strategy.name"), std::string::npos);
 }
 
+TEST(Config, CompressionAndAllreduceCombinationsNameBothSettings) {
+  struct Case { std::string extra, key1, key2; };
+  for (const Case& c : {Case{"[compression]\nmethod = \"topk\"\nlevel = \"node\"\n[allreduce]\nalgorithm = \"sparse-rd\"\n",
+                             "compression.level", "allreduce.algorithm"},
+                        Case{"[allreduce]\nalgorithm = \"sparse-allgather\"\n", "allreduce.algorithm", "compression.method"},
+                        Case{"[compression]\nmethod = \"topk\"\n[allreduce]\nalgorithm = \"sparse-hier\"\n",
+                             "allreduce.algorithm", "compression.level"},
+                        Case{"[compression]\nmomentum_correction = 0.9\nerror_feedback = false\n",
+                             "compression.momentum_correction", "compression.error_feedback"}}) {
+    auto cfg = parse_config(std::string(kGood) + c.extra, "combo.toml");
+    ASSERT_FALSE(cfg.ok()) << c.extra;
+    EXPECT_NE(cfg.status().message().find(c.key1), std::string::npos) << cfg.status().message();
+    EXPECT_NE(cfg.status().message().find(c.key2), std::string::npos) << cfg.status().message();
+  }
+  for (const std::string bad : {"[compression]\ndensity = 0.0\n", "[compression]\nmethod = \"svd\"\n",
+                                "[compression]\nvalue_type = \"fp8\"\n", "[compression]\nerror_feedback = 1\n",
+                                "[allreduce]\nalgorithm = \"ring\"\n", "[topology]\nemulated_nodes = -1\n"}) {
+    EXPECT_FALSE(parse_config(std::string(kGood) + bad, "x.toml").ok()) << bad;
+  }
+}
+
 TEST(Config, MissingFileIsNotFound) {
   auto c = load_config("/nonexistent/fedsilo.toml");
   ASSERT_FALSE(c.ok());

@@ -1,0 +1,106 @@
+#!/usr/bin/python3
+"""PyTorch FedAvg/FedProx on fedsilo's silo files: the NIID-Bench recipe (simple-cnn, SGD lr 0.01
+momentum 0.9 weight decay 1e-5, batch 64, fresh optimizer per round, sample-weighted averaging,
+every silo every round), for checking fedsilo's accuracy on the very same partition.
+
+Runs under Debian's /usr/bin/python3 (python3-torch, python3-h5py).
+Usage: pytorch_fedavg.py SILOS_DIR [--rounds 50] [--epochs 10] [--mu 0] [--threads 2]
+                         [--seed 0] [--json FILE]
+"""
+import argparse
+import json
+import os
+import time
+
+import h5py
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class NiidCnn(nn.Module):
+    def __init__(self, classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(256, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, classes)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = torch.flatten(x, 1)
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+def load(path):
+    with h5py.File(path, "r") as f:
+        return torch.from_numpy(f["x"][...]), torch.from_numpy(f["y"][...].astype(np.int64))
+
+
+def evaluate(model, x, y):
+    model.eval()
+    with torch.no_grad():
+        correct = 0
+        for i in range(0, len(y), 1000):
+            correct += (model(x[i:i + 1000]).argmax(1) == y[i:i + 1000]).sum().item()
+    return correct / len(y)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("silos_dir")
+    ap.add_argument("--rounds", type=int, default=50)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--mu", type=float, default=0.0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    silos = sorted(d for d in os.listdir(a.silos_dir) if d.startswith("silo-"))
+    data = [load(os.path.join(a.silos_dir, s, "train.h5")) for s in silos]
+    xt, yt = load(os.path.join(a.silos_dir, "test.h5"))
+    sizes = np.array([len(y) for _, y in data], dtype=np.float64)
+    weights = sizes / sizes.sum()
+    glob = NiidCnn()
+    history = []
+    t0 = time.time()
+    for rnd in range(1, a.rounds + 1):
+        gstate = {k: v.clone() for k, v in glob.state_dict().items()}
+        avg = {k: torch.zeros_like(v) for k, v in gstate.items()}
+        for (x, y), w in zip(data, weights):
+            local = NiidCnn()
+            local.load_state_dict(gstate)
+            local.train()
+            opt = torch.optim.SGD(local.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-5)
+            gparams = [p.detach().clone() for p in local.parameters()]
+            for _ in range(a.epochs):
+                perm = torch.randperm(len(y))
+                for i in range(0, len(y), 64):
+                    idx = perm[i:i + 64]
+                    opt.zero_grad()
+                    loss = F.cross_entropy(local(x[idx]), y[idx])
+                    if a.mu > 0:
+                        loss = loss + a.mu / 2 * sum(((p - g) ** 2).sum()
+                                                     for p, g in zip(local.parameters(), gparams))
+                    loss.backward()
+                    opt.step()
+            for k, v in local.state_dict().items():
+                avg[k] += w * v
+        glob.load_state_dict(avg)
+        acc = evaluate(glob, xt, yt)
+        history.append([rnd, acc])
+        print(f"round {rnd:3d}  acc {100 * acc:6.2f}%  ({time.time() - t0:.0f} s)", flush=True)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"silos_dir": a.silos_dir, "rounds": a.rounds, "epochs": a.epochs,
+                       "mu": a.mu, "seed": a.seed, "accuracy_per_round": history,
+                       "seconds": time.time() - t0}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

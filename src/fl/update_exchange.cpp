@@ -1,0 +1,176 @@
+// Compression + allreduce for the round driver.
+#include "fl/update_exchange.h"
+
+#include <chrono>
+
+#include "compression/compressor.h"
+#include "mpi/algorithm.h"
+#include "mpi/selector.h"
+#include "mpi/topology.h"
+#include "mpi/wire_format.h"
+
+namespace fedsilo::fl {
+using Clock = std::chrono::steady_clock;
+
+struct UpdateExchange::Impl {
+  config::Config cfg;
+  mpi::Comm* world = nullptr;
+  std::unique_ptr<mpi::Topology> topology;
+  int64_t length = 0;
+  bool node_level = false;
+  compression::CompressionConfig zcfg;
+  std::unique_ptr<compression::Compressor> compressor;  // null: method none
+  compression::CompressorState state;
+  std::unique_ptr<mpi::SparseAllreduceAlgorithm> sparse;  // level silo with compression
+  std::unique_ptr<fl::Reducer> dense;                      // no compression, or level node
+  std::string algorithm;
+  uint32_t round = 0;                  // for the node compressor callback
+  int64_t node_payload_bytes = 0;      // the leader's compressed node sum on the wire
+};
+
+UpdateExchange::UpdateExchange(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+UpdateExchange::~UpdateExchange() = default;
+const std::string& UpdateExchange::algorithm() const { return impl_->algorithm; }
+std::vector<float>& UpdateExchange::residual() { return impl_->state.residual; }
+std::vector<float>& UpdateExchange::velocity() { return impl_->state.velocity; }
+
+std::string UpdateExchange::topology() const {
+  const auto& t = *impl_->topology;
+  return std::to_string(t.num_nodes()) + (t.num_nodes() == 1 ? " node" : " nodes") + " x " +
+         std::to_string(t.local_size()) + " ranks" + (t.emulated() ? " (emulated)" : "");
+}
+
+Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
+    const config::Config& cfg, mpi::Comm& world, int64_t length,
+    const std::string& resolved_algorithm) {
+  auto impl = std::make_unique<Impl>();
+  impl->cfg = cfg;
+  impl->world = &world;
+  impl->length = length;
+  const auto& z = cfg.compression;
+  impl->node_level = z.level == "node";
+
+  FEDSILO_ASSIGN_OR_RETURN(mpi::Topology topo, mpi::Topology::create(world, cfg.topology.emulated_nodes));
+  impl->topology = std::make_unique<mpi::Topology>(std::move(topo));
+
+  FEDSILO_ASSIGN_OR_RETURN(impl->zcfg, compression::make_compression_config(
+                                           z.method, z.density, z.value_type, z.error_feedback,
+                                           z.momentum_correction));
+  impl->zcfg.threads = 1;
+  if (z.method != "none") {
+    FEDSILO_ASSIGN_OR_RETURN(impl->compressor, compression::make_compressor(impl->zcfg));
+    if (z.error_feedback) impl->state.residual.assign(static_cast<size_t>(length), 0.0f);
+    if (z.momentum_correction > 0.0) impl->state.velocity.assign(static_cast<size_t>(length), 0.0f);
+  }
+
+  // Which algorithm: pinned, recorded by the checkpoint we resume, or chosen by `auto`.
+  std::string name = cfg.allreduce.algorithm;
+  mpi::LeaderExchange leaders = mpi::LeaderExchange::kAllgather;
+  if (!resolved_algorithm.empty()) {
+    name = resolved_algorithm;
+  } else if (name == "auto") {
+    mpi::LinkModel link;
+    if (cfg.allreduce.link_gbps > 0.0) {
+      link.inter_bandwidth_Bps = cfg.allreduce.link_gbps * 1e9 / 8.0;
+      link.inter_latency_s = cfg.allreduce.link_latency_us * 1e-6;
+    } else {
+      FEDSILO_ASSIGN_OR_RETURN(link, mpi::calibrate_links(*impl->topology, link));
+    }
+    mpi::SelectorInput in;
+    in.density = z.method == "none" ? 1.0 : z.density;
+    in.ranks = world.size();
+    in.nodes = impl->topology->num_nodes();
+    in.message_bytes = 4 * length;
+    in.value_type = impl->zcfg.value_type;
+    in.level = impl->node_level ? mpi::CompressionLevel::kNode : mpi::CompressionLevel::kSilo;
+    in.link = link;
+    const auto choice = mpi::select_algorithm(in);
+    name = choice.algorithm;
+    leaders = choice.leader_exchange;
+  }
+  impl->algorithm = name;
+
+  mpi::AlgorithmConfig ac;
+  ac.name = name;
+  ac.sparse.value_type = impl->zcfg.value_type;
+  ac.leader_exchange = leaders;
+  Impl* self = impl.get();
+  if (impl->node_level) {
+    // The node leader compresses the node's sum with its own residual.
+    ac.compressor = [self](std::span<const float> node_sum) -> Result<kernels::SparseVector> {
+      auto out = self->compressor->compress(node_sum, self->state, self->cfg.run.seed, self->round,
+                                            static_cast<uint32_t>(self->world->rank()));
+      if (out.ok()) {
+        std::vector<uint8_t> wire;
+        mpi::EncodeOptions eo;
+        eo.value_type = self->zcfg.value_type;
+        if (mpi::encode_sparse(out.value(), self->round, self->world->rank(), eo, wire).ok()) {
+          self->node_payload_bytes = static_cast<int64_t>(wire.size());
+        }
+      }
+      return out;
+    };
+  }
+  if (impl->compressor && !impl->node_level) {
+    FEDSILO_ASSIGN_OR_RETURN(impl->sparse, mpi::make_sparse_allreduce(*impl->topology, ac));
+  } else {
+    FEDSILO_ASSIGN_OR_RETURN(impl->dense, mpi::make_dense_allreduce(*impl->topology, ac));
+  }
+  return std::unique_ptr<UpdateExchange>(new UpdateExchange(std::move(impl)));
+}
+
+Status UpdateExchange::exchange(uint32_t round, std::span<float> update, bool trained,
+                                ExchangeStats& stats) {
+  Impl& m = *impl_;
+  m.round = round;
+  m.node_payload_bytes = 0;
+  stats.dense_bytes = 4 * static_cast<int64_t>(update.size());
+  mpi::AllreduceStats as;
+
+  if (m.sparse) {
+    // Level silo: each silo compresses its own update (an untrained silo sends nothing and
+    // keeps its residual).
+    kernels::SparseVector mine;
+    mine.length = static_cast<int64_t>(update.size());
+    Status st;
+    const auto t0 = Clock::now();
+    if (trained) {
+      auto c = m.compressor->compress(update, m.state, m.cfg.run.seed, round,
+                                      static_cast<uint32_t>(m.world->rank()));
+      st = c.status();
+      if (c.ok()) mine = std::move(c).value();
+    }
+    stats.compress_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    FEDSILO_CHECK(m.world->agree(st.ok() ? st
+                                          : Status(st.code(), "compression: " + st.message())));
+    std::vector<uint8_t> wire;
+    mpi::EncodeOptions eo;
+    eo.value_type = m.zcfg.value_type;
+    if (trained && mpi::encode_sparse(mine, round, m.world->rank(), eo, wire).ok()) {
+      stats.payload_bytes = static_cast<int64_t>(wire.size());
+    }
+    FEDSILO_CHECK(m.sparse->sum(round, mine, update, as));
+  } else if (auto* alg = dynamic_cast<mpi::DenseAllreduceAlgorithm*>(m.dense.get())) {
+    FEDSILO_CHECK(alg->reduce(round, update, as));
+    stats.payload_bytes = m.node_level ? m.node_payload_bytes : stats.dense_bytes;
+  } else {
+    fl::ReduceStats rs;
+    FEDSILO_CHECK(m.dense->sum(update, rs));
+    const bool single = m.topology->num_nodes() == 1;
+    (single ? as.intra_bytes_sent : as.inter_bytes_sent) = rs.bytes_sent;
+    (single ? as.intra_bytes_received : as.inter_bytes_received) = rs.bytes_received;
+    (single ? as.intra_seconds : as.inter_seconds) = rs.seconds;
+    stats.payload_bytes = stats.dense_bytes;
+  }
+  stats.intra_bytes_sent = as.intra_bytes_sent;
+  stats.intra_bytes_received = as.intra_bytes_received;
+  stats.inter_bytes_sent = as.inter_bytes_sent;
+  stats.inter_bytes_received = as.inter_bytes_received;
+  stats.intra_seconds = as.intra_seconds;
+  stats.inter_seconds = as.inter_seconds;
+  stats.decompress_seconds = as.decode_seconds;
+  stats.compress_seconds += as.encode_seconds;
+  return {};
+}
+
+}  // namespace fedsilo::fl

@@ -1,0 +1,60 @@
+// How one round's weighted silo updates become their sum on every rank: per-silo compression
+// (top-k / rand-k with error feedback, quantized values) or node-level compression, carried by
+// the allreduce algorithm that `[allreduce] algorithm` names or `auto` picks.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "core/status.h"
+#include "mpi/comm.h"
+
+namespace fedsilo::fl {
+
+/// What one exchange cost this rank.
+struct ExchangeStats {
+  int64_t intra_bytes_sent = 0, intra_bytes_received = 0;
+  int64_t inter_bytes_sent = 0, inter_bytes_received = 0;
+  int64_t payload_bytes = 0;     // this rank's compressed contribution on the wire (0 if none)
+  int64_t dense_bytes = 0;       // 4 n: the same contribution uncompressed
+  double compress_seconds = 0, intra_seconds = 0, inter_seconds = 0, decompress_seconds = 0;
+  [[nodiscard]] int64_t bytes_sent() const { return intra_bytes_sent + inter_bytes_sent; }
+  [[nodiscard]] int64_t bytes_received() const { return intra_bytes_received + inter_bytes_received; }
+};
+
+class UpdateExchange {
+ public:
+  /// Builds the topology, the compressor and the algorithm. `resolved_algorithm` is the
+  /// algorithm a resumed checkpoint recorded (reused instead of re-running `auto`), or empty.
+  /// Collective.
+  static Result<std::unique_ptr<UpdateExchange>> create(const config::Config& cfg,
+                                                        mpi::Comm& world, int64_t length,
+                                                        const std::string& resolved_algorithm);
+  ~UpdateExchange();
+
+  /// The algorithm in use ("dense-flat", ... never "auto"), for metrics and checkpoints.
+  [[nodiscard]] const std::string& algorithm() const;
+  /// "4 nodes x 2 ranks (emulated)", for the start-up line.
+  [[nodiscard]] std::string topology() const;
+
+  /// In place: `update` (this rank's weighted update, zeros if it did not train) becomes the
+  /// sum over all ranks, after compression. Collective; errors are agreed.
+  [[nodiscard]] Status exchange(uint32_t round, std::span<float> update, bool trained,
+                                ExchangeStats& stats);
+
+  /// This rank's private compressor state (error-feedback residual, DGC velocity): saved with
+  /// the silo's checkpoint, never sent. Empty vectors when unused.
+  [[nodiscard]] std::vector<float>& residual();
+  [[nodiscard]] std::vector<float>& velocity();
+
+ private:
+  struct Impl;
+  explicit UpdateExchange(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace fedsilo::fl
