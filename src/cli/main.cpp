@@ -3,6 +3,9 @@
 
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
+#ifdef FEDSILO_BENCH_ALLREDUCE
+#include "benchmarks/allreduce/allreduce_bench.h"
+#endif
 
 int main(int argc, char** argv) {
   using namespace fedsilo::cli;
@@ -51,6 +54,13 @@ int main(int argc, char** argv) {
   e->add_option("--batch-size", ev.batch_size, "Evaluation batch size")->capture_default_str()->check(CLI::PositiveNumber);
   e->add_option("--threads", ev.threads, "Threads (0 = all cores)")->capture_default_str()->check(CLI::NonNegativeNumber);
 
+#ifdef FEDSILO_BENCH_ALLREDUCE
+  fedsilo::bench::AllreduceBenchArgs bench_allreduce;
+  auto* bench = app.add_subcommand("bench", "Benchmarks (run under mpirun/srun): allreduce");
+  bench->require_subcommand(1);
+  auto* bench_ar = fedsilo::bench::add_allreduce_command(*bench, bench_allreduce);
+#endif
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& err) {
@@ -66,5 +76,8 @@ int main(int argc, char** argv) {
   }
   if (*i) return run_inspect(insp);
   if (*e) return run_eval(ev);
+#ifdef FEDSILO_BENCH_ALLREDUCE
+  if (*bench_ar) return fedsilo::bench::run_allreduce_bench(bench_allreduce);
+#endif
   return kExitUsage;
 }

@@ -27,10 +27,37 @@ void init_uniform(float* p, int64_t n, double bound, Philox& rng) {
   for (int64_t i = 0; i < n; ++i) p[i] = static_cast<float>((2.0 * rng.uniform() - 1.0) * bound);
 }
 
-class Dense final : public Layer {
+// Implements Layer's float and double entry points with the derived layer's templated
+// fwd/bwd, so each layer writes its arithmetic once.
+template <typename Derived>
+class TypedLayer : public Layer {
+ public:
+  using Layer::Layer;
+  void forward(const float* p, const float* x, float* y, int n, LayerMemory m) const override {
+    self().fwd(p, x, y, n, m);
+  }
+  void forward(const double* p, const double* x, double* y, int n, LayerMemory m) const override {
+    self().fwd(p, x, y, n, m);
+  }
+  void backward(const float* p, const float* x, const float* y, float* dy, float* dx, float* g,
+                int n, LayerMemory m) const override {
+    self().bwd(p, x, y, dy, dx, g, n, m);
+  }
+  void backward(const double* p, const double* x, const double* y, double* dy, double* dx,
+                double* g, int n, LayerMemory m) const override {
+    self().bwd(p, x, y, dy, dx, g, n, m);
+  }
+
+ private:
+  const Derived& self() const { return static_cast<const Derived&>(*this); }
+};
+
+class Dense final : public TypedLayer<Dense> {
+  friend class TypedLayer<Dense>;
+
  public:
   Dense(const std::string& name, int in, int out, bool relu, int64_t w_off, int64_t b_off)
-      : Layer(name, in, out), shape_{0, in, out}, relu_(relu), w_off_(w_off), b_off_(b_off) {}
+      : TypedLayer(name, in, out), shape_{0, in, out}, relu_(relu), w_off_(w_off), b_off_(b_off) {}
 
   std::vector<std::string> describe() const override {
     std::vector<std::string> d{name() + ": dense " + std::to_string(shape_.in) + "->" +
@@ -39,20 +66,6 @@ class Dense final : public Layer {
     return d;
   }
 
-  void forward(const float* p, const float* x, float* y, int n, LayerMemory m) const override {
-    fwd(p, x, y, n, m);
-  }
-  void forward(const double* p, const double* x, double* y, int n, LayerMemory m) const override {
-    fwd(p, x, y, n, m);
-  }
-  void backward(const float* p, const float* x, const float* y, float* dy, float* dx, float* g,
-                int n, LayerMemory m) const override {
-    bwd(p, x, y, dy, dx, g, n, m);
-  }
-  void backward(const double* p, const double* x, const double* y, double* dy, double* dx,
-                double* g, int n, LayerMemory m) const override {
-    bwd(p, x, y, dy, dx, g, n, m);
-  }
 
   void init(float* params, Philox& rng) const override {
     const double bound = 1.0 / std::sqrt(static_cast<double>(shape_.in));
@@ -81,11 +94,13 @@ class Dense final : public Layer {
   int64_t w_off_, b_off_;
 };
 
-class Conv2d final : public Layer {
+class Conv2d final : public TypedLayer<Conv2d> {
+  friend class TypedLayer<Conv2d>;
+
  public:
   Conv2d(const std::string& name, const kernels::Conv2dShape& s, bool relu, int64_t w_off,
          int64_t b_off)
-      : Layer(name, int64_t{s.in_c} * s.in_h * s.in_w, int64_t{s.out_c} * s.out_h() * s.out_w()),
+      : TypedLayer(name, int64_t{s.in_c} * s.in_h * s.in_w, int64_t{s.out_c} * s.out_h() * s.out_w()),
         shape_(s),
         relu_(relu),
         w_off_(w_off),
@@ -101,20 +116,6 @@ class Conv2d final : public Layer {
     return d;
   }
 
-  void forward(const float* p, const float* x, float* y, int n, LayerMemory m) const override {
-    fwd(p, x, y, n, m);
-  }
-  void forward(const double* p, const double* x, double* y, int n, LayerMemory m) const override {
-    fwd(p, x, y, n, m);
-  }
-  void backward(const float* p, const float* x, const float* y, float* dy, float* dx, float* g,
-                int n, LayerMemory m) const override {
-    bwd(p, x, y, dy, dx, g, n, m);
-  }
-  void backward(const double* p, const double* x, const double* y, double* dy, double* dx,
-                double* g, int n, LayerMemory m) const override {
-    bwd(p, x, y, dy, dx, g, n, m);
-  }
 
   int64_t scratch_bytes() const override { return kernels::conv2d_scratch_bytes(shape_); }
 
@@ -146,29 +147,17 @@ class Conv2d final : public Layer {
   int64_t w_off_, b_off_;
 };
 
-class MaxPool2x2 final : public Layer {
+class MaxPool2x2 final : public TypedLayer<MaxPool2x2> {
+  friend class TypedLayer<MaxPool2x2>;
+
  public:
   MaxPool2x2(const std::string& name, const kernels::Pool2dShape& s)
-      : Layer(name, int64_t{s.c} * s.h * s.w, int64_t{s.c} * s.out_h() * s.out_w()), shape_(s) {}
+      : TypedLayer(name, int64_t{s.c} * s.h * s.w, int64_t{s.c} * s.out_h() * s.out_w()), shape_(s) {}
 
   std::vector<std::string> describe() const override {
     return {name() + ": maxpool 2x2, out " + dims(shape_.c, shape_.out_h(), shape_.out_w())};
   }
 
-  void forward(const float* p, const float* x, float* y, int n, LayerMemory m) const override {
-    fwd(p, x, y, n, m);
-  }
-  void forward(const double* p, const double* x, double* y, int n, LayerMemory m) const override {
-    fwd(p, x, y, n, m);
-  }
-  void backward(const float* p, const float* x, const float* y, float* dy, float* dx, float* g,
-                int n, LayerMemory m) const override {
-    bwd(p, x, y, dy, dx, g, n, m);
-  }
-  void backward(const double* p, const double* x, const double* y, double* dy, double* dx,
-                double* g, int n, LayerMemory m) const override {
-    bwd(p, x, y, dy, dx, g, n, m);
-  }
 
   int64_t aux_bytes(int max_n) const override { return int64_t{max_n} * out_size(); }
 

@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "core/h5.h"
+#include "test_util.h"
 #include "data/dataset.h"
 
 namespace fedsilo::data {
@@ -16,16 +17,7 @@ namespace {
 
 namespace fsys = std::filesystem;
 
-std::string test_dir() {
-  static std::atomic<int> counter{0};
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  const fsys::path dir = fsys::path(FEDSILO_TEST_TMPDIR) /
-                         (std::string("dataset-") + info->name() + "-" +
-                          std::to_string(::getpid()) + "-" + std::to_string(counter++));
-  fsys::remove_all(dir);
-  fsys::create_directories(dir);
-  return dir.string();
-}
+std::string test_dir() { return test::fresh_dir("dataset"); }
 
 Dataset small_dataset(int n = 6) {
   Dataset ds;

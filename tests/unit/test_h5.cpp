@@ -8,23 +8,14 @@
 #include <fstream>
 
 #include "core/h5.h"
+#include "test_util.h"
 
 namespace fedsilo::h5 {
 namespace {
 
 namespace fsys = std::filesystem;
 
-// A fresh directory under FEDSILO_TEST_TMPDIR for the current test.
-std::string test_dir() {
-  static std::atomic<int> counter{0};
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  const fsys::path dir = fsys::path(FEDSILO_TEST_TMPDIR) /
-                         (std::string("h5-") + info->name() + "-" + std::to_string(::getpid()) +
-                          "-" + std::to_string(counter++));
-  fsys::remove_all(dir);
-  fsys::create_directories(dir);
-  return dir.string();
-}
+std::string test_dir() { return test::fresh_dir("h5"); }
 
 TEST(H5File, RoundTripsEveryNumericType) {
   const std::string path = test_dir() + "/all.h5";

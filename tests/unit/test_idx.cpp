@@ -8,22 +8,14 @@
 #include <filesystem>
 
 #include "data/dataset.h"
+#include "test_util.h"
 
 namespace fedsilo::data {
 namespace {
 
 namespace fsys = std::filesystem;
 
-std::string test_dir() {
-  static std::atomic<int> counter{0};
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  const fsys::path dir = fsys::path(FEDSILO_TEST_TMPDIR) /
-                         (std::string("idx-") + info->name() + "-" + std::to_string(::getpid()) +
-                          "-" + std::to_string(counter++));
-  fsys::remove_all(dir);
-  fsys::create_directories(dir);
-  return dir.string();
-}
+std::string test_dir() { return test::fresh_dir("idx"); }
 
 void put_be32(std::vector<uint8_t>* out, uint32_t v) {
   for (int s = 24; s >= 0; s -= 8) out->push_back(static_cast<uint8_t>(v >> s));

@@ -1,0 +1,116 @@
+// One whole aggregation for the allreduce benchmark, following fl::UpdateExchange::exchange
+// step by step so that the benchmark times what a training round pays.
+#include "benchmarks/allreduce/aggregation.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "mpi/wire_format.h"
+
+namespace fedsilo::bench {
+namespace {
+
+double since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Aggregation>> Aggregation::create(mpi::Topology& topology,
+                                                         const AggregationSettings& settings,
+                                                         double density,
+                                                         const std::string& algorithm,
+                                                         mpi::LeaderExchange leader_exchange) {
+  std::unique_ptr<Aggregation> a(new Aggregation(topology, settings));
+  const bool compress = density < 1.0;
+  const bool node_level = settings.level == mpi::CompressionLevel::kNode;
+  const bool sparse_name = algorithm == "sparse-allgather" || algorithm == "sparse-rd";
+  if (node_level && sparse_name) {
+    return invalid_argument(algorithm +
+                            " sums per-silo sparse contributions; level node runs sparse-hier "
+                            "(its leaders use an allgather or recursive doubling)");
+  }
+  if (!node_level && algorithm == "sparse-hier") {
+    return invalid_argument("sparse-hier compresses the node sum: it needs level node");
+  }
+  if (!compress && (sparse_name || algorithm == "sparse-hier")) {
+    return invalid_argument(algorithm + " needs compression (density < 1)");
+  }
+  if (compress) {
+    compression::CompressionConfig zc;
+    zc.method = settings.method;
+    zc.density = density;
+    zc.value_type = settings.value_type;
+    zc.error_feedback = settings.error_feedback;
+    zc.threads = settings.threads;
+    FEDSILO_ASSIGN_OR_RETURN(a->compressor_, compression::make_compressor(zc));
+  }
+
+  mpi::AlgorithmConfig ac;
+  ac.name = algorithm;
+  ac.sparse.value_type = settings.value_type;
+  ac.leader_exchange = leader_exchange;
+  Aggregation* self = a.get();
+  if (node_level && compress) {
+    // As in training: the leader compresses its node's sum with its own residual.
+    ac.compressor = [self](std::span<const float> node_sum) -> Result<kernels::SparseVector> {
+      auto out =
+          self->compressor_->compress(node_sum, self->state_, self->settings_.seed, self->round_,
+                                      static_cast<uint32_t>(self->topo_.world().rank()));
+      if (out.ok() && self->capture_) self->contribution_ = out.value();
+      return out;
+    };
+  }
+  if (compress && !node_level) {
+    FEDSILO_ASSIGN_OR_RETURN(a->sparse_, mpi::make_sparse_allreduce(topology, ac));
+  } else {
+    FEDSILO_ASSIGN_OR_RETURN(a->dense_, mpi::make_dense_allreduce(topology, ac));
+  }
+  return a;
+}
+
+void Aggregation::prepare(std::span<const float> update, std::span<float> out) const {
+  if (!sparse_) std::copy(update.begin(), update.end(), out.begin());
+}
+
+Status Aggregation::run(uint32_t round, std::span<const float> update, std::span<float> out,
+                        AggregationStats& stats) {
+  round_ = round;
+  mpi::Comm& world = topo_.world();
+  if (sparse_) {
+    // Level silo, as UpdateExchange::exchange: compress, agree on the outcome, exchange.
+    const auto t0 = std::chrono::steady_clock::now();
+    auto c = compressor_->compress(update, state_, settings_.seed, round,
+                                   static_cast<uint32_t>(world.rank()));
+    const Status st = c.status();
+    if (c.ok()) contribution_ = std::move(c).value();
+    FEDSILO_CHECK(world.agree(st.ok() ? st : Status(st.code(), "compression: " + st.message())));
+    stats.compress_seconds += since(t0);
+    return sparse_->sum(round, contribution_, out, stats.exchange);
+  }
+  if (auto* alg = dynamic_cast<mpi::DenseAllreduceAlgorithm*>(dense_.get())) {
+    return alg->reduce(round, out, stats.exchange);
+  }
+  // dense-flat is an fl::Reducer only: its bytes and seconds count as inter-node, or
+  // intra-node on a single node (as UpdateExchange does).
+  fl::ReduceStats rs;
+  FEDSILO_CHECK(dense_->sum(out, rs));
+  const bool single = topo_.num_nodes() == 1;
+  auto& e = stats.exchange;
+  (single ? e.intra_bytes_sent : e.inter_bytes_sent) += rs.bytes_sent;
+  (single ? e.intra_bytes_received : e.inter_bytes_received) += rs.bytes_received;
+  (single ? e.intra_seconds : e.inter_seconds) += rs.seconds;
+  e.total_seconds += rs.seconds;
+  return {};
+}
+
+Result<int64_t> Aggregation::contribution_wire_bytes() const {
+  if (contribution_.length == 0) return int64_t{0};
+  std::vector<uint8_t> wire;
+  mpi::EncodeOptions eo;
+  eo.value_type = settings_.value_type;
+  FEDSILO_CHECK(mpi::encode_sparse(contribution_, 0, topo_.world().rank(), eo, wire));
+  return static_cast<int64_t>(wire.size());
+}
+
+}  // namespace fedsilo::bench
