@@ -3,6 +3,8 @@
 # federation with --resume (a run may span sessions), then prints final-round accuracy, accuracy
 # per round and wall time, and writes benchmarks/niid_bench/results.json.
 # Usage: benchmarks/niid_bench/run.sh [RUN...]   (default: all four runs)
+#   RUN is a name under examples/niid-bench/ or a path to any config using these partitions
+#   (benchmarks/compression_accuracy/run.sh passes its own).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
@@ -27,8 +29,9 @@ MPIRUN=(mpirun --oversubscribe -np 10 --mca btl self,vader --mca btl_vader_singl
 [[ $(id -u) -eq 0 ]] && MPIRUN+=(--allow-run-as-root)
 
 for run in "${RUNS[@]}"; do
-  cfg="examples/niid-bench/$run.toml"
-  dir="runs/niid-bench/$run"
+  cfg="$run"
+  [[ "$cfg" == *.toml ]] || cfg="examples/niid-bench/$run.toml"
+  dir=$(sed -n 's/^out_dir *= *"\(.*\)"/\1/p' "$cfg")
   if [[ -f "$dir/model.h5" ]]; then echo "== $run: finished"; continue; fi
   echo "== $run ($(date -u +%FT%TZ))"
   start=$(date +%s)
@@ -36,4 +39,6 @@ for run in "${RUNS[@]}"; do
   echo "$(( $(date +%s) - start ))" >> "$dir/wall_seconds.txt"
 done
 
-python3 "$ROOT/benchmarks/niid_bench/summarize.py" runs/niid-bench "${RUNS[@]}"
+if [[ "${RUNS[0]}" != *.toml ]]; then
+  python3 "$ROOT/benchmarks/niid_bench/summarize.py" runs/niid-bench "${RUNS[@]}"
+fi
