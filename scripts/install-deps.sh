@@ -13,6 +13,7 @@ PACKAGES=(
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libsodium-dev zlib1g-dev
   dataset-fashion-mnist
+  lmod
 )
 if [[ "${FEDSILO_WITH_TORCH:-0}" == "1" ]]; then
   PACKAGES+=(python3-torch python3-numpy python3-h5py)
