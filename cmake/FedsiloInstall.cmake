@@ -3,8 +3,8 @@
 # (Lmod and Tcl) with the install prefix filled in at install time.
 include(CMakePackageConfigHelpers)
 
-install(TARGETS fedsilo fedsilo_lib EXPORT fedsiloTargets
-        RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
+install(TARGETS fedsilo RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(TARGETS fedsilo_lib EXPORT fedsiloTargets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
 # Headers keep the include paths the sources use ("core/status.h", "mpi/comm.h").
