@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 
 #include "mpi/wire_format.h"
 
@@ -12,6 +13,13 @@ namespace {
 
 double since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+/// CPU seconds this thread has run (the compressor runs on the calling thread at threads = 1).
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
 }  // namespace
@@ -54,9 +62,11 @@ Result<std::unique_ptr<Aggregation>> Aggregation::create(mpi::Topology& topology
   if (node_level && compress) {
     // As in training: the leader compresses its node's sum with its own residual.
     ac.compressor = [self](std::span<const float> node_sum) -> Result<kernels::SparseVector> {
+      const double cpu0 = thread_cpu_seconds();
       auto out =
           self->compressor_->compress(node_sum, self->state_, self->settings_.seed, self->round_,
                                       static_cast<uint32_t>(self->topo_.world().rank()));
+      self->compress_cpu_ += thread_cpu_seconds() - cpu0;
       if (out.ok() && self->capture_) self->contribution_ = out.value();
       return out;
     };
@@ -80,8 +90,10 @@ Status Aggregation::run(uint32_t round, std::span<const float> update, std::span
   if (sparse_) {
     // Level silo, as UpdateExchange::exchange: compress, agree on the outcome, exchange.
     const auto t0 = std::chrono::steady_clock::now();
+    const double cpu0 = thread_cpu_seconds();
     auto c = compressor_->compress(update, state_, settings_.seed, round,
                                    static_cast<uint32_t>(world.rank()));
+    stats.compress_cpu_seconds += thread_cpu_seconds() - cpu0;
     const Status st = c.status();
     if (c.ok()) contribution_ = std::move(c).value();
     FEDSILO_CHECK(world.agree(st.ok() ? st : Status(st.code(), "compression: " + st.message())));
@@ -89,7 +101,10 @@ Status Aggregation::run(uint32_t round, std::span<const float> update, std::span
     return sparse_->sum(round, contribution_, out, stats.exchange);
   }
   if (auto* alg = dynamic_cast<mpi::DenseAllreduceAlgorithm*>(dense_.get())) {
-    return alg->reduce(round, out, stats.exchange);
+    compress_cpu_ = 0.0;
+    const Status st = alg->reduce(round, out, stats.exchange);
+    stats.compress_cpu_seconds += compress_cpu_;
+    return st;
   }
   // dense-flat is an fl::Reducer only: its bytes and seconds count as inter-node, or
   // intra-node on a single node (as UpdateExchange does).

@@ -33,6 +33,9 @@ struct AggregationSettings {
 struct AggregationStats {
   mpi::AllreduceStats exchange;  // what the algorithm reports
   double compress_seconds = 0;   // silo level: this rank's compressor (+ agreement on it)
+  /// CPU time of this rank's compressor call (the leader's at level node): against the wall
+  /// time it shows how much of the selection waited for a core shared with other ranks.
+  double compress_cpu_seconds = 0;
 };
 
 class Aggregation {
@@ -79,7 +82,8 @@ class Aggregation {
   std::unique_ptr<fl::Reducer> dense_;                     // level node, or uncompressed
   kernels::SparseVector contribution_;
   bool capture_ = false;
-  uint32_t round_ = 0;  // for the node compressor callback
+  uint32_t round_ = 0;         // for the node compressor callback
+  double compress_cpu_ = 0.0;  // CPU seconds of the node compressor call in this run()
 };
 
 }  // namespace fedsilo::bench

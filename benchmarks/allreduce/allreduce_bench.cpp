@@ -207,6 +207,7 @@ struct Row {
   double link_tx = -1, link_rx = -1;       // interface counters, all nodes, per iteration
   double payload = 0, ratio = 0;           // compressed contribution's wire bytes, 4n / payload
   double select_ms = 0, intra_ms = 0, inter_ms = 0, decode_ms = 0;  // rank 0's means
+  double select_cpu_ms = 0;  // rank 0's compressor CPU time (wall - this = waiting for a core)
   std::string check = "-";
   double vs_dense = 0;  // dense-flat's median / this median
 };
@@ -230,6 +231,7 @@ json row_json(const Row& r) {
             {"compression_ratio", r.ratio},
             {"phase_ms_rank0",
              {{"select_encode", r.select_ms},
+              {"select_cpu", r.select_cpu_ms},
               {"intra", r.intra_ms},
               {"inter", r.inter_ms},
               {"decode_merge", r.decode_ms}}},
@@ -249,7 +251,24 @@ class Bench {
  private:
   [[nodiscard]] Status parse();
   [[nodiscard]] Status header(const std::string& commit);
-  [[nodiscard]] Status measure(int64_t n, double density, const std::string& requested);
+  /// One algorithm of a cell: its aggregation, iterations so far and their sums.
+  struct Entry {
+    Row row;
+    std::unique_ptr<Aggregation> agg;
+    std::vector<double> times;
+    AggregationStats sum;
+    int64_t link_tx = 0, link_rx = 0;  // this node's link counters over the timed iterations
+    uint32_t round = 1;
+  };
+  /// Builds, checks (-c) and warms up one algorithm; null when the pair is skipped.
+  [[nodiscard]] Result<std::unique_ptr<Entry>> setup(int64_t n, double density,
+                                                     const std::string& requested);
+  [[nodiscard]] Status timed_iteration(Entry& e);
+  /// Gathers the entry's numbers on rank 0 and prints its row.
+  [[nodiscard]] Status finish(Entry& e);
+  /// Every (density, algorithm) of one size and density cell.
+  [[nodiscard]] Status measure_cell(int64_t n,
+                                    const std::vector<std::pair<double, std::string>>& specs);
   [[nodiscard]] Status check_row(Aggregation& agg, int64_t n, std::string& verdict);
   void print_row(const Row& r);
   [[nodiscard]] Status write_json();
@@ -329,11 +348,11 @@ Status Bench::header(const std::string& commit) {
   std::printf("# commit: %s\n", commit.c_str());
   std::printf(
       "# config: level %s, method %s, value type %s, error feedback %s, threads %d, "
-      "seed %llu, -n %d -w %d%s\n",
+      "seed %llu, -n %d -w %d%s%s\n",
       args_.level.c_str(), args_.method.c_str(), args_.value_type.c_str(),
       settings_.error_feedback ? "on" : "off", settings_.threads,
       static_cast<unsigned long long>(settings_.seed), args_.iterations, args_.warmup,
-      args_.check ? " -c" : "");
+      args_.check ? " -c" : "", args_.blocks ? " --blocks" : " (algorithms of a cell interleaved)");
   std::printf("# link (for auto): inter %.3g Gbit/s, %.1f us; intra %.3g Gbit/s, %.1f us (%s)\n",
               link_.inter_bandwidth_Bps * 8e-9, link_.inter_latency_s * 1e6,
               link_.intra_bandwidth_Bps * 8e-9, link_.intra_latency_s * 1e6,
@@ -369,6 +388,7 @@ Status Bench::header(const std::string& commit) {
         {"iterations", args_.iterations},
         {"warmup", args_.warmup},
         {"check", args_.check},
+        {"interleaved", !args_.blocks},
         {"densities", args_.densities},
         {"algorithms", args_.algorithms},
         {"netdev", args_.netdev},
@@ -411,7 +431,8 @@ Status Bench::check_row(Aggregation& agg, int64_t n, std::string& verdict) {
   return {};
 }
 
-Status Bench::measure(int64_t n, double density, const std::string& requested) {
+Result<std::unique_ptr<Bench::Entry>> Bench::setup(int64_t n, double density,
+                                                   const std::string& requested) {
   std::string name = requested;
   mpi::LeaderExchange exchange = mpi::LeaderExchange::kAllgather;
   std::string chosen = requested;
@@ -442,66 +463,103 @@ Status Bench::measure(int64_t n, double density, const std::string& requested) {
     if (root() && skipped_.insert(why).second) {
       std::printf("# skip %s (level %s)\n", why.c_str(), args_.level.c_str());
     }
-    return {};
+    return std::unique_ptr<Entry>();
   }
-  Aggregation& agg = *made.value();
-  const auto N = static_cast<size_t>(n);
-  const std::span<const float> update(update_.data(), N);
-  const std::span<float> out(out_.data(), N);
-
-  Row r;
+  auto e = std::make_unique<Entry>();
+  e->agg = std::move(made).value();
+  Row& r = e->row;
   r.bytes = 4 * n;
   r.count = n;
   r.density = density;
   r.algorithm = requested;
   r.chosen = chosen;
-  if (args_.check) FEDSILO_CHECK(check_row(agg, n, r.check));
+  if (args_.check) FEDSILO_CHECK(check_row(*e->agg, n, r.check));
 
-  uint32_t round = 1;
-  agg.set_capture(true);  // the warm-up's contribution gives the compression ratio
+  const auto N = static_cast<size_t>(n);
+  const std::span<const float> update(update_.data(), N);
+  const std::span<float> out(out_.data(), N);
+  e->agg->set_capture(true);  // the warm-up's contribution gives the compression ratio
   for (int i = 0; i < args_.warmup; ++i) {
     AggregationStats st;
-    agg.prepare(update, out);
-    FEDSILO_CHECK(agg.run(round++, update, out, st));
+    e->agg->prepare(update, out);
+    FEDSILO_CHECK(e->agg->run(e->round++, update, out, st));
   }
-  agg.set_capture(args_.warmup == 0);
+  e->agg->set_capture(args_.warmup == 0);
+  return e;
+}
 
+Status Bench::timed_iteration(Entry& e) {
+  const auto N = static_cast<size_t>(e.row.count);
+  const std::span<const float> update(update_.data(), N);
+  const std::span<float> out(out_.data(), N);
+  // Node leaders read their link's counters between barriers: every byte of this iteration,
+  // and only of it, is between the two readings (barrier traffic aside: a few hundred bytes).
   const bool counts_link = !args_.netdev.empty() && topo_->is_leader();
   std::array<int64_t, 2> link0{}, link1{};
-  FEDSILO_CHECK(world_.barrier());
   Status link_status;
+  AggregationStats st;
+  e.agg->prepare(update, out);
+  FEDSILO_CHECK(world_.barrier());
   if (counts_link) {
     auto c = netdev_bytes(args_.netdev);
     link_status = c.status();
     if (c.ok()) link0 = c.value();
   }
-  FEDSILO_CHECK(world_.agree(link_status));
-
-  std::vector<double> times(static_cast<size_t>(args_.iterations));
-  AggregationStats sum;
-  for (int i = 0; i < args_.iterations; ++i) {
-    AggregationStats st;
-    agg.prepare(update, out);
-    FEDSILO_CHECK(world_.barrier());
-    const auto t0 = Clock::now();
-    FEDSILO_CHECK(agg.run(round++, update, out, st));
-    times[static_cast<size_t>(i)] = std::chrono::duration<double>(Clock::now() - t0).count();
-    sum.compress_seconds += st.compress_seconds;
-    sum.exchange.add(st.exchange);
-  }
   FEDSILO_CHECK(world_.barrier());
-  if (counts_link) {
+  const auto t0 = Clock::now();
+  FEDSILO_CHECK(e.agg->run(e.round++, update, out, st));
+  e.times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  FEDSILO_CHECK(world_.barrier());
+  if (counts_link && link_status.ok()) {
     auto c = netdev_bytes(args_.netdev);
     link_status = c.status();
     if (c.ok()) link1 = c.value();
   }
   FEDSILO_CHECK(world_.agree(link_status));
+  e.link_tx += link1[0] - link0[0];
+  e.link_rx += link1[1] - link0[1];
+  e.sum.compress_seconds += st.compress_seconds;
+  e.sum.compress_cpu_seconds += st.compress_cpu_seconds;
+  e.sum.exchange.add(st.exchange);
+  return {};
+}
+
+Status Bench::measure_cell(int64_t n, const std::vector<std::pair<double, std::string>>& specs) {
+  std::vector<std::unique_ptr<Entry>> entries;
+  for (const auto& [density, name] : specs) {
+    FEDSILO_ASSIGN_OR_RETURN(auto e, setup(n, density, name));
+    if (!e) continue;
+    if (args_.blocks) {
+      // One row after another (each row's iterations back to back).
+      for (int i = 0; i < args_.iterations; ++i) FEDSILO_CHECK(timed_iteration(*e));
+      FEDSILO_CHECK(finish(*e));
+    } else {
+      entries.push_back(std::move(e));
+    }
+  }
+  // Interleaved: iteration i of every algorithm of the cell before iteration i + 1 of any, so
+  // a slow phase of the machine (other jobs, the 4 emulated links' TCP work) hits them alike.
+  for (int i = 0; i < args_.iterations; ++i) {
+    for (auto& e : entries) FEDSILO_CHECK(timed_iteration(*e));
+  }
+  for (auto& e : entries) FEDSILO_CHECK(finish(*e));
+  return {};
+}
+
+Status Bench::finish(Entry& entry) {
+  Aggregation& agg = *entry.agg;
+  Row& r = entry.row;
+  const int64_t n = r.count;
+  const double density = r.density;
+  const std::vector<double>& times = entry.times;
+  const AggregationStats& sum = entry.sum;
+  const std::array<int64_t, 2> link0{0, 0}, link1{entry.link_tx, entry.link_rx};
   FEDSILO_ASSIGN_OR_RETURN(const int64_t payload, agg.contribution_wire_bytes());
 
   // Per-rank means per iteration, gathered on every rank (rank-major).
   const double it = args_.iterations;
   const auto& e = sum.exchange;
-  const std::array<double, 10> mine = {static_cast<double>(e.intra_bytes_sent) / it,
+  const std::array<double, 11> mine = {static_cast<double>(e.intra_bytes_sent) / it,
                                        static_cast<double>(e.inter_bytes_sent) / it,
                                        (sum.compress_seconds + e.encode_seconds) / it,
                                        e.intra_seconds / it,
@@ -510,7 +568,8 @@ Status Bench::measure(int64_t n, double density, const std::string& requested) {
                                        static_cast<double>(payload),
                                        payload > 0 ? 1.0 : 0.0,
                                        static_cast<double>(link1[0] - link0[0]) / it,
-                                       static_cast<double>(link1[1] - link0[1]) / it};
+                                       static_cast<double>(link1[1] - link0[1]) / it,
+                                       sum.compress_cpu_seconds / it};
   std::vector<double> per_rank, all_times;
   FEDSILO_CHECK(world_.allgather(mine, per_rank));
   FEDSILO_CHECK(world_.allgather(times, all_times));
@@ -544,6 +603,7 @@ Status Bench::measure(int64_t n, double density, const std::string& requested) {
       r.intra_ms = v[3] * 1e3;
       r.inter_ms = v[4] * 1e3;
       r.decode_ms = v[5] * 1e3;
+      r.select_cpu_ms = v[10] * 1e3;
     }
     payload_sum += v[6];
     payload_ranks += v[7];
@@ -559,7 +619,7 @@ Status Bench::measure(int64_t n, double density, const std::string& requested) {
   // Baseline: uncompressed dense-flat (plain MPI_Allreduce) at this size, else dense-flat at
   // this density (compressed, densified, then MPI_Allreduce).
   const Row* base = nullptr;
-  if (requested == "dense-flat") base = &r;
+  if (r.algorithm == "dense-flat") base = &r;
   for (const auto& b : rows_) {
     if (b.algorithm != "dense-flat" || b.count != n) continue;
     if (b.density >= 1.0 || (b.density == density && !base)) base = &b;
@@ -585,9 +645,9 @@ void Bench::print_row(const Row& r) {
       r.algbw, r.busbw, human_bytes(r.intra_sent).c_str(), human_bytes(r.inter_sent).c_str(), link,
       r.ratio, vs, r.check.c_str());
   std::printf(
-      "#   rank 0's phases (mean ms): select+encode %.2f, intra %.2f, "
+      "#   rank 0's phases (mean ms): select+encode %.2f (compressor CPU %.2f), intra %.2f, "
       "inter %.2f, decode+merge %.2f\n",
-      r.select_ms, r.intra_ms, r.inter_ms, r.decode_ms);
+      r.select_ms, r.select_cpu_ms, r.intra_ms, r.inter_ms, r.decode_ms);
   std::fflush(stdout);
 }
 
@@ -665,23 +725,22 @@ Status Bench::run(const std::string& commit) {
   for (const int64_t n : sizes_) {
     bool dense_done = false;
     for (const double d : args_.densities) {
+      std::vector<std::pair<double, std::string>> cell;
       for (const auto& a : args_.algorithms) {
         const bool dense = a == "dense-flat" || a == "dense-hier";
         // Level node: dense algorithms carry the uncompressed update whatever the density
-        // (as in training), so they are measured once per size, as density 1.
+        // (as in training), so they are measured once per size, as density 1, in the cell of
+        // the first density.
         if (node_level && dense && dense_done) continue;
         const double density = node_level && dense ? 1.0 : d;
-        if (a == "sparse-hier" && node_level) {
-          // Both leader exchanges, so `auto`'s pick between them can be judged.
-          FEDSILO_CHECK(measure(n, density, "sparse-hier"));
-          FEDSILO_CHECK(measure(n, density, "sparse-hier-rd"));
-        } else {
-          FEDSILO_CHECK(measure(n, density, a));
-        }
-        // Rewritten after every row, so a run cut short keeps what it measured.
-        FEDSILO_CHECK(world_.agree(root() ? write_json() : Status()));
+        cell.emplace_back(density, a);
+        // Both leader exchanges, so `auto`'s pick between them can be judged.
+        if (a == "sparse-hier" && node_level) cell.emplace_back(density, "sparse-hier-rd");
       }
+      FEDSILO_CHECK(measure_cell(n, cell));
       dense_done = true;
+      // Rewritten after every cell, so a run cut short keeps what it measured.
+      FEDSILO_CHECK(world_.agree(root() ? write_json() : Status()));
     }
   }
   Status written;
@@ -711,6 +770,9 @@ CLI::App* add_allreduce_command(CLI::App& parent, AllreduceBenchArgs& a) {
   s->add_flag("-c,--check", a.check,
               "Check every row first: exact-sum inputs, result == MPI_Allreduce of the "
               "densified contributions, bit for bit");
+  s->add_flag("--blocks", a.blocks,
+              "Time each row's iterations back to back (default: the algorithms of a size and "
+              "density cell take turns, iteration by iteration)");
   s->add_option("--densities", a.densities, "Fractions sent (1 = no compression)")
       ->delimiter(',')
       ->capture_default_str();

@@ -21,6 +21,8 @@ struct AllreduceBenchArgs {
   int iterations = 20;            // -n: timed iterations per row
   int warmup = 5;                 // -w: untimed iterations before them
   bool check = false;             // -c: check every row's result (exact-sum inputs) first
+  bool blocks = false;  // time each row's iterations back to back instead of interleaving the
+                        // algorithms of a (size, density) cell iteration by iteration
   std::vector<double> densities = {1.0, 0.1, 0.01, 0.001};
   std::vector<std::string> algorithms = {"dense-flat", "dense-hier",  "sparse-allgather",
                                          "sparse-rd",  "sparse-hier", "auto"};

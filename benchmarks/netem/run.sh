@@ -5,10 +5,14 @@
 # iterations after 3 warm-ups, every result checked first (-c). Writes one JSON per link rate
 # (the benchmark's rows) plus the interfaces' own counters, and the printed tables, to $OUT.
 #
-#   benchmarks/netem/run.sh [matrix|sweep|all]
+#   benchmarks/netem/run.sh [matrix|target|sweep|all]
 #
-# sweep: auto against every algorithm from 64 KiB to 256 MiB (x4 steps), density 1%, at
-# 1 Gbit/s and unthrottled (the "every measured cell" check of auto).
+# target: only the cell of the issue's targets (n = 2^24, 1%) at both link rates.
+# The benchmark interleaves the algorithms of each (size, density) cell iteration by iteration
+# (BLOCKS=1 adds --blocks: each row's iterations back to back, as the first matrix was run).
+# sweep: auto against every algorithm from 64 KiB to 256 MiB (x4 steps), density 1%,
+# unthrottled and at 1 Gbit/s (the "every measured cell" check of auto; SWEEP_MAX_1GBIT caps
+# the throttled sizes, default 256M: dense MPI_Allreduce of 256 MiB takes ~7 s there).
 # Environment: BUILD_DIR (default build-bench; fedsilo is built there if missing), OUT
 # (default benchmarks/netem/results), ITERS (20), WARMUP (3), SIZES (the matrix's -b/-e/-f,
 # default "-b 16M -e 64M -f 4"; a smaller one for a smoke test), QUIET_WAIT (seconds to wait for
@@ -22,6 +26,7 @@ OUT=${OUT:-$HERE/results}
 ITERS=${ITERS:-20}
 WARMUP=${WARMUP:-3}
 SIZES=${SIZES:--b 16M -e 64M -f 4}
+SWEEP_MAX_1GBIT=${SWEEP_MAX_1GBIT:-256M}
 QUIET_WAIT=${QUIET_WAIT:-900}
 what=${1:-matrix}
 
@@ -62,15 +67,19 @@ run() {
 }
 
 common="--level node --value-type fp16 -n $ITERS -w $WARMUP -c \
---algorithms dense-flat,dense-hier,sparse-hier,auto"
+--algorithms dense-flat,dense-hier,sparse-hier,auto${BLOCKS:+ --blocks}"
 
 if [[ $what == matrix || $what == all ]]; then
   for rate in 1gbit 10gbit; do
     run "matrix-$rate" "$rate" $SIZES --densities 0.1,0.01,0.001 $common
   done
 fi
-if [[ $what == sweep || $what == all ]]; then
-  for rate in 1gbit none; do
-    run "sweep-$rate" "$rate" -b 64K -e 256M -f 4 --densities 0.01 $common
+if [[ $what == target || $what == all ]]; then
+  for rate in 1gbit 10gbit; do
+    run "target-$rate" "$rate" -b 64M -e 64M --densities 0.01 $common
   done
+fi
+if [[ $what == sweep || $what == all ]]; then
+  run sweep-none none -b 64K -e 256M -f 4 --densities 0.01 $common
+  run sweep-1gbit 1gbit -b 64K -e "$SWEEP_MAX_1GBIT" -f 4 --densities 0.01 $common
 fi
