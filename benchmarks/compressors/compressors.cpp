@@ -23,6 +23,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "benchmarks/common/machine.h"
 #include "core/philox.h"
 #include "kernels/cpu/error_feedback.h"
 #include "kernels/cpu/topk.h"
@@ -92,22 +93,8 @@ bool parse(int argc, char** argv, Options& o) {
       return false;
     }
   }
-  if (o.commit.empty()) {
-    const char* env = std::getenv("FEDSILO_COMMIT");
-    o.commit = env != nullptr ? env : "unknown";
-  }
+  o.commit = fedsilo::bench::commit_or_env(o.commit);
   return true;
-}
-
-std::string cpu_model_name() {
-  std::ifstream in("/proc/cpuinfo");
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind("model name", 0) == 0) {
-      const auto colon = line.find(':');
-      if (colon != std::string::npos) return line.substr(line.find_first_not_of(' ', colon + 1));
-    }
-  }
-  return "unknown";
 }
 
 struct Timing {
@@ -181,7 +168,7 @@ std::vector<uint32_t> nth_element_topk(const std::vector<float>& x, int64_t k,
 int main(int argc, char** argv) {
   Options o;
   if (!parse(argc, argv, o)) return 2;
-  const std::string machine = cpu_model_name();
+  const std::string machine = fedsilo::bench::cpu_model_name();
   std::printf("compressors: machine %s, %d hardware threads\n", machine.c_str(),
               omp_get_num_procs());
   std::printf("  threads %d, repeats %d (after 1 warm-up), commit %s\n", o.threads, o.repeats,

@@ -24,6 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "benchmarks/common/machine.h"
 #include "core/philox.h"
 #include "data/dataset.h"
 #include "kernels/cpu/gemm.h"
@@ -99,22 +100,8 @@ bool parse(int argc, char** argv, Options& o) {
     std::fprintf(stderr, "local_train: --threads, --batch, --batches, --repeats must be >= 1\n");
     return false;
   }
-  if (o.commit.empty()) {
-    const char* env = std::getenv("FEDSILO_COMMIT");
-    o.commit = env != nullptr ? env : "unknown";
-  }
+  o.commit = fedsilo::bench::commit_or_env(o.commit);
   return true;
-}
-
-std::string cpu_model_name() {
-  std::ifstream in("/proc/cpuinfo");
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind("model name", 0) == 0) {
-      const auto colon = line.find(':');
-      if (colon != std::string::npos) return line.substr(line.find_first_not_of(' ', colon + 1));
-    }
-  }
-  return "unknown";
 }
 
 // Uniform pixels with random labels: same shapes and work as Fashion-MNIST.
@@ -209,7 +196,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   const fedsilo::data::Dataset ds = head(all, n);
-  const std::string machine = cpu_model_name();
+  const std::string machine = fedsilo::bench::cpu_model_name();
   std::printf("local_train: machine %s, OpenBLAS core %s\n", machine.c_str(),
               fedsilo::kernels::blas_core_name());
   std::printf(
