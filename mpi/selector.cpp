@@ -190,7 +190,10 @@ Status measure(Comm& comm, int a, int b, int64_t large, int iterations, double& 
   FEDSILO_ASSIGN_OR_RETURN(const double small_rt, ping_pong(comm, a, b, 8, iterations));
   FEDSILO_ASSIGN_OR_RETURN(const double large_rt, ping_pong(comm, a, b, large, iterations));
   latency = small_rt / 2.0;
-  const double transfer = large_rt / 2.0 - latency;
+  // On a loaded machine the small ping-pong can take as long as the large one; then the large
+  // one's whole one-way time bounds the transfer, which keeps the bandwidth positive (measured).
+  double transfer = large_rt / 2.0 - latency;
+  if (!(transfer > 0.0)) transfer = large_rt / 2.0;
   bandwidth = transfer > 0.0 ? static_cast<double>(large) / transfer : 0.0;
   return {};
 }
