@@ -3,6 +3,7 @@
 // algorithms take each rank's kernels::SparseVector and give every rank the dense sum.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -101,6 +102,17 @@ class DensifyingAllreduce final : public SparseAllreduceAlgorithm {
   bool single_node_;
   std::unique_ptr<fl::Reducer> dense_;
 };
+
+/// Seconds since `t0` (phase timings of the algorithms).
+[[nodiscard]] inline double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+/// Keeps the first failure of a sequence of steps (the exchange goes on, the error is agreed
+/// once at the end so no rank hangs).
+inline void keep_first(Status& local, Status s) {
+  if (local.ok() && !s.ok()) local = std::move(s);
+}
 
 /// ok if `v` is a well-formed contribution to a sum of `length` floats: that length, as many
 /// values as indices, indices strictly ascending and below it, values finite (kDiverged if not).

@@ -6,14 +6,6 @@
 #include <vector>
 
 namespace fedsilo::mpi {
-namespace {
-
-double since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-}  // namespace
-
 Status DenseHier::reduce(uint32_t /*round*/, std::span<float> data, AllreduceStats& stats) {
   const auto t_start = std::chrono::steady_clock::now();
   Comm& node = topo_.node();
@@ -30,14 +22,14 @@ Status DenseHier::reduce(uint32_t /*round*/, std::span<float> data, AllreduceSta
     std::vector<float> piece(static_cast<size_t>(counts[j]));
     auto t0 = std::chrono::steady_clock::now();
     FEDSILO_CHECK(node.reduce_scatter_sum(data, piece, counts));
-    stats.intra_seconds += since(t0);
+    stats.intra_seconds += seconds_since(t0);
     t0 = std::chrono::steady_clock::now();
     // Every member of this cross communicator has local rank j, hence the same piece length.
     if (N > 1) FEDSILO_CHECK(cross.allreduce_sum(std::span<float>(piece)));
-    stats.inter_seconds += since(t0);
+    stats.inter_seconds += seconds_since(t0);
     t0 = std::chrono::steady_clock::now();
     FEDSILO_CHECK(node.allgatherv(piece, data, counts));
-    stats.intra_seconds += since(t0);
+    stats.intra_seconds += seconds_since(t0);
     const int64_t piece_bytes = static_cast<int64_t>(counts[j]) * 4;
     const int64_t intra = 2 * bytes * (L - 1) / L;  // reduce-scatter + allgather, ring model
     const int64_t inter = N > 1 ? 2 * piece_bytes * (N - 1) / N : 0;
@@ -48,13 +40,13 @@ Status DenseHier::reduce(uint32_t /*round*/, std::span<float> data, AllreduceSta
   } else {
     auto t0 = std::chrono::steady_clock::now();
     FEDSILO_CHECK(node.reduce_sum(data, 0));
-    stats.intra_seconds += since(t0);
+    stats.intra_seconds += seconds_since(t0);
     t0 = std::chrono::steady_clock::now();
     if (topo_.is_leader() && N > 1) FEDSILO_CHECK(cross.allreduce_sum(data));
-    stats.inter_seconds += since(t0);
+    stats.inter_seconds += seconds_since(t0);
     t0 = std::chrono::steady_clock::now();
     FEDSILO_CHECK(node.broadcast(data, 0));
-    stats.intra_seconds += since(t0);
+    stats.intra_seconds += seconds_since(t0);
     // Direct model: each non-leader sends its buffer up and gets the sum back.
     if (topo_.is_leader()) {
       stats.intra_bytes_received += bytes * (L - 1);
@@ -67,7 +59,7 @@ Status DenseHier::reduce(uint32_t /*round*/, std::span<float> data, AllreduceSta
       stats.intra_bytes_received += bytes;
     }
   }
-  stats.total_seconds += since(t_start);
+  stats.total_seconds += seconds_since(t_start);
   return {};
 }
 

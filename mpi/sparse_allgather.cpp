@@ -5,25 +5,13 @@
 #include <chrono>
 
 namespace fedsilo::mpi {
-namespace {
-
-double since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-void keep_first(Status& local, Status s) {
-  if (local.ok() && !s.ok()) local = std::move(s);
-}
-
-}  // namespace
-
 Status SparseAllgather::sum(uint32_t round, const kernels::SparseVector& mine, std::span<float> out,
                             AllreduceStats& stats) {
   const auto t0 = std::chrono::steady_clock::now();
   Status local;
   FEDSILO_CHECK(exchange(round, mine, out, stats, local));
   const Status agreed = comm_.agree(local);
-  stats.total_seconds += since(t0);
+  stats.total_seconds += seconds_since(t0);
   return agreed;
 }
 
@@ -48,12 +36,12 @@ Status SparseAllgather::exchange(uint32_t round, const kernels::SparseVector& mi
     FEDSILO_CHECK(encode_sparse(empty, round, my_world, eo, send_));
   }
   if (options_.tamper) options_.tamper(send_);
-  stats.encode_seconds += since(t0);
+  stats.encode_seconds += seconds_since(t0);
 
   t0 = std::chrono::steady_clock::now();
   std::vector<int64_t> offsets;
   FEDSILO_CHECK(comm_.allgatherv_bytes(send_, recv_, offsets));
-  const double comm_seconds = since(t0);
+  const double comm_seconds = seconds_since(t0);
   const int my_node = peers_.node[me];
   const bool crosses =
       std::any_of(peers_.node.begin(), peers_.node.end(), [&](int nd) { return nd != my_node; });
@@ -85,7 +73,7 @@ Status SparseAllgather::exchange(uint32_t round, const kernels::SparseVector& mi
       }
     }
   }
-  stats.decode_seconds += since(t0);
+  stats.decode_seconds += seconds_since(t0);
   return {};
 }
 

@@ -4,14 +4,6 @@
 #include <chrono>
 
 namespace fedsilo::mpi {
-namespace {
-
-double since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-}  // namespace
-
 SparseHier::SparseHier(Topology& topology, NodeCompressor compressor, LeaderExchange exchange,
                        SparseOptions options)
     : topo_(topology), compress_(std::move(compressor)) {
@@ -35,7 +27,7 @@ Status SparseHier::reduce(uint32_t round, std::span<float> data, AllreduceStats&
 
   auto t0 = std::chrono::steady_clock::now();
   FEDSILO_CHECK(node.reduce_sum(data, 0));
-  stats.intra_seconds += since(t0);
+  stats.intra_seconds += seconds_since(t0);
 
   if (topo_.is_leader()) {
     t0 = std::chrono::steady_clock::now();
@@ -54,7 +46,7 @@ Status SparseHier::reduce(uint32_t round, std::span<float> data, AllreduceStats&
     } else {
       local = failed_precondition("sparse-hier: no compressor given");
     }
-    stats.encode_seconds += since(t0);
+    stats.encode_seconds += seconds_since(t0);
     // The exchange validates the compressor's output and records what is wrong with it.
     Status ex = allgather_ ? allgather_->exchange(round, node_sparse, data, stats, local)
                            : rd_->exchange(round, node_sparse, data, stats, local);
@@ -68,9 +60,9 @@ Status SparseHier::reduce(uint32_t round, std::span<float> data, AllreduceStats&
 
   t0 = std::chrono::steady_clock::now();
   FEDSILO_CHECK(node.broadcast(data, 0));
-  stats.intra_seconds += since(t0);
+  stats.intra_seconds += seconds_since(t0);
   const Status agreed = topo_.world().agree(local);
-  stats.total_seconds += since(t_start);
+  stats.total_seconds += seconds_since(t_start);
   return agreed;
 }
 

@@ -7,14 +7,6 @@
 namespace fedsilo::mpi {
 namespace {
 
-double since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-void keep_first(Status& local, Status s) {
-  if (local.ok() && !s.ok()) local = std::move(s);
-}
-
 // Message tags: the fold, the doubling steps (kTagStep + log2 of the distance, the same on
 // both partners even when only one of them folded), the result for folded ranks.
 constexpr int kTagFold = 7100;
@@ -103,7 +95,7 @@ Status SparseRecursiveDoubling::sum(uint32_t round, const kernels::SparseVector&
   Status local;
   FEDSILO_CHECK(exchange(round, mine, out, stats, local));
   const Status agreed = comm_.agree(local);
-  stats.total_seconds += since(t0);
+  stats.total_seconds += seconds_since(t0);
   return agreed;
 }
 
@@ -159,7 +151,7 @@ Status SparseRecursiveDoubling::exchange(uint32_t round, const kernels::SparseVe
       FEDSILO_CHECK(encode_sparse(acc.sparse, round, my_world, eo, send));
     }
     if (first && options_.tamper) options_.tamper(send);
-    stats.encode_seconds += since(t0);
+    stats.encode_seconds += seconds_since(t0);
     return {};
   };
   auto count = [&](int peer, int64_t sent, int64_t received, double seconds) {
@@ -181,7 +173,7 @@ Status SparseRecursiveDoubling::exchange(uint32_t round, const kernels::SparseVe
     } else {
       keep_first(local, st);
     }
-    stats.decode_seconds += since(t0);
+    stats.decode_seconds += seconds_since(t0);
   };
 
   int p2 = 1;
@@ -196,12 +188,12 @@ Status SparseRecursiveDoubling::exchange(uint32_t round, const kernels::SparseVe
       first = false;
       const auto t0 = std::chrono::steady_clock::now();
       FEDSILO_CHECK(comm_.send_bytes(send, r + 1, kTagFold));
-      count(r + 1, static_cast<int64_t>(send.size()), 0, since(t0));
+      count(r + 1, static_cast<int64_t>(send.size()), 0, seconds_since(t0));
       nr = -1;
     } else {
       const auto t0 = std::chrono::steady_clock::now();
       FEDSILO_CHECK(comm_.recv_bytes(recv, r - 1, kTagFold));
-      count(r - 1, 0, static_cast<int64_t>(recv.size()), since(t0));
+      count(r - 1, 0, static_cast<int64_t>(recv.size()), seconds_since(t0));
       absorb(r - 1, false);
       nr = r / 2;
     }
@@ -216,7 +208,7 @@ Status SparseRecursiveDoubling::exchange(uint32_t round, const kernels::SparseVe
       const auto t0 = std::chrono::steady_clock::now();
       FEDSILO_CHECK(comm_.sendrecv_bytes(send, partner, recv, partner, kTagStep + k));
       count(partner, static_cast<int64_t>(send.size()), static_cast<int64_t>(recv.size()),
-            since(t0));
+            seconds_since(t0));
       absorb(partner, false);
     }
   }
@@ -227,11 +219,11 @@ Status SparseRecursiveDoubling::exchange(uint32_t round, const kernels::SparseVe
       first = false;
       const auto t0 = std::chrono::steady_clock::now();
       FEDSILO_CHECK(comm_.send_bytes(send, r - 1, kTagResult));
-      count(r - 1, static_cast<int64_t>(send.size()), 0, since(t0));
+      count(r - 1, static_cast<int64_t>(send.size()), 0, seconds_since(t0));
     } else {
       const auto t0 = std::chrono::steady_clock::now();
       FEDSILO_CHECK(comm_.recv_bytes(recv, r + 1, kTagResult));
-      count(r + 1, 0, static_cast<int64_t>(recv.size()), since(t0));
+      count(r + 1, 0, static_cast<int64_t>(recv.size()), seconds_since(t0));
       absorb(r + 1, true);
     }
   }
@@ -246,7 +238,7 @@ Status SparseRecursiveDoubling::exchange(uint32_t round, const kernels::SparseVe
       }
     }
   }
-  stats.decode_seconds += since(t0);
+  stats.decode_seconds += seconds_since(t0);
   return {};
 }
 

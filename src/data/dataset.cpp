@@ -68,6 +68,21 @@ Status check_present(const h5::File& f, const char* name) {
   return {};
 }
 
+// y is [N], with as many labels as x has samples, and N >= 1 (x's rank is checked by the caller).
+Status check_labels_match(const std::string& path, const std::vector<int64_t>& xd,
+                          const std::vector<int64_t>& yd) {
+  if (yd.size() != 1) {
+    return corrupt_data(path + ": dataset 'y' has rank " + std::to_string(yd.size()) + " (shape " +
+                        shape_string(yd) + "), expected 1 ([N])");
+  }
+  if (xd[0] != yd[0]) {
+    return corrupt_data(path + ": dataset 'x' has " + std::to_string(xd[0]) +
+                        " samples but 'y' has " + std::to_string(yd[0]) + " labels");
+  }
+  if (xd[0] == 0) return corrupt_data(path + ": has no samples");
+  return {};
+}
+
 }  // namespace
 
 Status validate_dataset(const Dataset& ds, const std::string& what) {
@@ -84,15 +99,7 @@ Result<Dataset> read_dataset(const std::string& path) {
     return corrupt_data(path + ": dataset 'x' has rank " + std::to_string(xd.size()) + " (shape " +
                         shape_string(xd) + "), expected 4 ([N, C, H, W])");
   }
-  if (yd.size() != 1) {
-    return corrupt_data(path + ": dataset 'y' has rank " + std::to_string(yd.size()) + " (shape " +
-                        shape_string(yd) + "), expected 1 ([N])");
-  }
-  if (xd[0] != yd[0]) {
-    return corrupt_data(path + ": dataset 'x' has " + std::to_string(xd[0]) +
-                        " samples but 'y' has " + std::to_string(yd[0]) + " labels");
-  }
-  if (xd[0] == 0) return corrupt_data(path + ": has no samples");
+  FEDSILO_CHECK(check_labels_match(path, xd, yd));
 
   Dataset ds;
   FEDSILO_ASSIGN_OR_RETURN(int64_t num_classes, required_attr(f, "num_classes"));
@@ -153,15 +160,7 @@ Result<Dataset> read_xy_file(const std::string& path) {
                         shape_string(xd) +
                         "), expected 2 ([N, F]), 3 ([N, H, W]) or 4 ([N, C, H, W])");
   }
-  if (yd.size() != 1) {
-    return corrupt_data(path + ": dataset 'y' has rank " + std::to_string(yd.size()) + " (shape " +
-                        shape_string(yd) + "), expected 1 ([N])");
-  }
-  if (xd[0] != yd[0]) {
-    return corrupt_data(path + ": dataset 'x' has " + std::to_string(xd[0]) +
-                        " samples but 'y' has " + std::to_string(yd[0]) + " labels");
-  }
-  if (xd[0] == 0) return corrupt_data(path + ": has no samples");
+  FEDSILO_CHECK(check_labels_match(path, xd, yd));
   for (size_t i = 1; i < xd.size(); ++i) {
     if (xd[i] < 1 || xd[i] > INT_MAX) {
       return corrupt_data(path + ": dataset 'x' of shape " + shape_string(xd) +

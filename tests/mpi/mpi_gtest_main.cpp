@@ -1,5 +1,5 @@
-// main() for MPI GoogleTest binaries: MPI up before the tests, only rank 0 prints results,
-// and the exit code is the same on every rank.
+// Not a test: the shared main() of the MPI GoogleTest binaries (MPI up before the tests, only
+// rank 0 prints, every rank exits with the same code).
 #include <gtest/gtest.h>
 #include <mpi.h>
 
