@@ -14,6 +14,8 @@ PACKAGES=(
   libsodium-dev zlib1g-dev
   dataset-fashion-mnist
   lmod
+  slurmctld slurmd slurm-client slurm-wlm-basic-plugins libslurm-dev munge libpmix-dev
+  iproute2 util-linux
 )
 if [[ "${FEDSILO_WITH_TORCH:-0}" == "1" ]]; then
   PACKAGES+=(python3-torch python3-numpy python3-h5py)

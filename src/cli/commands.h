@@ -32,6 +32,13 @@ struct TrainArgs {
 /// Runs under MPI (MPI_Init inside); every rank returns the same exit code.
 int run_train(const TrainArgs& args);
 
+struct SlurmArgs {
+  std::string config;
+  std::string output;      // empty: print to stdout
+};
+/// Prints (or writes) the sbatch script of a run configuration.
+int run_slurm(const SlurmArgs& args);
+
 struct InspectArgs {
   std::string file;
 };

@@ -10,6 +10,7 @@ inline constexpr int kExitError = 1;        // I/O, corrupt data, MPI, internal
 inline constexpr int kExitUsage = 2;        // bad flag, config key or value
 inline constexpr int kExitRunExists = 3;    // run directory holds a run: --resume or --overwrite
 inline constexpr int kExitDiverged = 4;     // non-finite loss or update
+inline constexpr int kExitRequeue = 5;      // stopped by SIGUSR1 after checkpointing: requeue and --resume
 
 inline int exit_code_for(const Status& s) {
   switch (s.code()) {
@@ -17,6 +18,7 @@ inline int exit_code_for(const Status& s) {
     case StatusCode::kInvalidArgument: return kExitUsage;
     case StatusCode::kAlreadyExists: return kExitRunExists;
     case StatusCode::kDiverged: return kExitDiverged;
+    case StatusCode::kInterrupted: return kExitRequeue;
     default: return kExitError;
   }
 }

@@ -1,4 +1,4 @@
-// The fedsilo command: flag parsing (CLI11) for train, partition, inspect and eval.
+// The fedsilo command: flag parsing (CLI11) for train, partition, slurm, inspect, eval and bench.
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
@@ -43,6 +43,12 @@ int main(int argc, char** argv) {
   p->add_flag("--overwrite", part.overwrite, "Replace an existing partition in --out");
   p->add_flag("-q,--quiet", part.quiet, "Do not print the table");
 
+  SlurmArgs slurm;
+  auto* sl = app.add_subcommand("slurm", "Print (or write) a ready sbatch script for a run configuration");
+  sl->add_option("config", slurm.config, "Run configuration (TOML; optional [slurm] table)")
+      ->required()->check(CLI::ExistingFile);
+  sl->add_option("-o,--output", slurm.output, "Write the script to this file instead of printing it");
+
   InspectArgs insp;
   auto* i = app.add_subcommand("inspect", "Summarise a model, checkpoint or silo data file");
   i->add_option("file", insp.file, "HDF5 file")->required();
@@ -74,6 +80,7 @@ int main(int argc, char** argv) {
     }
     return run_partition(part);
   }
+  if (*sl) return run_slurm(slurm);
   if (*i) return run_inspect(insp);
   if (*e) return run_eval(ev);
 #ifdef FEDSILO_BENCH_ALLREDUCE

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <regex>
 #include <sstream>
 #include <toml++/toml.h>
 
@@ -123,6 +124,14 @@ const std::vector<KeySpec>& key_specs() {
       FEDSILO_KEY_DBL("allreduce", link_gbps, allreduce.link_gbps),
       FEDSILO_KEY_DBL("allreduce", link_latency_us, allreduce.link_latency_us),
       FEDSILO_KEY_INT("topology", emulated_nodes, topology.emulated_nodes),
+      FEDSILO_KEY_STR("slurm", partition, slurm.partition),
+      FEDSILO_KEY_STR("slurm", account, slurm.account),
+      FEDSILO_KEY_STR("slurm", time, slurm.time),
+      FEDSILO_KEY_INT("slurm", nodes, slurm.nodes),
+      FEDSILO_KEY_INT("slurm", ranks_per_node, slurm.ranks_per_node),
+      FEDSILO_KEY_STR("slurm", manifest, slurm.manifest),
+      FEDSILO_KEY_INT("slurm", signal_seconds, slurm.signal_seconds),
+      FEDSILO_KEY_STR("slurm", output, slurm.output),
       FEDSILO_KEY_INT("eval", every, eval.every),
       FEDSILO_KEY_INT("eval", batch_size, eval.batch_size),
   };
@@ -172,7 +181,7 @@ Result<Config> parse_config(const std::string& text, const std::string& source) 
     if (!known_table) {
       return invalid_argument(source + ": unknown config table or key '" + table +
                               "' (known tables: run, data, model, local, strategy, eval, compression, allreduce, "
-                              "topology)");
+                              "topology, slurm)");
     }
     const auto* tbl = table_node.as_table();
     if (tbl == nullptr) {
@@ -295,6 +304,23 @@ Status validate(const Config& c, const std::string& source) {
   if (!(c.allreduce.link_gbps >= 0.0)) return bad("allreduce.link_gbps", "must be >= 0 (0 = measure)");
   if (!(c.allreduce.link_latency_us >= 0.0)) return bad("allreduce.link_latency_us", "must be >= 0");
   if (c.topology.emulated_nodes < 0) return bad("topology.emulated_nodes", "must be >= 0 (0 = real nodes)");
+  if (auto t = slurm_time_seconds(c.slurm.time); !t.ok()) return bad("slurm.time", t.status().message());
+  if (c.slurm.nodes < 0) return bad("slurm.nodes", "must be >= 0 (0 = from ranks_per_node, or Slurm's choice)");
+  if (c.slurm.ranks_per_node < 0) return bad("slurm.ranks_per_node", "must be >= 0 (0 = no constraint)");
+  if (c.slurm.signal_seconds < 1 || c.slurm.signal_seconds > 65535) {
+    return bad("slurm.signal_seconds", "must be in [1, 65535], got " + std::to_string(c.slurm.signal_seconds));
+  }
+  if (c.slurm.signal_seconds >= slurm_time_seconds(c.slurm.time).value()) {
+    return bad("slurm.signal_seconds", std::to_string(c.slurm.signal_seconds) +
+                                           " s must be below the time limit slurm.time = \"" + c.slurm.time + "\"");
+  }
+  for (const auto* v : {&c.slurm.partition, &c.slurm.account, &c.slurm.manifest, &c.slurm.output}) {
+    if (v->find_first_of(" \t\n'\"$`\\") != std::string::npos) {
+      return bad(v == &c.slurm.partition ? "slurm.partition" : v == &c.slurm.account ? "slurm.account"
+                 : v == &c.slurm.manifest ? "slurm.manifest" : "slurm.output",
+                 "must not contain blanks, quotes, '$', '`' or '\\' (it goes into #SBATCH lines)");
+    }
+  }
   if (c.eval.every < 1) return bad("eval.every", "must be >= 1");
   if (c.eval.batch_size < 1) return bad("eval.batch_size", "must be >= 1");
   return {};
@@ -332,10 +358,41 @@ std::string to_toml(const Config& c) {
                                 {"link_gbps", c.allreduce.link_gbps},
                                 {"link_latency_us", c.allreduce.link_latency_us}}},
       {"topology", toml::table{{"emulated_nodes", c.topology.emulated_nodes}}},
+      {"slurm", toml::table{{"partition", c.slurm.partition},
+                            {"account", c.slurm.account},
+                            {"time", c.slurm.time},
+                            {"nodes", c.slurm.nodes},
+                            {"ranks_per_node", c.slurm.ranks_per_node},
+                            {"manifest", c.slurm.manifest},
+                            {"signal_seconds", c.slurm.signal_seconds},
+                            {"output", c.slurm.output}}},
   };
   std::ostringstream os;
   os << root << "\n";
   return os.str();
+}
+
+Result<int64_t> slurm_time_seconds(const std::string& text) {
+  // Slurm's forms: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S (all fields non-negative integers).
+  static const std::regex re(R"(^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$)");
+  std::smatch m;
+  const auto fail = [&] {
+    return invalid_argument("'" + text + "' is not a Slurm time limit (minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS)");
+  };
+  if (text.size() > 20 || !std::regex_match(text, m, re)) return fail();
+  auto num = [&](int i) { return m[i].matched ? std::stoll(m[i].str()) : 0LL; };
+  int64_t s = 0;
+  if (m[1].matched) {  // D-H[:M[:S]]
+    s = num(1) * 86400 + num(2) * 3600 + num(3) * 60 + num(4);
+  } else if (m[4].matched) {  // H:M:S
+    s = num(2) * 3600 + num(3) * 60 + num(4);
+  } else if (m[3].matched) {  // M:S
+    s = num(2) * 60 + num(3);
+  } else {  // minutes
+    s = num(2) * 60;
+  }
+  if (s <= 0) return invalid_argument("'" + text + "' is not a positive time limit");
+  return s;
 }
 
 std::string resume_hash(const Config& cfg) {
@@ -347,6 +404,7 @@ std::string resume_hash(const Config& cfg) {
   const toml::table defaults = toml::parse(to_toml(Config{}));
   std::string text;
   for (auto&& [table, node] : mine) {
+    if (table.str() == "slurm") continue;  // how the job is submitted, not what it computes
     for (auto&& [key, value] : *node.as_table()) {
       const toml::node* d = defaults.at_path(std::string(table.str()) + "." + std::string(key.str())).node();
       const std::string a = node_text(value);

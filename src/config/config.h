@@ -56,6 +56,17 @@ struct AllreduceSection {
 struct TopologySection {
   int emulated_nodes = 0;           // 0: real nodes (or FEDSILO_EMULATED_NODES)
 };
+/// Job settings for `fedsilo slurm` (not part of the training: never in the resume hash).
+struct SlurmSection {
+  std::string partition;          // empty: the cluster's default partition
+  std::string account;            // empty: the user's default account
+  std::string time = "01:00:00";  // job time limit, Slurm's format ([D-]HH:MM:SS, MM:SS, minutes)
+  int nodes = 0;                  // 0: ceil(silos / ranks_per_node), or Slurm's choice
+  int ranks_per_node = 0;         // silos per node; 0: no constraint
+  std::string manifest;           // SPANK plugin silo manifest (--fedsilo-silos); empty: none
+  int signal_seconds = 300;       // USR1 this long before the time limit (give it > one round)
+  std::string output;             // job log; default <submit dir>/fedsilo-<run.name>-%j.out
+};
 struct EvalSection {
   int every = 1;                // evaluate every N rounds (and always the last)
   int batch_size = 500;
@@ -71,7 +82,12 @@ struct Config {
   CompressionSection compression;
   AllreduceSection allreduce;
   TopologySection topology;
+  SlurmSection slurm;
 };
+
+/// A Slurm time limit ("minutes", "MM:SS", "HH:MM:SS", "D-HH", "D-HH:MM", "D-HH:MM:SS") in
+/// seconds; kInvalidArgument for anything else.
+[[nodiscard]] Result<int64_t> slurm_time_seconds(const std::string& text);
 
 /// Parses TOML text; `source` names the file in messages. Unknown tables or keys, wrong types
 /// and invalid values are kInvalidArgument naming `table.key` and the file.

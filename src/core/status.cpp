@@ -14,6 +14,7 @@ const char* status_code_name(StatusCode code) {
     case StatusCode::kAlreadyExists: return "already exists";
     case StatusCode::kDiverged: return "diverged";
     case StatusCode::kCommError: return "communication error";
+    case StatusCode::kInterrupted: return "interrupted";
     case StatusCode::kInternal: return "internal error";
   }
   return "unknown";

@@ -17,6 +17,7 @@ enum class StatusCode {
   kAlreadyExists,     // finished run directory without --resume/--overwrite
   kDiverged,          // non-finite loss or update
   kCommError,         // MPI failure
+  kInterrupted,       // stopped on request (signal) after a checkpoint; resumable
   kInternal,
 };
 

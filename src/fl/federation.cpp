@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -108,7 +109,13 @@ struct RoundMetrics {
 Status load_silo(const config::Config& cfg, int rank, int size, SiloState& st) {
   st.silo = rank;
   st.name = data::silo_dir_name(rank, size);
-  const std::string dir = cfg.data.silos_dir + "/" + st.name;
+  std::string dir = cfg.data.silos_dir + "/" + st.name;
+  // Under the Slurm plugin, the silo's data is mounted (read-only) at $FEDSILO_DATA_DIR and
+  // other silos' directories cannot be opened; $FEDSILO_SILO is its name in the manifest.
+  if (const char* d = std::getenv("FEDSILO_DATA_DIR"); d != nullptr && *d != '\0') {
+    dir = d;
+    if (const char* n = std::getenv("FEDSILO_SILO"); n != nullptr && *n != '\0') st.name = n;
+  }
   auto train = data::read_dataset(dir + "/train.h5");
   if (!train.ok()) return {train.status().code(), st.name + ": " + train.status().message()};
   st.train = std::move(train).value();
@@ -187,7 +194,9 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
   const std::string hash = config::resume_hash(cfg);
 
   // ---- silos and ranks
-  {
+  // Under the Slurm plugin the manifest defines the silos (it checked the task count).
+  const char* plugin_data = std::getenv("FEDSILO_DATA_DIR");
+  if (plugin_data == nullptr || *plugin_data == '\0') {
     auto n = count_silos(cfg.data.silos_dir);
     Status st = n.status();
     if (n.ok() && n.value() != size) {
@@ -396,12 +405,15 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     const double agg_seconds = seconds_since(t_agg);
     total_bytes_sent += xs.bytes_sent();
     total_bytes_received += xs.bytes_received();
-    // Mean compression ratio over the silos that sent something this round.
-    double ratio_parts[2] = {xs.payload_bytes > 0 && sampled
+    // Mean compression ratio over the silos that sent something this round; the same sum
+    // tells every rank whether any rank was asked to stop (SIGUSR1) during the round.
+    const bool stop_here = opts.stop_requested != nullptr && *opts.stop_requested != 0;
+    double ratio_parts[3] = {xs.payload_bytes > 0 && sampled
                                  ? static_cast<double>(xs.dense_bytes) / static_cast<double>(xs.payload_bytes)
                                  : 0.0,
-                             xs.payload_bytes > 0 && sampled ? 1.0 : 0.0};
-    FEDSILO_CHECK(comm.allreduce_sum(std::span<double>(ratio_parts, 2)));
+                             xs.payload_bytes > 0 && sampled ? 1.0 : 0.0, stop_here ? 1.0 : 0.0};
+    FEDSILO_CHECK(comm.allreduce_sum(std::span<double>(ratio_parts, 3)));
+    const bool stopping = ratio_parts[2] > 0.0 && round < cfg.run.rounds;
     const double compression_ratio = ratio_parts[1] > 0 ? ratio_parts[0] / ratio_parts[1] : 1.0;
 
     // Evaluation: the global test split is shared out across ranks; each silo also evaluates
@@ -429,7 +441,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
 
     // Checkpoint: each silo's private state, then the global state, then the marker.
     const auto t_ckpt = Clock::now();
-    const bool do_ckpt = round % cfg.run.checkpoint_every == 0 || round == cfg.run.rounds;
+    const bool do_ckpt = round % cfg.run.checkpoint_every == 0 || round == cfg.run.rounds || stopping;
     if (do_ckpt) {
       const std::string priv_file = silo.private_dir + "/" + checkpoint::silo_state_file(round);
       st = h5::write_atomically(priv_file, [&](h5::File& f) -> Status {
@@ -538,6 +550,16 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
       }
     }
     FEDSILO_CHECK(comm.agree(st));
+    if (stopping) {
+      if (leader && opts.progress) {
+        std::printf("fedsilo: stop requested (SIGUSR1): checkpointed round %lld of %d; "
+                    "continue with --resume\n", static_cast<long long>(round), cfg.run.rounds);
+        std::fflush(stdout);
+      }
+      return {StatusCode::kInterrupted,
+              "stopped on request after round " + std::to_string(round) + " of " +
+                  std::to_string(cfg.run.rounds) + " (checkpointed; continue with --resume)"};
+    }
   }
 
   // ---- final model

@@ -2,6 +2,7 @@
 // updates are summed by a Reducer, and the same deterministic server step runs on every rank.
 #pragma once
 
+#include <csignal>
 #include <string>
 
 #include "config/config.h"
@@ -15,6 +16,9 @@ struct FederationOptions {
   bool overwrite = false;    // replace an existing run in run.out_dir
   bool progress = true;      // rank 0 prints a line per round and a summary
   std::string config_path;   // for messages
+  /// Set (by a signal handler) to ask for a stop: every rank checks it at the end of each round;
+  /// if any rank saw it, all checkpoint that round and return kInterrupted together.
+  const volatile std::sig_atomic_t* stop_requested = nullptr;
 };
 
 /// Runs the whole federation. Collective: every rank returns the same Status.

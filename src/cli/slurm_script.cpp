@@ -1,0 +1,185 @@
+// `fedsilo slurm CONFIG.toml [-o FILE]`: writes the sbatch script of a run (see slurm_script.h).
+#include "cli/slurm_script.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "cli/commands.h"
+#include "cli/exit_codes.h"
+#include "core/fs.h"
+#include "fl/federation.h"
+
+namespace fedsilo::cli {
+namespace {
+
+namespace stdfs = std::filesystem;
+
+// Single-quoted for sh: safe for any path.
+std::string sh_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+std::string absolute(const std::string& path, const std::string& base) {
+  const stdfs::path p(path);
+  return (p.is_absolute() ? p : stdfs::path(base) / p).lexically_normal().string();
+}
+
+}  // namespace
+
+Result<int> count_manifest_silos(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return not_found("slurm.manifest: cannot read " + path);
+  std::string line;
+  int silos = 0, lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    if (const auto hash = line.find('#'); hash != std::string::npos) line.erase(hash);
+    std::istringstream fields(line);
+    std::vector<std::string> f;
+    for (std::string w; fields >> w;) f.push_back(w);
+    if (f.empty()) continue;
+    if (f.size() != 4) {
+      return invalid_argument(path + ":" + std::to_string(lineno) + ": expected NAME DATA_DIR STATE_DIR ALLOWED, got " +
+                              std::to_string(f.size()) + " fields");
+    }
+    ++silos;
+  }
+  if (silos == 0) return invalid_argument(path + ": the manifest lists no silos");
+  return silos;
+}
+
+Result<std::string> make_sbatch_script(const config::Config& cfg, const SbatchInputs& in) {
+  const config::SlurmSection& s = cfg.slurm;
+  const int silos = in.silos;
+  int nodes = s.nodes;
+  if (s.ranks_per_node > 0) {
+    const int needed = (silos + s.ranks_per_node - 1) / s.ranks_per_node;
+    if (nodes == 0) nodes = needed;
+    if (static_cast<int64_t>(nodes) * s.ranks_per_node < silos) {
+      return invalid_argument("slurm.nodes = " + std::to_string(nodes) + " x slurm.ranks_per_node = " +
+                              std::to_string(s.ranks_per_node) + " cannot hold " + std::to_string(silos) +
+                              " silos (one task per silo)");
+    }
+  }
+  if (nodes > silos) {
+    return invalid_argument("slurm.nodes = " + std::to_string(nodes) + " exceeds the " +
+                            std::to_string(silos) + " silos (one task per silo, at least one per node)");
+  }
+  const std::string output = s.output.empty() ? in.submit_dir + "/fedsilo-" + cfg.run.name + "-%j.out"
+                                              : absolute(s.output, in.submit_dir);
+
+  std::ostringstream o;
+  o << "#!/bin/bash\n"
+    << "# fedsilo job for " << in.config_path << "\n"
+    << "# Written by `fedsilo slurm` (fedsilo " << FEDSILO_VERSION << "). Submit with: sbatch THIS_FILE\n"
+    << "# One task per silo (" << silos << "), launched through PMIx. A fresh job starts at round 0; a\n"
+    << "# requeued one continues from its last checkpoint (--resume). Before the time limit (or on\n"
+    << "# `scancel --batch --signal=USR1`) the script forwards USR1 to the ranks, which checkpoint at\n"
+    << "# the next round boundary and exit " << kExitRequeue << "; the script then requeues its own job.\n"
+    << "#SBATCH --job-name=fedsilo-" << cfg.run.name << "\n"
+    << "#SBATCH --ntasks=" << silos << "\n";
+  if (nodes > 0) o << "#SBATCH --nodes=" << nodes << "\n";
+  if (s.ranks_per_node > 0) o << "#SBATCH --ntasks-per-node=" << s.ranks_per_node << "\n";
+  if (cfg.local.threads > 0) o << "#SBATCH --cpus-per-task=" << cfg.local.threads << "\n";
+  o << "#SBATCH --time=" << s.time << "\n";
+  if (!s.partition.empty()) o << "#SBATCH --partition=" << s.partition << "\n";
+  if (!s.account.empty()) o << "#SBATCH --account=" << s.account << "\n";
+  o << "#SBATCH --chdir=" << in.submit_dir << "\n"
+    << "#SBATCH --output=" << output << "\n"
+    << "#SBATCH --open-mode=append\n"
+    << "#SBATCH --requeue\n"
+    << "#SBATCH --signal=B:USR1@" << s.signal_seconds << "\n";
+  if (!s.manifest.empty()) {
+    o << "#SBATCH --fedsilo-silos=" << absolute(s.manifest, in.submit_dir) << "\n";
+  }
+  o << "\n"
+    << "FEDSILO=" << sh_quote(in.fedsilo_path) << "\n"
+    << "CONFIG=" << sh_quote(in.config_path) << "\n"
+    << "EXIT_REQUEUE=" << kExitRequeue << "\n"
+    << "\n"
+    << "echo \"fedsilo job ${SLURM_JOB_ID}: start $(date -Is), restart ${SLURM_RESTART_COUNT:-0},\" \\\n"
+    << "     \"${SLURM_NTASKS} tasks on ${SLURM_JOB_NODELIST}\"\n"
+    << "\n"
+    << "# USR1 reaches this shell only (B:); pass it on to the ranks through srun.\n"
+    << "step=\n"
+    << "forward_usr1() {\n"
+    << "  echo \"fedsilo job ${SLURM_JOB_ID}: USR1 at $(date -Is): checkpoint at the next round boundary\"\n"
+    << "  if [[ -n \"$step\" ]]; then kill -USR1 \"$step\" 2>/dev/null; fi\n"
+    << "}\n"
+    << "trap forward_usr1 USR1\n"
+    << "\n"
+    << "srun --mpi=pmix \"$FEDSILO\" train \"$CONFIG\" --resume &\n"
+    << "step=$!\n"
+    << "# A trapped signal interrupts `wait`; wait again until srun itself has finished.\n"
+    << "while :; do\n"
+    << "  wait \"$step\"\n"
+    << "  rc=$?\n"
+    << "  kill -0 \"$step\" 2>/dev/null || break\n"
+    << "done\n"
+    << "\n"
+    << "if [[ $rc -eq $EXIT_REQUEUE ]]; then\n"
+    << "  echo \"fedsilo job ${SLURM_JOB_ID}: checkpointed; requeueing\"\n"
+    << "  scontrol requeue \"$SLURM_JOB_ID\"\n"
+    << "  exit 0\n"
+    << "fi\n"
+    << "echo \"fedsilo job ${SLURM_JOB_ID}: fedsilo exited $rc at $(date -Is)\"\n"
+    << "exit $rc\n";
+  return o.str();
+}
+
+int run_slurm(const SlurmArgs& args) {
+  auto fail = [](const std::string& msg, int code) {
+    std::fprintf(stderr, "fedsilo slurm: error: %s\n", msg.c_str());
+    return code;
+  };
+  auto cfg = config::load_config(args.config);
+  if (!cfg.ok()) return fail(cfg.status().message(), exit_code_for(cfg.status()));
+  std::error_code ec;
+  const std::string cwd = stdfs::current_path(ec).string();
+  if (ec) return fail("cannot read the current directory: " + ec.message(), kExitError);
+
+  SbatchInputs in;
+  in.config_path = stdfs::absolute(args.config, ec).lexically_normal().string();
+  in.submit_dir = cwd;
+  in.fedsilo_path = stdfs::read_symlink("/proc/self/exe", ec).string();
+  if (ec || in.fedsilo_path.empty()) return fail("cannot find the fedsilo executable (/proc/self/exe)", kExitError);
+
+  if (!cfg->slurm.manifest.empty()) {
+    auto n = count_manifest_silos(absolute(cfg->slurm.manifest, cwd));
+    if (!n.ok()) return fail(n.status().message(), exit_code_for(n.status()));
+    in.silos = n.value();
+  } else {
+    auto n = fl::count_silos(absolute(cfg->data.silos_dir, cwd));
+    if (!n.ok()) return fail(n.status().message(), exit_code_for(n.status()));
+    in.silos = n.value();
+  }
+  auto script = make_sbatch_script(cfg.value(), in);
+  if (!script.ok()) return fail(script.status().message(), exit_code_for(script.status()));
+
+  if (args.output.empty()) {
+    std::fwrite(script->data(), 1, script->size(), stdout);
+    return std::fflush(stdout) == 0 ? kExitOk : kExitError;
+  }
+  Status st = fs::write_text_atomically(args.output, script.value());
+  if (!st.ok()) return fail(st.message(), kExitError);
+  stdfs::permissions(args.output, stdfs::perms::owner_exec | stdfs::perms::group_exec | stdfs::perms::others_exec,
+                     stdfs::perm_options::add, ec);
+  std::fprintf(stderr, "fedsilo slurm: wrote %s (%d tasks); submit with: sbatch %s\n", args.output.c_str(),
+               in.silos, args.output.c_str());
+  return kExitOk;
+}
+
+}  // namespace fedsilo::cli

@@ -1,0 +1,139 @@
+// `fedsilo slurm`: the [slurm] config table, Slurm time limits, the generated sbatch script and
+// SPANK manifest counting.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <regex>
+
+#include "cli/exit_codes.h"
+#include "cli/slurm_script.h"
+#include "config/config.h"
+#include "test_util.h"
+
+namespace fedsilo::cli {
+namespace {
+
+config::Config parse(const std::string& slurm_table) {
+  const std::string text = "[run]\nname = \"job\"\n[data]\nsilos_dir = \"silos\"\n[local]\nthreads = 2\n" + slurm_table;
+  auto c = config::parse_config(text, "t.toml");
+  EXPECT_TRUE(c.ok()) << c.status().message();
+  return c.ok() ? c.value() : config::Config{};
+}
+
+std::string bad_message(const std::string& slurm_table) {
+  auto c = config::parse_config("[data]\nsilos_dir = \"s\"\n" + slurm_table, "t.toml");
+  EXPECT_FALSE(c.ok()) << slurm_table;
+  return c.ok() ? "" : c.status().message();
+}
+
+SbatchInputs inputs(int silos) { return {"/abs/cfg.toml", "/opt/fedsilo/bin/fedsilo", "/home/u/exp", silos}; }
+
+bool has_line(const std::string& script, const std::string& line) {
+  return script.find("\n" + line + "\n") != std::string::npos;
+}
+
+TEST(SlurmTime, AcceptsSlurmsFormsAndRejectsTheRest) {
+  EXPECT_EQ(config::slurm_time_seconds("90").value(), 90 * 60);
+  EXPECT_EQ(config::slurm_time_seconds("10:30").value(), 10 * 60 + 30);
+  EXPECT_EQ(config::slurm_time_seconds("01:00:00").value(), 3600);
+  EXPECT_EQ(config::slurm_time_seconds("2-00").value(), 2 * 86400);
+  EXPECT_EQ(config::slurm_time_seconds("1-02:03").value(), 86400 + 2 * 3600 + 3 * 60);
+  EXPECT_EQ(config::slurm_time_seconds("1-02:03:04").value(), 86400 + 2 * 3600 + 3 * 60 + 4);
+  for (const char* bad : {"", "1h", "-5", "1:2:3:4", "0", "00:00:00", "1-", "a-01:00", "01:00:00 "}) {
+    EXPECT_FALSE(config::slurm_time_seconds(bad).ok()) << "'" << bad << "'";
+  }
+}
+
+TEST(SlurmConfig, BadValuesNameTheirKey) {
+  EXPECT_NE(bad_message("[slurm]\ntime = \"1 hour\"\n").find("slurm.time"), std::string::npos);
+  EXPECT_NE(bad_message("[slurm]\nnodes = -1\n").find("slurm.nodes"), std::string::npos);
+  EXPECT_NE(bad_message("[slurm]\nranks_per_node = -2\n").find("slurm.ranks_per_node"), std::string::npos);
+  EXPECT_NE(bad_message("[slurm]\nsignal_seconds = 0\n").find("slurm.signal_seconds"), std::string::npos);
+  // The warning must come before the limit.
+  EXPECT_NE(bad_message("[slurm]\ntime = \"5:00\"\nsignal_seconds = 300\n").find("below the time limit"),
+            std::string::npos);
+  EXPECT_NE(bad_message("[slurm]\npartition = \"a b\"\n").find("slurm.partition"), std::string::npos);
+  EXPECT_NE(bad_message("[slurm]\naccount = \"x$(rm)\"\n").find("slurm.account"), std::string::npos);
+  EXPECT_NE(bad_message("[slurm]\nqueue = \"x\"\n").find("unknown config key"), std::string::npos);
+}
+
+TEST(SlurmConfig, JobSettingsDoNotChangeTheResumeHash) {
+  // A run may be resubmitted with a longer time limit or another partition and still resume.
+  const auto a = parse("");
+  const auto b = parse("[slurm]\ntime = \"2-00:00:00\"\npartition = \"long\"\nnodes = 2\n");
+  EXPECT_EQ(config::resume_hash(a), config::resume_hash(b));
+  // The canonical text keeps the table and parses back.
+  auto again = config::parse_config(config::to_toml(b), "canonical");
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_EQ(again->slurm.time, "2-00:00:00");
+  EXPECT_EQ(again->slurm.partition, "long");
+  EXPECT_EQ(again->slurm.nodes, 2);
+}
+
+TEST(SbatchScript, OneTaskPerSiloResumeRequeueAndSignal) {
+  auto s = make_sbatch_script(parse("[slurm]\ntime = \"02:00:00\"\nsignal_seconds = 600\npartition = \"gpu\"\naccount = \"proj7\"\n"),
+                              inputs(10));
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  const std::string& t = s.value();
+  EXPECT_EQ(t.rfind("#!/bin/bash\n", 0), 0u);
+  for (const char* line : {"#SBATCH --ntasks=10", "#SBATCH --time=02:00:00", "#SBATCH --partition=gpu",
+                           "#SBATCH --account=proj7", "#SBATCH --requeue", "#SBATCH --signal=B:USR1@600",
+                           "#SBATCH --open-mode=append", "#SBATCH --cpus-per-task=2",
+                           "#SBATCH --chdir=/home/u/exp", "#SBATCH --output=/home/u/exp/fedsilo-job-%j.out",
+                           "#SBATCH --job-name=fedsilo-job", "trap forward_usr1 USR1",
+                           "srun --mpi=pmix \"$FEDSILO\" train \"$CONFIG\" --resume &",
+                           "FEDSILO='/opt/fedsilo/bin/fedsilo'", "CONFIG='/abs/cfg.toml'"}) {
+    EXPECT_TRUE(has_line(t, line)) << "missing: " << line << "\n" << t;
+  }
+  EXPECT_TRUE(has_line(t, "EXIT_REQUEUE=" + std::to_string(kExitRequeue)));
+  EXPECT_TRUE(has_line(t, "  scontrol requeue \"$SLURM_JOB_ID\""));
+  // No node count, no plugin option unless configured.
+  EXPECT_EQ(t.find("--nodes"), std::string::npos);
+  EXPECT_EQ(t.find("--fedsilo-silos"), std::string::npos);
+}
+
+TEST(SbatchScript, NodesFromRanksPerNodeAndManifestOption) {
+  auto s = make_sbatch_script(parse("[slurm]\nranks_per_node = 4\nmanifest = \"silos.txt\"\noutput = \"logs/%j.log\"\n"),
+                              inputs(10));
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  EXPECT_TRUE(has_line(s.value(), "#SBATCH --nodes=3"));  // ceil(10 / 4)
+  EXPECT_TRUE(has_line(s.value(), "#SBATCH --ntasks-per-node=4"));
+  EXPECT_TRUE(has_line(s.value(), "#SBATCH --fedsilo-silos=/home/u/exp/silos.txt"));
+  EXPECT_TRUE(has_line(s.value(), "#SBATCH --output=/home/u/exp/logs/%j.log"));
+}
+
+TEST(SbatchScript, PlacementThatCannotHoldTheSilosIsRejected) {
+  auto s = make_sbatch_script(parse("[slurm]\nnodes = 2\nranks_per_node = 4\n"), inputs(10));
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("slurm.nodes = 2 x slurm.ranks_per_node = 4"), std::string::npos);
+  auto t = make_sbatch_script(parse("[slurm]\nnodes = 11\n"), inputs(10));
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("slurm.nodes = 11"), std::string::npos);
+}
+
+TEST(SbatchScript, QuotesPathsForTheShell) {
+  SbatchInputs in = inputs(2);
+  in.config_path = "/data/it's here/cfg.toml";
+  auto s = make_sbatch_script(parse(""), in);
+  ASSERT_TRUE(s.ok());
+  EXPECT_TRUE(has_line(s.value(), "CONFIG='/data/it'\\''s here/cfg.toml'"));
+}
+
+TEST(Manifest, CountsSilosSkippingCommentsAndNamesABadLine) {
+  const std::string dir = test::fresh_dir("manifest");
+  std::ofstream(dir + "/good.txt") << "# consortium silos\n\nhosp-a /d/a /s/a alice,@radiology\n"
+                                      "hosp-b /d/b /s/b bob  # second\n";
+  auto n = count_manifest_silos(dir + "/good.txt");
+  ASSERT_TRUE(n.ok()) << n.status().message();
+  EXPECT_EQ(n.value(), 2);
+  std::ofstream(dir + "/bad.txt") << "hosp-a /d/a /s/a alice\nhosp-b /d/b bob\n";
+  auto b = count_manifest_silos(dir + "/bad.txt");
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(b.status().message().find("bad.txt:2"), std::string::npos) << b.status().message();
+  std::ofstream(dir + "/empty.txt") << "# nothing\n";
+  EXPECT_FALSE(count_manifest_silos(dir + "/empty.txt").ok());
+  EXPECT_FALSE(count_manifest_silos(dir + "/missing.txt").ok());
+}
+
+}  // namespace
+}  // namespace fedsilo::cli
