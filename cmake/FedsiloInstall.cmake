@@ -26,7 +26,7 @@ install(FILES ${PROJECT_BINARY_DIR}/fedsiloConfig.cmake ${PROJECT_BINARY_DIR}/fe
 
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/examples/ DESTINATION ${CMAKE_INSTALL_DATADIR}/fedsilo/examples)
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/slurm/ DESTINATION ${CMAKE_INSTALL_DATADIR}/fedsilo/slurm
-        FILES_MATCHING PATTERN "*.sbatch")
+        FILES_MATCHING PATTERN "*.sbatch" PATTERN "*.conf" PATTERN "spank" EXCLUDE)
 
 # Modulefiles: filled in at install time, so `cmake --install build --prefix P` writes P's paths.
 set(FEDSILO_MODULE_LUA_IN ${PROJECT_SOURCE_DIR}/modulefiles/fedsilo.lua.in)

@@ -2,6 +2,7 @@
 # Federations submitted with sbatch to the test cluster, from scripts written by `fedsilo slurm`.
 #
 #   test_slurm_jobs.sh federation   a job runs to the end: model, metrics, accuracy, job log
+#   test_slurm_jobs.sh template     slurm/fedsilo-job.sbatch with the settings on the sbatch line
 #   test_slurm_jobs.sh requeue      `scontrol requeue` mid-run: the job restarts by itself, resumes
 #                                   from a round strictly between 0 and the last, and its final
 #                                   model equals an uninterrupted run's, bitwise
@@ -9,7 +10,7 @@
 #                                   sends before a time limit): fedsilo checkpoints at the round
 #                                   boundary, exits 5, the script requeues its own job
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-mode=${1:?usage: test_slurm_jobs.sh federation|requeue|usr1}
+mode=${1:?usage: test_slurm_jobs.sh federation|template|requeue|usr1}
 require_cluster
 fresh_test_dir
 cd "$FEDSILO_TEST_DIR"
@@ -73,6 +74,20 @@ federation)
   grep -q "4 silos on 1 node" "$log" || fail "job log lacks the start banner"
   grep -q "fedsilo exited 0" "$log" || fail "job log lacks the exit line"
   echo "PASS: job $job, 4 rounds, accuracy $acc"
+  ;;
+template)
+  write_config tpl 2 1
+  for f in "$FEDSILO_SOURCE_DIR"/slurm/*.sbatch "$FEDSILO_SOURCE_DIR"/slurm/examples/*.sbatch; do
+    bash -n "$f" || fail "$f is not valid bash"
+  done
+  job=$(FEDSILO="$FEDSILO_BIN" sbatch --parsable --ntasks=4 --time=10 --export=ALL \
+          --output="$FEDSILO_TEST_DIR/tpl-%j.out" "$FEDSILO_SOURCE_DIR/slurm/fedsilo-job.sbatch" tpl.toml) ||
+    fail "sbatch of the template failed"
+  wait_job "$job" 300
+  [[ "$(job_state "$job")" == COMPLETED ]] || { cat "tpl-$job.out" >&2; fail "template job $job ended $(job_state "$job")"; }
+  [[ -f runs/tpl/model.h5 && $(rounds_done tpl) -eq 2 ]] || { cat "tpl-$job.out" >&2; fail "template job left no complete run"; }
+  grep -q "fedsilo exited 0" "tpl-$job.out" || fail "template job log lacks the exit line"
+  echo "PASS: template job $job"
   ;;
 requeue|usr1)
   rounds=12
