@@ -127,20 +127,18 @@ const std::vector<std::string>& allreduce_algorithm_names() {
 SelectorChoice select_algorithm(const SelectorInput& in) {
   const Costs c(in);
   SelectorChoice choice;
+  choice.predicted = {{"dense-flat", c.dense_flat()}, {"dense-hier", c.dense_hier()}};
   if (in.level == CompressionLevel::kNode && in.density < 1.0) {
-    const double base = c.node_reduce_broadcast();
+    const double base = c.node_reduce_broadcast() + c.n * in.compress_seconds_per_float;
     const double ag = base + c.allgather(c.N, 1, c.N);
     const double rd = base + c.recursive_doubling(c.N, 1);
-    choice.predicted = {{"sparse-hier/allgather", ag}, {"sparse-hier/rd", rd}};
-    choice.algorithm = "sparse-hier";
     // Equal bytes on two leaders (or disjoint supports on a power of two): keep the
     // allgather, whose single round is simpler; doubling must win by 5%.
     choice.leader_exchange =
         rd < 0.95 * ag ? LeaderExchange::kRecursiveDoubling : LeaderExchange::kAllgather;
-    return choice;
-  }
-  choice.predicted = {{"dense-flat", c.dense_flat()}, {"dense-hier", c.dense_hier()}};
-  if (in.density < 1.0) {
+    choice.predicted.emplace_back("sparse-hier/allgather", ag);
+    choice.predicted.emplace_back("sparse-hier/rd", rd);
+  } else if (in.density < 1.0) {
     choice.predicted.emplace_back("sparse-allgather", c.allgather(c.P, c.L, c.N));
     choice.predicted.emplace_back("sparse-rd", c.recursive_doubling(c.P, c.L));
   }
@@ -148,10 +146,13 @@ SelectorChoice select_algorithm(const SelectorInput& in) {
   choice.algorithm = "dense-flat";
   double best = flat;
   for (const auto& [name, t] : choice.predicted) {
+    // Only the leaders' exchange the rule above picked stands for sparse-hier.
+    if (name == "sparse-hier/rd" && choice.leader_exchange != LeaderExchange::kRecursiveDoubling) continue;
+    if (name == "sparse-hier/allgather" && choice.leader_exchange != LeaderExchange::kAllgather) continue;
     // Strictly cheaper and 5% under the baseline; ties keep the earlier (simpler) one.
     if (t < best && t < 0.95 * flat) {
       best = t;
-      choice.algorithm = name;
+      choice.algorithm = name.starts_with("sparse-hier") ? "sparse-hier" : name;
     }
   }
   return choice;
@@ -240,6 +241,43 @@ Result<LinkModel> calibrate_links(Topology& topology, const LinkModel& defaults,
     link.measured = true;
   }
   return link;
+}
+
+Result<double> calibrate_compute(Topology& topology,
+                                 const std::function<Status(std::span<const float>)>& work,
+                                 int64_t sample_floats, int iterations) {
+  if (sample_floats < 1 || iterations < 1) {
+    return invalid_argument("calibrate_compute: sample_floats >= 1 and iterations >= 1");
+  }
+  Comm& world = topology.world();
+  // Update-like data (normal-ish, distinct magnitudes), the same on every leader.
+  std::vector<float> sample(static_cast<size_t>(sample_floats));
+  uint32_t x = 0x9e3779b9u;
+  for (auto& v : sample) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    v = (static_cast<float>(x & 0xffffff) / 16777216.0f - 0.5f) * 2e-3f;
+  }
+  std::vector<double> times;
+  Status st;
+  for (int it = -1; it < iterations; ++it) {  // it = -1 warms up
+    FEDSILO_CHECK(world.barrier());
+    if (!topology.is_leader()) continue;
+    const auto t0 = std::chrono::steady_clock::now();
+    if (st.ok()) st = work(sample);
+    if (it >= 0) {
+      times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+  }
+  FEDSILO_CHECK(world.agree(st.ok() ? st : Status(st.code(), "compute calibration: " + st.message())));
+  double per_float[1] = {0.0};
+  if (!times.empty()) {
+    std::sort(times.begin(), times.end());
+    per_float[0] = times[times.size() / 2] / static_cast<double>(sample_floats);
+  }
+  FEDSILO_CHECK(world.allreduce_max(std::span<double>(per_float, 1)));
+  return per_float[0];
 }
 
 // ------------------------------------------------------------------------------------- factory

@@ -17,17 +17,24 @@
 // - sparse-rd       per step k of the doubling (fold and result return included): a + c *
 //                   min(s(d_k), 4n) / B, c = ranks of the node sending across at once, where
 //                   steps at rank distance >= L cross nodes; plus merges.
-// - sparse-hier     (level "node" only; picks the leaders' exchange) a node-local reduce and
-//                   broadcast, 2 ceil(log2 L) (a_i + M / B_i), then allgather or recursive
-//                   doubling among the N leaders (one per node, so c = 1); doubling must
-//                   be 5% cheaper than the allgather to be chosen.
+// - sparse-hier     (level "node") a node-local reduce and broadcast, 2 ceil(log2 L) (a_i +
+//                   M / B_i), the leader's compression of the node sum (error feedback +
+//                   selection + encoding), n * c_z, then allgather or recursive doubling among
+//                   the N leaders (one per node, so c = 1); doubling must be 5% cheaper than
+//                   the allgather to be chosen. c_z is measured at start-up on all leaders at
+//                   once (calibrate_compute), so cores shared by several leaders count.
 // The cheapest wins, except that anything other than dense-flat must beat it by 5% (the
 // baseline is never lost to a model error that small). Level "silo" with density < 1 chooses
-// among dense-flat, dense-hier, sparse-allgather, sparse-rd; density >= 1 (no compression)
-// among the two dense ones.
+// among dense-flat, dense-hier, sparse-allgather, sparse-rd (every silo compresses in all of
+// them: the same sum); density >= 1 (no compression) among the two dense ones. Level "node"
+// with density < 1 chooses among dense-flat, dense-hier and sparse-hier: where compressing the
+// node sums costs more than the bytes it saves (fast links, slow cores), `auto` sends the
+// updates uncompressed (the exact sum; the leaders' residuals stay zero).
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -61,6 +68,9 @@ struct SelectorInput {
   LinkModel link;
   double merge_seconds_per_value = 2e-9;   // decode + scatter-add of one sparse value
   double add_seconds_per_float = 2.5e-10;  // dense add, ~16 GB/s of reads and writes
+  /// Leader's compression of the node sum, per float (level node). Default: error feedback +
+  /// exact top-k + encoding measured on one core of the CI machine (55 ms for 2^24 floats).
+  double compress_seconds_per_float = 3.3e-9;
 };
 
 struct SelectorChoice {
@@ -84,6 +94,13 @@ const std::vector<std::string>& allreduce_algorithm_names();
 [[nodiscard]] Result<LinkModel> calibrate_links(Topology& topology, const LinkModel& defaults,
                                                 int iterations = 10,
                                                 int64_t large_bytes = int64_t{1} << 20);
+
+/// Seconds per float of `work` (a compression of `sample_floats` random floats), run by every
+/// node leader at the same time, as the leaders of a level-"node" round do: the median of
+/// `iterations` runs, the slowest leader's, on every rank. Collective over the world.
+[[nodiscard]] Result<double> calibrate_compute(
+    Topology& topology, const std::function<Status(std::span<const float>)>& work,
+    int64_t sample_floats = int64_t{1} << 20, int iterations = 3);
 
 /// What the factory needs beyond the name.
 struct AlgorithmConfig {

@@ -30,8 +30,10 @@ Result<std::unique_ptr<Aggregation>> Aggregation::create(mpi::Topology& topology
                                                          const std::string& algorithm,
                                                          mpi::LeaderExchange leader_exchange) {
   std::unique_ptr<Aggregation> a(new Aggregation(topology, settings));
-  const bool compress = density < 1.0;
   const bool node_level = settings.level == mpi::CompressionLevel::kNode;
+  // Level node on a dense algorithm (as `auto` may choose) sums the updates uncompressed.
+  const bool dense_name = algorithm == "dense-flat" || algorithm == "dense-hier";
+  const bool compress = density < 1.0 && !(node_level && dense_name);
   const bool sparse_name = algorithm == "sparse-allgather" || algorithm == "sparse-rd";
   if (node_level && sparse_name) {
     return invalid_argument(algorithm +

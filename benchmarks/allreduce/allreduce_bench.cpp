@@ -260,6 +260,8 @@ class Bench {
     int64_t link_tx = 0, link_rx = 0;  // this node's link counters over the timed iterations
     uint32_t round = 1;
   };
+  /// Seconds per float of the leaders' compression at `density` (for auto at level node).
+  [[nodiscard]] Result<double> compression_cost(int64_t n, double density);
   /// Builds, checks (-c) and warms up one algorithm; null when the pair is skipped.
   [[nodiscard]] Result<std::unique_ptr<Entry>> setup(int64_t n, double density,
                                                      const std::string& requested);
@@ -431,6 +433,34 @@ Status Bench::check_row(Aggregation& agg, int64_t n, std::string& verdict) {
   return {};
 }
 
+Result<double> Bench::compression_cost(int64_t n, double density) {
+  // What `auto` measures in training: the leaders' compression (error feedback, selection,
+  // encoding) of a sample, all leaders at once.
+  compression::CompressionConfig zc;
+  zc.method = settings_.method;
+  zc.density = density;
+  zc.value_type = settings_.value_type;
+  zc.error_feedback = settings_.error_feedback;
+  zc.threads = settings_.threads;
+  FEDSILO_ASSIGN_OR_RETURN(auto compressor, compression::make_compressor(zc));
+  const int64_t sample = std::min<int64_t>(n, int64_t{1} << 20);
+  compression::CompressorState scratch;
+  if (zc.error_feedback) scratch.residual.assign(static_cast<size_t>(sample), 0.0f);
+  auto work = [&](std::span<const float> s) -> Status {
+    FEDSILO_ASSIGN_OR_RETURN(auto sv, compressor->compress(s, scratch, settings_.seed, 0, 0));
+    std::vector<uint8_t> wire;
+    mpi::EncodeOptions eo;
+    eo.value_type = settings_.value_type;
+    return mpi::encode_sparse(sv, 0, 0, eo, wire);
+  };
+  FEDSILO_ASSIGN_OR_RETURN(const double per_float, mpi::calibrate_compute(*topo_, work, sample));
+  if (root()) {
+    std::printf("# auto: leaders' compression at density %g measured %.2f ns/float\n", density,
+                per_float * 1e9);
+  }
+  return per_float;
+}
+
 Result<std::unique_ptr<Bench::Entry>> Bench::setup(int64_t n, double density,
                                                    const std::string& requested) {
   std::string name = requested;
@@ -445,6 +475,9 @@ Result<std::unique_ptr<Bench::Entry>> Bench::setup(int64_t n, double density,
     in.value_type = settings_.value_type;
     in.level = settings_.level;
     in.link = link_;
+    if (settings_.level == mpi::CompressionLevel::kNode && density < 1.0) {
+      FEDSILO_ASSIGN_OR_RETURN(in.compress_seconds_per_float, compression_cost(n, density));
+    }
     const auto c = mpi::select_algorithm(in);
     name = c.algorithm;
     exchange = c.leader_exchange;

@@ -1,6 +1,7 @@
 // Compression + allreduce for the round driver.
 #include "fl/update_exchange.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "compression/compressor.h"
@@ -18,6 +19,7 @@ struct UpdateExchange::Impl {
   std::unique_ptr<mpi::Topology> topology;
   int64_t length = 0;
   bool node_level = false;
+  bool node_compresses = false;  // level node on sparse-hier (not a dense algorithm chosen by auto)
   compression::CompressionConfig zcfg;
   std::unique_ptr<compression::Compressor> compressor;  // null: method none
   compression::CompressorState state;
@@ -84,6 +86,23 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
     in.value_type = impl->zcfg.value_type;
     in.level = impl->node_level ? mpi::CompressionLevel::kNode : mpi::CompressionLevel::kSilo;
     in.link = link;
+    if (impl->node_level && impl->compressor) {
+      // What the leaders' compression costs here, all leaders at once (shared cores count).
+      const int64_t sample = std::min<int64_t>(length, int64_t{1} << 20);
+      compression::CompressorState scratch;
+      if (z.error_feedback) scratch.residual.assign(static_cast<size_t>(sample), 0.0f);
+      if (z.momentum_correction > 0.0) scratch.velocity.assign(static_cast<size_t>(sample), 0.0f);
+      Impl* self = impl.get();
+      auto work = [&](std::span<const float> s) -> Status {
+        FEDSILO_ASSIGN_OR_RETURN(auto sv, self->compressor->compress(s, scratch, cfg.run.seed, 0, 0));
+        std::vector<uint8_t> wire;
+        mpi::EncodeOptions eo;
+        eo.value_type = self->zcfg.value_type;
+        return mpi::encode_sparse(sv, 0, 0, eo, wire);
+      };
+      FEDSILO_ASSIGN_OR_RETURN(in.compress_seconds_per_float,
+                               mpi::calibrate_compute(*impl->topology, work, sample));
+    }
     const auto choice = mpi::select_algorithm(in);
     name = choice.algorithm;
     leaders = choice.leader_exchange;
@@ -95,7 +114,10 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
   ac.sparse.value_type = impl->zcfg.value_type;
   ac.leader_exchange = leaders;
   Impl* self = impl.get();
-  if (impl->node_level) {
+  // Level node compresses inside sparse-hier; a dense algorithm (`auto` found that compression
+  // does not pay) sums the updates uncompressed.
+  impl->node_compresses = impl->node_level && name == "sparse-hier";
+  if (impl->node_compresses) {
     // The node leader compresses the node's sum with its own residual.
     ac.compressor = [self](std::span<const float> node_sum) -> Result<kernels::SparseVector> {
       auto out = self->compressor->compress(node_sum, self->state, self->cfg.run.seed, self->round,
@@ -152,7 +174,7 @@ Status UpdateExchange::exchange(uint32_t round, std::span<float> update, bool tr
     FEDSILO_CHECK(m.sparse->sum(round, mine, update, as));
   } else if (auto* alg = dynamic_cast<mpi::DenseAllreduceAlgorithm*>(m.dense.get())) {
     FEDSILO_CHECK(alg->reduce(round, update, as));
-    stats.payload_bytes = m.node_level ? m.node_payload_bytes : stats.dense_bytes;
+    stats.payload_bytes = m.node_compresses ? m.node_payload_bytes : stats.dense_bytes;
   } else {
     fl::ReduceStats rs;
     FEDSILO_CHECK(m.dense->sum(update, rs));

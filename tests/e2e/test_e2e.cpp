@@ -259,7 +259,7 @@ TEST_F(E2E, CompressedRunResumesBitwiseWithItsResidual) {
   const std::string compression =
       "[compression]\nmethod = \"topk\"\ndensity = 0.05\nvalue_type = \"fp16\"\n"
       "error_feedback = true\nlevel = \"node\"\n[allreduce]\nalgorithm = \"auto\"\n"
-      "link_gbps = 1.0\n[topology]\nemulated_nodes = 2\n";
+      "link_gbps = 0.1\n[topology]\nemulated_nodes = 2\n";
   const std::string dir = silos_dir(4);
   const auto full = write_file(kTmp + "/cfg/zfull.toml", config_text("zfull", dir, 4) + compression);
   const auto part2 = write_file(kTmp + "/cfg/zpart2.toml", config_text("zpart", dir, 2) + compression);
@@ -284,6 +284,35 @@ TEST_F(E2E, CompressedRunResumesBitwiseWithItsResidual) {
   auto f = fedsilo::h5::File::open_read(run_dir("zpart") + "/private/silo-00/ckpt-000004.h5");
   ASSERT_TRUE(f.ok());
   EXPECT_TRUE(f->has("residual"));
+}
+
+TEST_F(E2E, AutoAtNodeLevelSendsDenseWhereCompressionDoesNotPay) {
+  // A link so fast that compressing the node sums costs more than sending them: auto picks a
+  // dense algorithm, and the run equals an uncompressed one bitwise (exact sums, no residual).
+  const std::string dir = silos_dir(4);
+  const std::string node =
+      "[compression]\nmethod = \"topk\"\ndensity = 0.05\nerror_feedback = true\nlevel = \"node\"\n"
+      "[allreduce]\nalgorithm = \"auto\"\nlink_gbps = 1000.0\nlink_latency_us = 0.0\n"
+      "[topology]\nemulated_nodes = 2\n";
+  const std::string plain = "[allreduce]\nalgorithm = \"dense-flat\"\n[topology]\nemulated_nodes = 2\n";
+  const auto a_cfg = write_file(kTmp + "/cfg/autodense.toml", config_text("autodense", dir, 2) + node);
+  const auto b_cfg = write_file(kTmp + "/cfg/plaindense.toml", config_text("plaindense", dir, 2) + plain);
+  auto r = train(4, a_cfg, "--overwrite");
+  ASSERT_EQ(r.code, 0) << r.output;
+  ASSERT_EQ(train(4, b_cfg, "--overwrite").code, 0);
+  const auto m = metrics_without_timings(run_dir("autodense") + "/metrics.jsonl");
+  ASSERT_EQ(m.size(), 2u);
+  const std::string chosen = m.back()["reducer"];
+  EXPECT_TRUE(chosen == "dense-flat" || chosen == "dense-hier") << chosen;
+  EXPECT_EQ(m.back()["compression_ratio"].get<double>(), 1.0);
+  const auto a = params_of(run_dir("autodense") + "/model.h5");
+  const auto b = params_of(run_dir("plaindense") + "/model.h5");
+  ASSERT_EQ(a.size(), b.size());
+  if (chosen == "dense-flat") {
+    EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
+  } else {
+    for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-5) << i;
+  }
 }
 
 TEST_F(E2E, ResumeWithoutCheckpointStartsAtRoundZero) {

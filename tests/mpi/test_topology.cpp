@@ -2,6 +2,9 @@
 // the allreduce algorithms use, and link calibration. Registered for 1 to 8 ranks.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <thread>
+
 #include <cstdlib>
 #include <numeric>
 #include <vector>
@@ -159,6 +162,40 @@ TEST(Calibration, MeasuresLinksAndGivesEveryRankTheSameModel) {
   double v[2] = {link->inter_bandwidth_Bps, -link->inter_bandwidth_Bps};
   ASSERT_TRUE(world->allreduce_max(std::span<double>(v, 2)).ok());
   EXPECT_EQ(v[0], -v[1]);  // max == min: the same on every rank
+}
+
+TEST(Calibration, ComputeCostIsTheSlowestLeadersAndOnlyLeadersWork) {
+  auto world = Comm::world();
+  ASSERT_TRUE(world.ok());
+  const int P = world->size();
+  auto t = Topology::create(world.value(), P % 2 == 0 ? 2 : 1);
+  ASSERT_TRUE(t.ok());
+  int calls = 0;
+  // Node 0's leader is slow on purpose: every rank must get at least its time per float.
+  const bool slow = t->is_leader() && t->node_index() == 0;
+  auto work = [&](std::span<const float> s) -> Status {
+    ++calls;
+    volatile double acc = 0.0;
+    for (float v : s) acc = acc + v;
+    if (slow) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    return {};
+  };
+  auto per_float = calibrate_compute(t.value(), work, 4096, 3);
+  ASSERT_TRUE(per_float.ok()) << per_float.status().to_string();
+  EXPECT_GE(per_float.value(), 0.02 / 4096);
+  EXPECT_LT(per_float.value(), 1.0 / 4096);
+  EXPECT_EQ(calls, t->is_leader() ? 4 : 0);  // a warm-up and 3 timed runs, leaders only
+  double v[2] = {per_float.value(), -per_float.value()};
+  ASSERT_TRUE(world->allreduce_max(std::span<double>(v, 2)).ok());
+  EXPECT_EQ(v[0], -v[1]);
+  // A failing leader becomes the same error on every rank.
+  auto bad = calibrate_compute(
+      t.value(), [&](std::span<const float>) -> Status {
+        return t->node_index() == 0 ? Status(StatusCode::kInternal, "boom") : Status{};
+      },
+      16, 1);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("compute calibration: boom"), std::string::npos);
 }
 
 }  // namespace

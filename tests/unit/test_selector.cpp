@@ -41,6 +41,10 @@ TEST(Selector, PicksTheExpectedAlgorithmForEachRowOfTheTable) {
        "sparse-hier"},
       {"node-level compression, no compression asked", 1.0, 8, 4, 64 * kMiB, 1.0,
        CompressionLevel::kNode, "dense-hier"},
+      {"node-level 1% on a 100 Gbit/s link: compressing 64 MiB costs more than the link time",
+       0.01, 8, 4, 64 * kMiB, 100.0, CompressionLevel::kNode, "dense-flat"},
+      {"node-level 1% at 10 Gbit/s on 4 nodes: the link saving still beats the compression", 0.01,
+       8, 4, 64 * kMiB, 10.0, CompressionLevel::kNode, "sparse-hier"},
   };
   for (const Row& r : rows) {
     SelectorInput in;
@@ -90,6 +94,34 @@ TEST(Selector, SparseHierChoosesRecursiveDoublingAmongManyLeadersAtHigherDensity
   in.ranks = 4;
   in.density = 0.001;
   EXPECT_EQ(select_algorithm(in).leader_exchange, LeaderExchange::kAllgather);
+}
+
+TEST(Selector, NodeLevelWeighsTheLeadersCompressionAgainstTheLinkTime) {
+  // 4 nodes x 2 ranks, 2^24 floats at 1%, 10 Gbit/s: cheap compression pays, slow compression
+  // (leaders sharing few cores) does not, and the switch point is where the model says.
+  SelectorInput in;
+  in.level = CompressionLevel::kNode;
+  in.density = 0.01;
+  in.ranks = 8;
+  in.nodes = 4;
+  in.message_bytes = 64 * kMiB;
+  in.link.inter_bandwidth_Bps = 1.25e9;
+  in.compress_seconds_per_float = 1e-9;
+  EXPECT_EQ(select_algorithm(in).algorithm, "sparse-hier");
+  in.compress_seconds_per_float = 20e-9;  // 335 ms for the node sum
+  const SelectorChoice slow = select_algorithm(in);
+  EXPECT_NE(slow.algorithm, "sparse-hier");
+  // The predictions list every candidate, dense ones included; the chosen one is the cheapest,
+  // or dense-flat when nothing beats it by 5%.
+  double chosen = -1.0, best = 1e30, flat = 0.0;
+  for (const auto& [name, t] : slow.predicted) {
+    best = std::min(best, t);
+    if (name == slow.algorithm) chosen = t;
+    if (name == "dense-flat") flat = t;
+  }
+  EXPECT_TRUE(chosen == best || (slow.algorithm == "dense-flat" && best >= 0.95 * flat))
+      << slow.algorithm << " " << chosen << " vs best " << best;
+  EXPECT_EQ(slow.predicted.size(), 4u);
 }
 
 TEST(Selector, NamesListTheFiveAlgorithms) {
