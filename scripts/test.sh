@@ -15,4 +15,9 @@ cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DFEDSILO_CUDA="${FEDSIL
 echo "== building"
 cmake --build "$BUILD" -j"$JOBS"
 echo "== testing"
+# The Slurm tests start a real cluster (munged, slurmctld, slurmd) as a CTest fixture and stop
+# it after the last test that needs it; stop it here too, should ctest itself be interrupted.
+if [[ $(id -u) -eq 0 ]]; then
+  trap 'bash "$ROOT/tests/slurm/cluster.sh" stop "$BUILD/tests/slurm/cluster" >/dev/null 2>&1 || true' EXIT
+fi
 ctest --test-dir "$BUILD" --output-on-failure -j"$JOBS" --timeout 600

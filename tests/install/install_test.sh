@@ -12,6 +12,18 @@ test -f "$PREFIX/lib/cmake/fedsilo/fedsiloConfig.cmake"
 test -f "$PREFIX/modulefiles/fedsilo/0.1.0.lua"
 test -f "$PREFIX/modulefiles-tcl/fedsilo/0.1.0"
 grep -q "$PREFIX" "$PREFIX/modulefiles/fedsilo/0.1.0.lua"
+# Job template, examples and configs.
+for f in share/fedsilo/slurm/fedsilo-job.sbatch share/fedsilo/slurm/examples/single-node.sbatch \
+         share/fedsilo/slurm/examples/multi-node.sbatch share/fedsilo/slurm/examples/sweep-density.sbatch \
+         share/fedsilo/examples/demo.toml; do
+  test -f "$PREFIX/$f" || { echo "install lacks $f"; exit 1; }
+done
+# The SPANK plugin, wherever Slurm's header was there to build it.
+if [[ -f /usr/include/slurm/spank.h ]]; then
+  test -f "$PREFIX/lib/fedsilo/spank_fedsilo.so" || { echo "install lacks lib/fedsilo/spank_fedsilo.so"; exit 1; }
+  nm -D "$PREFIX/lib/fedsilo/spank_fedsilo.so" | grep -q " slurm_spank_init$" ||
+    { echo "spank_fedsilo.so exports no slurm_spank_init"; exit 1; }
+fi
 
 cmake -S "$SRC/tests/install/consumer" -B "$WORK/consumer" -DCMAKE_PREFIX_PATH="$PREFIX" >"$WORK/consumer.log"
 cmake --build "$WORK/consumer" >>"$WORK/consumer.log"
