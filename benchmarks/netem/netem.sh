@@ -15,7 +15,8 @@
 #   NETEM_NODES     K
 # Facts behind the numbers (../../../shared/ENVIRONMENT.md): 1gbit with burst 256kb measured
 # 0.96 Gbit/s, 10gbit with burst 2mb 9.6 Gbit/s (a 64kb burst under-delivers at 10gbit); this
-# kernel has no netem, so no added delay (node-to-node round trip ~0.07 ms).
+# kernel has no netem, so no added delay (node-to-node round trip ~0.07 ms). The nodes are built
+# by nodes.sh, shared with tests/slurm/multinode.sh (prefix fstest, 10.78.0.0/24).
 set -euo pipefail
 
 nodes=4
@@ -23,6 +24,7 @@ rate=1gbit
 slots=2
 counters=""
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "${here}/nodes.sh"
 
 usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [[ $# -gt 0 ]]; do
@@ -40,23 +42,16 @@ done
 [[ $(id -u) -eq 0 ]] || { echo "netem.sh: needs root (network namespaces)" >&2; exit 2; }
 [[ "$nodes" =~ ^[0-9]+$ && "$nodes" -ge 1 && "$nodes" -le 200 ]] || {
   echo "netem.sh: --nodes 1..200" >&2; exit 2; }
-case "$rate" in
-  1gbit) burst=256kb ;;
-  10gbit) burst=2mb ;;
-  none) burst="" ;;
-  *) echo "netem.sh: --rate 1gbit, 10gbit or none" >&2; exit 2 ;;
-esac
+burst=$(nodes_burst "$rate") || { echo "netem.sh: --rate 1gbit, 10gbit or none" >&2; exit 2; }
 
 # Everything this script creates carries the fsbench prefix; nothing else is touched.
-prefix=fsbench
-hub="${prefix}-hub"
-state=/run/${prefix}         # UTS namespace files, hostfile, agent map
-subnet=10.77.0
-ns_of() { echo "${prefix}-node$1"; }
-ip_of() { echo "${subnet}.$((10 + $1))"; }
+nodes_init fsbench 10.77.0 "$nodes"
+state=$nodes_state           # UTS namespace files, hostfile (agent.sh reads them)
+subnet=$nodes_subnet
+ns_of() { nodes_ns "$1"; }
 
-if ip netns list | grep -q "^${hub}\b"; then
-  echo "netem.sh: ${hub} exists: another emulated cluster is running (or a stale one:" \
+if nodes_exists; then
+  echo "netem.sh: ${nodes_hub} exists: another emulated cluster is running (or a stale one:" \
        "delete it with 'ip netns del'; this script cleans up after itself)" >&2
   exit 2
 fi
@@ -64,79 +59,13 @@ fi
 teardown() {
   local rc=$?
   set +e
-  for ((i = 0; i < nodes; i++)); do
-    local ns; ns=$(ns_of "$i")
-    if ip netns list | grep -q "^${ns}\b"; then
-      # Only processes still inside our own namespaces (left over by a failed run), by pid.
-      for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -TERM "$pid" 2>/dev/null; done
-    fi
-  done
-  sleep 0.2
-  for ((i = 0; i < nodes; i++)); do
-    local ns; ns=$(ns_of "$i")
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
-    ip netns del "$ns" 2>/dev/null
-    rm -rf "/etc/netns/${ns}"
-    if [[ -e "${state}/uts/node$i" ]]; then
-      umount "${state}/uts/node$i" 2>/dev/null
-      rm -f "${state}/uts/node$i"
-    fi
-  done
-  ip netns del "$hub" 2>/dev/null
-  rm -rf "$state"
-  rmdir /etc/netns 2>/dev/null
-  # `ip netns add` leaves /run/netns mounted on itself; undo that only when no namespace is
-  # left in it (other users' namespaces keep it).
-  if [[ -d /run/netns && -z "$(ls -A /run/netns 2>/dev/null)" ]]; then
-    umount /run/netns 2>/dev/null
-    rmdir /run/netns 2>/dev/null
-  fi
+  nodes_down
   exit "$rc"
 }
 trap teardown EXIT
 trap 'exit 130' INT TERM HUP
 
-mkdir -p "${state}/uts"
-ip netns add "$hub"
-ip -n "$hub" link add br0 type bridge
-ip -n "$hub" link set br0 up
-ip -n "$hub" link set lo up
-
-hosts_file="${state}/hosts"
-{
-  echo "127.0.0.1 localhost"
-  for ((i = 0; i < nodes; i++)); do echo "$(ip_of "$i") node$i"; done
-} > "$hosts_file"
-
-shape() {  # shape NETNS DEV
-  [[ -n "$burst" ]] || return 0
-  # latency bounds the queue (limit); 50 ms of queue at 1 Gbit/s is ~6 MB.
-  ip netns exec "$1" tc qdisc add dev "$2" root tbf rate "$rate" burst "$burst" latency 50ms
-}
-
-for ((i = 0; i < nodes; i++)); do
-  ns=$(ns_of "$i")
-  ip netns add "$ns"
-  # Own host name: a persistent UTS namespace bound to a file, entered by agent.sh.
-  touch "${state}/uts/node$i"
-  unshare --uts="${state}/uts/node$i" hostname "node$i"
-  # Name resolution inside the node: `ip netns exec` bind-mounts /etc/netns/NS/hosts.
-  mkdir -p "/etc/netns/${ns}"
-  cp "$hosts_file" "/etc/netns/${ns}/hosts"
-  # veth: eth0 inside the node, h$i in the hub on the bridge.
-  ip link add "${prefix}-v$i" type veth peer name "${prefix}-h$i"
-  ip link set "${prefix}-v$i" netns "$ns"
-  ip link set "${prefix}-h$i" netns "$hub"
-  ip -n "$ns" link set "${prefix}-v$i" name eth0
-  ip -n "$hub" link set "${prefix}-h$i" name "h$i"
-  ip -n "$ns" addr add "$(ip_of "$i")/24" dev eth0
-  ip -n "$ns" link set eth0 up
-  ip -n "$ns" link set lo up
-  ip -n "$hub" link set "h$i" master br0
-  ip -n "$hub" link set "h$i" up
-  shape "$ns" eth0
-  shape "$hub" "h$i"
-done
+nodes_up "$rate"
 
 hostfile="${state}/hostfile"
 for ((i = 0; i < nodes; i++)); do echo "node$i slots=${slots}"; done > "$hostfile"
