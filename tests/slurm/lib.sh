@@ -48,13 +48,19 @@ same_params() {
   h5diff -q "$1" "$2" /params /params || fail "params of $1 and $2 differ"
 }
 
-# A small Fashion-MNIST partition shared by the Slurm tests (made once per build).
+# A small Fashion-MNIST partition shared by the Slurm tests (made once per build; tests running
+# at the same time wait for the one that makes it).
 test_partition() {
-  local silos=$1 out="$FEDSILO_TEST_DIR/../fmnist-$1"
-  if [[ ! -f "$out/partition.json" ]]; then
-    "$FEDSILO_BIN" partition --dataset fashion-mnist --silos "$silos" --scheme dirichlet:0.5 \
-      --seed 1 --max-train 4000 --max-test 1000 -q --out "$out.tmp.$$" >/dev/null
-    rm -rf "$out"; mv "$out.tmp.$$" "$out"
-  fi
-  echo "$(cd "$out" && pwd)"
+  local silos=$1 base; base=$(cd "$FEDSILO_TEST_DIR/.." && pwd)
+  local out="$base/fmnist-$silos"
+  (
+    flock -w 300 9 || fail "timed out waiting for $base/.partition.lock"
+    if [[ ! -f "$out/partition.json" ]]; then
+      rm -rf "$out" "$out.tmp"
+      "$FEDSILO_BIN" partition --dataset fashion-mnist --silos "$silos" --scheme dirichlet:0.5 \
+        --seed 1 --max-train 4000 --max-test 1000 -q --out "$out.tmp" >/dev/null || fail "partition failed"
+      mv "$out.tmp" "$out"
+    fi
+  ) 9>"$base/.partition.lock"
+  echo "$out"
 }
