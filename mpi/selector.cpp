@@ -207,37 +207,62 @@ Result<LinkModel> calibrate_links(Topology& topology, const LinkModel& defaults,
     return invalid_argument("calibrate_links: iterations >= 1 and large_bytes >= 8");
   }
   Comm& world = topology.world();
-  // [inter latency, inter bandwidth, intra latency, intra bandwidth]; 0 = not measured here.
+  const int N = topology.num_nodes(), L = topology.local_size();
+  // The links are measured as the algorithms use them: all at once, so links and cores that
+  // several nodes share (an emulated cluster, a shared switch) show their real speed, and the
+  // slowest pair counts. [inter latency, inter s/byte, intra latency, intra s/byte]; 0 = not
+  // measured here.
   double m[4] = {0.0, 0.0, 0.0, 0.0};
-  if (topology.num_nodes() >= 2) {
-    const int a = topology.leader_of(0), b = topology.leader_of(1);
-    if (world.rank() == a || world.rank() == b) {
+  // Inter-node: the leaders of nodes 2i and 2i+1 ping-pong, every pair at the same time.
+  if (N >= 2) {
+    const int i = topology.node_index();
+    const int partner = i % 2 == 0 ? i + 1 : i - 1;
+    if (topology.is_leader() && partner < N) {
+      const int a = topology.leader_of(std::min(i, partner)), b = topology.leader_of(std::max(i, partner));
       double lat = 0.0, bw = 0.0;
       FEDSILO_CHECK(measure(world, a, b, large_bytes, iterations, lat, bw));
-      if (world.rank() == a) {
+      if (world.rank() == a && bw > 0.0) {
         m[0] = lat;
-        m[1] = bw;
+        m[1] = 1.0 / bw;
       }
     }
   }
-  if (topology.node_index() == 0 && topology.local_size() >= 2 && topology.local_rank() < 2) {
-    double lat = 0.0, bw = 0.0;
-    FEDSILO_CHECK(measure(topology.node(), 0, 1, large_bytes, iterations, lat, bw));
-    if (topology.local_rank() == 0) {
-      m[2] = lat;
-      m[3] = bw;
+  // Inside the nodes: latency from local ranks 0 and 1 of every node at once; bandwidth from
+  // what the dense algorithms do there, a reduce-scatter and an allgather of the same volume on
+  // every node at once (memory traffic and summation included).
+  if (L >= 2) {
+    Comm& node = topology.node();
+    if (node.rank() < 2) {
+      FEDSILO_ASSIGN_OR_RETURN(const double rt, ping_pong(node, 0, 1, 8, iterations));
+      if (node.rank() == 0) m[2] = rt / 2.0;
     }
+    const int64_t n = std::max<int64_t>(L, large_bytes / 4);
+    std::vector<float> data(static_cast<size_t>(n), 1.0f);
+    std::vector<int> counts(static_cast<size_t>(L));
+    for (int q = 0; q < L; ++q) counts[q] = static_cast<int>(n / L + (q < n % L ? 1 : 0));
+    std::vector<float> piece(static_cast<size_t>(counts[node.rank()]));
+    std::vector<double> times;
+    for (int it = -1; it < iterations; ++it) {
+      FEDSILO_CHECK(world.barrier());
+      const auto t0 = std::chrono::steady_clock::now();
+      FEDSILO_CHECK(node.reduce_scatter_sum(data, piece, counts));
+      FEDSILO_CHECK(node.allgatherv(piece, data, counts));
+      if (it >= 0) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(times.begin(), times.end());
+    const double moved = 2.0 * (L - 1) / L * 4.0 * static_cast<double>(n);  // the model's intra bytes
+    m[3] = times[times.size() / 2] / moved;
   }
   FEDSILO_CHECK(world.allreduce_max(std::span<double>(m, 4)));
   LinkModel link = defaults;
   if (m[1] > 0.0) {
     link.inter_latency_s = m[0];
-    link.inter_bandwidth_Bps = m[1];
+    link.inter_bandwidth_Bps = 1.0 / m[1];
     link.measured = true;
   }
   if (m[3] > 0.0) {
     link.intra_latency_s = m[2];
-    link.intra_bandwidth_Bps = m[3];
+    link.intra_bandwidth_Bps = 1.0 / m[3];
     link.measured = true;
   }
   return link;

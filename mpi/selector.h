@@ -87,13 +87,17 @@ SelectorChoice select_algorithm(const SelectorInput& in);
 /// The names `[allreduce] algorithm` accepts besides "auto".
 const std::vector<std::string>& allreduce_algorithm_names();
 
-/// Measures inter- and intra-node latency and bandwidth with ping-pongs between the leaders
-/// of nodes 0 and 1 and between local ranks 0 and 1 of node 0 (`iterations` round trips of 8
-/// bytes and of `large_bytes` each; median), and gives every rank the same result. Collective
-/// over the world. Links it cannot measure (one node, one rank per node) keep `defaults`.
+/// Measures the links as the algorithms use them, all at once: inter-node latency and
+/// bandwidth from ping-pongs between the leaders of nodes 2i and 2i+1, every pair at the same
+/// time (`iterations` round trips of 8 bytes and of `large_bytes`; median); intra-node latency
+/// from local ranks 0 and 1 of every node at once, intra-node bandwidth from a reduce-scatter
+/// plus allgather of `large_bytes` on every node at once (what dense-hier and the node sums of
+/// sparse-hier do: memory traffic, summation and shared cores included). The slowest pair or
+/// node counts; every rank gets the same result. Collective over the world. Links it cannot
+/// measure (one node, one rank per node) keep `defaults`.
 [[nodiscard]] Result<LinkModel> calibrate_links(Topology& topology, const LinkModel& defaults,
                                                 int iterations = 10,
-                                                int64_t large_bytes = int64_t{1} << 20);
+                                                int64_t large_bytes = int64_t{4} << 20);
 
 /// Seconds per float of `work` (a compression of `sample_floats` random floats), run by every
 /// node leader at the same time, as the leaders of a level-"node" round do: the median of

@@ -47,13 +47,8 @@ Result<std::unique_ptr<Aggregation>> Aggregation::create(mpi::Topology& topology
     return invalid_argument(algorithm + " needs compression (density < 1)");
   }
   if (compress) {
-    compression::CompressionConfig zc;
-    zc.method = settings.method;
-    zc.density = density;
-    zc.value_type = settings.value_type;
-    zc.error_feedback = settings.error_feedback;
-    zc.threads = settings.threads;
-    FEDSILO_ASSIGN_OR_RETURN(a->compressor_, compression::make_compressor(zc));
+    FEDSILO_ASSIGN_OR_RETURN(a->compressor_,
+                             compression::make_compressor(settings.compression_config(density)));
   }
 
   mpi::AlgorithmConfig ac;

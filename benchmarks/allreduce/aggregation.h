@@ -27,6 +27,17 @@ struct AggregationSettings {
   bool error_feedback = true;
   int threads = 1;
   uint64_t seed = 1;
+
+  /// The compressor these settings describe, at `density`.
+  [[nodiscard]] compression::CompressionConfig compression_config(double density) const {
+    compression::CompressionConfig zc;
+    zc.method = method;
+    zc.density = density;
+    zc.value_type = value_type;
+    zc.error_feedback = error_feedback;
+    zc.threads = threads;
+    return zc;
+  }
 };
 
 /// Seconds and bytes of one aggregation on this rank.

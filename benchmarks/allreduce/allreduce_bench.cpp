@@ -436,12 +436,7 @@ Status Bench::check_row(Aggregation& agg, int64_t n, std::string& verdict) {
 Result<double> Bench::compression_cost(int64_t n, double density) {
   // What `auto` measures in training: the leaders' compression (error feedback, selection,
   // encoding) of a sample, all leaders at once.
-  compression::CompressionConfig zc;
-  zc.method = settings_.method;
-  zc.density = density;
-  zc.value_type = settings_.value_type;
-  zc.error_feedback = settings_.error_feedback;
-  zc.threads = settings_.threads;
+  const compression::CompressionConfig zc = settings_.compression_config(density);
   FEDSILO_ASSIGN_OR_RETURN(auto compressor, compression::make_compressor(zc));
   const int64_t sample = std::min<int64_t>(n, int64_t{1} << 20);
   compression::CompressorState scratch;

@@ -4,9 +4,11 @@ the 784-200-200-10 MLP), the same data (the first batches*batch Fashion-MNIST tr
 read from the IDX gzip files with numpy), SGD lr 0.01 momentum 0.9, batch 64, one shuffled epoch
 per repeat, torch.set_num_threads(threads). Reports samples/s (median, min, max over repeats).
 
-Runs under Debian's /usr/bin/python3 (python3-torch, python3-numpy).
+Runs under Debian's /usr/bin/python3 (python3-torch, python3-numpy), or on the GPU machine
+with --device cuda (data and model on the GPU, the loss summed on the device and read once per
+epoch, the clock stopped after torch.cuda.synchronize(): eager PyTorch as a user would run it).
 Usage: pytorch_ref.py [--data DIR] [--threads 2] [--batch 64] [--batches 200] [--repeats 7]
-                      [--models niid-cnn,mlp] [--json FILE]
+                      [--models niid-cnn,mlp] [--device cpu|cuda] [--json FILE]
 """
 import argparse
 import gzip
@@ -66,8 +68,8 @@ class Mlp(nn.Module):
 
 
 def one_epoch(model, opt, x, y, batch, gen):
-    perm = torch.randperm(x.shape[0], generator=gen)
-    total = 0.0
+    perm = torch.randperm(x.shape[0], generator=gen).to(x.device)
+    total = torch.zeros((), device=x.device)
     for i in range(0, x.shape[0], batch):
         idx = perm[i:i + batch]
         xb, yb = x[idx], y[idx]
@@ -75,8 +77,8 @@ def one_epoch(model, opt, x, y, batch, gen):
         loss = F.cross_entropy(model(xb), yb)
         loss.backward()
         opt.step()
-        total += loss.item() * xb.shape[0]
-    return total / x.shape[0]
+        total += loss.detach() * xb.shape[0]
+    return total.item() / x.shape[0]  # one device-to-host read per epoch (it synchronizes)
 
 
 def main():
@@ -87,6 +89,7 @@ def main():
     ap.add_argument("--batches", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--models", default="niid-cnn,mlp")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--json", default="pytorch_ref.json")
     args = ap.parse_args()
 
@@ -94,17 +97,23 @@ def main():
     n = args.batch * args.batches
     images = read_idx(f"{args.data}/train-images-idx3-ubyte.gz", 0x803, 3)[:n]
     labels = read_idx(f"{args.data}/train-labels-idx1-ubyte.gz", 0x801, 1)[:n]
-    x = torch.from_numpy(images.astype(np.float32) / 255.0).reshape(n, 1, 28, 28).contiguous()
-    y = torch.from_numpy(labels.astype(np.int64))
+    if images.shape[0] < n:  # more batches than the training set: repeat it
+        reps = -(-n // images.shape[0])
+        images, labels = np.concatenate([images] * reps)[:n], np.concatenate([labels] * reps)[:n]
+    dev = torch.device(args.device)
+    x = torch.from_numpy(images.astype(np.float32) / 255.0).reshape(n, 1, 28, 28).contiguous().to(dev)
+    y = torch.from_numpy(labels.astype(np.int64)).to(dev)
 
     config = torch.__config__.show()
     blas = "unknown"
     for line in config.splitlines():
         if "BLAS_INFO" in line:
             blas = line.split("BLAS_INFO=")[1].split(",")[0]
-    print(f"pytorch_ref: torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"BLAS {blas}, batch {args.batch}, {args.batches} batches x {args.repeats} repeats")
-    out = {"benchmark": "pytorch_ref", "torch": torch.__version__, "threads": args.threads,
+    where = torch.cuda.get_device_name(0) if args.device == "cuda" else f"{torch.get_num_threads()} threads, BLAS {blas}"
+    print(f"pytorch_ref: torch {torch.__version__}, {args.device} ({where}), "
+          f"batch {args.batch}, {args.batches} batches x {args.repeats} repeats")
+    out = {"benchmark": "pytorch_ref", "torch": torch.__version__, "device": args.device,
+           "device_name": where, "threads": args.threads,
            "batch": args.batch, "batches": args.batches, "repeats": args.repeats,
            "blas": blas, "results": []}
     print(f"{'model':<10} {'samples/s med':>14} {'min':>10} {'max':>10} {'loss':>8}")
@@ -113,7 +122,7 @@ def main():
         make = NiidCnn if arch == "niid-cnn" else Mlp
         init = make().state_dict()
         gen = torch.Generator().manual_seed(1)
-        model = make()
+        model = make().to(dev)
         model.load_state_dict(init)
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         one_epoch(model, opt, x, y, args.batch, gen)  # warm-up

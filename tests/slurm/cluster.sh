@@ -21,6 +21,7 @@ usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 conf="$dir/slurm.conf"
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export SLURM_CONF="$conf"
 
 # Ports of our own, so a cluster of the system (if any) is not disturbed.
@@ -81,19 +82,8 @@ ClusterName=fedsilo-test
 SlurmctldHost=$host
 SlurmctldPort=$ctld_port
 SlurmdPort=$slurmd_port
-SlurmUser=root
-AuthType=auth/munge
+Include $here/common.conf
 AuthInfo=socket=$dir/munge/munge.socket,cred_expire=10
-CredType=cred/munge
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SchedulerType=sched/builtin
-SchedulerParameters=sched_interval=1
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-MpiDefault=pmix
-JobRequeue=1
-ReturnToService=2
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool
 SlurmctldPidFile=$dir/slurmctld.pid
@@ -102,11 +92,8 @@ SlurmctldLogFile=$dir/log/slurmctld.log
 SlurmdLogFile=$dir/log/slurmd.log
 SlurmdDebug=info
 TmpFS=$dir/tmp
-MailProg=/bin/true
 PlugStackConfig=$dir/plugstack.conf
-KillWait=5
 MinJobAge=600
-SlurmdParameters=config_overrides
 NodeName=$host CPUs=$cpus State=UNKNOWN
 PartitionName=test Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF

@@ -204,18 +204,8 @@ ClusterName=fedsilo-multinode
 SlurmctldHost=node0($(nodes_ip 0))
 SlurmctldPort=$ctld_port
 SlurmdPort=$slurmd_port
-SlurmUser=root
-AuthType=auth/munge
+Include ${FEDSILO_SOURCE_DIR}/tests/slurm/common.conf
 AuthInfo=socket=$cdir/munge/munge.socket,cred_expire=10
-CredType=cred/munge
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SchedulerType=sched/builtin
-SchedulerParameters=sched_interval=1
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-MpiDefault=pmix
-ReturnToService=2
 StateSaveLocation=$cdir/state
 SlurmdSpoolDir=$cdir/spool/%n
 SlurmctldPidFile=$cdir/slurmctld.pid
@@ -224,10 +214,7 @@ SlurmctldLogFile=$FEDSILO_TEST_DIR/log/slurmctld.log
 SlurmdLogFile=$FEDSILO_TEST_DIR/log/slurmd-%n.log
 SlurmdDebug=info
 TmpFS=$cdir/tmp/%n
-MailProg=/bin/true
 PlugStackConfig=$cdir/plugstack.conf
-KillWait=5
-SlurmdParameters=config_overrides
 EOF
   # The nodes share the machine's /tmp: each has its own TmpFS (PMIx makes its directories
   # there). CPUs=2 each, so `-N 4 -n 8` places exactly 2 tasks per node.
