@@ -22,11 +22,11 @@ endif()
 
 if(FEDSILO_HAVE_CUDA)
   file(GLOB FEDSILO_CUDA_SOURCES CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/kernels/cuda/*.cu)
-  add_library(fedsilo_cuda STATIC ${FEDSILO_CUDA_SOURCES})
+  add_library(fedsilo_cuda OBJECT ${FEDSILO_CUDA_SOURCES})
   set_target_properties(fedsilo_cuda PROPERTIES POSITION_INDEPENDENT_CODE ON
                                                 CUDA_SEPARABLE_COMPILATION OFF
                                                 CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON)
   target_include_directories(fedsilo_cuda PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src
                                                   ${CMAKE_CURRENT_SOURCE_DIR})
-  target_link_libraries(fedsilo_cuda PUBLIC CUDA::cudart)
+  target_link_libraries(fedsilo_cuda PUBLIC CUDA::cudart CUDA::cublas)
 endif()
