@@ -281,8 +281,8 @@ class CudaTopkSampled : public GpuTest {
 
 TEST_F(CudaTopkSampled, SelectsTheCpuSetOnEveryShapeSizeAndK) {
   uint64_t seed = 11;
-  for (const Shape shape :
-       {Shape::kNormal, Shape::kTies, Shape::kAllEqual, Shape::kWide, Shape::kSameBucket}) {
+  for (const Shape shape : {Shape::kNormal, Shape::kTies, Shape::kAllEqual, Shape::kWide,
+                            Shape::kTiny, Shape::kSameBucket}) {
     for (const size_t n :
          {size_t{0}, size_t{1}, size_t{100}, size_t{4097}, size_t{65553}, size_t{1} << 20}) {
       const auto x = make_input(shape, n, seed++);
