@@ -12,6 +12,10 @@ if(NOT FEDSILO_CUDA STREQUAL "OFF")
     if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
       set(CMAKE_CUDA_ARCHITECTURES 90 CACHE STRING "CUDA architectures (90: H100/H200)")
     endif()
+    # nvcc 13 compiles C++17 here: CMake 3.25 knows no CUDA20 flags for it, and libfedsilo
+    # (C++20) carries the CUDA objects, so its CUDA dialect is pinned to 17 for every target.
+    set(CMAKE_CUDA_STANDARD 17)
+    set(CMAKE_CUDA_STANDARD_REQUIRED ON)
     enable_language(CUDA)
     find_package(CUDAToolkit REQUIRED)
     set(FEDSILO_HAVE_CUDA ON)
