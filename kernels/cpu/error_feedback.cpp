@@ -39,7 +39,8 @@ bool accumulate_chunk(const float* update, float* residual, float* velocity, flo
     const float* acc = update + t0;
     if (error_feedback && momentum != 0.0f) {
       for (int64_t i = t0; i < t1; ++i) {
-        const float v = momentum * velocity[i] + update[i];
+        // One rounding (fused), whatever the build flags: the CUDA twin computes the same bits.
+        const float v = std::fma(momentum, velocity[i], update[i]);
         velocity[i] = v;
         const float a = residual[i] + v;
         residual[i] = a;

@@ -144,7 +144,7 @@ TEST(ErrorFeedback, MomentumCorrectionFollowsDgcAndKeepsTheIdentity) {
   const auto g = normal_vec(n, 9);
   std::vector<float> u(static_cast<size_t>(n)), acc(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
-    u[i] = mom * velocity[i] + g[i];
+    u[i] = std::fma(mom, velocity[i], g[i]);  // the kernel's single rounding
     acc[i] = residual[i] + u[i];
   }
   fk::ErrorFeedbackParams p;
