@@ -356,6 +356,19 @@ TEST(Kernels, SgdUpdateReportsNonFiniteParameters) {
   EXPECT_TRUE(fk::sgd_update<float>(w.data(), g.data(), buf.data(), nullptr, 100, h, true));
 }
 
+TEST(Kernels, L2NormOfExactSquaresIsExact) {
+  // 3-4-12 in every block of three: squares 9 + 16 + 144 = 169 = 13^2, exact in double.
+  std::vector<float> x(3 * 1000);
+  for (size_t i = 0; i < x.size(); i += 3) {
+    x[i] = 3.0f;
+    x[i + 1] = -4.0f;
+    x[i + 2] = 12.0f;
+  }
+  EXPECT_EQ(fk::l2_norm<float>(x.data(), static_cast<int64_t>(x.size())), std::sqrt(169.0 * 1000));
+  EXPECT_EQ(fk::l2_norm<float>(x.data(), 3), 13.0);
+  EXPECT_EQ(fk::l2_norm<float>(x.data(), 0), 0.0);
+}
+
 TEST(ThreadTeam, EveryIndexRunsOncePerRunAcrossManyRuns) {
   for (int size : {1, 2, 3}) {
     fk::ThreadTeam team(size);
