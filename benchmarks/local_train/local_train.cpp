@@ -1,15 +1,20 @@
-// Local-training throughput of the CPU backend: samples/s of train_local (shuffle, gather,
-// forward, backward, SGD with momentum) for the NIID-Bench CNN and the 784-200-200-10 MLP on
-// Fashion-MNIST. A program, not a timed test: it validates the gradients first, warms up,
-// times `repeats` epochs over the same `batches x batch` samples, reports median and spread,
-// and writes JSON beside the table. See benchmarks/RESULTS.md, section "Local training (CPU)".
+// Local-training throughput of the CPU and CUDA backends: samples/s of train_local (shuffle,
+// gather, forward, backward, SGD with momentum) for the NIID-Bench CNN and the 784-200-200-10
+// MLP on Fashion-MNIST. A program, not a timed test: it validates the gradients first, warms up,
+// times `repeats` epochs over the same `batches x batch` samples (or the first --samples ones,
+// so that several batch sizes see the same data; the last batch may then be smaller), reports
+// median and spread, and writes JSON beside the table. See benchmarks/RESULTS.md, sections
+// "Local training (CPU)" and the GPU table.
 //
-// Usage: local_train [--data DIR | --synthetic] [--threads 2] [--batch 64] [--batches 200]
-//                    [--repeats 7] [--models niid-cnn,mlp] [--json FILE] [--commit SHA]
-//                    [--profile] [--arrangements]
+// Usage: local_train [--data DIR | --synthetic] [--device cpu|cuda] [--threads 2] [--batch 64]
+//                    [--batches 200 | --samples N] [--repeats 7] [--models niid-cnn,mlp]
+//                    [--json FILE] [--commit SHA] [--profile] [--arrangements]
+// --device cuda times model::GpuTrainer (data uploaded once, each step a replayed CUDA graph;
+// the clock covers the whole train_local call: parameter copies in and out, the per-epoch
+// shuffle upload and read-back) after checking one GPU step against the CPU step.
 // --profile adds per-layer times; --arrangements also times the step loop (forward_backward +
 // SGD) with the batch split across fedsilo threads (single-threaded OpenBLAS) against one
-// fedsilo thread driving a multi-threaded OpenBLAS.
+// fedsilo thread driving a multi-threaded OpenBLAS (both CPU only).
 // The commit comes from --commit, else $FEDSILO_COMMIT, else "unknown".
 #include <algorithm>
 #include <chrono>
@@ -28,6 +33,7 @@
 #include "core/philox.h"
 #include "data/dataset.h"
 #include "kernels/cpu/gemm.h"
+#include "model/gpu_trainer.h"
 #include "model/model.h"
 #include "model/trainer.h"
 #include "optim/sgd.h"
@@ -43,7 +49,9 @@ struct Options {
   int threads = 2;
   int batch = 64;
   int batches = 200;
+  int64_t samples = 0;  // 0: batch * batches
   int repeats = 7;
+  std::string device = "cpu";
   std::vector<std::string> models{"niid-cnn", "mlp"};
   std::string json_path = "local_train.json";
   std::string commit;
@@ -83,6 +91,10 @@ bool parse(int argc, char** argv, Options& o) {
       o.batch = std::atoi(v.c_str());
     } else if (a == "--batches" && value(v)) {
       o.batches = std::atoi(v.c_str());
+    } else if (a == "--samples" && value(v)) {
+      o.samples = std::atoll(v.c_str());
+    } else if (a == "--device" && value(v)) {
+      o.device = v;
     } else if (a == "--repeats" && value(v)) {
       o.repeats = std::atoi(v.c_str());
     } else if (a == "--models" && value(v)) {
@@ -96,10 +108,17 @@ bool parse(int argc, char** argv, Options& o) {
       return false;
     }
   }
-  if (o.threads < 1 || o.batch < 1 || o.batches < 1 || o.repeats < 1) {
-    std::fprintf(stderr, "local_train: --threads, --batch, --batches, --repeats must be >= 1\n");
+  if (o.threads < 1 || o.batch < 1 || o.batches < 1 || o.repeats < 1 || o.samples < 0) {
+    std::fprintf(stderr,
+                 "local_train: --threads, --batch, --batches, --repeats must be >= 1, "
+                 "--samples >= 0\n");
     return false;
   }
+  if (o.device != "cpu" && o.device != "cuda") {
+    std::fprintf(stderr, "local_train: --device must be cpu or cuda, got '%s'\n", o.device.c_str());
+    return false;
+  }
+  if (o.samples > 0) o.batches = static_cast<int>((o.samples + o.batch - 1) / o.batch);
   o.commit = fedsilo::bench::commit_or_env(o.commit);
   return true;
 }
@@ -164,6 +183,42 @@ double step_loop_rate(const Model& m, const fedsilo::data::Dataset& ds,
   return static_cast<double>(o.batches) * o.batch / sec;
 }
 
+// Validation of the GPU backend before timing it: one train_local step (the first batch) on the
+// GPU against the same step on the CPU; relative error of the parameters and of the step.
+bool validate_gpu(const Model& m, const fedsilo::data::Dataset& ds, int batch,
+                  fedsilo::model::GpuTrainer& gpu, double& rel_err) {
+  const fedsilo::data::Dataset one = head(ds, std::min<int64_t>(batch, ds.size()));
+  std::vector<float> init(static_cast<size_t>(m.num_params()));
+  m.init_params(init, 1);
+  fedsilo::model::LocalTrainOptions lo;
+  lo.batch_size = batch;
+  lo.lr = 0.01f;
+  lo.momentum = 0.9f;
+  lo.threads = 1;
+  std::vector<float> cpu = init;
+  if (!fedsilo::model::train_local(m, cpu, init, one, lo).ok()) return false;
+  auto one_id = gpu.add_dataset(one);
+  if (!one_id.ok()) return false;
+  std::vector<float> g = init;
+  auto r = gpu.train_local(g, init, one_id.value(), lo);
+  if (!r.ok()) {
+    std::fprintf(stderr, "local_train: GPU step: %s\n", r.status().to_string().c_str());
+    return false;
+  }
+  double num = 0.0, den = 0.0, step_num = 0.0, step_den = 0.0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    const double d = static_cast<double>(g[i]) - cpu[i];
+    num += d * d;
+    den += static_cast<double>(cpu[i]) * cpu[i];
+    const double sc = static_cast<double>(cpu[i]) - init[i];
+    step_num += d * d;
+    step_den += sc * sc;
+  }
+  rel_err = std::sqrt(num / den);
+  const double step_err = std::sqrt(step_num / step_den);
+  return std::isfinite(rel_err) && rel_err <= 1e-5 && step_err <= 1e-3;
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
@@ -175,7 +230,17 @@ double median(std::vector<double> v) {
 int main(int argc, char** argv) {
   Options o;
   if (!parse(argc, argv, o)) return 2;
-  const int64_t n = int64_t{o.batch} * o.batches;
+  const int64_t n = o.samples > 0 ? o.samples : int64_t{o.batch} * o.batches;
+  const bool cuda = o.device == "cuda";
+  std::string gpu_label;
+  if (cuda) {
+    auto d = fedsilo::model::choose_device("cuda", 0);
+    if (!d.ok()) {
+      std::fprintf(stderr, "local_train: --device cuda: %s\n", d.status().message().c_str());
+      return 1;
+    }
+    gpu_label = d->label;
+  }
 
   fedsilo::data::Dataset all;
   if (o.synthetic) {
@@ -197,8 +262,8 @@ int main(int argc, char** argv) {
   }
   const fedsilo::data::Dataset ds = head(all, n);
   const std::string machine = fedsilo::bench::cpu_model_name();
-  std::printf("local_train: machine %s, OpenBLAS core %s\n", machine.c_str(),
-              fedsilo::kernels::blas_core_name());
+  std::printf("local_train: machine %s, OpenBLAS core %s, device %s\n", machine.c_str(),
+              fedsilo::kernels::blas_core_name(), cuda ? gpu_label.c_str() : "cpu");
   std::printf(
       "  threads %d, batch %d, %d batches (%lld samples) per repeat, %d repeats, data %s, "
       "commit %s\n",
@@ -213,7 +278,9 @@ int main(int argc, char** argv) {
   out["benchmark"] = "local_train";
   out["machine"] = machine;
   out["openblas_core"] = fedsilo::kernels::blas_core_name();
-  out["threads"] = o.threads;
+  out["device"] = cuda ? gpu_label : "cpu";
+  out["threads"] = cuda ? 0 : o.threads;
+  out["samples"] = n;
   out["batch"] = o.batch;
   out["batches"] = o.batches;
   out["repeats"] = o.repeats;
@@ -238,6 +305,25 @@ int main(int argc, char** argv) {
                    arch.c_str(), rel_err);
       return 1;
     }
+    std::unique_ptr<fedsilo::model::GpuTrainer> gpu;
+    int gpu_data = -1;
+    double gpu_rel_err = 0.0;
+    if (cuda) {
+      // Created once, as a run does: the data goes to the device here, outside the clock.
+      auto t = fedsilo::model::GpuTrainer::create(m, 0, o.batch);
+      auto id = t.ok() ? t.value()->add_dataset(ds) : fedsilo::Result<int>(t.status());
+      if (!id.ok()) {
+        std::fprintf(stderr, "local_train: %s\n", id.status().to_string().c_str());
+        return 1;
+      }
+      gpu = std::move(t).value();
+      gpu_data = id.value();
+      if (!validate_gpu(m, ds, o.batch, *gpu, gpu_rel_err)) {
+        std::fprintf(stderr, "local_train: %s: the GPU step differs from the CPU step (%g)\n",
+                     arch.c_str(), gpu_rel_err);
+        return 1;
+      }
+    }
     std::vector<float> init(static_cast<size_t>(m.num_params())), p(init.size());
     m.init_params(init, 1);
     fedsilo::model::LocalTrainOptions lo;
@@ -245,9 +331,14 @@ int main(int argc, char** argv) {
     lo.lr = 0.01f;
     lo.momentum = 0.9f;
     lo.threads = o.threads;
-    // Warm-up: one epoch (page faults, thread start, caches, frequency).
+    auto train = [&]() {
+      return cuda ? gpu->train_local(p, init, gpu_data, lo)
+                  : fedsilo::model::train_local(m, p, init, ds, lo);
+    };
+    // Warm-up: one epoch (page faults, thread start, caches, frequency; on the GPU the step's
+    // first direct launch and its graph capture).
     p = init;
-    if (auto r = fedsilo::model::train_local(m, p, init, ds, lo); !r.ok()) {
+    if (auto r = train(); !r.ok()) {
       std::fprintf(stderr, "local_train: %s\n", r.status().to_string().c_str());
       return 1;
     }
@@ -256,7 +347,7 @@ int main(int argc, char** argv) {
     for (int r = 0; r < o.repeats; ++r) {
       p = init;
       lo.round = static_cast<uint32_t>(r + 1);
-      auto res = fedsilo::model::train_local(m, p, init, ds, lo);
+      auto res = train();
       if (!res.ok()) {
         std::fprintf(stderr, "local_train: %s\n", res.status().to_string().c_str());
         return 1;
@@ -277,8 +368,9 @@ int main(int argc, char** argv) {
                        {"samples_per_s_all", rates},
                        {"mean_loss_last_repeat", last_loss},
                        {"validation_rel_err", rel_err}};
+    if (cuda) row["gpu_step_rel_err"] = gpu_rel_err;
 
-    if (o.profile) {
+    if (o.profile && !cuda) {
       // Per-layer times of the thread running the first chunk, over `batches` steps.
       auto ws = m.make_workspace(o.batch, o.threads);
       std::vector<float> g(p.size());
@@ -301,7 +393,7 @@ int main(int argc, char** argv) {
       }
       row["profile_per_batch"] = prof;
     }
-    if (o.arrangements) {
+    if (o.arrangements && !cuda) {
       // Interleaved repeat by repeat (A B C A B C ...), so drifts in machine speed hit all three.
       struct Arr {
         const char* name;

@@ -5,9 +5,16 @@
 # same settings, prints a table with the ratio and writes JSON beside it.
 #
 # Usage: benchmarks/local_train/run.sh [--synthetic] [extra local_train args...]
+#        benchmarks/local_train/run.sh --device cuda [extra local_train args...]
 # Environment: BUILD_DIR (default build/local-train), OUT (default $BUILD_DIR/results),
 #              THREADS (2), BATCH (64), BATCHES (200), REPEATS (7),
 #              QUIET_WAIT (seconds to wait for idle CPUs before timing, default 600; 0 = don't).
+# --device cuda (the lent GPU machine: nothing installed, nothing built): runs the local_train
+# already built in BUILD_DIR (configured with -DFEDSILO_CUDA=ON) and PyTorch on the GPU
+# (PY_CUDA, default python3) for both models at each batch size of GPU_BATCHES (default
+# "64 512") over the same first SAMPLES (default 51200 = 800 x 64 = 100 x 512) Fashion-MNIST
+# training samples from DATA (default /usr/share/datasets/fashion-mnist), then prints the table
+# with the ratios against the targets (>= 3x PyTorch at batch 64, >= 1x at 512).
 # Two threads on a 2-core machine measure the machine, not only the code, when anything else
 # runs: before each program the script waits until the CPUs have been >= 90% idle for 5 s in a
 # row (or QUIET_WAIT runs out) and prints the busy fraction it saw.
@@ -21,6 +28,57 @@ BATCHES=${BATCHES:-200}
 REPEATS=${REPEATS:-7}
 QUIET_WAIT=${QUIET_WAIT:-600}
 PY=/usr/bin/python3  # Debian's python, the one that sees python3-torch
+DEVICE=cpu
+if [[ ${1:-} == --device ]]; then DEVICE=${2:-}; shift 2; fi
+
+if [[ $DEVICE == cuda ]]; then
+  BIN=$BUILD_DIR/benchmarks/local_train
+  if [[ ! -x $BIN ]]; then
+    echo "run.sh --device cuda: $BIN not found (configure with -DFEDSILO_CUDA=ON, build local_train, carry it)" >&2
+    exit 1
+  fi
+  PYC=${PY_CUDA:-python3}
+  SAMPLES=${SAMPLES:-51200}
+  GPU_BATCHES=${GPU_BATCHES:-"64 512"}
+  DATA=${DATA:-/usr/share/datasets/fashion-mnist}
+  COMMIT=${FEDSILO_COMMIT:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)}
+  mkdir -p "$OUT"
+  for b in $GPU_BATCHES; do
+    if (( SAMPLES % b != 0 )); then echo "run.sh: SAMPLES=$SAMPLES is not a multiple of batch $b" >&2; exit 1; fi
+    nb=$(( SAMPLES / b ))
+    for m in niid-cnn mlp; do
+      "$BIN" --device cuda --data "$DATA" --batch "$b" --batches "$nb" --repeats "$REPEATS" \
+          --models "$m" --commit "$COMMIT" --json "$OUT/local_train.cuda.$m.b$b.json" "$@"
+      "$PYC" "$ROOT/benchmarks/local_train/pytorch_ref.py" --device cuda --data "$DATA" \
+          --batch "$b" --batches "$nb" --repeats "$REPEATS" --models "$m" \
+          --json "$OUT/pytorch_ref.cuda.$m.b$b.json"
+    done
+  done
+  "$PYC" - "$OUT" "$GPU_BATCHES" <<'PYEOF'
+import json, sys
+out, batches = sys.argv[1], [int(b) for b in sys.argv[2].split()]
+rows = []
+print()
+print(f"{'model':<10} {'batch':>6} {'fedsilo med':>12} {'PyTorch med':>12} {'ratio':>7} {'target':>7}")
+for b in batches:
+    for m in ["niid-cnn", "mlp"]:
+        ours = json.load(open(f"{out}/local_train.cuda.{m}.b{b}.json"))
+        ref = json.load(open(f"{out}/pytorch_ref.cuda.{m}.b{b}.json"))
+        o, t = ours["results"][0], ref["results"][0]
+        ratio = o["samples_per_s_median"] / t["samples_per_s_median"]
+        target = 3.0 if b == 64 else 1.0
+        print(f"{m:<10} {b:>6} {o['samples_per_s_median']:>12.0f} {t['samples_per_s_median']:>12.0f} "
+              f"{ratio:>6.2f}x {target:>6.1f}x{'' if ratio >= target else '  MISSED'}")
+        rows.append({"model": m, "batch": b, "fedsilo": o, "pytorch": t, "ratio_median": ratio,
+                     "target_ratio": target})
+print(f"device {ours['device']}, torch {ref['torch']}, commit {ours['commit']}")
+json.dump({"benchmark": "local_train_vs_pytorch_cuda", "device": ours["device"],
+           "torch": ref["torch"], "commit": ours["commit"], "samples": ours["samples"],
+           "rows": rows}, open(f"{out}/local_train_vs_pytorch.cuda.json", "w"), indent=2)
+print(f"wrote {out}/local_train_vs_pytorch.cuda.json")
+PYEOF
+  exit 0
+fi
 
 apt_install() {
   if [[ $(id -u) -ne 0 ]]; then echo "run.sh: need root to apt-get install $*" >&2; exit 1; fi

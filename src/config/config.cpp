@@ -134,6 +134,7 @@ const std::vector<KeySpec>& key_specs() {
       FEDSILO_KEY_STR("slurm", output, slurm.output),
       FEDSILO_KEY_INT("eval", every, eval.every),
       FEDSILO_KEY_INT("eval", batch_size, eval.batch_size),
+      FEDSILO_KEY_STR("device", kind, device.kind),
   };
   return specs;
 }
@@ -181,7 +182,7 @@ Result<Config> parse_config(const std::string& text, const std::string& source) 
     if (!known_table) {
       return invalid_argument(source + ": unknown config table or key '" + table +
                               "' (known tables: run, data, model, local, strategy, eval, compression, allreduce, "
-                              "topology, slurm)");
+                              "topology, slurm, device)");
     }
     const auto* tbl = table_node.as_table();
     if (tbl == nullptr) {
@@ -321,6 +322,9 @@ Status validate(const Config& c, const std::string& source) {
                  "must not contain blanks, quotes, '$', '`' or '\\' (it goes into #SBATCH lines)");
     }
   }
+  if (c.device.kind != "cpu" && c.device.kind != "cuda" && c.device.kind != "auto") {
+    return bad("device.kind", "unknown device kind '" + c.device.kind + "' (expected cpu, cuda, auto)");
+  }
   if (c.eval.every < 1) return bad("eval.every", "must be >= 1");
   if (c.eval.batch_size < 1) return bad("eval.batch_size", "must be >= 1");
   return {};
@@ -366,6 +370,7 @@ std::string to_toml(const Config& c) {
                             {"manifest", c.slurm.manifest},
                             {"signal_seconds", c.slurm.signal_seconds},
                             {"output", c.slurm.output}}},
+      {"device", toml::table{{"kind", c.device.kind}}},
   };
   std::ostringstream os;
   os << root << "\n";

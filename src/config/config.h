@@ -67,6 +67,11 @@ struct SlurmSection {
   int signal_seconds = 300;       // USR1 this long before the time limit (give it > one round)
   std::string output;             // job log; default <submit dir>/fedsilo-<run.name>-%j.out
 };
+/// Where local training and evaluation run (not how the job is submitted: a non-default kind
+/// enters the resume hash, the default "cpu" does not, so configs from before [device] resume).
+struct DeviceSection {
+  std::string kind = "cpu";       // cpu | cuda | auto (cuda when this process sees a GPU)
+};
 struct EvalSection {
   int every = 1;                // evaluate every N rounds (and always the last)
   int batch_size = 500;
@@ -83,6 +88,7 @@ struct Config {
   AllreduceSection allreduce;
   TopologySection topology;
   SlurmSection slurm;
+  DeviceSection device;
 };
 
 /// A Slurm time limit ("minutes", "MM:SS", "HH:MM:SS", "D-HH", "D-HH:MM", "D-HH:MM:SS") in

@@ -20,6 +20,7 @@
 #include "data/dataset.h"
 #include "data/partition.h"
 #include "fl/strategy.h"
+#include "model/gpu_trainer.h"
 #include "model/model.h"
 #include "model/trainer.h"
 #include "fl/update_exchange.h"
@@ -216,6 +217,32 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
   const model::Model& net = built.value();
   const int threads = cfg.local.threads > 0 ? cfg.local.threads : default_threads(comm);
 
+  // ---- device ([device] kind): every rank resolves it, then all agree on one backend
+  auto chosen = model::choose_device(cfg.device.kind, comm.local_rank());
+  FEDSILO_CHECK(comm.agree(chosen.status()));
+  model::DeviceChoice device = chosen.value();
+  if (cfg.device.kind == "auto") {
+    // CUDA only when every rank has a device: one backend for the whole federation.
+    double with_gpu = device.cuda ? 1.0 : 0.0;
+    FEDSILO_CHECK(comm.allreduce_sum(std::span<double>(&with_gpu, 1)));
+    if (with_gpu < static_cast<double>(size)) device = model::DeviceChoice{};
+  }
+  // The GPU trainer lives for the whole run: the silo's data is uploaded once.
+  std::unique_ptr<model::GpuTrainer> gpu;
+  int gpu_train = -1, gpu_test = -1, gpu_global_test = -1;
+  if (device.cuda) {
+    Status st = [&]() -> Status {
+      const int max_batch = std::max(cfg.local.batch_size, cfg.eval.batch_size);
+      FEDSILO_ASSIGN_OR_RETURN(gpu, model::GpuTrainer::create(net, device.device, max_batch));
+      FEDSILO_ASSIGN_OR_RETURN(gpu_train, gpu->add_dataset(silo.train));
+      FEDSILO_ASSIGN_OR_RETURN(gpu_test, gpu->add_dataset(silo.test));
+      FEDSILO_ASSIGN_OR_RETURN(gpu_global_test, gpu->add_dataset(silo.global_test_slice));
+      return {};
+    }();
+    if (!st.ok()) st = {st.code(), silo.name + " on " + device.label + ": " + st.message()};
+    FEDSILO_CHECK(comm.agree(st));
+  }
+
   // ---- run directory: fresh, overwrite or resume (rank 0 decides, everyone agrees)
   int64_t start_round = 0;
   std::string resumed_algorithm;  // what the checkpoint's run used (reused over `auto`)
@@ -332,10 +359,16 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
   }
 
   if (leader && opts.progress) {
-    std::printf("fedsilo: %s, %d silos on %s, %s (%lld parameters), %s, %s, %d threads/rank, rounds %lld..%d%s\n",
+    const int gpus = model::cuda_device_count();
+    std::string where = "device cpu, " + std::to_string(threads) + " threads/rank";
+    if (device.cuda) {
+      where = "device " + device.label;
+      if (gpus > 1) where += " (ranks round-robin over " + std::to_string(gpus) + " GPUs a node)";
+    }
+    std::printf("fedsilo: %s, %d silos on %s, %s (%lld parameters), %s, %s, %s, rounds %lld..%d%s\n",
                 cfg.run.name.c_str(), size, exchange.topology().c_str(), cfg.model.arch.c_str(),
                 static_cast<long long>(net.num_params()), strategy.name().c_str(),
-                exchange.algorithm().c_str(), threads,
+                exchange.algorithm().c_str(), where.c_str(),
                 static_cast<long long>(start_round + 1), cfg.run.rounds,
                 start_round > 0 ? " (resumed)" : "");
     std::fflush(stdout);
@@ -372,7 +405,8 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
       lo.round = static_cast<uint32_t>(round);
       lo.silo = static_cast<uint32_t>(rank);
       strategy.configure_local(lo);
-      auto stats = model::train_local(net, local, global, silo.train, lo);
+      auto stats = gpu ? gpu->train_local(local, global, gpu_train, lo)
+                       : model::train_local(net, local, global, silo.train, lo);
       if (!stats.ok()) {
         st = {stats.status().code(), "round " + std::to_string(round) + ", " + silo.name + ": " +
                                          stats.status().message()};
@@ -423,8 +457,23 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     double global_acc = std::nan(""), global_loss = std::nan("");
     std::vector<double> per_silo;
     if (do_eval) {
-      auto g = model::evaluate(net, global, silo.global_test_slice, cfg.eval.batch_size, threads);
-      auto s = model::evaluate(net, global, silo.test, cfg.eval.batch_size, threads);
+      model::EvalStats g, s;
+      if (gpu) {
+        // All ranks are on this path (the device is agreed), so the agreement is collective.
+        Status est = [&]() -> Status {
+          FEDSILO_ASSIGN_OR_RETURN(g, gpu->evaluate(global, gpu_global_test, cfg.eval.batch_size));
+          FEDSILO_ASSIGN_OR_RETURN(s, gpu->evaluate(global, gpu_test, cfg.eval.batch_size));
+          return {};
+        }();
+        if (!est.ok()) {
+          est = {est.code(),
+                 "round " + std::to_string(round) + ", " + silo.name + ": " + est.message()};
+        }
+        FEDSILO_CHECK(comm.agree(est));
+      } else {
+        g = model::evaluate(net, global, silo.global_test_slice, cfg.eval.batch_size, threads);
+        s = model::evaluate(net, global, silo.test, cfg.eval.batch_size, threads);
+      }
       double sums[2] = {g.mean_loss * static_cast<double>(g.samples), static_cast<double>(g.correct)};
       FEDSILO_CHECK(comm.allreduce_sum(std::span<double>(sums, 2)));
       global_loss = sums[0] / static_cast<double>(silo.global_test_size);
@@ -518,6 +567,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
                               {"inter_received", xs.inter_bytes_received}}},
                    {"compression_ratio", compression_ratio},
                    {"reducer", exchange.algorithm()},
+                   {"device", device.label},
                    {"seconds", {{"train", times[0]}, {"aggregate", times[1]}, {"eval", times[2]},
                                 {"checkpoint", times[3]}, {"round", times[4]},
                                 {"compress", times[5]}, {"intra", times[6]}, {"inter", times[7]},

@@ -66,6 +66,19 @@ class Dense final : public TypedLayer<Dense> {
     return d;
   }
 
+  LayerDesc desc() const override {
+    LayerDesc d;
+    d.kind = LayerDesc::Kind::kDense;
+    d.name = name();
+    d.in_size = in_size();
+    d.out_size = out_size();
+    d.relu = relu_;
+    d.weight_offset = w_off_;
+    d.bias_offset = b_off_;
+    d.dense_in = shape_.in;
+    d.dense_out = shape_.out;
+    return d;
+  }
 
   void init(float* params, Philox& rng) const override {
     const double bound = 1.0 / std::sqrt(static_cast<double>(shape_.in));
@@ -116,6 +129,22 @@ class Conv2d final : public TypedLayer<Conv2d> {
     return d;
   }
 
+  LayerDesc desc() const override {
+    LayerDesc d;
+    d.kind = LayerDesc::Kind::kConv2d;
+    d.name = name();
+    d.in_size = in_size();
+    d.out_size = out_size();
+    d.relu = relu_;
+    d.weight_offset = w_off_;
+    d.bias_offset = b_off_;
+    d.c = shape_.in_c;
+    d.h = shape_.in_h;
+    d.w = shape_.in_w;
+    d.out_c = shape_.out_c;
+    d.k = shape_.k;
+    return d;
+  }
 
   int64_t scratch_bytes() const override { return kernels::conv2d_scratch_bytes(shape_); }
 
@@ -158,6 +187,17 @@ class MaxPool2x2 final : public TypedLayer<MaxPool2x2> {
     return {name() + ": maxpool 2x2, out " + dims(shape_.c, shape_.out_h(), shape_.out_w())};
   }
 
+  LayerDesc desc() const override {
+    LayerDesc d;
+    d.kind = LayerDesc::Kind::kMaxPool2x2;
+    d.name = name();
+    d.in_size = in_size();
+    d.out_size = out_size();
+    d.c = shape_.c;
+    d.h = shape_.h;
+    d.w = shape_.w;
+    return d;
+  }
 
   int64_t aux_bytes(int max_n) const override { return int64_t{max_n} * out_size(); }
 

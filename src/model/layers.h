@@ -28,6 +28,8 @@ class Layer {
   [[nodiscard]] int64_t out_size() const { return out_size_; }
   /// Short name for profiles ("conv1", "pool1", "fc2").
   [[nodiscard]] const std::string& name() const { return name_; }
+  /// What the layer computes and where its parameters are (Model::layers()).
+  [[nodiscard]] virtual LayerDesc desc() const = 0;
   /// Lines for Model::describe().
   [[nodiscard]] virtual std::vector<std::string> describe() const = 0;
 

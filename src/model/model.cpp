@@ -293,6 +293,12 @@ int64_t Model::num_params() const {
 const std::vector<ParamInfo>& Model::params() const {
   return impl_->params;
 }
+std::vector<LayerDesc> Model::layers() const {
+  std::vector<LayerDesc> out;
+  out.reserve(impl_->layers.size());
+  for (const auto& l : impl_->layers) out.push_back(l->desc());
+  return out;
+}
 std::vector<std::string> Model::describe() const {
   return impl_->lines;
 }

@@ -33,6 +33,23 @@ struct ParamInfo {
   int64_t size = 0;
 };
 
+/// What one layer of the stack computes, for a backend that runs the stack with its own kernels
+/// (the GPU trainer switches on `kind`). Offsets index the flat parameter buffer (and so the
+/// gradient buffer); activations are NCHW, flattened per sample, as on the CPU.
+struct LayerDesc {
+  enum class Kind { kDense, kConv2d, kMaxPool2x2 };
+  Kind kind = Kind::kDense;
+  std::string name;                // "conv1", "pool1", "fc2"
+  int64_t in_size = 0;             // floats per sample in and out
+  int64_t out_size = 0;
+  bool relu = false;               // dense and conv2d: ReLU fused after the bias
+  int64_t weight_offset = -1;      // -1 for max-pool (no parameters)
+  int64_t bias_offset = -1;
+  int dense_in = 0, dense_out = 0; // kDense: weight [dense_out, dense_in]
+  int c = 0, h = 0, w = 0;         // kConv2d, kMaxPool2x2: input channels x height x width
+  int out_c = 0, k = 0;            // kConv2d: weight [out_c, c, k, k], stride 1, no padding
+};
+
 /// Per-call scratch memory and thread count; reused across batches so steady state allocates
 /// nothing. Not shared between concurrently running calls.
 class Workspace;
@@ -87,6 +104,8 @@ class Model {
   [[nodiscard]] const ModelSpec& spec() const;
   [[nodiscard]] int64_t num_params() const;
   [[nodiscard]] const std::vector<ParamInfo>& params() const;
+  /// The layer stack, first to last (what each layer computes and where its parameters are).
+  [[nodiscard]] std::vector<LayerDesc> layers() const;
   /// Human-readable layer list ("conv2d 1->6 5x5", ...), for `inspect` and logs.
   [[nodiscard]] std::vector<std::string> describe() const;
 

@@ -21,6 +21,8 @@ std::string shape_text(const std::array<int, 3>& chw) {
   return std::to_string(chw[0]) + "x" + std::to_string(chw[1]) + "x" + std::to_string(chw[2]);
 }
 
+}  // namespace
+
 // The checks train_local and evaluate share: the data fits the model and labels are in range
 // (the loss kernel indexes logits by label).
 Status check_data(const Model& model, const data::Dataset& ds) {
@@ -44,26 +46,30 @@ Status check_data(const Model& model, const data::Dataset& ds) {
   return {};
 }
 
-std::string where(const LocalTrainOptions& o, int epoch, int64_t batch) {
+std::string train_position(const LocalTrainOptions& o, int epoch, int64_t batch) {
   return "silo " + std::to_string(o.silo) + ", round " + std::to_string(o.round) + ", epoch " +
          std::to_string(epoch) + ", batch " + std::to_string(batch);
 }
 
-}  // namespace
+void draw_epoch_order(Philox& rng, std::span<int64_t> order) {
+  const auto n = static_cast<int64_t>(order.size());
+  std::iota(order.begin(), order.end(), int64_t{0});
+  for (int64_t i = n - 1; i > 0; --i) {
+    const auto j = static_cast<int64_t>(rng.below(static_cast<uint64_t>(i + 1)));
+    std::swap(order[static_cast<size_t>(i)], order[static_cast<size_t>(j)]);
+  }
+}
 
-Result<LocalTrainStats> train_local(const Model& model, std::span<float> params,
-                                    std::span<const float> global_params, const data::Dataset& ds,
-                                    const LocalTrainOptions& opts) {
-  const auto t_start = std::chrono::steady_clock::now();
+Status check_train_args(const Model& model, int64_t params_size, int64_t global_size,
+                        const LocalTrainOptions& opts) {
   const int64_t np = model.num_params();
-  if (static_cast<int64_t>(params.size()) != np) {
-    return invalid_argument("train_local: params hold " + std::to_string(params.size()) +
+  if (params_size != np) {
+    return invalid_argument("train_local: params hold " + std::to_string(params_size) +
                             " values, the model has " + std::to_string(np));
   }
-  if (opts.prox_mu != 0.0f && static_cast<int64_t>(global_params.size()) != np) {
+  if (opts.prox_mu != 0.0f && global_size != np) {
     return invalid_argument("train_local: the FedProx term needs the global parameters (" +
-                            std::to_string(np) + " values), got " +
-                            std::to_string(global_params.size()));
+                            std::to_string(np) + " values), got " + std::to_string(global_size));
   }
   if (opts.batch_size <= 0) {
     return invalid_argument("local.batch_size = " + std::to_string(opts.batch_size) +
@@ -75,6 +81,16 @@ Result<LocalTrainStats> train_local(const Model& model, std::span<float> params,
   if (!std::isfinite(opts.lr) || opts.lr < 0.0f) {
     return invalid_argument("local.lr = " + std::to_string(opts.lr) + " must be finite and >= 0");
   }
+  return {};
+}
+
+Result<LocalTrainStats> train_local(const Model& model, std::span<float> params,
+                                    std::span<const float> global_params, const data::Dataset& ds,
+                                    const LocalTrainOptions& opts) {
+  const auto t_start = std::chrono::steady_clock::now();
+  const int64_t np = model.num_params();
+  FEDSILO_CHECK(check_train_args(model, static_cast<int64_t>(params.size()),
+                                 static_cast<int64_t>(global_params.size()), opts));
   FEDSILO_CHECK(check_data(model, ds));
   const int64_t n = ds.size();
   LocalTrainStats stats;
@@ -94,11 +110,7 @@ Result<LocalTrainStats> train_local(const Model& model, std::span<float> params,
 
   double loss_sum = 0.0;
   for (int epoch = 1; epoch <= opts.epochs; ++epoch) {
-    std::iota(order.begin(), order.end(), int64_t{0});
-    for (int64_t i = n - 1; i > 0; --i) {
-      const auto j = static_cast<int64_t>(rng.below(static_cast<uint64_t>(i + 1)));
-      std::swap(order[static_cast<size_t>(i)], order[static_cast<size_t>(j)]);
-    }
+    draw_epoch_order(rng, order);
     for (int64_t b = 0; b < batches; ++b) {
       const int64_t first = b * batch;
       const int bs = static_cast<int>(std::min<int64_t>(batch, n - first));
@@ -110,12 +122,12 @@ Result<LocalTrainStats> train_local(const Model& model, std::span<float> params,
       }
       const float loss = model.forward_backward(params, xb.data(), yb.data(), bs, grads, *ws);
       if (!std::isfinite(loss)) {
-        return Status(StatusCode::kDiverged, where(opts, epoch, b + 1) + ": loss is " +
+        return Status(StatusCode::kDiverged, train_position(opts, epoch, b + 1) + ": loss is " +
                                                  (std::isnan(loss) ? "nan" : "inf"));
       }
       if (!sgd.step(params, grads, global_params, &ws->team())) {
-        return Status(StatusCode::kDiverged,
-                      where(opts, epoch, b + 1) + ": parameters are not finite after the update");
+        return Status(StatusCode::kDiverged, train_position(opts, epoch, b + 1) +
+                                                 ": parameters are not finite after the update");
       }
       loss_sum += static_cast<double>(loss) * bs;
     }

@@ -4,7 +4,9 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 
+#include "core/philox.h"
 #include "core/status.h"
 #include "data/dataset.h"
 #include "model/model.h"
@@ -53,5 +55,21 @@ struct EvalStats {
 /// Loss and accuracy over a whole data set (batches of `batch_size`).
 [[nodiscard]] EvalStats evaluate(const Model& model, std::span<const float> params,
                                  const data::Dataset& ds, int batch_size, int threads);
+
+// What every backend's train_local shares (the GPU trainer, gpu_trainer.h, uses these so that
+// its checks, shuffles and messages are the CPU's).
+
+/// train_local's argument checks (before check_data): parameter and global sizes, batch size,
+/// epochs, lr. The messages name the config key.
+[[nodiscard]] Status check_train_args(const Model& model, int64_t params_size,
+                                      int64_t global_size, const LocalTrainOptions& opts);
+/// The data fits the model (sample shape, x size) and every label is in [0, num_classes).
+[[nodiscard]] Status check_data(const Model& model, const data::Dataset& ds);
+/// The next epoch's visiting order: order = 0..n-1, then a Fisher-Yates shuffle drawn from rng
+/// (train_local's rng is Philox(seed, round, silo, kShuffle), one draw per epoch).
+void draw_epoch_order(Philox& rng, std::span<int64_t> order);
+/// "silo S, round R, epoch E, batch B" (epochs and batches count from 1): where a divergence
+/// happened, the prefix of kDiverged messages.
+[[nodiscard]] std::string train_position(const LocalTrainOptions& opts, int epoch, int64_t batch);
 
 }  // namespace fedsilo::model

@@ -1,0 +1,146 @@
+// The [device] table (kind = cpu | cuda | auto): parsing, validation, canonical form, the resume
+// hash, and how a kind resolves on a machine without a usable GPU (this CI machine: a build
+// without CUDA, or CUDA with no device).
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "config/config.h"
+#include "model/gpu_trainer.h"
+
+namespace fedsilo {
+namespace {
+
+const std::string kBase = "[data]\nsilos_dir = \"/tmp/silos\"\n";
+
+Result<config::Config> parse(const std::string& extra) {
+  return config::parse_config(kBase + extra, "t.toml");
+}
+
+TEST(DeviceConfig, DefaultsToCpu) {
+  auto c = parse("");
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(c->device.kind, "cpu");
+}
+
+TEST(DeviceConfig, AcceptsCpuCudaAndAuto) {
+  for (const char* kind : {"cpu", "cuda", "auto"}) {
+    auto c = parse(std::string("[device]\nkind = \"") + kind + "\"\n");
+    ASSERT_TRUE(c.ok()) << kind << ": " << c.status().to_string();
+    EXPECT_EQ(c->device.kind, kind);
+  }
+}
+
+TEST(DeviceConfig, UnknownKindIsRejectedNamingTheKeyAndValue) {
+  auto c = parse("[device]\nkind = \"gpu\"\n");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  const std::string m = c.status().message();
+  EXPECT_NE(m.find("t.toml"), std::string::npos) << m;
+  EXPECT_NE(m.find("device.kind"), std::string::npos) << m;
+  EXPECT_NE(m.find("'gpu'"), std::string::npos) << m;
+  EXPECT_NE(m.find("cpu, cuda, auto"), std::string::npos) << m;
+}
+
+TEST(DeviceConfig, WrongTypeAndUnknownKeyNameTheKey) {
+  auto t = parse("[device]\nkind = 1\n");
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("device.kind"), std::string::npos) << t.status().message();
+  auto k = parse("[device]\ngpus = 2\n");
+  ASSERT_FALSE(k.ok());
+  EXPECT_NE(k.status().message().find("device.gpus"), std::string::npos) << k.status().message();
+  EXPECT_NE(k.status().message().find("kind"), std::string::npos) << k.status().message();
+}
+
+TEST(DeviceConfig, CanonicalTextRoundTrips) {
+  auto c = parse("[device]\nkind = \"auto\"\n");
+  ASSERT_TRUE(c.ok());
+  const std::string text = config::to_toml(c.value());
+  EXPECT_NE(text.find("[device]"), std::string::npos) << text;
+  auto again = config::parse_config(text, "canonical.toml");
+  ASSERT_TRUE(again.ok()) << again.status().to_string();
+  EXPECT_EQ(again->device.kind, "auto");
+}
+
+TEST(DeviceConfig, DefaultKindLeavesTheResumeHashAsBeforeDeviceExisted) {
+  // Hashes of these configs as computed before [device] existed (commit 5cfe8ad): checkpoints
+  // of runs made then must still resume.
+  auto plain = parse("");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(config::resume_hash(plain.value()), "0d092dccfdf8df6e");
+  auto mlp = config::parse_config(
+      "[run]\nname = \"h\"\nseed = 7\n[data]\nsilos_dir = \"/tmp/silos\"\n[model]\narch = "
+      "\"mlp\"\nhidden = [200, 200]\n[local]\nbatch_size = 32\n",
+      "t.toml");
+  ASSERT_TRUE(mlp.ok());
+  EXPECT_EQ(config::resume_hash(mlp.value()), "604a1e149d277ef1");
+  // Writing the default explicitly changes nothing either.
+  auto explicit_cpu = parse("[device]\nkind = \"cpu\"\n");
+  ASSERT_TRUE(explicit_cpu.ok());
+  EXPECT_EQ(config::resume_hash(explicit_cpu.value()), config::resume_hash(plain.value()));
+}
+
+TEST(DeviceConfig, NonDefaultKindEntersTheResumeHash) {
+  // A run's numbers depend on the backend (float sums in other orders): resuming a CPU run on a
+  // GPU, or the reverse, is refused like any other changed setting.
+  auto plain = parse("");
+  auto cuda = parse("[device]\nkind = \"cuda\"\n");
+  auto autod = parse("[device]\nkind = \"auto\"\n");
+  ASSERT_TRUE(plain.ok() && cuda.ok() && autod.ok());
+  EXPECT_NE(config::resume_hash(cuda.value()), config::resume_hash(plain.value()));
+  EXPECT_NE(config::resume_hash(autod.value()), config::resume_hash(plain.value()));
+  EXPECT_NE(config::resume_hash(autod.value()), config::resume_hash(cuda.value()));
+}
+
+TEST(DeviceChoice, CpuIsAlwaysTheCpu) {
+  for (int local_rank : {0, 3}) {
+    auto d = model::choose_device("cpu", local_rank);
+    ASSERT_TRUE(d.ok()) << d.status().to_string();
+    EXPECT_FALSE(d->cuda);
+    EXPECT_EQ(d->label, "cpu");
+  }
+}
+
+TEST(DeviceChoice, UnknownKindNamesTheKey) {
+  auto d = model::choose_device("tpu", 0);
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(d.status().message().find("device.kind = \"tpu\""), std::string::npos)
+      << d.status().message();
+}
+
+TEST(DeviceChoice, AutoIsTheCpuWithoutADevice) {
+  if (model::cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is visible here";
+  auto d = model::choose_device("auto", 0);
+  ASSERT_TRUE(d.ok()) << d.status().to_string();
+  EXPECT_FALSE(d->cuda);
+  EXPECT_EQ(d->label, "cpu");
+}
+
+TEST(DeviceChoice, CudaWithoutADeviceIsAClearError) {
+  if (model::cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is visible here";
+  auto d = model::choose_device("cuda", 0);
+  ASSERT_FALSE(d.ok());
+  const std::string m = d.status().message();
+  if (!model::cuda_built()) {
+    EXPECT_EQ(d.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(m,
+              "device.kind = \"cuda\": this fedsilo was built without CUDA (configure with "
+              "-DFEDSILO_CUDA=ON)");
+  } else {
+    EXPECT_EQ(d.status().code(), StatusCode::kFailedPrecondition);
+    EXPECT_NE(m.find("device.kind = \"cuda\": no CUDA device is visible"), std::string::npos) << m;
+  }
+}
+
+TEST(DeviceChoice, GpuTrainerCannotBeCreatedWithoutADevice) {
+  if (model::cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is visible here";
+  auto m = model::Model::build({"mlp", {8}, {1, 4, 4}, 3});
+  ASSERT_TRUE(m.ok());
+  auto t = model::GpuTrainer::create(m.value(), 0, 64);
+  ASSERT_FALSE(t.ok());
+  EXPECT_FALSE(t.status().message().empty());
+}
+
+}  // namespace
+}  // namespace fedsilo
