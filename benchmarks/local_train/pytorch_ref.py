@@ -7,7 +7,7 @@ per repeat, torch.set_num_threads(threads). Reports samples/s (median, min, max 
 Runs under Debian's /usr/bin/python3 (python3-torch, python3-numpy), or on the GPU machine
 with --device cuda (data and model on the GPU, the loss summed on the device and read once per
 epoch, the clock stopped after torch.cuda.synchronize(): eager PyTorch as a user would run it).
-Usage: pytorch_ref.py [--data DIR] [--threads 2] [--batch 64] [--batches 200] [--repeats 7]
+Usage: pytorch_ref.py [--data DIR | --synthetic] [--threads 2] [--batch 64] [--batches 200] [--repeats 7]
                       [--models niid-cnn,mlp] [--device cpu|cuda] [--json FILE]
 """
 import argparse
@@ -84,6 +84,8 @@ def one_epoch(model, opt, x, y, batch, gen):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    ap.add_argument("--synthetic", action="store_true",
+                    help="random 28x28 images and labels instead of Fashion-MNIST (throughput only)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--batches", type=int, default=200)
@@ -95,8 +97,13 @@ def main():
 
     torch.set_num_threads(args.threads)
     n = args.batch * args.batches
-    images = read_idx(f"{args.data}/train-images-idx3-ubyte.gz", 0x803, 3)[:n]
-    labels = read_idx(f"{args.data}/train-labels-idx1-ubyte.gz", 0x801, 1)[:n]
+    if args.synthetic:
+        rng = np.random.default_rng(1)
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=n, dtype=np.uint8)
+    else:
+        images = read_idx(f"{args.data}/train-images-idx3-ubyte.gz", 0x803, 3)[:n]
+        labels = read_idx(f"{args.data}/train-labels-idx1-ubyte.gz", 0x801, 1)[:n]
     if images.shape[0] < n:  # more batches than the training set: repeat it
         reps = -(-n // images.shape[0])
         images, labels = np.concatenate([images] * reps)[:n], np.concatenate([labels] * reps)[:n]

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The GPU check of issue 5 in one call on the lent GPU machine (benchmarks/gpu/prepare.sh builds
+# and stages everything here first; the machine has no HDF5 and cannot install anything):
+#
+#   bash benchmarks/gpu/run.sh             GPU tests, then fedsilo against PyTorch on the same GPU:
+#                                          exact top-k (n = 2^24/2^26/2^28, k = 1%) vs torch.topk,
+#                                          training samples/s (niid-cnn, mlp; batch 64 and 512)
+#                                          vs PyTorch eager; a table last. Under 4 minutes.
+#   bash benchmarks/gpu/run.sh federation  the NIID-Bench Dirichlet(0.5) federation, 10 ranks
+#                                          sharing the GPU (needs data/gpu-fmnist carried)
+#
+# Outputs (JSON and logs) go to $OUT (the device tool's folder) or ./gpu-results.
+set -uo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+C=$ROOT/build/gpu/carry
+OUT=${OUT:-$ROOT/gpu-results}
+mkdir -p "$OUT"
+export LD_LIBRARY_PATH="$C/lib:${LD_LIBRARY_PATH:-}"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+PY=${PY:-python3}
+what=${1:-check}
+[[ -x "$C/bin/fedsilo" ]] || { echo "run.sh: no staged build in $C (run benchmarks/gpu/prepare.sh first and carry build/gpu/carry)"; exit 2; }
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+step() { echo "== $* ($(date +%T))"; }
+
+if [[ $what == check ]]; then
+  step "GPU tests"
+  timeout 150 "$C/bin/fedsilo_gpu_tests" --gtest_output="json:$OUT/gpu_tests.json" > "$OUT/gpu_tests.txt" 2>&1
+  echo "gpu tests exit $?"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED  \]" "$OUT/gpu_tests.txt" | tail -n 30
+
+  step "exact top-k: fedsilo vs torch.topk"
+  timeout 120 "$C/bin/gpu_topk_bench" --sizes 24,26,28 --density 0.01 --repeats 20 --commit "$COMMIT" \
+    --json "$OUT/topk.json" 2>&1 | tail -n 6
+  timeout 120 "$PY" "$ROOT/benchmarks/gpu/torch_topk.py" --sizes 24,26,28 --density 0.01 \
+    --json "$OUT/torch_topk.json" 2>&1 | tail -n 5
+
+  for batch in 64 512; do
+    batches=$(( batch == 64 ? 400 : 100 ))
+    step "training, batch $batch: fedsilo vs PyTorch eager"
+    timeout 150 "$C/bin/local_train" --device cuda --synthetic --batch $batch --batches $batches \
+      --repeats 5 --models niid-cnn,mlp --commit "$COMMIT" --json "$OUT/train_b$batch.json" 2>&1 | tail -n 4
+    timeout 150 "$PY" "$ROOT/benchmarks/local_train/pytorch_ref.py" --device cuda --synthetic \
+      --batch $batch --batches $batches --repeats 5 --models niid-cnn,mlp \
+      --json "$OUT/torch_train_b$batch.json" 2>&1 | tail -n 3
+  done
+  step "table"
+  "$PY" "$ROOT/benchmarks/gpu/table.py" "$OUT" | tee "$OUT/table.md"
+  exit 0
+fi
+
+if [[ $what == federation ]]; then
+  data=$ROOT/data/gpu-fmnist
+  [[ -f $data/train-images-idx3-ubyte.gz ]] || { echo "run.sh: carry data/gpu-fmnist (prepare.sh fills it)"; exit 2; }
+  work=$(mktemp -d)
+  step "partition (10 silos, Dirichlet(0.5), seed 1)"
+  "$C/bin/fedsilo" partition --dataset fashion-mnist --idx-dir "$data" --silos 10 \
+    --scheme dirichlet:0.5 --seed 1 -q --out "$work/fmnist" || exit 1
+  sed -e "s#^silos_dir = .*#silos_dir = \"$work/fmnist\"#" -e "s#^out_dir = .*#out_dir = \"$work/run\"#" \
+    "$ROOT/examples/gpu/niid-bench-cuda.toml" > "$work/cfg.toml"
+  step "federation: 10 ranks on one GPU"
+  start=$(date +%s.%N)
+  timeout 580 mpirun --oversubscribe -np 10 --bind-to none "$C/bin/fedsilo" train "$work/cfg.toml" \
+    2>&1 | tee "$OUT/federation.txt" | grep -E "^round +[0-9]+/50|summary|accuracy|wall" | tail -n 12
+  rc=${PIPESTATUS[0]}
+  end=$(date +%s.%N)
+  cp "$work/run/metrics.jsonl" "$OUT/federation.metrics.jsonl" 2>/dev/null
+  echo "federation exit $rc, wall $(awk "BEGIN{printf \"%.1f\", $end - $start}") s (target < 300 s; CPU run 87.07%)"
+  exit "$rc"
+fi
+echo "usage: run.sh [check|federation]"; exit 2
