@@ -67,11 +67,7 @@ class Dense final : public TypedLayer<Dense> {
   }
 
   LayerDesc desc() const override {
-    LayerDesc d;
-    d.kind = LayerDesc::Kind::kDense;
-    d.name = name();
-    d.in_size = in_size();
-    d.out_size = out_size();
+    LayerDesc d = base_desc(LayerDesc::Kind::kDense);
     d.relu = relu_;
     d.weight_offset = w_off_;
     d.bias_offset = b_off_;
@@ -130,11 +126,7 @@ class Conv2d final : public TypedLayer<Conv2d> {
   }
 
   LayerDesc desc() const override {
-    LayerDesc d;
-    d.kind = LayerDesc::Kind::kConv2d;
-    d.name = name();
-    d.in_size = in_size();
-    d.out_size = out_size();
+    LayerDesc d = base_desc(LayerDesc::Kind::kConv2d);
     d.relu = relu_;
     d.weight_offset = w_off_;
     d.bias_offset = b_off_;
@@ -188,11 +180,7 @@ class MaxPool2x2 final : public TypedLayer<MaxPool2x2> {
   }
 
   LayerDesc desc() const override {
-    LayerDesc d;
-    d.kind = LayerDesc::Kind::kMaxPool2x2;
-    d.name = name();
-    d.in_size = in_size();
-    d.out_size = out_size();
+    LayerDesc d = base_desc(LayerDesc::Kind::kMaxPool2x2);
     d.c = shape_.c;
     d.h = shape_.h;
     d.w = shape_.w;

@@ -53,6 +53,15 @@ class Layer {
   virtual void init(float* params, Philox& rng) const {}
 
  protected:
+  /// A LayerDesc with what every layer has filled in: kind, name, sizes.
+  [[nodiscard]] LayerDesc base_desc(LayerDesc::Kind kind) const {
+    LayerDesc d;
+    d.kind = kind;
+    d.name = name_;
+    d.in_size = in_size_;
+    d.out_size = out_size_;
+    return d;
+  }
   Layer(std::string name, int64_t in_size, int64_t out_size)
       : name_(std::move(name)), in_size_(in_size), out_size_(out_size) {}
 
