@@ -9,6 +9,7 @@
 
 #include "core/philox.h"
 #include "kernels/cuda/error_feedback.h"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/quantize.h"
 #include "kernels/cuda/radix_select.cuh"
 #include "kernels/cuda/randk.h"
@@ -18,9 +19,6 @@
 namespace fedsilo::kernels::cuda {
 namespace {
 
-cudaStream_t raw(Stream s) {
-  return static_cast<cudaStream_t>(s.handle);
-}
 
 // flags[kBad]: some acc was not finite; flags[kOverflow]: some sent value was not.
 constexpr int kBad = 0, kOverflow = 1, kFlags = 2;
@@ -179,7 +177,7 @@ Result<int64_t> error_feedback_step_in(const float* update, float* residual, flo
   FEDSILO_CHECK(check_args(update, residual, velocity, n, p, indices, values, capacity));
   if (n == 0) return int64_t{0};
   if (scratch == nullptr) return invalid_argument("error_feedback_step: null scratch");
-  const cudaStream_t stream = raw(s);
+  const cudaStream_t stream = cuda_stream(s);
   const bool ef = p.error_feedback;
   const float momentum = ef ? p.momentum : 0.0f;
   const bool fused = fused_histograms(n, p);

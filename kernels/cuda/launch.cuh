@@ -1,5 +1,6 @@
-// Launch helpers shared by the training kernels (.cu files only): the raw stream of a Stream,
-// grid checks, and the fixed-order block sum that keeps reductions bitwise repeatable.
+// Launch helpers shared by the CUDA kernels (.cu files only): the raw stream of a Stream,
+// grid-stride loop bounds, grid checks, and the fixed-order block sum that keeps reductions
+// bitwise repeatable.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -17,6 +18,14 @@ namespace fedsilo::kernels::cuda {
 /// The cudaStream_t a Stream holds (nullptr: the legacy default stream).
 inline cudaStream_t cuda_stream(Stream s) {
   return static_cast<cudaStream_t>(s.handle);
+}
+
+/// First element and stride of a grid-stride loop over a 1-D launch, in 64 bits.
+__device__ inline int64_t grid_start() {
+  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+__device__ inline int64_t grid_stride() {
+  return static_cast<int64_t>(gridDim.x) * blockDim.x;
 }
 
 /// ceil(a / b) for positive b.

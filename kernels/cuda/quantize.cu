@@ -12,6 +12,7 @@
 #include <string>
 
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/philox.cuh"
 #include "kernels/cuda/quantize.h"
 
@@ -22,16 +23,7 @@ constexpr int kQBlock = kInt8BlockSize;  // threads of the int8 kernels: one per
 static_assert(kQBlock == 256 && kQBlock % 32 == 0);
 constexpr uint32_t kCompressionPurpose = 8;  // RngPurpose::kCompression
 
-cudaStream_t raw(Stream s) {
-  return static_cast<cudaStream_t>(s.handle);
-}
 
-__device__ inline int64_t grid_start() {
-  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ inline int64_t grid_stride() {
-  return static_cast<int64_t>(gridDim.x) * blockDim.x;
-}
 
 __device__ uint16_t to_fp16(float x) {
   uint32_t a = __float_as_uint(x);
@@ -212,7 +204,7 @@ Status round_trip_values(ValueType type, float* values, int64_t n, const Roundin
                          Stream s) {
   if (n <= 0 || type == ValueType::kFp32) return {};
   if (values == nullptr) return invalid_argument("round_trip_values: null values");
-  const cudaStream_t stream = raw(s);
+  const cudaStream_t stream = cuda_stream(s);
   switch (type) {
     case ValueType::kFp16:
       fp16_round_trip_kernel<<<blocks_for(n), kThreads, 0, stream>>>(values, n);
@@ -240,7 +232,7 @@ Status encode_values(ValueType type, const float* values, int64_t n, uint8_t* ou
                      const RoundingStream& rs, Stream s) {
   if (n <= 0) return {};
   if (values == nullptr || out == nullptr) return invalid_argument("encode_values: null pointer");
-  const cudaStream_t stream = raw(s);
+  const cudaStream_t stream = cuda_stream(s);
   switch (type) {
     case ValueType::kFp32:
       FEDSILO_CUDA_TRY(cudaMemcpyAsync(out, values, sizeof(float) * static_cast<size_t>(n),
@@ -271,7 +263,7 @@ Status decode_values(ValueType type, const uint8_t* in, int64_t in_bytes, float*
   }
   if (n <= 0) return {};
   if (in == nullptr || out == nullptr) return invalid_argument("decode_values: null pointer");
-  const cudaStream_t stream = raw(s);
+  const cudaStream_t stream = cuda_stream(s);
   FEDSILO_ASSIGN_OR_RETURN(void* scratch, ws.reserve(2 * sizeof(unsigned long long)));
   auto* first = static_cast<unsigned long long*>(scratch);
   const unsigned long long none[2] = {~0ull, ~0ull};

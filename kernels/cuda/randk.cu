@@ -22,6 +22,7 @@
 
 #include "core/philox.h"
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/philox.cuh"
 #include "kernels/cuda/randk.h"
 #include "kernels/cuda/sparse.h"
@@ -31,16 +32,7 @@ namespace {
 
 constexpr uint32_t kNoReject = 0xFFFFFFFFu;
 
-cudaStream_t raw(Stream s) {
-  return static_cast<cudaStream_t>(s.handle);
-}
 
-__device__ inline int64_t grid_start() {
-  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ inline int64_t grid_stride() {
-  return static_cast<int64_t>(gridDim.x) * blockDim.x;
-}
 
 // Draws s >= s_begin: Philox::below(j + 1) with Lemire's method on the (s + offset)-th u64 of
 // the stream, offset = the rejections so far (each consumed one u64 more). A rejected draw
@@ -197,7 +189,7 @@ Status randk_indices_in(int64_t n, int64_t k, uint64_t seed, uint32_t round, uin
   if (out == nullptr) return invalid_argument("randk: null output");
   if (k >= n) return fill_iota(out, n, s);
   if (scratch == nullptr) return invalid_argument("randk: null scratch");
-  const cudaStream_t stream = raw(s);
+  const cudaStream_t stream = cuda_stream(s);
   FEDSILO_ASSIGN_OR_RETURN(Layout l, plan_layout(n, k, stream));
   Carver carver(scratch);
   l.carve(carver, k);

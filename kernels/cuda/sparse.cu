@@ -4,21 +4,13 @@
 #include <string>
 
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/sparse.h"
 
 namespace fedsilo::kernels::cuda {
 namespace {
 
-cudaStream_t raw(Stream s) {
-  return static_cast<cudaStream_t>(s.handle);
-}
 
-__device__ inline int64_t grid_start() {
-  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ inline int64_t grid_stride() {
-  return static_cast<int64_t>(gridDim.x) * blockDim.x;
-}
 
 __global__ void gather_kernel(const float* __restrict__ x, const uint32_t* __restrict__ idx,
                               int64_t nnz, float* __restrict__ values) {
@@ -68,7 +60,7 @@ __global__ void check_sparse_kernel(const uint32_t* __restrict__ idx,
 
 Status gather(const float* x, const uint32_t* indices, int64_t nnz, float* values, Stream s) {
   if (nnz <= 0) return {};
-  gather_kernel<<<blocks_for(nnz), kThreads, 0, raw(s)>>>(x, indices, nnz, values);
+  gather_kernel<<<blocks_for(nnz), kThreads, 0, cuda_stream(s)>>>(x, indices, nnz, values);
   FEDSILO_CUDA_LAUNCHED(gather_kernel);
   return {};
 }
@@ -76,7 +68,7 @@ Status gather(const float* x, const uint32_t* indices, int64_t nnz, float* value
 Status fill_iota(uint32_t* out, int64_t n, Stream s) {
   if (n <= 0) return {};
   if (n > int64_t{UINT32_MAX} + 1) return invalid_argument("fill_iota: n >= 2^32 + 1");
-  iota_kernel<<<blocks_for(n), kThreads, 0, raw(s)>>>(out, n);
+  iota_kernel<<<blocks_for(n), kThreads, 0, cuda_stream(s)>>>(out, n);
   FEDSILO_CUDA_LAUNCHED(iota_kernel);
   return {};
 }
@@ -84,11 +76,11 @@ Status fill_iota(uint32_t* out, int64_t n, Stream s) {
 Status densify(const uint32_t* indices, const float* values, int64_t nnz, float* out,
                int64_t length, Stream s) {
   if (length > 0) {
-    zero_kernel<<<blocks_for(length), kThreads, 0, raw(s)>>>(out, length);
+    zero_kernel<<<blocks_for(length), kThreads, 0, cuda_stream(s)>>>(out, length);
     FEDSILO_CUDA_LAUNCHED(zero_kernel);
   }
   if (nnz > 0 && length > 0) {
-    assign_kernel<<<blocks_for(nnz), kThreads, 0, raw(s)>>>(indices, values, nnz, out, length);
+    assign_kernel<<<blocks_for(nnz), kThreads, 0, cuda_stream(s)>>>(indices, values, nnz, out, length);
     FEDSILO_CUDA_LAUNCHED(assign_kernel);
   }
   return {};
@@ -97,7 +89,7 @@ Status densify(const uint32_t* indices, const float* values, int64_t nnz, float*
 Status scatter_add(const uint32_t* indices, const float* values, int64_t nnz, float* out,
                    int64_t length, Stream s) {
   if (nnz <= 0 || length <= 0) return {};
-  scatter_add_kernel<<<blocks_for(nnz), kThreads, 0, raw(s)>>>(indices, values, nnz, out, length);
+  scatter_add_kernel<<<blocks_for(nnz), kThreads, 0, cuda_stream(s)>>>(indices, values, nnz, out, length);
   FEDSILO_CUDA_LAUNCHED(scatter_add_kernel);
   return {};
 }
@@ -109,13 +101,13 @@ Status check_sparse(const uint32_t* indices, const float* values, int64_t nnz, i
   auto* first = static_cast<unsigned long long*>(scratch);
   const unsigned long long none[2] = {static_cast<unsigned long long>(nnz),
                                       static_cast<unsigned long long>(nnz)};
-  FEDSILO_CUDA_TRY(cudaMemcpyAsync(first, none, sizeof(none), cudaMemcpyHostToDevice, raw(s)));
-  check_sparse_kernel<<<blocks_for(nnz), kThreads, 0, raw(s)>>>(indices, values, nnz, length,
+  FEDSILO_CUDA_TRY(cudaMemcpyAsync(first, none, sizeof(none), cudaMemcpyHostToDevice, cuda_stream(s)));
+  check_sparse_kernel<<<blocks_for(nnz), kThreads, 0, cuda_stream(s)>>>(indices, values, nnz, length,
                                                                 first);
   FEDSILO_CUDA_LAUNCHED(check_sparse_kernel);
   unsigned long long found[2];
-  FEDSILO_CUDA_TRY(cudaMemcpyAsync(found, first, sizeof(found), cudaMemcpyDeviceToHost, raw(s)));
-  FEDSILO_CUDA_TRY(cudaStreamSynchronize(raw(s)));
+  FEDSILO_CUDA_TRY(cudaMemcpyAsync(found, first, sizeof(found), cudaMemcpyDeviceToHost, cuda_stream(s)));
+  FEDSILO_CUDA_TRY(cudaStreamSynchronize(cuda_stream(s)));
   if (found[0] < static_cast<unsigned long long>(nnz)) {
     uint32_t index = 0;
     FEDSILO_CUDA_TRY(cudaMemcpy(&index, indices + found[0], sizeof(index), cudaMemcpyDeviceToHost));

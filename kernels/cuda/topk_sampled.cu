@@ -14,6 +14,7 @@
 #include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_select.cuh>
 
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/philox.cuh"
 #include "kernels/cuda/radix_select.cuh"
 #include "kernels/cuda/sparse.h"
@@ -30,9 +31,6 @@ constexpr int64_t kMaxSampleDivisor = 64;
 constexpr double kSpreads = 3.0;
 constexpr int kMaxPasses = 4;
 
-cudaStream_t raw(Stream s) {
-  return static_cast<cudaStream_t>(s.handle);
-}
 
 int64_t sample_size(int64_t n, int64_t k) {
   const double frac = static_cast<double>(k) / static_cast<double>(n);
@@ -139,7 +137,7 @@ Result<int64_t> topk_sampled_in(const float* x, int64_t n, int64_t k, const Phil
   if (x == nullptr || indices == nullptr) {
     return invalid_argument("topk_sampled: null input or output");
   }
-  const cudaStream_t stream = raw(s);
+  const cudaStream_t stream = cuda_stream(s);
   if (k >= n) {
     FEDSILO_CHECK(fill_iota(indices, n, s));
     if (values != nullptr) {
