@@ -566,9 +566,12 @@ Status Bench::measure_cell(int64_t n, const std::vector<std::pair<double, std::s
     }
   }
   // Interleaved: iteration i of every algorithm of the cell before iteration i + 1 of any, so
-  // a slow phase of the machine (other jobs, the 4 emulated links' TCP work) hits them alike.
+  // a slow phase of the machine (other jobs, the 4 emulated links' TCP work) hits them alike;
+  // the order rotates by one each iteration, so no algorithm always runs right after the same
+  // other one (measured: without rotation two rows of the same algorithm differed by up to 16%).
+  const size_t m = entries.size();
   for (int i = 0; i < args_.iterations; ++i) {
-    for (auto& e : entries) FEDSILO_CHECK(timed_iteration(*e));
+    for (size_t j = 0; j < m; ++j) FEDSILO_CHECK(timed_iteration(*entries[(static_cast<size_t>(i) + j) % m]));
   }
   for (auto& e : entries) FEDSILO_CHECK(finish(*e));
   return {};
