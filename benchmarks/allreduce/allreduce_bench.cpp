@@ -21,6 +21,7 @@
 #include "benchmarks/allreduce/aggregation.h"
 #include "cli/exit_codes.h"
 #include "core/philox.h"
+#include "fl/update_exchange.h"
 #include "mpi/comm.h"
 #include "mpi/selector.h"
 #include "mpi/topology.h"
@@ -434,21 +435,10 @@ Status Bench::check_row(Aggregation& agg, int64_t n, std::string& verdict) {
 }
 
 Result<double> Bench::compression_cost(int64_t n, double density) {
-  // What `auto` measures in training: the leaders' compression (error feedback, selection,
-  // encoding) of a sample, all leaders at once.
-  const compression::CompressionConfig zc = settings_.compression_config(density);
-  FEDSILO_ASSIGN_OR_RETURN(auto compressor, compression::make_compressor(zc));
-  const int64_t sample = std::min<int64_t>(n, int64_t{1} << 20);
-  compression::CompressorState scratch;
-  if (zc.error_feedback) scratch.residual.assign(static_cast<size_t>(sample), 0.0f);
-  auto work = [&](std::span<const float> s) -> Status {
-    FEDSILO_ASSIGN_OR_RETURN(auto sv, compressor->compress(s, scratch, settings_.seed, 0, 0));
-    std::vector<uint8_t> wire;
-    mpi::EncodeOptions eo;
-    eo.value_type = settings_.value_type;
-    return mpi::encode_sparse(sv, 0, 0, eo, wire);
-  };
-  FEDSILO_ASSIGN_OR_RETURN(const double per_float, mpi::calibrate_compute(*topo_, work, sample));
+  // What `auto` measures in training: the leaders' compression, all leaders at once.
+  FEDSILO_ASSIGN_OR_RETURN(const double per_float,
+                           fl::measure_leader_compression(*topo_, settings_.compression_config(density),
+                                                          settings_.seed, n));
   if (root()) {
     std::printf("# auto: leaders' compression at density %g measured %.2f ns/float\n", density,
                 per_float * 1e9);

@@ -42,6 +42,24 @@ std::string UpdateExchange::topology() const {
          std::to_string(t.local_size()) + " ranks" + (t.emulated() ? " (emulated)" : "");
 }
 
+Result<double> measure_leader_compression(mpi::Topology& topology,
+                                          const compression::CompressionConfig& zcfg,
+                                          uint64_t seed, int64_t length) {
+  FEDSILO_ASSIGN_OR_RETURN(auto compressor, compression::make_compressor(zcfg));
+  const int64_t sample = std::max<int64_t>(1, std::min<int64_t>(length, int64_t{1} << 20));
+  compression::CompressorState scratch;
+  if (zcfg.error_feedback) scratch.residual.assign(static_cast<size_t>(sample), 0.0f);
+  if (zcfg.momentum_correction > 0.0) scratch.velocity.assign(static_cast<size_t>(sample), 0.0f);
+  auto work = [&](std::span<const float> s) -> Status {
+    FEDSILO_ASSIGN_OR_RETURN(auto sv, compressor->compress(s, scratch, seed, 0, 0));
+    std::vector<uint8_t> wire;
+    mpi::EncodeOptions eo;
+    eo.value_type = zcfg.value_type;
+    return mpi::encode_sparse(sv, 0, 0, eo, wire);
+  };
+  return mpi::calibrate_compute(topology, work, sample);
+}
+
 Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
     const config::Config& cfg, mpi::Comm& world, int64_t length,
     const std::string& resolved_algorithm) {
@@ -87,21 +105,8 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
     in.level = impl->node_level ? mpi::CompressionLevel::kNode : mpi::CompressionLevel::kSilo;
     in.link = link;
     if (impl->node_level && impl->compressor) {
-      // What the leaders' compression costs here, all leaders at once (shared cores count).
-      const int64_t sample = std::min<int64_t>(length, int64_t{1} << 20);
-      compression::CompressorState scratch;
-      if (z.error_feedback) scratch.residual.assign(static_cast<size_t>(sample), 0.0f);
-      if (z.momentum_correction > 0.0) scratch.velocity.assign(static_cast<size_t>(sample), 0.0f);
-      Impl* self = impl.get();
-      auto work = [&](std::span<const float> s) -> Status {
-        FEDSILO_ASSIGN_OR_RETURN(auto sv, self->compressor->compress(s, scratch, cfg.run.seed, 0, 0));
-        std::vector<uint8_t> wire;
-        mpi::EncodeOptions eo;
-        eo.value_type = self->zcfg.value_type;
-        return mpi::encode_sparse(sv, 0, 0, eo, wire);
-      };
       FEDSILO_ASSIGN_OR_RETURN(in.compress_seconds_per_float,
-                               mpi::calibrate_compute(*impl->topology, work, sample));
+                               measure_leader_compression(*impl->topology, impl->zcfg, cfg.run.seed, length));
     }
     const auto choice = mpi::select_algorithm(in);
     name = choice.algorithm;

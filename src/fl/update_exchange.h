@@ -9,11 +9,20 @@
 #include <string>
 #include <vector>
 
+#include "compression/compressor.h"
 #include "config/config.h"
 #include "core/status.h"
 #include "mpi/comm.h"
+#include "mpi/topology.h"
 
 namespace fedsilo::fl {
+
+/// Seconds per float of a level-node leader's compression (error feedback, selection,
+/// encoding) with `zcfg`, on min(length, 2^20) floats, all leaders at once
+/// (mpi::calibrate_compute): what `auto` charges sparse-hier. Collective over the world.
+[[nodiscard]] Result<double> measure_leader_compression(mpi::Topology& topology,
+                                                        const compression::CompressionConfig& zcfg,
+                                                        uint64_t seed, int64_t length);
 
 /// What one exchange cost this rank.
 struct ExchangeStats {

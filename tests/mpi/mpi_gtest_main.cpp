@@ -1,7 +1,10 @@
-// Not a test: the shared main() of the MPI GoogleTest binaries (MPI up before the tests, only
-// rank 0 prints, every rank exits with the same code).
+// The shared main() of the MPI GoogleTest binaries: MPI up before the tests, only rank 0 prints,
+// every rank exits with the same code. It also checks what no single rank can see: that every
+// rank ran the same tests (a rank that skipped or lost one would otherwise pass unnoticed).
 #include <gtest/gtest.h>
 #include <mpi.h>
+
+#include <cstdio>
 
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
@@ -13,6 +16,17 @@ int main(int argc, char** argv) {
     delete listeners.Release(listeners.default_result_printer());
   }
   int failed = RUN_ALL_TESTS() != 0 ? 1 : 0;
+  // [tests run, -tests run]: max == -min means every rank ran the same number.
+  const auto* unit = ::testing::UnitTest::GetInstance();
+  int ran[2] = {unit->test_to_run_count(), -unit->test_to_run_count()}, agree[2] = {0, 0};
+  MPI_Allreduce(ran, agree, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  if (agree[0] != -agree[1]) {
+    if (rank == 0) {
+      std::fprintf(stderr, "FAILED: ranks ran different numbers of tests (%d to %d)\n", -agree[1],
+                   agree[0]);
+    }
+    failed = 1;
+  }
   int any = 0;
   MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
   MPI_Finalize();
