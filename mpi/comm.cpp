@@ -320,4 +320,60 @@ Status Comm::allgatherv(std::span<const float> mine, std::span<float> all,
   return {};
 }
 
+// ---------------------------------------------------------------- node-shared memory
+
+struct SharedWindow::Handles {
+  MPI_Win win = MPI_WIN_NULL;
+  MPI_Comm comm = MPI_COMM_NULL;  // not owned: the Comm outlives the window
+  ~Handles() {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (finalized || win == MPI_WIN_NULL) return;
+    MPI_Win_unlock_all(win);
+    MPI_Win_free(&win);
+  }
+};
+
+SharedWindow::SharedWindow() = default;
+SharedWindow::~SharedWindow() = default;
+SharedWindow::SharedWindow(SharedWindow&&) noexcept = default;
+SharedWindow& SharedWindow::operator=(SharedWindow&&) noexcept = default;
+
+Result<SharedWindow> SharedWindow::allocate(const Comm& comm, int64_t bytes) {
+  if (bytes < 1) return invalid_argument("SharedWindow: bytes must be >= 1");
+  SharedWindow w;
+  auto h = std::make_unique<Handles>();
+  h->comm = comm.h_->world;
+  MPI_Info info;
+  FEDSILO_MPI(MPI_Info_create(&info));
+  // Each segment on its own pages (near the rank that writes it); query gives the addresses.
+  MPI_Info_set(info, "alloc_shared_noncontig", "true");
+  void* mine = nullptr;
+  const int rc = MPI_Win_allocate_shared(static_cast<MPI_Aint>(bytes), 1, info, h->comm, &mine,
+                                         &h->win);
+  MPI_Info_free(&info);
+  FEDSILO_CHECK(check(rc, "MPI_Win_allocate_shared"));
+  FEDSILO_MPI(MPI_Win_set_errhandler(h->win, MPI_ERRORS_RETURN));
+  FEDSILO_MPI(MPI_Win_lock_all(MPI_MODE_NOCHECK, h->win));
+  w.base_.resize(static_cast<size_t>(comm.size()));
+  for (int q = 0; q < comm.size(); ++q) {
+    MPI_Aint size = 0;
+    int disp = 0;
+    void* base = nullptr;
+    FEDSILO_MPI(MPI_Win_shared_query(h->win, q, &size, &disp, &base));
+    if (size < bytes) return Status(StatusCode::kCommError, "MPI_Win_shared_query: short segment");
+    w.base_[static_cast<size_t>(q)] = static_cast<std::byte*>(base);
+  }
+  w.bytes_ = bytes;
+  w.h_ = std::move(h);
+  return w;
+}
+
+Status SharedWindow::sync() {
+  FEDSILO_MPI(MPI_Win_sync(h_->win));
+  FEDSILO_MPI(MPI_Barrier(h_->comm));
+  FEDSILO_MPI(MPI_Win_sync(h_->win));
+  return {};
+}
+
 }  // namespace fedsilo::mpi

@@ -3,6 +3,7 @@
 // of this header (mpi.h is included only by mpi/*.cpp).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -100,12 +101,43 @@ class Comm {
                                   std::span<const int> counts);
 
  private:
+  friend class SharedWindow;
   Comm() = default;
   /// Fills rank/size/local info and the error handler once h_->world is set.
   [[nodiscard]] Status finish_init();
   struct Handles;
   std::unique_ptr<Handles> h_;
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
+};
+
+/// Memory that every rank of a one-node communicator reads and writes directly
+/// (MPI_Win_allocate_shared, kept locked for the window's life): rank q owns segment(q).
+/// sparse-hier's node phase runs through it instead of messages. Stores become visible to
+/// other ranks' loads only across sync().
+class SharedWindow {
+ public:
+  /// Collective over `comm`, whose ranks must share memory; `bytes` per rank (>= 1). Fails
+  /// (kCommError naming the call) where MPI cannot map the segments, e.g. ranks on two hosts.
+  [[nodiscard]] static Result<SharedWindow> allocate(const Comm& comm, int64_t bytes);
+  SharedWindow();
+  ~SharedWindow();  // collective (MPI_Win_free): every rank destroys it at the same point
+  SharedWindow(SharedWindow&&) noexcept;
+  SharedWindow& operator=(SharedWindow&&) noexcept;
+  SharedWindow(const SharedWindow&) = delete;
+  SharedWindow& operator=(const SharedWindow&) = delete;
+
+  [[nodiscard]] bool valid() const { return h_ != nullptr; }
+  [[nodiscard]] int64_t bytes() const { return bytes_; }
+  [[nodiscard]] std::byte* segment(int rank) const { return base_[static_cast<size_t>(rank)]; }
+  /// Makes every rank's earlier stores visible to every rank's later loads (MPI_Win_sync,
+  /// barrier, MPI_Win_sync). Collective.
+  [[nodiscard]] Status sync();
+
+ private:
+  struct Handles;
+  std::unique_ptr<Handles> h_;
+  int64_t bytes_ = 0;
+  std::vector<std::byte*> base_;
 };
 
 }  // namespace fedsilo::mpi

@@ -1,9 +1,31 @@
 // sparse-hier: node-local dense reduce, leader compression, sparse leader exchange, broadcast.
 #include "mpi/sparse_hier.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/cpu/reduce.h"
 
 namespace fedsilo::mpi {
+namespace {
+
+// The leader's segment, after the exchange: a 64-byte header (the nonzero count, or -1 for a
+// dense vector), then either the indices (uint32) and, from the next 64-byte boundary, the
+// values, or the dense floats.
+constexpr int64_t kHeaderBytes = 64;
+constexpr int64_t kDenseResult = -1;
+
+int64_t round_up64(int64_t b) { return (b + 63) / 64 * 64; }
+
+bool window_disabled_by_env() {
+  const char* v = std::getenv("FEDSILO_SPARSE_HIER_SHM");
+  return v != nullptr && std::strcmp(v, "0") == 0;
+}
+
+}  // namespace
+
 SparseHier::SparseHier(Topology& topology, NodeCompressor compressor, LeaderExchange exchange,
                        SparseOptions options)
     : topo_(topology), compress_(std::move(compressor)) {
@@ -17,16 +39,130 @@ SparseHier::SparseHier(Topology& topology, NodeCompressor compressor, LeaderExch
   }
 }
 
-Status SparseHier::reduce(uint32_t round, std::span<float> data, AllreduceStats& stats) {
-  const auto t_start = std::chrono::steady_clock::now();
+Result<bool> SparseHier::ensure_window(int64_t n) {
+  if (!use_window_ || topo_.node().size() == 1) return false;
+  const int64_t need = kHeaderBytes + round_up64(n * static_cast<int64_t>(sizeof(float))) + 64;
+  if (window_.valid() && window_.bytes() >= need) return true;
+  window_ = SharedWindow();  // collective free of the smaller one
+  Status mine = window_disabled_by_env()
+                    ? failed_precondition("FEDSILO_SPARSE_HIER_SHM=0")
+                    : Status();
+  SharedWindow w;
+  if (mine.ok()) {
+    auto a = SharedWindow::allocate(topo_.node(), need);
+    if (a.ok()) {
+      w = std::move(a).value();
+    } else {
+      mine = a.status();
+    }
+  }
+  const Status agreed = topo_.node().agree(mine);
+  if (!agreed.ok()) {
+    // Some rank of the node cannot map it: every rank of the node uses messages from now on.
+    // A window this rank did map is left mapped (freeing it is collective over ranks that
+    // may not have it).
+    if (w.valid()) new SharedWindow(std::move(w));  // NOLINT: deliberately never freed
+    use_window_ = false;
+    return false;
+  }
+  window_ = std::move(w);
+  return true;
+}
+
+Status SparseHier::node_sum_messages(std::span<float> data) {
+  return topo_.node().reduce_sum(data, 0);
+}
+
+Status SparseHier::node_result_messages(std::span<float> data, AllreduceStats& stats) {
+  const int64_t bytes = static_cast<int64_t>(data.size() * sizeof(float));
+  const int L = topo_.node().size();
+  if (topo_.is_leader()) {
+    stats.intra_bytes_sent += bytes * (L - 1);
+  } else {
+    stats.intra_bytes_received += bytes;
+  }
+  return topo_.node().broadcast(data, 0);
+}
+
+Status SparseHier::node_sum_shared(std::span<float> data) {
+  Comm& node = topo_.node();
+  const auto n = static_cast<int64_t>(data.size());
+  if (!topo_.is_leader() && n > 0) {
+    std::memcpy(window_.segment(node.rank()), data.data(), data.size_bytes());
+  }
+  FEDSILO_CHECK(window_.sync());
+  if (topo_.is_leader()) {
+    for (int q = 1; q < node.size(); ++q) {
+      kernels::add_into(data.data(), reinterpret_cast<const float*>(window_.segment(q)), n);
+    }
+  }
+  return {};
+}
+
+Status SparseHier::node_result_shared(std::span<float> data, AllreduceStats& stats) {
   Comm& node = topo_.node();
   const int L = node.size();
+  const auto n = static_cast<int64_t>(data.size());
+  std::byte* seg = window_.segment(0);
+  auto* header = reinterpret_cast<int64_t*>(seg);
+  if (topo_.is_leader()) {
+    // Nonzero by bit pattern, so a -0.0 travels too and every rank ends bitwise equal.
+    int64_t count = 0;
+    const auto* bits = reinterpret_cast<const uint32_t*>(data.data());
+    for (int64_t i = 0; i < n; ++i) count += bits[i] != 0;
+    const int64_t sparse_bytes = round_up64(4 * count) + 4 * count;
+    if (sparse_bytes < 4 * n) {
+      auto* idx = reinterpret_cast<uint32_t*>(seg + kHeaderBytes);
+      auto* val = reinterpret_cast<float*>(seg + kHeaderBytes + round_up64(4 * count));
+      int64_t c = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        if (bits[i] != 0) {
+          idx[c] = static_cast<uint32_t>(i);
+          val[c] = data[static_cast<size_t>(i)];
+          ++c;
+        }
+      }
+      *header = count;
+      stats.intra_bytes_sent += 8 * count * (L - 1);
+    } else {
+      if (n > 0) std::memcpy(seg + kHeaderBytes, data.data(), data.size_bytes());
+      *header = kDenseResult;
+      stats.intra_bytes_sent += 4 * n * (L - 1);
+    }
+  }
+  FEDSILO_CHECK(window_.sync());
+  if (!topo_.is_leader()) {
+    const int64_t count = *header;
+    if (count == kDenseResult) {
+      if (n > 0) std::memcpy(data.data(), seg + kHeaderBytes, data.size_bytes());
+      stats.intra_bytes_received += 4 * n;
+    } else {
+      const auto* idx = reinterpret_cast<const uint32_t*>(seg + kHeaderBytes);
+      const auto* val = reinterpret_cast<const float*>(seg + kHeaderBytes + round_up64(4 * count));
+      std::fill(data.begin(), data.end(), 0.0f);
+      for (int64_t c = 0; c < count; ++c) data[idx[c]] = val[c];
+      stats.intra_bytes_received += 8 * count;
+    }
+  }
+  return {};
+}
+
+Status SparseHier::reduce(uint32_t round, std::span<float> data, AllreduceStats& stats) {
+  const auto t_start = std::chrono::steady_clock::now();
+  const int L = topo_.node().size();
   const auto n = static_cast<int64_t>(data.size());
   const int64_t bytes = n * static_cast<int64_t>(sizeof(float));
   Status local;
 
   auto t0 = std::chrono::steady_clock::now();
-  FEDSILO_CHECK(node.reduce_sum(data, 0));
+  auto shared = ensure_window(n);
+  FEDSILO_CHECK(shared.status());
+  FEDSILO_CHECK(shared.value() ? node_sum_shared(data) : node_sum_messages(data));
+  if (topo_.is_leader()) {
+    stats.intra_bytes_received += bytes * (L - 1);
+  } else {
+    stats.intra_bytes_sent += bytes;
+  }
   stats.intra_seconds += seconds_since(t0);
 
   if (topo_.is_leader()) {
@@ -51,15 +187,11 @@ Status SparseHier::reduce(uint32_t round, std::span<float> data, AllreduceStats&
     Status ex = allgather_ ? allgather_->exchange(round, node_sparse, data, stats, local)
                            : rd_->exchange(round, node_sparse, data, stats, local);
     FEDSILO_CHECK(ex);
-    stats.intra_bytes_received += bytes * (L - 1);
-    stats.intra_bytes_sent += bytes * (L - 1);
-  } else {
-    stats.intra_bytes_sent += bytes;
-    stats.intra_bytes_received += bytes;
   }
 
   t0 = std::chrono::steady_clock::now();
-  FEDSILO_CHECK(node.broadcast(data, 0));
+  FEDSILO_CHECK(shared.value() ? node_result_shared(data, stats)
+                               : node_result_messages(data, stats));
   stats.intra_seconds += seconds_since(t0);
   const Status agreed = topo_.world().agree(local);
   stats.total_seconds += seconds_since(t_start);

@@ -3,12 +3,22 @@
 // residual, is a callback), the leaders exchange the sparse node sums (allgather or recursive
 // doubling), and each leader broadcasts the total inside its node. Only N leader payloads of
 // ~d * n * (value + index) bytes cross nodes, instead of every silo's.
+//
+// The node phase runs through a node-shared window (mpi::SharedWindow) where MPI can map one:
+// every other rank stores its update in its segment once, the leader adds the segments to its
+// own update in local-rank order (no message copies through MPI's buffers), and after the
+// exchange the leader publishes the result's nonzeros (index + value, 8 bytes each; the dense
+// vector when that is smaller) for the others to scatter into their zeroed buffers, so the
+// dense result never crosses the node. The result is bitwise the same on every rank. Where
+// the window cannot be mapped (or FEDSILO_SPARSE_HIER_SHM=0, for comparisons), MPI_Reduce and
+// MPI_Bcast of the dense vector do the node phase.
 #pragma once
 
 #include <functional>
 #include <memory>
 
 #include "mpi/algorithm.h"
+#include "mpi/comm.h"
 #include "mpi/sparse_allgather.h"
 #include "mpi/sparse_rd.h"
 #include "mpi/topology.h"
@@ -35,10 +45,24 @@ class SparseHier final : public DenseAllreduceAlgorithm {
   /// non-leader sends its buffer up and receives the result back).
   [[nodiscard]] Status reduce(uint32_t round, std::span<float> data,
                               AllreduceStats& stats) override;
+  /// Whether the last call's node phase ran through the shared window.
+  [[nodiscard]] bool node_phase_shared() const { return window_.valid() && use_window_; }
 
  private:
+  /// The node phase through messages (MPI_Reduce / MPI_Bcast of the dense vector).
+  [[nodiscard]] Status node_sum_messages(std::span<float> data);
+  [[nodiscard]] Status node_result_messages(std::span<float> data, AllreduceStats& stats);
+  /// The node phase through the shared window.
+  [[nodiscard]] Status node_sum_shared(std::span<float> data);
+  [[nodiscard]] Status node_result_shared(std::span<float> data, AllreduceStats& stats);
+  /// Maps (or grows) the window for n floats; false where it cannot be mapped (agreed on the
+  /// node, so every rank of it takes the same path).
+  [[nodiscard]] Result<bool> ensure_window(int64_t n);
+
   Topology& topo_;
   NodeCompressor compress_;
+  SharedWindow window_;
+  bool use_window_ = true;
   std::unique_ptr<SparseAllgather> allgather_;
   std::unique_ptr<SparseRecursiveDoubling> rd_;
 };

@@ -362,6 +362,45 @@ TEST(Allreduce, FailingNodeCompressorGivesTheSameErrorOnEveryRank) {
                 "sparse-hier");
 }
 
+// sparse-hier's node phase through the shared window and through messages (MPI_Reduce/Bcast):
+// both exact against MPI_Allreduce, on results that are published sparse (few nonzeros) and
+// dense (every element nonzero), with the window regrown when the length grows.
+TEST(Allreduce, SparseHierNodePhaseIsExactThroughSharedMemoryAndThroughMessages) {
+  auto world = Comm::world();
+  ASSERT_TRUE(world.ok());
+  const int P = world->size(), r = world->rank();
+  if (P < 2) GTEST_SKIP() << "needs two ranks on a node";
+  const int nodes = P % 2 == 0 ? P / 2 : 1;
+  auto topo = Topology::create(world.value(), nodes);
+  ASSERT_TRUE(topo.ok());
+  for (const bool shared : {true, false}) {
+    if (!shared) setenv("FEDSILO_SPARSE_HIER_SHM", "0", 1);
+    AlgorithmConfig cfg;
+    cfg.name = "sparse-hier";
+    cfg.compressor = keep_nonzeros();
+    auto red = make_dense_allreduce(topo.value(), cfg);
+    ASSERT_TRUE(red.ok());
+    for (const int64_t n : {int64_t{10}, int64_t{5000}, int64_t{70001}, int64_t{3}}) {
+      for (const Pattern p : {Pattern::kDisjoint, Pattern::kDense}) {
+        const SparseVector c = contribution(n, r, P, p);
+        std::vector<float> data(static_cast<size_t>(n)), want(static_cast<size_t>(n));
+        ASSERT_TRUE(densify(c, data).ok());
+        want = data;
+        ASSERT_TRUE(world->allreduce_sum(std::span<float>(want)).ok());
+        fl::ReduceStats st;
+        ASSERT_TRUE(red.value()->sum(data, st).ok());
+        EXPECT_EQ(data, want) << (shared ? "shared window" : "messages") << ", "
+                              << topo->describe() << ", length " << n << ", "
+                              << pattern_name(p);
+      }
+    }
+    auto* hier = dynamic_cast<SparseHier*>(red.value().get());
+    ASSERT_NE(hier, nullptr);
+    EXPECT_EQ(hier->node_phase_shared(), shared);
+  }
+  unsetenv("FEDSILO_SPARSE_HIER_SHM");
+}
+
 TEST(Allreduce, FactoryRejectsUnknownNamesNamingTheSetting) {
   auto world = Comm::world();
   ASSERT_TRUE(world.ok());

@@ -39,6 +39,35 @@ TEST(DenseAllreduce, SumIsExactOnSmallIntegers) {
   }
 }
 
+TEST(SharedWindow, EveryRankReadsEveryRanksStoresAfterSync) {
+  auto c = Comm::world();
+  ASSERT_TRUE(c.ok());
+  auto node = c->split_shared();  // all ranks of these tests run on one machine
+  ASSERT_TRUE(node.ok());
+  const int L = node->size(), me = node->rank();
+  for (const int64_t floats : {int64_t{1}, int64_t{1000}, int64_t{3} << 20}) {
+    auto w = SharedWindow::allocate(node.value(), floats * 4);
+    ASSERT_TRUE(w.ok()) << w.status().to_string();
+    ASSERT_GE(w->bytes(), floats * 4);
+    for (int pass = 0; pass < 2; ++pass) {  // the segments are reused across syncs
+      auto* mine = reinterpret_cast<float*>(w->segment(me));
+      for (int64_t i = 0; i < floats; ++i) mine[i] = static_cast<float>(me * 1000 + pass + i % 7);
+      ASSERT_TRUE(w->sync().ok());
+      for (int q = 0; q < L; ++q) {
+        const auto* theirs = reinterpret_cast<const float*>(w->segment(q));
+        int64_t bad = 0;
+        for (int64_t i = 0; i < floats; ++i) {
+          bad += theirs[i] != static_cast<float>(q * 1000 + pass + i % 7);
+        }
+        EXPECT_EQ(bad, 0) << "segment of local rank " << q << ", " << floats << " floats, pass "
+                          << pass;
+      }
+      ASSERT_TRUE(w->sync().ok());  // nobody overwrites before everyone has read
+    }
+  }
+  EXPECT_FALSE(SharedWindow::allocate(node.value(), 0).ok());
+}
+
 TEST(Comm, AllgatherIsRankMajor) {
   auto c = Comm::world();
   ASSERT_TRUE(c.ok());
