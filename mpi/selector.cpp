@@ -110,7 +110,8 @@ struct Costs {
     if (extra > 0) t += link(adjacent_inter, payload(n, fill(in.density, ranks), 4.0), 1.0);
     return t;
   }
-  [[nodiscard]] double node_reduce_broadcast() const {
+  [[nodiscard]] double sparse_hier_node_phase() const {
+    if (in.node_phase.measured()) return in.node_phase.fixed_s + n * in.node_phase.per_float_s;
     const double steps = log2_ceil(L);
     return 2.0 * steps * (in.link.intra_latency_s + M / in.link.intra_bandwidth_Bps);
   }
@@ -129,7 +130,7 @@ SelectorChoice select_algorithm(const SelectorInput& in) {
   SelectorChoice choice;
   choice.predicted = {{"dense-flat", c.dense_flat()}, {"dense-hier", c.dense_hier()}};
   if (in.level == CompressionLevel::kNode && in.density < 1.0) {
-    const double base = c.node_reduce_broadcast() + c.n * in.compress_seconds_per_float;
+    const double base = c.sparse_hier_node_phase() + c.n * in.compress_seconds_per_float;
     const double ag = base + c.allgather(c.N, 1, c.N);
     const double rd = base + c.recursive_doubling(c.N, 1);
     // Equal bytes on two leaders (or disjoint supports on a power of two): keep the
@@ -303,6 +304,45 @@ Result<double> calibrate_compute(Topology& topology,
   }
   FEDSILO_CHECK(world.allreduce_max(std::span<double>(per_float, 1)));
   return per_float[0];
+}
+
+Result<NodePhaseCost> calibrate_node_phase(Topology& topology, int64_t sample_floats,
+                                           int iterations) {
+  constexpr int64_t kSmall = 256;
+  if (sample_floats <= kSmall || iterations < 1) {
+    return invalid_argument("calibrate_node_phase: sample_floats > 256 and iterations >= 1");
+  }
+  Comm& world = topology.world();
+  SparseHier hier(
+      topology,
+      [](std::span<const float> sum) -> Result<kernels::SparseVector> {
+        kernels::SparseVector none;
+        none.length = static_cast<int64_t>(sum.size());
+        return none;
+      },
+      LeaderExchange::kAllgather, SparseOptions{});
+  std::vector<float> data;
+  auto median_seconds = [&](int64_t n) -> Result<double> {
+    std::vector<double> times;
+    for (int it = -1; it < iterations; ++it) {  // it = -1 warms up (and maps the window)
+      data.assign(static_cast<size_t>(n), 1.0f);
+      FEDSILO_CHECK(world.barrier());
+      const auto t0 = std::chrono::steady_clock::now();
+      AllreduceStats stats;
+      FEDSILO_CHECK(hier.reduce(0, data, stats));
+      if (it >= 0) times.push_back(seconds_since(t0));
+    }
+    std::sort(times.begin(), times.end());
+    return times[times.size() / 2];
+  };
+  double m[2] = {0.0, 0.0};
+  FEDSILO_ASSIGN_OR_RETURN(m[0], median_seconds(kSmall));
+  FEDSILO_ASSIGN_OR_RETURN(m[1], median_seconds(sample_floats));
+  FEDSILO_CHECK(world.allreduce_max(std::span<double>(m, 2)));
+  NodePhaseCost cost;
+  cost.fixed_s = m[0];
+  cost.per_float_s = std::max(0.0, (m[1] - m[0]) / static_cast<double>(sample_floats - kSmall));
+  return cost;
 }
 
 // ------------------------------------------------------------------------------------- factory

@@ -17,12 +17,15 @@
 // - sparse-rd       per step k of the doubling (fold and result return included): a + c *
 //                   min(s(d_k), 4n) / B, c = ranks of the node sending across at once, where
 //                   steps at rank distance >= L cross nodes; plus merges.
-// - sparse-hier     (level "node") a node-local reduce and broadcast, 2 ceil(log2 L) (a_i +
-//                   M / B_i), the leader's compression of the node sum (error feedback +
-//                   selection + encoding), n * c_z, then allgather or recursive doubling among
-//                   the N leaders (one per node, so c = 1); doubling must be 5% cheaper than
-//                   the allgather to be chosen. c_z is measured at start-up on all leaders at
-//                   once (calibrate_compute), so cores shared by several leaders count.
+// - sparse-hier     (level "node") its node phase and fixed costs, f + n * c_n, the
+//                   leader's compression of the node sum (error feedback + selection +
+//                   encoding), n * c_z, then allgather or recursive doubling among the N
+//                   leaders (one per node, so c = 1); doubling must be 5% cheaper than the
+//                   allgather to be chosen. c_z is measured at start-up on all leaders at once
+//                   (calibrate_compute), so cores shared by several leaders count; f and c_n
+//                   likewise (calibrate_node_phase: sparse-hier itself with nothing to send, at
+//                   a tiny and a large size, every node at once). Not measured, the node phase
+//                   is a reduce and a broadcast, 2 ceil(log2 L) (a_i + M / B_i), and f = 0.
 // The cheapest wins, except that anything other than dense-flat must beat it by 5% (the
 // baseline is never lost to a model error that small). Level "silo" with density < 1 chooses
 // among dense-flat, dense-hier, sparse-allgather, sparse-rd (every silo compresses in all of
@@ -58,6 +61,15 @@ struct LinkModel {
 
 enum class CompressionLevel : uint8_t { kSilo, kNode };
 
+/// sparse-hier's cost besides the compression and the bytes it sends: seconds = fixed_s +
+/// per_float_s * n (the node sum and the result's way back, the synchronisations, the
+/// leaders' exchange of empty payloads, the final agreement). Negative: not measured.
+struct NodePhaseCost {
+  double fixed_s = -1.0;
+  double per_float_s = -1.0;
+  [[nodiscard]] bool measured() const { return fixed_s >= 0.0 && per_float_s >= 0.0; }
+};
+
 struct SelectorInput {
   double density = 1.0;  // nnz / n of each compressed contribution; >= 1: uncompressed
   int ranks = 1;
@@ -71,6 +83,7 @@ struct SelectorInput {
   /// Leader's compression of the node sum, per float (level node). Default: error feedback +
   /// exact top-k + encoding measured on one core of the CI machine (55 ms for 2^24 floats).
   double compress_seconds_per_float = 3.3e-9;
+  NodePhaseCost node_phase;  // sparse-hier without compression; default: not measured
 };
 
 struct SelectorChoice {
@@ -105,6 +118,13 @@ const std::vector<std::string>& allreduce_algorithm_names();
 [[nodiscard]] Result<double> calibrate_compute(
     Topology& topology, const std::function<Status(std::span<const float>)>& work,
     int64_t sample_floats = int64_t{1} << 20, int iterations = 3);
+
+/// sparse-hier as it runs, with a compressor that sends nothing, on every node at once: `fixed_s`
+/// is the median time at 256 floats, `per_float_s` the growth from there to `sample_floats`
+/// (the slowest node's, on every rank). Collective over the world.
+[[nodiscard]] Result<NodePhaseCost> calibrate_node_phase(Topology& topology,
+                                                         int64_t sample_floats = int64_t{1} << 20,
+                                                         int iterations = 3);
 
 /// What the factory needs beyond the name.
 struct AlgorithmConfig {

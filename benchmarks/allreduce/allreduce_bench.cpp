@@ -263,6 +263,7 @@ class Bench {
   };
   /// Seconds per float of the leaders' compression at `density` (for auto at level node).
   [[nodiscard]] Result<double> compression_cost(int64_t n, double density);
+  [[nodiscard]] Result<mpi::NodePhaseCost> node_phase_cost(int64_t n);
   /// Builds, checks (-c) and warms up one algorithm; null when the pair is skipped.
   [[nodiscard]] Result<std::unique_ptr<Entry>> setup(int64_t n, double density,
                                                      const std::string& requested);
@@ -446,6 +447,18 @@ Result<double> Bench::compression_cost(int64_t n, double density) {
   return per_float;
 }
 
+Result<mpi::NodePhaseCost> Bench::node_phase_cost(int64_t n) {
+  // What `auto` measures in training: sparse-hier's own costs, every node at once.
+  FEDSILO_ASSIGN_OR_RETURN(
+      const mpi::NodePhaseCost cost,
+      mpi::calibrate_node_phase(*topo_, std::max<int64_t>(512, std::min<int64_t>(n, int64_t{1} << 20))));
+  if (root()) {
+    std::printf("# auto: sparse-hier's node phase measured %.3f ms + %.2f ns/float\n",
+                cost.fixed_s * 1e3, cost.per_float_s * 1e9);
+  }
+  return cost;
+}
+
 Result<std::unique_ptr<Bench::Entry>> Bench::setup(int64_t n, double density,
                                                    const std::string& requested) {
   std::string name = requested;
@@ -462,6 +475,7 @@ Result<std::unique_ptr<Bench::Entry>> Bench::setup(int64_t n, double density,
     in.link = link_;
     if (settings_.level == mpi::CompressionLevel::kNode && density < 1.0) {
       FEDSILO_ASSIGN_OR_RETURN(in.compress_seconds_per_float, compression_cost(n, density));
+      FEDSILO_ASSIGN_OR_RETURN(in.node_phase, node_phase_cost(n));
     }
     const auto c = mpi::select_algorithm(in);
     name = c.algorithm;

@@ -107,6 +107,10 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
     if (impl->node_level && impl->compressor) {
       FEDSILO_ASSIGN_OR_RETURN(in.compress_seconds_per_float,
                                measure_leader_compression(*impl->topology, impl->zcfg, cfg.run.seed, length));
+      FEDSILO_ASSIGN_OR_RETURN(
+          in.node_phase,
+          mpi::calibrate_node_phase(*impl->topology,
+                                    std::max<int64_t>(512, std::min<int64_t>(length, int64_t{1} << 20))));
     }
     const auto choice = mpi::select_algorithm(in);
     name = choice.algorithm;

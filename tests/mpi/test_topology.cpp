@@ -198,5 +198,27 @@ TEST(Calibration, ComputeCostIsTheSlowestLeadersAndOnlyLeadersWork) {
   EXPECT_NE(bad.status().message().find("compute calibration: boom"), std::string::npos);
 }
 
+TEST(Calibration, NodePhaseIsMeasuredOnEveryNodeAndAgreed) {
+  auto world = Comm::world();
+  ASSERT_TRUE(world.ok());
+  const int P = world->size();
+  auto t = Topology::create(world.value(), P % 2 == 0 ? P / 2 : 1);
+  ASSERT_TRUE(t.ok());
+  auto cost = calibrate_node_phase(t.value(), int64_t{1} << 18, 3);
+  ASSERT_TRUE(cost.ok()) << cost.status().to_string();
+  EXPECT_TRUE(cost->measured());
+  EXPECT_GT(cost->fixed_s, 0.0);
+  EXPECT_LT(cost->fixed_s, 1.0);
+  // The growth is >= 0 by construction (oversubscribed ranks can make the small size the
+  // slower one); 2^18 floats cannot take a second.
+  EXPECT_GE(cost->per_float_s, 0.0);
+  EXPECT_LT(cost->per_float_s * (1 << 18), 1.0);
+  double v[4] = {cost->fixed_s, -cost->fixed_s, cost->per_float_s, -cost->per_float_s};
+  ASSERT_TRUE(world->allreduce_max(std::span<double>(v, 4)).ok());
+  EXPECT_EQ(v[0], -v[1]);  // the same on every rank
+  EXPECT_EQ(v[2], -v[3]);
+  EXPECT_FALSE(calibrate_node_phase(t.value(), 256, 3).ok());
+}
+
 }  // namespace
 }  // namespace fedsilo::mpi

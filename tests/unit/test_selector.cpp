@@ -124,6 +124,44 @@ TEST(Selector, NodeLevelWeighsTheLeadersCompressionAgainstTheLinkTime) {
   EXPECT_EQ(slow.predicted.size(), 4u);
 }
 
+TEST(Selector, MeasuredNodePhaseReplacesTheFormulaAndItsFixedCostKeepsSmallMessagesDense) {
+  // 4 nodes x 2 ranks at 1 Gbit/s, 1%, cheap compression.
+  SelectorInput in;
+  in.level = CompressionLevel::kNode;
+  in.density = 0.01;
+  in.ranks = 8;
+  in.nodes = 4;
+  in.link.inter_bandwidth_Bps = 1.25e8;
+  in.link.inter_latency_s = 20e-6;
+  in.compress_seconds_per_float = 2e-9;
+  in.node_phase.fixed_s = 1e-3;  // syncs, agreement, empty exchange: ~1 ms on shared cores
+  in.node_phase.per_float_s = 1e-9;
+  auto predicted = [](const SelectorChoice& c, const std::string& name) {
+    for (const auto& [n, t] : c.predicted) {
+      if (n == name) return t;
+    }
+    return -1.0;
+  };
+  // 64 KiB: the fixed millisecond is more than the dense transfers take (~0.9 ms).
+  in.message_bytes = 64 * 1024;
+  SelectorChoice small = select_algorithm(in);
+  EXPECT_NE(small.algorithm, "sparse-hier");
+  EXPECT_NEAR(predicted(small, "sparse-hier/allgather"),
+              // fixed + per float (node phase, compression) + log2(4) latencies + 3 payloads
+              // of 48 + 163.84 x (4 value + 1 index) bytes into each node + merging 4 of them
+              1e-3 + 16384 * (1e-9 + 2e-9) + 2 * 20e-6 + 3 * (48 + 163.84 * 5.0) / 1.25e8 +
+                  4 * 163.84 * in.merge_seconds_per_value,
+              1e-7);
+  // 64 MiB: compression pays by far.
+  in.message_bytes = 64 * kMiB;
+  EXPECT_EQ(select_algorithm(in).algorithm, "sparse-hier");
+  // Not measured: the formula (reduce + broadcast over the intra-node link), no fixed cost.
+  in.node_phase = NodePhaseCost{};
+  in.message_bytes = 64 * 1024;
+  const double formula = predicted(select_algorithm(in), "sparse-hier/allgather");
+  EXPECT_LT(formula, predicted(small, "sparse-hier/allgather") - 0.9e-3);
+}
+
 TEST(Selector, NamesListTheFiveAlgorithms) {
   EXPECT_EQ(allreduce_algorithm_names(),
             (std::vector<std::string>{"dense-flat", "dense-hier", "sparse-allgather", "sparse-rd",
