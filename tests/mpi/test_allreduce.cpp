@@ -155,6 +155,18 @@ void expect_exact(Comm& world, SparseAllreduceAlgorithm& alg, const SparseVector
   EXPECT_GE(stats.total_seconds, 0.0);
 }
 
+/// Runs a dense reducer (fl::Reducer) on the densified `mine` and compares with MPI_Allreduce.
+void expect_reducer_exact(Comm& world, fl::Reducer& red, const SparseVector& mine,
+                          const std::string& what) {
+  std::vector<float> data(static_cast<size_t>(mine.length));
+  ASSERT_TRUE(densify(mine, data).ok());
+  std::vector<float> want = data;
+  ASSERT_TRUE(world.allreduce_sum(std::span<float>(want)).ok());
+  fl::ReduceStats st;
+  ASSERT_TRUE(red.sum(data, st).ok()) << what;
+  EXPECT_EQ(data, want) << what;
+}
+
 TEST(Allreduce, EveryAlgorithmEqualsMpiAllreduceExactlyOnEveryTopology) {
   auto world = Comm::world();
   ASSERT_TRUE(world.ok());
@@ -222,14 +234,9 @@ TEST(Allreduce, DenseAlgorithmsSumInPlaceAsReducers) {
       ASSERT_TRUE(red.ok()) << red.status().to_string();
       EXPECT_EQ(red.value()->name(), name);
       for (const int64_t n : {int64_t{0}, int64_t{1}, int64_t{P + 1}, int64_t{4099}}) {
-        const SparseVector c = contribution(n, r, P, Pattern::kOverlapping);
-        std::vector<float> data(static_cast<size_t>(n)), want(static_cast<size_t>(n));
-        ASSERT_TRUE(densify(c, data).ok());
-        want = data;
-        ASSERT_TRUE(world->allreduce_sum(std::span<float>(want)).ok());
-        fl::ReduceStats st;
-        ASSERT_TRUE(red.value()->sum(data, st).ok());
-        EXPECT_EQ(data, want) << name << ", " << topo->describe() << ", length " << n;
+        expect_reducer_exact(world.value(), *red.value(), contribution(n, r, P, Pattern::kOverlapping),
+                             std::string(name) + ", " + topo->describe() + ", length " +
+                                 std::to_string(n));
       }
     }
   }
@@ -382,16 +389,10 @@ TEST(Allreduce, SparseHierNodePhaseIsExactThroughSharedMemoryAndThroughMessages)
     ASSERT_TRUE(red.ok());
     for (const int64_t n : {int64_t{10}, int64_t{5000}, int64_t{70001}, int64_t{3}}) {
       for (const Pattern p : {Pattern::kDisjoint, Pattern::kDense}) {
-        const SparseVector c = contribution(n, r, P, p);
-        std::vector<float> data(static_cast<size_t>(n)), want(static_cast<size_t>(n));
-        ASSERT_TRUE(densify(c, data).ok());
-        want = data;
-        ASSERT_TRUE(world->allreduce_sum(std::span<float>(want)).ok());
-        fl::ReduceStats st;
-        ASSERT_TRUE(red.value()->sum(data, st).ok());
-        EXPECT_EQ(data, want) << (shared ? "shared window" : "messages") << ", "
-                              << topo->describe() << ", length " << n << ", "
-                              << pattern_name(p);
+        expect_reducer_exact(world.value(), *red.value(), contribution(n, r, P, p),
+                             std::string(shared ? "shared window" : "messages") + ", " +
+                                 topo->describe() + ", length " + std::to_string(n) + ", " +
+                                 pattern_name(p));
       }
     }
     auto* hier = dynamic_cast<SparseHier*>(red.value().get());
