@@ -1,5 +1,5 @@
-// Compression config parsing/validation and the CPU compressor (a thin shell around the fused
-// error-feedback kernel, which does all the work).
+// Compression config parsing/validation and the CPU and CUDA compressors (thin shells around
+// the fused error-feedback kernels, which do all the work).
 #include "compression/compressor.h"
 
 #include <cmath>
@@ -7,6 +7,10 @@
 
 #include "kernels/cpu/error_feedback.h"
 #include "kernels/cpu/quantize.h"
+
+#ifdef FEDSILO_HAVE_CUDA
+#include "kernels/cuda/error_feedback.h"
+#endif
 
 namespace fedsilo::compression {
 
@@ -116,14 +120,18 @@ namespace {
 constexpr uint32_t kMaxSilo = 1u << 30;  // the top two bits of the silo field pick sub-streams
 constexpr int64_t kMaxLength = int64_t{1} << 32;  // indices are uint32
 
-class CpuCompressor final : public Compressor {
+// What every backend shares: the argument checks, the state sizing, the kernel parameters and
+// the verdicts, so the CPU and the CUDA compressor fail with the same messages.
+class CompressorBase : public Compressor {
  public:
-  explicit CpuCompressor(const CompressionConfig& c) : config_(c) {}
+  explicit CompressorBase(const CompressionConfig& c) : config_(c) {}
 
   const CompressionConfig& config() const override { return config_; }
 
-  Result<kernels::SparseVector> compress(std::span<const float> update, CompressorState& state,
-                                         uint64_t seed, uint32_t round, uint32_t silo) override {
+ protected:
+  Result<kernels::ErrorFeedbackParams> plan(std::span<const float> update,
+                                            CompressorState& state, uint64_t seed,
+                                            uint32_t round, uint32_t silo) const {
     const auto n = static_cast<int64_t>(update.size());
     if (n >= kMaxLength) {
       return invalid_argument("compress: update of " + std::to_string(n) +
@@ -147,26 +155,27 @@ class CpuCompressor final : public Compressor {
     p.round = round;
     p.silo = silo;
     p.threads = config_.threads;
-    kernels::ErrorFeedbackReport rep;
-    kernels::SparseVector out =
-        kernels::error_feedback_step(update, state.residual, state.velocity, p, &rep);
-    if (!rep.finite) {
+    return p;
+  }
+
+  Status verdict(bool finite, bool overflow, uint32_t round, uint32_t silo) const {
+    const bool ef = config_.error_feedback;
+    if (!finite) {
       return Status(StatusCode::kDiverged,
                     std::string("compress: the update") + (ef ? " plus residual" : "") +
                         " has a non-finite value (round " + std::to_string(round) + ", silo " +
                         std::to_string(silo) + ")");
     }
-    if (rep.overflow) {
+    if (overflow) {
       return Status(StatusCode::kDiverged,
                     std::string("compress: a selected value exceeds the range of "
                                 "compression.value_type = ") +
                         value_type_name(config_.value_type) + " (round " + std::to_string(round) +
                         ", silo " + std::to_string(silo) + ")");
     }
-    return out;
+    return {};
   }
 
- private:
   static kernels::SelectMethod select_method(Method m) {
     switch (m) {
       case Method::kNone:
@@ -197,11 +206,117 @@ class CpuCompressor final : public Compressor {
   CompressionConfig config_;
 };
 
+class CpuCompressor final : public CompressorBase {
+ public:
+  using CompressorBase::CompressorBase;
+
+  Result<kernels::SparseVector> compress(std::span<const float> update, CompressorState& state,
+                                         uint64_t seed, uint32_t round, uint32_t silo) override {
+    FEDSILO_ASSIGN_OR_RETURN(const kernels::ErrorFeedbackParams p,
+                             plan(update, state, seed, round, silo));
+    kernels::ErrorFeedbackReport rep;
+    kernels::SparseVector out =
+        kernels::error_feedback_step(update, state.residual, state.velocity, p, &rep);
+    FEDSILO_CHECK(verdict(rep.finite, rep.overflow, round, silo));
+    return out;
+  }
+};
+
+#ifdef FEDSILO_HAVE_CUDA
+namespace kc = kernels::cuda;
+
+// The fused device step (kernels/cuda/error_feedback.h), bit for bit the CPU's: the update and
+// the state go up, the sent coordinates and the new state come back, so the host state stays
+// what checkpoints save and resume loads. Buffers are kept and grow once.
+class CudaCompressor final : public CompressorBase {
+ public:
+  CudaCompressor(const CompressionConfig& c, int device, kc::Stream stream)
+      : CompressorBase(c), device_(device), stream_(stream) {}
+  ~CudaCompressor() override { kc::destroy_stream(stream_); }
+
+  Result<kernels::SparseVector> compress(std::span<const float> update, CompressorState& state,
+                                         uint64_t seed, uint32_t round, uint32_t silo) override {
+    FEDSILO_ASSIGN_OR_RETURN(const kernels::ErrorFeedbackParams p,
+                             plan(update, state, seed, round, silo));
+    const kc::ErrorFeedbackParams dp = kc::to_cuda(p);
+    const auto n = static_cast<int64_t>(update.size());
+    FEDSILO_CHECK(kc::set_device(device_));
+    const auto cap = static_cast<size_t>(kc::error_feedback_capacity(n, dp));
+    FEDSILO_CHECK(ensure(update_, static_cast<size_t>(n)));
+    FEDSILO_CHECK(ensure(residual_, state.residual.size()));
+    FEDSILO_CHECK(ensure(velocity_, state.velocity.size()));
+    FEDSILO_CHECK(ensure(indices_, cap));
+    FEDSILO_CHECK(ensure(values_, cap));
+    FEDSILO_CHECK(upload(update_, update));
+    FEDSILO_CHECK(upload(residual_, state.residual));
+    FEDSILO_CHECK(upload(velocity_, state.velocity));
+    kc::ErrorFeedbackReport rep;
+    FEDSILO_ASSIGN_OR_RETURN(
+        const int64_t count,
+        kc::error_feedback_step(update_.data(), state.residual.empty() ? nullptr : residual_.data(),
+                                state.velocity.empty() ? nullptr : velocity_.data(), n, dp,
+                                indices_.data(), values_.data(), static_cast<int64_t>(cap), ws_,
+                                stream_, &rep));
+    kernels::SparseVector out;
+    out.length = n;
+    out.indices.resize(static_cast<size_t>(count));
+    out.values.resize(static_cast<size_t>(count));
+    if (count > 0) {
+      FEDSILO_CHECK(kc::copy_to_host(out.indices.data(), indices_.data(),
+                                     out.indices.size() * sizeof(uint32_t), stream_));
+      FEDSILO_CHECK(kc::copy_to_host(out.values.data(), values_.data(),
+                                     out.values.size() * sizeof(float), stream_));
+    }
+    FEDSILO_CHECK(download(residual_, state.residual));
+    FEDSILO_CHECK(download(velocity_, state.velocity));
+    FEDSILO_CHECK(kc::synchronize(stream_));
+    FEDSILO_CHECK(verdict(rep.finite, rep.overflow, round, silo));
+    return out;
+  }
+
+ private:
+  template <class T>
+  static Status ensure(kc::DeviceArray<T>& a, size_t n) {
+    if (a.size() >= n) return {};
+    a = kc::DeviceArray<T>();
+    FEDSILO_ASSIGN_OR_RETURN(a, kc::DeviceArray<T>::create(n));
+    return {};
+  }
+  Status upload(kc::DeviceArray<float>& a, std::span<const float> host) {
+    return host.empty() ? Status{} : kc::copy_to_device(a.data(), host.data(), host.size_bytes(), stream_);
+  }
+  Status download(const kc::DeviceArray<float>& a, std::span<float> host) {
+    return host.empty() ? Status{} : kc::copy_to_host(host.data(), a.data(), host.size_bytes(), stream_);
+  }
+
+  int device_;
+  kc::Stream stream_;
+  kc::DeviceArray<float> update_, residual_, velocity_, values_;
+  kc::DeviceArray<uint32_t> indices_;
+  kc::Workspace ws_;
+};
+#endif
+
 }  // namespace
 
 Result<std::unique_ptr<Compressor>> make_compressor(const CompressionConfig& config) {
   FEDSILO_CHECK(validate(config));
   return std::unique_ptr<Compressor>(std::make_unique<CpuCompressor>(config));
+}
+
+Result<std::unique_ptr<Compressor>> make_cuda_compressor(const CompressionConfig& config,
+                                                         int device) {
+  FEDSILO_CHECK(validate(config));
+#ifdef FEDSILO_HAVE_CUDA
+  FEDSILO_CHECK(kc::set_device(device));
+  FEDSILO_ASSIGN_OR_RETURN(const kc::Stream stream, kc::create_stream());
+  return std::unique_ptr<Compressor>(std::make_unique<CudaCompressor>(config, device, stream));
+#else
+  (void)device;
+  return invalid_argument(
+      "device.kind = \"cuda\": this fedsilo was built without CUDA, so it cannot compress on a "
+      "GPU");
+#endif
 }
 
 }  // namespace fedsilo::compression

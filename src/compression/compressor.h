@@ -74,4 +74,11 @@ class Compressor {
 /// The CPU compressor for a validated config (kInvalidArgument otherwise).
 Result<std::unique_ptr<Compressor>> make_compressor(const CompressionConfig& config);
 
+/// The same compressor on CUDA device `device` (the fused error-feedback step of
+/// kernels/cuda/error_feedback.h): the update and state go up, the sent coordinates and the new
+/// state come back, bit for bit what the CPU compressor returns and leaves. kInvalidArgument in
+/// a build without CUDA; CUDA failures name the call.
+Result<std::unique_ptr<Compressor>> make_cuda_compressor(const CompressionConfig& config,
+                                                         int device);
+
 }  // namespace fedsilo::compression

@@ -336,7 +336,8 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
   auto strategy_r = make_strategy(cfg);
   FEDSILO_CHECK(comm.agree(strategy_r.status()));
   Strategy& strategy = *strategy_r.value();
-  auto exchange_r = UpdateExchange::create(cfg, comm, net.num_params(), resumed_algorithm);
+  auto exchange_r = UpdateExchange::create(cfg, comm, net.num_params(), resumed_algorithm,
+                                           device.cuda ? device.device : -1);
   FEDSILO_CHECK(comm.agree(exchange_r.status()));
   UpdateExchange& exchange = *exchange_r.value();
   if (start_round > 0) {

@@ -44,8 +44,10 @@ std::string UpdateExchange::topology() const {
 
 Result<double> measure_leader_compression(mpi::Topology& topology,
                                           const compression::CompressionConfig& zcfg,
-                                          uint64_t seed, int64_t length) {
-  FEDSILO_ASSIGN_OR_RETURN(auto compressor, compression::make_compressor(zcfg));
+                                          uint64_t seed, int64_t length, int cuda_device) {
+  FEDSILO_ASSIGN_OR_RETURN(auto compressor, cuda_device >= 0
+                                                ? compression::make_cuda_compressor(zcfg, cuda_device)
+                                                : compression::make_compressor(zcfg));
   const int64_t sample = std::max<int64_t>(1, std::min<int64_t>(length, int64_t{1} << 20));
   compression::CompressorState scratch;
   if (zcfg.error_feedback) scratch.residual.assign(static_cast<size_t>(sample), 0.0f);
@@ -62,7 +64,7 @@ Result<double> measure_leader_compression(mpi::Topology& topology,
 
 Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
     const config::Config& cfg, mpi::Comm& world, int64_t length,
-    const std::string& resolved_algorithm) {
+    const std::string& resolved_algorithm, int cuda_device) {
   auto impl = std::make_unique<Impl>();
   impl->cfg = cfg;
   impl->world = &world;
@@ -78,7 +80,10 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
                                            z.momentum_correction));
   impl->zcfg.threads = 1;
   if (z.method != "none") {
-    FEDSILO_ASSIGN_OR_RETURN(impl->compressor, compression::make_compressor(impl->zcfg));
+    FEDSILO_ASSIGN_OR_RETURN(impl->compressor,
+                             cuda_device >= 0
+                                 ? compression::make_cuda_compressor(impl->zcfg, cuda_device)
+                                 : compression::make_compressor(impl->zcfg));
     if (z.error_feedback) impl->state.residual.assign(static_cast<size_t>(length), 0.0f);
     if (z.momentum_correction > 0.0) impl->state.velocity.assign(static_cast<size_t>(length), 0.0f);
   }
@@ -106,7 +111,8 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
     in.link = link;
     if (impl->node_level && impl->compressor) {
       FEDSILO_ASSIGN_OR_RETURN(in.compress_seconds_per_float,
-                               measure_leader_compression(*impl->topology, impl->zcfg, cfg.run.seed, length));
+                               measure_leader_compression(*impl->topology, impl->zcfg,
+                                                          cfg.run.seed, length, cuda_device));
       FEDSILO_ASSIGN_OR_RETURN(
           in.node_phase,
           mpi::calibrate_node_phase(*impl->topology,

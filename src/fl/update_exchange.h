@@ -20,9 +20,11 @@ namespace fedsilo::fl {
 /// Seconds per float of a level-node leader's compression (error feedback, selection,
 /// encoding) with `zcfg`, on min(length, 2^20) floats, all leaders at once
 /// (mpi::calibrate_compute): what `auto` charges sparse-hier. Collective over the world.
+/// `cuda_device` >= 0: the compressor runs on that GPU (compression::make_cuda_compressor).
 [[nodiscard]] Result<double> measure_leader_compression(mpi::Topology& topology,
                                                         const compression::CompressionConfig& zcfg,
-                                                        uint64_t seed, int64_t length);
+                                                        uint64_t seed, int64_t length,
+                                                        int cuda_device = -1);
 
 /// What one exchange cost this rank.
 struct ExchangeStats {
@@ -39,10 +41,12 @@ class UpdateExchange {
  public:
   /// Builds the topology, the compressor and the algorithm. `resolved_algorithm` is the
   /// algorithm a resumed checkpoint recorded (reused instead of re-running `auto`), or empty.
-  /// Collective.
+  /// `cuda_device` >= 0 (the rank trains on that GPU): the compressor runs there too, with the
+  /// same results. Collective.
   static Result<std::unique_ptr<UpdateExchange>> create(const config::Config& cfg,
                                                         mpi::Comm& world, int64_t length,
-                                                        const std::string& resolved_algorithm);
+                                                        const std::string& resolved_algorithm,
+                                                        int cuda_device = -1);
   ~UpdateExchange();
 
   /// The algorithm in use ("dense-flat", ... never "auto"), for metrics and checkpoints.

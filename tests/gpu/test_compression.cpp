@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "compression/compressor.h"
 #include "core/philox.h"
 #include "gpu_test_util.h"
 #include "kernels/cpu/error_feedback.h"
@@ -719,6 +720,70 @@ TEST_F(CudaSparse, CheckNamesTheFirstBadEntryLikeTheCpu) {
   const Status st = check(v.indices, val);
   EXPECT_EQ(st.code(), StatusCode::kDiverged);
   EXPECT_NE(st.message().find(std::to_string(v.indices[50])), std::string::npos) << st.message();
+}
+
+// The compressor the round uses on a GPU rank (compression::make_cuda_compressor) against the
+// CPU compressor, over several rounds with the state carried: the same sent coordinates and
+// values, the same residual and velocity, bit for bit; the same verdicts on bad updates.
+TEST_F(GpuTest, CudaCompressorEqualsTheCpuCompressorRoundAfterRound) {
+  struct Case {
+    const char* method;
+    const char* value_type;
+    bool ef;
+    double momentum;
+  };
+  const Case cases[] = {{"topk", "fp32", true, 0.0},        {"topk", "fp16", true, 0.0},
+                        {"topk-sampled", "fp32", true, 0.0}, {"randk", "int8", true, 0.0},
+                        {"topk", "bf16", true, 0.9},        {"topk", "fp32", false, 0.0},
+                        {"none", "fp16", false, 0.0}};
+  const int64_t n = 300007;
+  for (const Case& c : cases) {
+    auto cfg = compression::make_compression_config(c.method, 0.01, c.value_type, c.ef, c.momentum);
+    ASSERT_TRUE(cfg.ok()) << cfg.status().to_string();
+    auto cpu = compression::make_compressor(cfg.value());
+    auto gpu = compression::make_cuda_compressor(cfg.value(), 0);
+    ASSERT_TRUE(cpu.ok() && gpu.ok()) << gpu.status().to_string();
+    compression::CompressorState cs, gs;
+    for (uint32_t round = 0; round < 4; ++round) {
+      const std::vector<float> update = random_normal(static_cast<size_t>(n), 100 + round, 1e-3f);
+      auto a = cpu.value()->compress(update, cs, 7, round, 3);
+      auto b = gpu.value()->compress(update, gs, 7, round, 3);
+      const std::string what = std::string(c.method) + "/" + c.value_type + (c.ef ? "+ef" : "") +
+                               ", round " + std::to_string(round);
+      ASSERT_TRUE(a.ok() && b.ok()) << what << ": " << b.status().to_string();
+      EXPECT_EQ(a->length, b->length) << what;
+      EXPECT_EQ(a->indices, b->indices) << what;
+      EXPECT_TRUE(std::equal(a->values.begin(), a->values.end(), b->values.begin(), b->values.end(),
+                             [](float x, float y) { return std::bit_cast<uint32_t>(x) ==
+                                                           std::bit_cast<uint32_t>(y); }))
+          << what;
+      EXPECT_EQ(cs.residual.size(), gs.residual.size()) << what;
+      EXPECT_EQ(std::memcmp(cs.residual.data(), gs.residual.data(), cs.residual.size() * 4), 0)
+          << what << ": residual";
+      EXPECT_EQ(std::memcmp(cs.velocity.data(), gs.velocity.data(), cs.velocity.size() * 4), 0)
+          << what << ": velocity";
+    }
+  }
+  // The same messages for a non-finite update and a wrong-sized state.
+  auto cfg = compression::make_compression_config("topk", 0.01, "fp32", true);
+  auto cpu = compression::make_compressor(cfg.value());
+  auto gpu = compression::make_cuda_compressor(cfg.value(), 0);
+  ASSERT_TRUE(cpu.ok() && gpu.ok());
+  std::vector<float> bad = random_normal(1000, 5);
+  bad[17] = std::numeric_limits<float>::quiet_NaN();
+  compression::CompressorState cs, gs;
+  auto a = cpu.value()->compress(bad, cs, 1, 2, 3);
+  auto b = gpu.value()->compress(bad, gs, 1, 2, 3);
+  ASSERT_FALSE(a.ok());
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(a.status().code(), b.status().code());
+  EXPECT_EQ(a.status().message(), b.status().message());
+  compression::CompressorState wrong;
+  wrong.residual.assign(999, 0.0f);
+  auto w = gpu.value()->compress(random_normal(1000, 6), wrong, 1, 2, 3);
+  ASSERT_FALSE(w.ok());
+  EXPECT_NE(w.status().message().find("residual has 999 floats"), std::string::npos)
+      << w.status().message();
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "compression/compressor.h"
+#include "model/gpu_trainer.h"
 #include "core/philox.h"
 
 namespace fc = fedsilo::compression;
@@ -60,6 +61,21 @@ TEST(CompressorConfig, RejectsBadValuesNamingTheSetting) {
   expect_invalid_naming(fc::make_compression_config("topk", 0.1, "fp32", true, 1.0).status(),
                         "compression.momentum_correction");
   EXPECT_FALSE(fc::make_compressor(fc::CompressionConfig{.density = -1}).ok());
+}
+
+TEST(CompressorConfig, CudaCompressorNeedsACudaBuildAndADevice) {
+  auto cfg = fc::make_compression_config("topk", 0.01, "fp32", true);
+  ASSERT_TRUE(cfg.ok());
+  if (fedsilo::model::cuda_device_count() > 0) GTEST_SKIP() << "a GPU is present (tests/gpu)";
+  auto c = fc::make_cuda_compressor(cfg.value(), 0);
+  ASSERT_FALSE(c.ok());
+  if (!fedsilo::model::cuda_built()) {
+    EXPECT_EQ(c.status().code(), fedsilo::StatusCode::kInvalidArgument);
+    EXPECT_NE(c.status().message().find("built without CUDA"), std::string::npos);
+  } else {
+    EXPECT_NE(c.status().message().find("cuda"), std::string::npos) << c.status().message();
+  }
+  EXPECT_FALSE(fc::make_cuda_compressor(fc::CompressionConfig{.density = -1}, 0).ok());
 }
 
 TEST(CompressorConfig, ReportsWireBytesAndSelectedCounts) {
