@@ -10,7 +10,8 @@ TARGETS = {"topk10-ef": 0.5, "topk1-ef": 2.0}
 
 def final(root, run):
     path = os.path.join(root, run, "metrics.jsonl")
-    if not os.path.exists(path):
+    # Only finished runs (model.h5 is written last): a run still going has no final accuracy.
+    if not os.path.exists(path) or not os.path.exists(os.path.join(root, run, "model.h5")):
         return None, 0, 0.0
     lines = [json.loads(l) for l in open(path) if l.strip()]
     accs = [l["accuracy"] for l in lines if "accuracy" in l]
