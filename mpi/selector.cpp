@@ -58,7 +58,14 @@ struct Costs {
     if (P == 1) return 0.0;
     const double a = N > 1 ? in.link.inter_latency_s : in.link.intra_latency_s;
     const double B = N > 1 ? in.link.inter_bandwidth_Bps : in.link.intra_bandwidth_Bps;
-    return 2.0 * (P - 1) * a + 2.0 * (P - 1) / P * M / B + n * in.add_seconds_per_float;
+    const double ring = 2.0 * (P - 1) * a + 2.0 * (P - 1) / P * M / B;
+    // MPI libraries switch to recursive doubling for small messages (Open MPI's tuned
+    // allreduce does): floor(log2 P) whole-message exchanges, plus a fold in and out when P is
+    // not a power of two.
+    const bool pow2 = (P & (P - 1)) == 0;
+    const double steps = std::floor(std::log2(static_cast<double>(P))) + (pow2 ? 0.0 : 2.0);
+    const double doubling = steps * (a + M / B);
+    return std::min(ring, doubling) + n * in.add_seconds_per_float;
   }
   [[nodiscard]] double dense_hier() const {
     double t = 2.0 * (L - 1) * in.link.intra_latency_s +

@@ -9,7 +9,9 @@
 // 1 + 4/256), b(x) = min(LEB128 bytes of a 1/x gap, 1/(8x) bitmap bits) the index bytes; partial
 // sums travel as fp32 (v = 4), capped at the dense 4n bytes. Sums of k random supports of
 // density x fill in to 1 - (1 - x)^k. All L ranks of a node share its link.
-// - dense-flat      2(P-1) a + 2(P-1)/P * M / B, with (a, B) = inter-node if N > 1 else intra.
+// - dense-flat      the cheaper of a ring, 2(P-1) a + 2(P-1)/P * M / B, and recursive
+//                   doubling, (floor(log2 P) + 2 [P not a power of 2]) (a + M / B), as MPI
+//                   libraries switch between them; (a, B) = inter-node if N > 1 else intra.
 // - dense-hier      intra 2(L-1) a_i + 2(L-1)/L * M / B_i, plus inter 2(N-1) a_e +
 //                   2(N-1)/N * M / B_e (the L pieces of M/L share the link).
 // - sparse-allgather  ceil(log2 P) a + every node receives L(P-L) payloads s(d) over its link

@@ -162,6 +162,31 @@ TEST(Selector, MeasuredNodePhaseReplacesTheFormulaAndItsFixedCostKeepsSmallMessa
   EXPECT_LT(formula, predicted(small, "sparse-hier/allgather") - 0.9e-3);
 }
 
+TEST(Selector, DenseFlatIsTheCheaperOfRingAndRecursiveDoubling) {
+  SelectorInput in;
+  in.ranks = 8;
+  in.nodes = 4;
+  in.link.inter_bandwidth_Bps = 1.25e8;
+  in.link.inter_latency_s = 50e-6;
+  auto flat = [&](int64_t bytes) {
+    in.message_bytes = bytes;
+    return select_algorithm(in).predicted.at(0);
+  };
+  const double add = in.add_seconds_per_float;
+  // 4 KiB: 3 doubling steps of the whole message beat 14 ring steps.
+  auto small = flat(4096);
+  EXPECT_EQ(small.first, "dense-flat");
+  EXPECT_NEAR(small.second, 3 * (50e-6 + 4096 / 1.25e8) + 1024 * add, 1e-9);
+  // 64 MiB: the ring moves 2 x 7/8 of it instead of 3 whole copies.
+  auto big = flat(64 * kMiB);
+  EXPECT_NEAR(big.second, 14 * 50e-6 + 1.75 * 64 * kMiB / 1.25e8 + 16 * kMiB * add, 1e-6);
+  // 6 ranks: 2 doubling steps plus the fold in and out.
+  in.ranks = 6;
+  in.nodes = 6;
+  auto six = flat(1024);
+  EXPECT_NEAR(six.second, 4 * (50e-6 + 1024 / 1.25e8) + 256 * add, 1e-9);
+}
+
 TEST(Selector, NamesListTheFiveAlgorithms) {
   EXPECT_EQ(allreduce_algorithm_names(),
             (std::vector<std::string>{"dense-flat", "dense-hier", "sparse-allgather", "sparse-rd",
