@@ -5,8 +5,11 @@
 # iterations after 3 warm-ups, every result checked first (-c). Writes one JSON per link rate
 # (the benchmark's rows) plus the interfaces' own counters, and the printed tables, to $OUT.
 #
-#   benchmarks/netem/run.sh [matrix|target|sweep|all]
+#   benchmarks/netem/run.sh [matrix|target|sweep|node|all]
 #
+# node: no emulated network; what one node does with its own cores: 2 ranks on this machine as
+# one node (FEDSILO_EMULATED_NODES=1), sparse-hier at the target cell with exact and sampled
+# top-k (node phase + compression + merge, the per-node part of the 10x arithmetic).
 # target: only the cell of the issue's targets (n = 2^24, 1%) at both link rates.
 # The benchmark interleaves the algorithms of each (size, density) cell iteration by iteration
 # (BLOCKS=1 adds --blocks: each row's iterations back to back, as the first matrix was run).
@@ -77,6 +80,15 @@ fi
 if [[ $what == target || $what == all ]]; then
   for rate in 1gbit 10gbit; do
     run "target-$rate" "$rate" -b 64M -e 64M --densities 0.01 $common
+  done
+fi
+if [[ $what == node || $what == all ]]; then
+  wait_quiet node
+  for m in topk topk-sampled; do
+    mpirun --oversubscribe -np 2 --mca btl self,vader --mca btl_vader_single_copy_mechanism none \
+      -x FEDSILO_EMULATED_NODES=1 "$BUILD_DIR/fedsilo" bench allreduce -b 64M -e 64M \
+      --densities 0.01 --level node --value-type fp16 -n "$ITERS" -w "$WARMUP" --method "$m" \
+      --algorithms sparse-hier --json "$OUT/node-$m.json" 2>&1 | tee "$OUT/node-$m.txt"
   done
 fi
 if [[ $what == sweep || $what == all ]]; then
