@@ -313,12 +313,12 @@ Result<double> calibrate_compute(Topology& topology,
   return per_float[0];
 }
 
-Result<NodePhaseCost> calibrate_node_phase(Topology& topology, int64_t sample_floats,
-                                           int iterations) {
+Result<NodePhaseCost> calibrate_node_phase(Topology& topology, int64_t length, int iterations) {
   constexpr int64_t kSmall = 256;
-  if (sample_floats <= kSmall || iterations < 1) {
-    return invalid_argument("calibrate_node_phase: sample_floats > 256 and iterations >= 1");
+  if (length < 0 || iterations < 1) {
+    return invalid_argument("calibrate_node_phase: length >= 0 and iterations >= 1");
   }
+  const int64_t sample_floats = std::clamp<int64_t>(length, 2 * kSmall, int64_t{1} << 20);
   Comm& world = topology.world();
   SparseHier hier(
       topology,

@@ -121,11 +121,11 @@ const std::vector<std::string>& allreduce_algorithm_names();
     Topology& topology, const std::function<Status(std::span<const float>)>& work,
     int64_t sample_floats = int64_t{1} << 20, int iterations = 3);
 
-/// sparse-hier as it runs, with a compressor that sends nothing, on every node at once: `fixed_s`
-/// is the median time at 256 floats, `per_float_s` the growth from there to `sample_floats`
-/// (the slowest node's, on every rank). Collective over the world.
-[[nodiscard]] Result<NodePhaseCost> calibrate_node_phase(Topology& topology,
-                                                         int64_t sample_floats = int64_t{1} << 20,
+/// sparse-hier as it runs, with a compressor that sends nothing, on every node at once, for
+/// vectors of `length` floats: `fixed_s` is the median time at 256 floats, `per_float_s` the
+/// growth from there to a sample of `length` clamped to [512, 2^20] floats (the slowest
+/// node's, on every rank). Collective over the world.
+[[nodiscard]] Result<NodePhaseCost> calibrate_node_phase(Topology& topology, int64_t length,
                                                          int iterations = 3);
 
 /// What the factory needs beyond the name.

@@ -451,7 +451,7 @@ Result<mpi::NodePhaseCost> Bench::node_phase_cost(int64_t n) {
   // What `auto` measures in training: sparse-hier's own costs, every node at once.
   FEDSILO_ASSIGN_OR_RETURN(
       const mpi::NodePhaseCost cost,
-      mpi::calibrate_node_phase(*topo_, std::max<int64_t>(512, std::min<int64_t>(n, int64_t{1} << 20))));
+      mpi::calibrate_node_phase(*topo_, n));
   if (root()) {
     std::printf("# auto: sparse-hier's node phase measured %.3f ms + %.2f ns/float\n",
                 cost.fixed_s * 1e3, cost.per_float_s * 1e9);

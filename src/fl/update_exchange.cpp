@@ -42,12 +42,19 @@ std::string UpdateExchange::topology() const {
          std::to_string(t.local_size()) + " ranks" + (t.emulated() ? " (emulated)" : "");
 }
 
+namespace {
+// The compressor a rank uses: on its GPU when it trains on one (bit for bit the CPU's).
+Result<std::unique_ptr<compression::Compressor>> make_rank_compressor(
+    const compression::CompressionConfig& zcfg, int cuda_device) {
+  return cuda_device >= 0 ? compression::make_cuda_compressor(zcfg, cuda_device)
+                          : compression::make_compressor(zcfg);
+}
+}  // namespace
+
 Result<double> measure_leader_compression(mpi::Topology& topology,
                                           const compression::CompressionConfig& zcfg,
                                           uint64_t seed, int64_t length, int cuda_device) {
-  FEDSILO_ASSIGN_OR_RETURN(auto compressor, cuda_device >= 0
-                                                ? compression::make_cuda_compressor(zcfg, cuda_device)
-                                                : compression::make_compressor(zcfg));
+  FEDSILO_ASSIGN_OR_RETURN(auto compressor, make_rank_compressor(zcfg, cuda_device));
   const int64_t sample = std::max<int64_t>(1, std::min<int64_t>(length, int64_t{1} << 20));
   compression::CompressorState scratch;
   if (zcfg.error_feedback) scratch.residual.assign(static_cast<size_t>(sample), 0.0f);
@@ -80,10 +87,7 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
                                            z.momentum_correction));
   impl->zcfg.threads = 1;
   if (z.method != "none") {
-    FEDSILO_ASSIGN_OR_RETURN(impl->compressor,
-                             cuda_device >= 0
-                                 ? compression::make_cuda_compressor(impl->zcfg, cuda_device)
-                                 : compression::make_compressor(impl->zcfg));
+    FEDSILO_ASSIGN_OR_RETURN(impl->compressor, make_rank_compressor(impl->zcfg, cuda_device));
     if (z.error_feedback) impl->state.residual.assign(static_cast<size_t>(length), 0.0f);
     if (z.momentum_correction > 0.0) impl->state.velocity.assign(static_cast<size_t>(length), 0.0f);
   }
@@ -115,8 +119,7 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
                                                           cfg.run.seed, length, cuda_device));
       FEDSILO_ASSIGN_OR_RETURN(
           in.node_phase,
-          mpi::calibrate_node_phase(*impl->topology,
-                                    std::max<int64_t>(512, std::min<int64_t>(length, int64_t{1} << 20))));
+          mpi::calibrate_node_phase(*impl->topology, length));
     }
     const auto choice = mpi::select_algorithm(in);
     name = choice.algorithm;

@@ -217,7 +217,8 @@ TEST(Calibration, NodePhaseIsMeasuredOnEveryNodeAndAgreed) {
   ASSERT_TRUE(world->allreduce_max(std::span<double>(v, 4)).ok());
   EXPECT_EQ(v[0], -v[1]);  // the same on every rank
   EXPECT_EQ(v[2], -v[3]);
-  EXPECT_FALSE(calibrate_node_phase(t.value(), 256, 3).ok());
+  EXPECT_FALSE(calibrate_node_phase(t.value(), -1, 3).ok());
+  EXPECT_FALSE(calibrate_node_phase(t.value(), 1 << 18, 0).ok());
 }
 
 }  // namespace
