@@ -166,6 +166,108 @@ SelectorChoice select_algorithm(const SelectorInput& in) {
   return choice;
 }
 
+// ------------------------------------------------------------------------------------- trials
+
+std::vector<float> update_like(int64_t n, uint32_t stream) {
+  std::vector<float> out(static_cast<size_t>(std::max<int64_t>(0, n)));
+  uint32_t x = 0x9e3779b9u ^ (stream * 0x85ebca6bu);
+  if (x == 0) x = 1;  // xorshift's one fixed point
+  for (auto& v : out) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    v = (static_cast<float>(x & 0xffffff) / 16777216.0f - 0.5f) * 2e-3f;
+  }
+  return out;
+}
+
+std::vector<TrialCandidate> trial_candidates(const SelectorChoice& choice, const TrialPolicy& policy) {
+  std::vector<TrialCandidate> all;
+  for (const auto& [name, t] : choice.predicted) {
+    TrialCandidate c;
+    c.predicted_s = t;
+    if (name.starts_with("sparse-hier/")) {
+      c.algorithm = "sparse-hier";
+      c.leader_exchange = name == "sparse-hier/rd" ? LeaderExchange::kRecursiveDoubling
+                                                   : LeaderExchange::kAllgather;
+      if (c.leader_exchange != choice.leader_exchange) continue;
+    } else {
+      c.algorithm = name;
+    }
+    if (std::isfinite(t) && t >= 0.0) all.push_back(c);
+  }
+  if (all.empty()) return {};
+  std::stable_sort(all.begin(), all.end(),
+                   [](const TrialCandidate& a, const TrialCandidate& b) { return a.predicted_s < b.predicted_s; });
+  std::vector<TrialCandidate> run;
+  double cost = 0.0;
+  for (const auto& c : all) {
+    if (c.predicted_s > policy.spread * all.front().predicted_s) break;
+    cost += c.predicted_s * (policy.iterations + 1);
+    if (cost > policy.budget_s) break;
+    run.push_back(c);
+  }
+  if (run.size() < 2) run.clear();
+  return run;
+}
+
+SelectorChoice choose_measured(const SelectorChoice& model,
+                               const std::vector<std::pair<TrialCandidate, double>>& measured) {
+  SelectorChoice choice = model;
+  choice.measured.clear();
+  if (measured.empty()) return choice;
+  double flat = -1.0;
+  for (const auto& [c, t] : measured) {
+    choice.measured.emplace_back(
+        c.algorithm == "sparse-hier"
+            ? (c.leader_exchange == LeaderExchange::kRecursiveDoubling ? "sparse-hier/rd"
+                                                                       : "sparse-hier/allgather")
+            : c.algorithm,
+        t);
+    if (c.algorithm == "dense-flat") flat = t;
+  }
+  const TrialCandidate* best = nullptr;
+  double best_t = 0.0;
+  for (const auto& [c, t] : measured) {
+    if (best == nullptr || t < best_t) {
+      best = &c;
+      best_t = t;
+    }
+  }
+  if (flat >= 0.0 && best->algorithm != "dense-flat" && !(best_t < 0.95 * flat)) {
+    choice.algorithm = "dense-flat";
+    return choice;
+  }
+  choice.algorithm = best->algorithm;
+  if (best->algorithm == "sparse-hier") choice.leader_exchange = best->leader_exchange;
+  return choice;
+}
+
+Result<SelectorChoice> refine_by_trial(Topology& topology, const SelectorChoice& model,
+                                       const TrialPolicy& policy,
+                                       const std::function<Status(const TrialCandidate&)>& run_once) {
+  const std::vector<TrialCandidate> candidates = trial_candidates(model, policy);
+  if (candidates.empty()) return model;
+  Comm& world = topology.world();
+  std::vector<std::pair<TrialCandidate, double>> measured;
+  for (const auto& c : candidates) {
+    std::vector<double> times;
+    for (int it = -1; it < policy.iterations; ++it) {  // it = -1 warms up
+      FEDSILO_CHECK(world.barrier());
+      const auto t0 = std::chrono::steady_clock::now();
+      const Status st = run_once(c);
+      double t[1] = {seconds_since(t0)};
+      FEDSILO_CHECK(world.agree(st.ok() ? st : Status(st.code(), "auto's trial of " + c.algorithm +
+                                                                     ": " + st.message())));
+      FEDSILO_CHECK(world.allreduce_max(std::span<double>(t, 1)));
+      if (it >= 0) times.push_back(t[0]);
+    }
+    std::sort(times.begin(), times.end());
+    measured.emplace_back(c, times[times.size() / 2]);
+  }
+  return choose_measured(model, measured);
+}
+
 // --------------------------------------------------------------------------------- calibration
 namespace {
 
@@ -283,15 +385,7 @@ Result<double> calibrate_compute(Topology& topology,
     return invalid_argument("calibrate_compute: sample_floats >= 1 and iterations >= 1");
   }
   Comm& world = topology.world();
-  // Update-like data (normal-ish, distinct magnitudes), the same on every leader.
-  std::vector<float> sample(static_cast<size_t>(sample_floats));
-  uint32_t x = 0x9e3779b9u;
-  for (auto& v : sample) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    v = (static_cast<float>(x & 0xffffff) / 16777216.0f - 0.5f) * 2e-3f;
-  }
+  const std::vector<float> sample = update_like(sample_floats);  // the same on every leader
   std::vector<double> times;
   Status st;
   for (int it = -1; it < iterations; ++it) {  // it = -1 warms up

@@ -35,6 +35,9 @@
 // with density < 1 chooses among dense-flat, dense-hier and sparse-hier: where compressing the
 // node sums costs more than the bytes it saves (fast links, slow cores), `auto` sends the
 // updates uncompressed (the exact sum; the leaders' residuals stay zero).
+// Where the model's candidates are cheap to try (refine_by_trial), they are run and the
+// measured times decide by the same rule: the model only shortlists. Training skips the trial
+// when the link is given in config.
 #pragma once
 
 #include <functional>
@@ -94,6 +97,8 @@ struct SelectorChoice {
   LeaderExchange leader_exchange = LeaderExchange::kAllgather;  // for sparse-hier
   /// Every candidate's predicted seconds, in the order considered (for logs and benchmarks).
   std::vector<std::pair<std::string, double>> predicted;
+  /// The trial's measured medians (refine_by_trial), in trial order; empty: model only.
+  std::vector<std::pair<std::string, double>> measured;
 };
 
 /// The rule of `auto`: pure, deterministic, documented above.
@@ -127,6 +132,49 @@ const std::vector<std::string>& allreduce_algorithm_names();
 /// node's, on every rank). Collective over the world.
 [[nodiscard]] Result<NodePhaseCost> calibrate_node_phase(Topology& topology, int64_t length,
                                                          int iterations = 3);
+
+/// n update-like floats (uniform in +-1e-3, distinct magnitudes) from a xorshift generator;
+/// `stream` gives each rank its own (calibrations and trials).
+[[nodiscard]] std::vector<float> update_like(int64_t n, uint32_t stream = 0);
+
+/// `auto`'s second stage, where trying is cheap: the model's candidates within `spread` of its
+/// cheapest prediction are each run on the real length (one warm-up, then `iterations` timed
+/// runs, the slowest rank's time per run, median), cheapest prediction first, as long as their
+/// predicted cost (predicted seconds x (iterations + 1)) fits in `budget_s` together. With
+/// fewer than two candidates to try the model's choice stands. The measured times decide by the
+/// model's rule (anything other than dense-flat must beat it by 5%).
+struct TrialPolicy {
+  double spread = 3.0;
+  double budget_s = 2.0;
+  int iterations = 3;
+};
+
+/// A candidate of `choice.predicted` that a trial can run: "dense-flat", "dense-hier",
+/// "sparse-allgather", "sparse-rd", "sparse-hier" with `leader_exchange`.
+struct TrialCandidate {
+  std::string algorithm;
+  LeaderExchange leader_exchange = LeaderExchange::kAllgather;
+  double predicted_s = 0.0;
+};
+
+/// Which candidates the trial runs (pure): see TrialPolicy. sparse-hier only with the leaders'
+/// exchange the model chose.
+[[nodiscard]] std::vector<TrialCandidate> trial_candidates(const SelectorChoice& choice,
+                                                           const TrialPolicy& policy);
+
+/// The choice from measured medians (pure): `measured` pairs candidates with seconds, in
+/// trial order; dense-flat, when among them, is kept unless another is 5% faster; otherwise
+/// the fastest, ties to the earlier. `model` supplies `predicted`; the result's `measured`
+/// lists the trial.
+[[nodiscard]] SelectorChoice choose_measured(const SelectorChoice& model,
+                                             const std::vector<std::pair<TrialCandidate, double>>& measured);
+
+/// Runs the trial: `run_once(candidate)` performs one whole aggregation of that candidate
+/// (collective over the world, on update-like data of the real length, leaving no state
+/// behind). Every rank returns the same choice. Collective over the world.
+[[nodiscard]] Result<SelectorChoice> refine_by_trial(
+    Topology& topology, const SelectorChoice& model, const TrialPolicy& policy,
+    const std::function<Status(const TrialCandidate&)>& run_once);
 
 /// What the factory needs beyond the name.
 struct AlgorithmConfig {

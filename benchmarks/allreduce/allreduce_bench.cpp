@@ -477,7 +477,37 @@ Result<std::unique_ptr<Bench::Entry>> Bench::setup(int64_t n, double density,
       FEDSILO_ASSIGN_OR_RETURN(in.compress_seconds_per_float, compression_cost(n, density));
       FEDSILO_ASSIGN_OR_RETURN(in.node_phase, node_phase_cost(n));
     }
-    const auto c = mpi::select_algorithm(in);
+    // As in training: the model's shortlist, then a trial where it is cheap.
+    const auto model = mpi::select_algorithm(in);
+    const auto N = static_cast<size_t>(n);
+    const mpi::TrialCandidate* built_for = nullptr;
+    std::unique_ptr<Aggregation> trial;
+    uint32_t trial_round = 1;
+    auto run_once = [&](const mpi::TrialCandidate& c) -> Status {
+      if (built_for != &c) {
+        trial.reset();
+        FEDSILO_ASSIGN_OR_RETURN(trial, Aggregation::create(*topo_, settings_, density, c.algorithm,
+                                                            c.leader_exchange));
+        built_for = &c;
+      }
+      AggregationStats st;
+      trial->prepare(std::span<const float>(update_.data(), N), std::span<float>(out_.data(), N));
+      return trial->run(trial_round++, std::span<const float>(update_.data(), N),
+                        std::span<float>(out_.data(), N), st);
+    };
+    FEDSILO_ASSIGN_OR_RETURN(const auto c,
+                             mpi::refine_by_trial(*topo_, model, mpi::TrialPolicy{}, run_once));
+    trial.reset();
+    if (root() && !c.measured.empty()) {
+      std::string tried;
+      for (const auto& [a, t] : c.measured) {
+        char ms[32];
+        std::snprintf(ms, sizeof ms, " %.3f", t * 1e3);
+        tried += " " + a + ms;
+      }
+      std::printf("# auto: trial at %lld floats, density %g:%s ms -> %s\n",
+                  static_cast<long long>(n), density, tried.c_str(), c.algorithm.c_str());
+    }
     name = c.algorithm;
     exchange = c.leader_exchange;
     chosen = name;

@@ -16,7 +16,7 @@ using Clock = std::chrono::steady_clock;
 struct UpdateExchange::Impl {
   config::Config cfg;
   mpi::Comm* world = nullptr;
-  std::unique_ptr<mpi::Topology> topology;
+  std::shared_ptr<mpi::Topology> topology;  // shared with auto's trial exchanges
   int64_t length = 0;
   bool node_level = false;
   bool node_compresses = false;  // level node on sparse-hier (not a dense algorithm chosen by auto)
@@ -72,25 +72,62 @@ Result<double> measure_leader_compression(mpi::Topology& topology,
 Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
     const config::Config& cfg, mpi::Comm& world, int64_t length,
     const std::string& resolved_algorithm, int cuda_device) {
-  auto impl = std::make_unique<Impl>();
-  impl->cfg = cfg;
-  impl->world = &world;
-  impl->length = length;
   const auto& z = cfg.compression;
-  impl->node_level = z.level == "node";
-
   FEDSILO_ASSIGN_OR_RETURN(mpi::Topology topo, mpi::Topology::create(world, cfg.topology.emulated_nodes));
-  impl->topology = std::make_unique<mpi::Topology>(std::move(topo));
+  auto topology = std::make_shared<mpi::Topology>(std::move(topo));
+  FEDSILO_ASSIGN_OR_RETURN(compression::CompressionConfig zcfg,
+                           compression::make_compression_config(z.method, z.density, z.value_type,
+                                                                z.error_feedback,
+                                                                z.momentum_correction));
+  zcfg.threads = 1;
 
-  FEDSILO_ASSIGN_OR_RETURN(impl->zcfg, compression::make_compression_config(
-                                           z.method, z.density, z.value_type, z.error_feedback,
-                                           z.momentum_correction));
-  impl->zcfg.threads = 1;
-  if (z.method != "none") {
-    FEDSILO_ASSIGN_OR_RETURN(impl->compressor, make_rank_compressor(impl->zcfg, cuda_device));
-    if (z.error_feedback) impl->state.residual.assign(static_cast<size_t>(length), 0.0f);
-    if (z.momentum_correction > 0.0) impl->state.velocity.assign(static_cast<size_t>(length), 0.0f);
-  }
+  // An exchange running algorithm `name`, with a fresh compressor state.
+  auto build = [&](const std::string& name,
+                   mpi::LeaderExchange leaders) -> Result<std::unique_ptr<UpdateExchange>> {
+    auto impl = std::make_unique<Impl>();
+    impl->cfg = cfg;
+    impl->world = &world;
+    impl->length = length;
+    impl->topology = topology;
+    impl->zcfg = zcfg;
+    impl->node_level = z.level == "node";
+    impl->algorithm = name;
+    if (z.method != "none") {
+      FEDSILO_ASSIGN_OR_RETURN(impl->compressor, make_rank_compressor(zcfg, cuda_device));
+      if (z.error_feedback) impl->state.residual.assign(static_cast<size_t>(length), 0.0f);
+      if (z.momentum_correction > 0.0) impl->state.velocity.assign(static_cast<size_t>(length), 0.0f);
+    }
+    mpi::AlgorithmConfig ac;
+    ac.name = name;
+    ac.sparse.value_type = zcfg.value_type;
+    ac.leader_exchange = leaders;
+    Impl* self = impl.get();
+    // Level node compresses inside sparse-hier; a dense algorithm (`auto` found that
+    // compression does not pay) sums the updates uncompressed.
+    impl->node_compresses = impl->node_level && name == "sparse-hier";
+    if (impl->node_compresses) {
+      // The node leader compresses the node's sum with its own residual.
+      ac.compressor = [self](std::span<const float> node_sum) -> Result<kernels::SparseVector> {
+        auto out = self->compressor->compress(node_sum, self->state, self->cfg.run.seed, self->round,
+                                              static_cast<uint32_t>(self->world->rank()));
+        if (out.ok()) {
+          std::vector<uint8_t> wire;
+          mpi::EncodeOptions eo;
+          eo.value_type = self->zcfg.value_type;
+          if (mpi::encode_sparse(out.value(), self->round, self->world->rank(), eo, wire).ok()) {
+            self->node_payload_bytes = static_cast<int64_t>(wire.size());
+          }
+        }
+        return out;
+      };
+    }
+    if (impl->compressor && !impl->node_level) {
+      FEDSILO_ASSIGN_OR_RETURN(impl->sparse, mpi::make_sparse_allreduce(*topology, ac));
+    } else {
+      FEDSILO_ASSIGN_OR_RETURN(impl->dense, mpi::make_dense_allreduce(*topology, ac));
+    }
+    return std::unique_ptr<UpdateExchange>(new UpdateExchange(std::move(impl)));
+  };
 
   // Which algorithm: pinned, recorded by the checkpoint we resume, or chosen by `auto`.
   std::string name = cfg.allreduce.algorithm;
@@ -103,60 +140,51 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
       link.inter_bandwidth_Bps = cfg.allreduce.link_gbps * 1e9 / 8.0;
       link.inter_latency_s = cfg.allreduce.link_latency_us * 1e-6;
     } else {
-      FEDSILO_ASSIGN_OR_RETURN(link, mpi::calibrate_links(*impl->topology, link));
+      FEDSILO_ASSIGN_OR_RETURN(link, mpi::calibrate_links(*topology, link));
     }
     mpi::SelectorInput in;
     in.density = z.method == "none" ? 1.0 : z.density;
     in.ranks = world.size();
-    in.nodes = impl->topology->num_nodes();
+    in.nodes = topology->num_nodes();
     in.message_bytes = 4 * length;
-    in.value_type = impl->zcfg.value_type;
-    in.level = impl->node_level ? mpi::CompressionLevel::kNode : mpi::CompressionLevel::kSilo;
+    in.value_type = zcfg.value_type;
+    in.level = z.level == "node" ? mpi::CompressionLevel::kNode : mpi::CompressionLevel::kSilo;
     in.link = link;
-    if (impl->node_level && impl->compressor) {
+    if (in.level == mpi::CompressionLevel::kNode && z.method != "none") {
       FEDSILO_ASSIGN_OR_RETURN(in.compress_seconds_per_float,
-                               measure_leader_compression(*impl->topology, impl->zcfg,
-                                                          cfg.run.seed, length, cuda_device));
-      FEDSILO_ASSIGN_OR_RETURN(
-          in.node_phase,
-          mpi::calibrate_node_phase(*impl->topology, length));
+                               measure_leader_compression(*topology, zcfg, cfg.run.seed, length,
+                                                          cuda_device));
+      FEDSILO_ASSIGN_OR_RETURN(in.node_phase, mpi::calibrate_node_phase(*topology, length));
     }
-    const auto choice = mpi::select_algorithm(in);
+    // The model's shortlist, then the candidates themselves where trying them is cheap
+    // (mpi::refine_by_trial): each runs whole exchanges of update-like data, with its own
+    // fresh state.
+    const mpi::SelectorChoice model = mpi::select_algorithm(in);
+    const std::vector<float> sample =
+        mpi::update_like(length, static_cast<uint32_t>(world.rank()));
+    std::vector<float> buffer;
+    const mpi::TrialCandidate* built_for = nullptr;
+    std::unique_ptr<UpdateExchange> trial;
+    auto run_once = [&](const mpi::TrialCandidate& c) -> Status {
+      if (built_for != &c) {
+        trial.reset();  // collective where it holds a shared window: every rank is here
+        FEDSILO_ASSIGN_OR_RETURN(trial, build(c.algorithm, c.leader_exchange));
+        built_for = &c;
+      }
+      buffer = sample;
+      ExchangeStats xs;
+      return trial->exchange(0, buffer, true, xs);
+    };
+    // A link given in config stands for a network the start-up cannot see: the model decides.
+    mpi::TrialPolicy policy;
+    if (cfg.allreduce.link_gbps > 0.0) policy.budget_s = 0.0;
+    FEDSILO_ASSIGN_OR_RETURN(const mpi::SelectorChoice choice,
+                             mpi::refine_by_trial(*topology, model, policy, run_once));
+    trial.reset();
     name = choice.algorithm;
     leaders = choice.leader_exchange;
   }
-  impl->algorithm = name;
-
-  mpi::AlgorithmConfig ac;
-  ac.name = name;
-  ac.sparse.value_type = impl->zcfg.value_type;
-  ac.leader_exchange = leaders;
-  Impl* self = impl.get();
-  // Level node compresses inside sparse-hier; a dense algorithm (`auto` found that compression
-  // does not pay) sums the updates uncompressed.
-  impl->node_compresses = impl->node_level && name == "sparse-hier";
-  if (impl->node_compresses) {
-    // The node leader compresses the node's sum with its own residual.
-    ac.compressor = [self](std::span<const float> node_sum) -> Result<kernels::SparseVector> {
-      auto out = self->compressor->compress(node_sum, self->state, self->cfg.run.seed, self->round,
-                                            static_cast<uint32_t>(self->world->rank()));
-      if (out.ok()) {
-        std::vector<uint8_t> wire;
-        mpi::EncodeOptions eo;
-        eo.value_type = self->zcfg.value_type;
-        if (mpi::encode_sparse(out.value(), self->round, self->world->rank(), eo, wire).ok()) {
-          self->node_payload_bytes = static_cast<int64_t>(wire.size());
-        }
-      }
-      return out;
-    };
-  }
-  if (impl->compressor && !impl->node_level) {
-    FEDSILO_ASSIGN_OR_RETURN(impl->sparse, mpi::make_sparse_allreduce(*impl->topology, ac));
-  } else {
-    FEDSILO_ASSIGN_OR_RETURN(impl->dense, mpi::make_dense_allreduce(*impl->topology, ac));
-  }
-  return std::unique_ptr<UpdateExchange>(new UpdateExchange(std::move(impl)));
+  return build(name, leaders);
 }
 
 Status UpdateExchange::exchange(uint32_t round, std::span<float> update, bool trained,

@@ -221,5 +221,41 @@ TEST(Calibration, NodePhaseIsMeasuredOnEveryNodeAndAgreed) {
   EXPECT_FALSE(calibrate_node_phase(t.value(), 1 << 18, 0).ok());
 }
 
+TEST(Calibration, TrialRunsTheShortlistAndEveryRankTakesTheMeasuredFastest) {
+  auto world = Comm::world();
+  ASSERT_TRUE(world.ok());
+  auto t = Topology::create(world.value(), 1);
+  ASSERT_TRUE(t.ok());
+  // The model prefers dense-hier; measured, dense-flat is much faster (one rank is slow in
+  // dense-hier: the slowest rank counts).
+  SelectorChoice model;
+  model.algorithm = "dense-hier";
+  model.predicted = {{"dense-flat", 2e-3}, {"dense-hier", 1e-3}, {"sparse-allgather", 9.0}};
+  std::vector<std::string> ran;
+  auto run_once = [&](const TrialCandidate& c) -> Status {
+    ran.push_back(c.algorithm);
+    const bool slow = c.algorithm == "dense-hier" && world->rank() == world->size() - 1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(slow ? 30 : 1));
+    return {};
+  };
+  auto c = refine_by_trial(t.value(), model, TrialPolicy{}, run_once);
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(c->algorithm, "dense-flat");
+  ASSERT_EQ(c->measured.size(), 2u);
+  EXPECT_EQ(c->measured[0].first, "dense-hier");  // cheapest prediction first
+  EXPECT_GE(c->measured[0].second, 0.03);          // the slowest rank's time
+  // One warm-up and three timed runs each; the 9 s candidate is outside the spread.
+  EXPECT_EQ(ran, (std::vector<std::string>{"dense-hier", "dense-hier", "dense-hier", "dense-hier",
+                                           "dense-flat", "dense-flat", "dense-flat", "dense-flat"}));
+  // A failing trial on one rank is every rank's error, naming the candidate.
+  auto bad = refine_by_trial(t.value(), model, TrialPolicy{}, [&](const TrialCandidate& x) -> Status {
+    if (x.algorithm == "dense-flat" && world->rank() == 0) return invalid_argument("boom");
+    return {};
+  });
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("dense-flat"), std::string::npos) << bad.status().message();
+  EXPECT_NE(bad.status().message().find("boom"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace fedsilo::mpi

@@ -1,6 +1,8 @@
 // The `auto` allreduce rule: a table of inputs and the algorithm it must pick.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "mpi/selector.h"
 
 namespace fedsilo::mpi {
@@ -191,6 +193,90 @@ TEST(Selector, NamesListTheFiveAlgorithms) {
   EXPECT_EQ(allreduce_algorithm_names(),
             (std::vector<std::string>{"dense-flat", "dense-hier", "sparse-allgather", "sparse-rd",
                                       "sparse-hier"}));
+}
+
+// auto's trial stage: which candidates it runs and how measured times decide.
+SelectorChoice model_of(std::vector<std::pair<std::string, double>> predicted,
+                        LeaderExchange leaders = LeaderExchange::kAllgather) {
+  SelectorChoice c;
+  c.algorithm = "dense-flat";
+  c.leader_exchange = leaders;
+  c.predicted = std::move(predicted);
+  return c;
+}
+
+std::vector<std::string> names(const std::vector<TrialCandidate>& cs) {
+  std::vector<std::string> out;
+  for (const auto& c : cs) {
+    out.push_back(c.algorithm + (c.algorithm == "sparse-hier"
+                                     ? (c.leader_exchange == LeaderExchange::kAllgather ? "/ag" : "/rd")
+                                     : ""));
+  }
+  return out;
+}
+
+TEST(SelectorTrial, RunsTheCandidatesWithinTheSpreadCheapestFirstAndWithinTheBudget) {
+  TrialPolicy p;  // spread 3, budget 2 s, 3 iterations: a candidate costs 4 x its prediction
+  // Cheapest first; 7 ms is more than 3 x 2 ms and is not tried; only the model's leaders' exchange.
+  auto a = trial_candidates(model_of({{"dense-flat", 5e-3}, {"dense-hier", 7e-3},
+                                      {"sparse-hier/allgather", 2e-3}, {"sparse-hier/rd", 1e-3}}),
+                            p);
+  EXPECT_EQ(names(a), (std::vector<std::string>{"sparse-hier/ag", "dense-flat"}));
+  EXPECT_DOUBLE_EQ(a[0].predicted_s, 2e-3);
+  auto rd = trial_candidates(model_of({{"dense-flat", 2.5e-3}, {"sparse-hier/allgather", 2e-3},
+                                       {"sparse-hier/rd", 1e-3}},
+                                      LeaderExchange::kRecursiveDoubling),
+                             p);
+  EXPECT_EQ(names(rd), (std::vector<std::string>{"sparse-hier/rd", "dense-flat"}));
+  EXPECT_EQ(rd[0].leader_exchange, LeaderExchange::kRecursiveDoubling);
+  // The budget: 0.3 s + 0.4 s predicted cost 4 x 0.7 = 2.8 s > 2 s: only one fits, so no trial.
+  EXPECT_TRUE(trial_candidates(model_of({{"dense-flat", 0.3}, {"dense-hier", 0.4}}), p).empty());
+  // 0.2 s and 0.25 s: 4 x 0.45 = 1.8 s fits.
+  EXPECT_EQ(trial_candidates(model_of({{"dense-flat", 0.2}, {"dense-hier", 0.25}}), p).size(), 2u);
+  // Nothing else within the spread: the model's choice stands.
+  EXPECT_TRUE(trial_candidates(model_of({{"dense-flat", 1e-3}, {"dense-hier", 4e-3}}), p).empty());
+  p.budget_s = 0.0;
+  EXPECT_TRUE(trial_candidates(model_of({{"dense-flat", 1e-3}, {"dense-hier", 1e-3}}), p).empty());
+}
+
+TEST(SelectorTrial, MeasuredTimesDecideWithTheBaselineRule) {
+  const auto model = model_of({{"dense-flat", 2e-3}, {"sparse-hier/allgather", 1e-3}});
+  TrialCandidate flat{"dense-flat", LeaderExchange::kAllgather, 2e-3};
+  TrialCandidate hier{"sparse-hier", LeaderExchange::kAllgather, 1e-3};
+  TrialCandidate dh{"dense-hier", LeaderExchange::kAllgather, 2.5e-3};
+  // The model preferred sparse-hier; measured, dense-flat is faster (a link burst the model
+  // does not know): dense-flat.
+  auto c = choose_measured(model, {{hier, 1.05e-3}, {flat, 0.71e-3}});
+  EXPECT_EQ(c.algorithm, "dense-flat");
+  ASSERT_EQ(c.measured.size(), 2u);
+  EXPECT_EQ(c.measured[0].first, "sparse-hier/allgather");
+  EXPECT_DOUBLE_EQ(c.measured[1].second, 0.71e-3);
+  EXPECT_EQ(c.predicted, model.predicted);
+  // 4% faster than dense-flat is not enough, 6% is.
+  EXPECT_EQ(choose_measured(model, {{hier, 0.96}, {flat, 1.0}}).algorithm, "dense-flat");
+  EXPECT_EQ(choose_measured(model, {{hier, 0.94}, {flat, 1.0}}).algorithm, "sparse-hier");
+  // Without dense-flat in the trial the fastest wins, ties to the earlier.
+  EXPECT_EQ(choose_measured(model, {{dh, 1.0}, {hier, 1.0}}).algorithm, "dense-hier");
+  EXPECT_EQ(choose_measured(model, {{dh, 1.0}, {hier, 0.99}}).algorithm, "sparse-hier");
+  // The leaders' exchange comes from the winning candidate.
+  TrialCandidate rd{"sparse-hier", LeaderExchange::kRecursiveDoubling, 1e-3};
+  auto r = choose_measured(model, {{rd, 0.5}, {flat, 1.0}});
+  EXPECT_EQ(r.algorithm, "sparse-hier");
+  EXPECT_EQ(r.leader_exchange, LeaderExchange::kRecursiveDoubling);
+  // No trial: the model's choice.
+  EXPECT_EQ(choose_measured(model, {}).algorithm, "dense-flat");
+  EXPECT_TRUE(choose_measured(model, {}).measured.empty());
+}
+
+TEST(SelectorTrial, UpdateLikeDataIsDeterministicPerStreamAndDiffersAcrossStreams) {
+  const auto a = update_like(1000, 0), b = update_like(1000, 0), c = update_like(1000, 1);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+  for (float v : a) {
+    EXPECT_LE(std::abs(v), 1e-3f);
+    EXPECT_NE(v, 0.0f);
+  }
+  EXPECT_TRUE(update_like(0).empty());
 }
 
 }  // namespace
