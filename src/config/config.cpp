@@ -135,6 +135,7 @@ const std::vector<KeySpec>& key_specs() {
       FEDSILO_KEY_INT("eval", every, eval.every),
       FEDSILO_KEY_INT("eval", batch_size, eval.batch_size),
       FEDSILO_KEY_STR("device", kind, device.kind),
+      FEDSILO_KEY_STR("device", reduce, device.reduce),
   };
   return specs;
 }
@@ -325,6 +326,16 @@ Status validate(const Config& c, const std::string& source) {
   if (c.device.kind != "cpu" && c.device.kind != "cuda" && c.device.kind != "auto") {
     return bad("device.kind", "unknown device kind '" + c.device.kind + "' (expected cpu, cuda, auto)");
   }
+  const std::string& reduce = c.device.reduce;
+  if (reduce != "auto" && reduce != "nccl" && reduce != "host") {
+    return bad("device.reduce", "unknown reduction '" + reduce + "' (expected auto, nccl, host)");
+  }
+  if (reduce != "auto" && c.device.kind == "cpu") {
+    return bad("device.reduce", "\"" + reduce + "\" sums updates on GPUs: it needs device.kind = \"cuda\" or \"auto\", not \"cpu\"");
+  }
+  if (reduce == "nccl" && z.method != "none") {
+    return bad("device.reduce", "\"nccl\" sums dense updates: it needs compression.method = \"none\" (compressed updates are exchanged on the host), not \"" + z.method + "\"");
+  }
   if (c.eval.every < 1) return bad("eval.every", "must be >= 1");
   if (c.eval.batch_size < 1) return bad("eval.batch_size", "must be >= 1");
   return {};
@@ -370,7 +381,7 @@ std::string to_toml(const Config& c) {
                             {"manifest", c.slurm.manifest},
                             {"signal_seconds", c.slurm.signal_seconds},
                             {"output", c.slurm.output}}},
-      {"device", toml::table{{"kind", c.device.kind}}},
+      {"device", toml::table{{"kind", c.device.kind}, {"reduce", c.device.reduce}}},
   };
   std::ostringstream os;
   os << root << "\n";

@@ -71,6 +71,7 @@ struct SlurmSection {
 /// enters the resume hash, the default "cpu" does not, so configs from before [device] resume).
 struct DeviceSection {
   std::string kind = "cpu";       // cpu | cuda | auto (cuda when this process sees a GPU)
+  std::string reduce = "auto";    // dense sums of GPU ranks: auto | nccl | host (pinned + MPI)
 };
 struct EvalSection {
   int every = 1;                // evaluate every N rounds (and always the last)

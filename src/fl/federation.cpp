@@ -24,6 +24,7 @@
 #include "model/model.h"
 #include "model/trainer.h"
 #include "fl/update_exchange.h"
+#include "mpi/device_allreduce.h"
 
 namespace fedsilo::fl {
 namespace stdfs = std::filesystem;
@@ -359,6 +360,22 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     FEDSILO_CHECK(comm.agree(st));
   }
 
+  // Dense rounds of GPU ranks sum on the device (device.reduce): the weighted update stays
+  // where training left it, and only the sum comes back to the host. Compressed updates are
+  // compressed on the device but exchanged by the host algorithms (UpdateExchange).
+  std::unique_ptr<mpi::Topology> device_topology;
+  std::unique_ptr<mpi::DeviceAllreduce> device_sum;
+  if (gpu && cfg.compression.method == "none") {
+    auto topo = mpi::Topology::create(comm, cfg.topology.emulated_nodes);
+    FEDSILO_CHECK(comm.agree(topo.status()));
+    device_topology = std::make_unique<mpi::Topology>(std::move(topo).value());
+    FEDSILO_ASSIGN_OR_RETURN(device_sum, mpi::DeviceAllreduce::create(*device_topology,
+                                                                      device.device,
+                                                                      cfg.device.reduce));
+  }
+  const std::string reducer_label =
+      device_sum ? "device-" + device_sum->name() : exchange.algorithm();
+
   if (leader && opts.progress) {
     const int gpus = model::cuda_device_count();
     std::string where = "device cpu, " + std::to_string(threads) + " threads/rank";
@@ -369,7 +386,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     std::printf("fedsilo: %s, %d silos on %s, %s (%lld parameters), %s, %s, %s, rounds %lld..%d%s\n",
                 cfg.run.name.c_str(), size, exchange.topology().c_str(), cfg.model.arch.c_str(),
                 static_cast<long long>(net.num_params()), strategy.name().c_str(),
-                exchange.algorithm().c_str(), where.c_str(),
+                reducer_label.c_str(), where.c_str(),
                 static_cast<long long>(start_round + 1), cfg.run.rounds,
                 start_round > 0 ? " (resumed)" : "");
     std::fflush(stdout);
@@ -416,13 +433,22 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
         weight = static_cast<double>(silo.train.size());
         // Weighted update n_s * (w_local - w_global), summed across ranks below.
         const auto w = static_cast<float>(weight);
-        for (size_t i = 0; i < update.size(); ++i) update[i] = w * (local[i] - global[i]);
-        st = check_finite(update, "round " + std::to_string(round) + ", " + silo.name + ": update");
+        if (device_sum) {
+          st = gpu->weighted_update(global, w);
+          if (!st.ok()) {
+            st = {st.code(), "round " + std::to_string(round) + ", " + silo.name + ": " + st.message()};
+          }
+        } else {
+          for (size_t i = 0; i < update.size(); ++i) update[i] = w * (local[i] - global[i]);
+          st = check_finite(update, "round " + std::to_string(round) + ", " + silo.name + ": update");
+        }
         if (st.ok() && !std::isfinite(train_loss)) {
           st = {StatusCode::kDiverged, "round " + std::to_string(round) + ", " + silo.name +
                                            ": training loss is not finite"};
         }
       }
+    } else if (device_sum) {
+      st = gpu->clear_update();
     } else {
       std::fill(update.begin(), update.end(), 0.0f);
     }
@@ -432,7 +458,21 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     // Aggregation: one sum of the weighted updates, one of the weights.
     const auto t_agg = Clock::now();
     ExchangeStats xs;
-    FEDSILO_CHECK(exchange.exchange(static_cast<uint32_t>(round), update, sampled, xs));
+    if (device_sum) {
+      mpi::AllreduceStats as;
+      FEDSILO_CHECK(device_sum->reduce(gpu->update_device(), net.num_params(), gpu->stream(), as));
+      FEDSILO_CHECK(comm.agree(gpu->download_update(update)));
+      xs.intra_bytes_sent = as.intra_bytes_sent;
+      xs.intra_bytes_received = as.intra_bytes_received;
+      xs.inter_bytes_sent = as.inter_bytes_sent;
+      xs.inter_bytes_received = as.inter_bytes_received;
+      xs.intra_seconds = as.intra_seconds;
+      xs.inter_seconds = as.inter_seconds;
+      xs.dense_bytes = 4 * net.num_params();
+      xs.payload_bytes = xs.dense_bytes;
+    } else {
+      FEDSILO_CHECK(exchange.exchange(static_cast<uint32_t>(round), update, sampled, xs));
+    }
     double weight_sum = weight;
     FEDSILO_CHECK(comm.allreduce_sum(std::span<double>(&weight_sum, 1)));
     FEDSILO_CHECK(comm.agree(strategy.aggregate(static_cast<int>(round), global, update, weight_sum)));
@@ -567,7 +607,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
                               {"inter_sent", xs.inter_bytes_sent},
                               {"inter_received", xs.inter_bytes_received}}},
                    {"compression_ratio", compression_ratio},
-                   {"reducer", exchange.algorithm()},
+                   {"reducer", reducer_label},
                    {"device", device.label},
                    {"seconds", {{"train", times[0]}, {"aggregate", times[1]}, {"eval", times[2]},
                                 {"checkpoint", times[3]}, {"round", times[4]},
@@ -658,7 +698,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     std::printf("  bytes communicated %s sent, %s received per rank (model updates, %s)\n",
                 format_bytes(static_cast<double>(total_bytes_sent)).c_str(),
                 format_bytes(static_cast<double>(total_bytes_received)).c_str(),
-                exchange.algorithm().c_str());
+                reducer_label.c_str());
     std::printf("  outputs            %s/{model.h5, metrics.jsonl, config.toml, checkpoints/}\n",
                 run_dir.c_str());
     std::fflush(stdout);

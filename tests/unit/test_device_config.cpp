@@ -7,6 +7,7 @@
 
 #include "config/config.h"
 #include "model/gpu_trainer.h"
+#include "mpi/device_allreduce.h"
 
 namespace fedsilo {
 namespace {
@@ -140,6 +141,93 @@ TEST(DeviceChoice, GpuTrainerCannotBeCreatedWithoutADevice) {
   auto t = model::GpuTrainer::create(m.value(), 0, 64);
   ASSERT_FALSE(t.ok());
   EXPECT_FALSE(t.status().message().empty());
+}
+
+
+TEST(DeviceReduceConfig, DefaultsToAutoAndAcceptsEachPath) {
+  auto d = parse("");
+  ASSERT_TRUE(d.ok()) << d.status().to_string();
+  EXPECT_EQ(d->device.reduce, "auto");
+  for (const char* path : {"auto", "nccl", "host"}) {
+    auto c = parse(std::string("[device]\nkind = \"cuda\"\nreduce = \"") + path + "\"\n");
+    ASSERT_TRUE(c.ok()) << path << ": " << c.status().to_string();
+    EXPECT_EQ(c->device.reduce, path);
+    auto again = config::parse_config(config::to_toml(c.value()), "canonical.toml");
+    ASSERT_TRUE(again.ok()) << again.status().to_string();
+    EXPECT_EQ(again->device.reduce, path);
+  }
+}
+
+TEST(DeviceReduceConfig, UnknownPathIsRejectedNamingTheKeyAndValue) {
+  auto c = parse("[device]\nkind = \"cuda\"\nreduce = \"mpi\"\n");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  const std::string m = c.status().message();
+  EXPECT_NE(m.find("device.reduce"), std::string::npos) << m;
+  EXPECT_NE(m.find("'mpi'"), std::string::npos) << m;
+  EXPECT_NE(m.find("auto, nccl, host"), std::string::npos) << m;
+  auto t = parse("[device]\nreduce = 2\n");
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("device.reduce"), std::string::npos) << t.status().message();
+}
+
+TEST(DeviceReduceConfig, IncompatibleSettingsNameBoth) {
+  auto cpu = parse("[device]\nreduce = \"nccl\"\n");
+  ASSERT_FALSE(cpu.ok());
+  EXPECT_NE(cpu.status().message().find("device.reduce"), std::string::npos);
+  EXPECT_NE(cpu.status().message().find("device.kind"), std::string::npos) << cpu.status().message();
+  auto topk = parse("[device]\nkind = \"cuda\"\nreduce = \"nccl\"\n[compression]\nmethod = \"topk\"\n");
+  ASSERT_FALSE(topk.ok());
+  EXPECT_NE(topk.status().message().find("device.reduce"), std::string::npos);
+  EXPECT_NE(topk.status().message().find("compression.method"), std::string::npos)
+      << topk.status().message();
+  // The host path carries any update; auto with compression simply does not use the device sum.
+  EXPECT_TRUE(parse("[device]\nkind = \"auto\"\nreduce = \"host\"\n[compression]\nmethod = \"topk\"\n").ok());
+}
+
+TEST(DeviceReduceConfig, DefaultLeavesTheResumeHashAndOthersEnterIt) {
+  auto plain = parse("[device]\nkind = \"cuda\"\n");
+  auto explicit_auto = parse("[device]\nkind = \"cuda\"\nreduce = \"auto\"\n");
+  auto host = parse("[device]\nkind = \"cuda\"\nreduce = \"host\"\n");
+  ASSERT_TRUE(plain.ok() && explicit_auto.ok() && host.ok());
+  EXPECT_EQ(config::resume_hash(explicit_auto.value()), config::resume_hash(plain.value()));
+  EXPECT_NE(config::resume_hash(host.value()), config::resume_hash(plain.value()));
+}
+
+TEST(DeviceAllreduceCheck, UnknownPathNamesTheKey) {
+  const Status s = mpi::DeviceAllreduce::check("ring", 0);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("device.reduce = \"ring\""), std::string::npos) << s.message();
+}
+
+TEST(DeviceAllreduceCheck, WithoutCudaOrADeviceIsAClearError) {
+  // create() runs this check on every rank and agrees on it before any CUDA or NCCL call.
+  if (model::cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is visible here";
+  for (const char* path : {"auto", "host", "nccl"}) {
+    const Status s = mpi::DeviceAllreduce::check(path, 0);
+    ASSERT_FALSE(s.ok()) << path;
+    const std::string m = s.message();
+    EXPECT_NE(m.find(std::string("device.reduce = \"") + path + "\""), std::string::npos) << m;
+    if (!mpi::DeviceAllreduce::cuda_built()) {
+      EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << m;
+      EXPECT_NE(m.find("built without CUDA"), std::string::npos) << m;
+    } else if (std::string(path) == "nccl" && !mpi::DeviceAllreduce::nccl_built()) {
+      EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << m;
+      EXPECT_NE(m.find("built without NCCL"), std::string::npos) << m;
+    } else {
+      EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << m;
+      EXPECT_NE(m.find("no CUDA device is visible"), std::string::npos) << m;
+    }
+  }
+}
+
+TEST(DeviceAllreduceCheck, NcclWithoutNcclInTheBuildNamesTheOption) {
+  if (!mpi::DeviceAllreduce::cuda_built() || mpi::DeviceAllreduce::nccl_built()) {
+    GTEST_SKIP() << "needs a build with CUDA and without NCCL";
+  }
+  const Status s = mpi::DeviceAllreduce::check("nccl", 0);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("FEDSILO_NCCL"), std::string::npos) << s.message();
 }
 
 }  // namespace
