@@ -16,22 +16,27 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=$ROOT/build/gpu
 cd "$ROOT"
 
+# NCCL (the device allreduce inside a node) is a system library on the GPU machine, so it is
+# linked, not carried (libnccl.so.2 is ~210 MB); FEDSILO_NCCL=OFF bash prepare.sh leaves it out
+# for a machine without it (GPU ranks then sum through pinned host buffers and MPI).
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DFEDSILO_CUDA=ON \
+  -DFEDSILO_NCCL="${FEDSILO_NCCL:-AUTO}" \
   -DCMAKE_CUDA_ARCHITECTURES=90 -DFEDSILO_NATIVE=OFF -DFEDSILO_BUILD_TESTS=ON \
   -DFEDSILO_BUILD_BENCHMARKS=ON >/dev/null
-targets=(fedsilo fedsilo_gpu_tests gpu_topk_bench local_train)
+targets=(fedsilo fedsilo_gpu_tests fedsilo_gpu_mpi_tests gpu_topk_bench local_train)
 cmake --build "$BUILD" -j"$(nproc)" --target "${targets[@]}"
 
 # What run.sh needs, in one folder with relative paths: bin/, lib/ (libfedsilo + the libraries
 # the GPU machine lacks). Everything else of the build folder stays behind (not carried).
 STAGE=$BUILD/carry
 rm -rf "$STAGE" && mkdir -p "$STAGE/bin" "$STAGE/lib"
-cp "$BUILD/fedsilo" "$BUILD/tests/gpu/fedsilo_gpu_tests" "$BUILD/benchmarks/gpu_topk_bench" \
+cp "$BUILD/fedsilo" "$BUILD/tests/gpu/fedsilo_gpu_tests" "$BUILD/tests/gpu/fedsilo_gpu_mpi_tests" \
+   "$BUILD/benchmarks/gpu_topk_bench" \
    "$BUILD/benchmarks/local_train" "$STAGE/bin/"
 cp -L "$BUILD"/libfedsilo.so.0 "$STAGE/lib/"
 # Libraries of this Debian that Ubuntu 24.04 + CUDA + Open MPI there may lack. Open MPI, CUDA,
-# OpenBLAS, libgomp, the C/C++ runtimes come from the GPU machine (its mpirun must match its
-# libmpi).
+# NCCL, OpenBLAS, libgomp, the C/C++ runtimes come from the GPU machine (its mpirun must match
+# its libmpi).
 keep='libhdf5|libsz|libaec|libcurl|libnghttp2|librtmp|libssh2|libpsl|libidn2|libunistring|libgssapi_krb5|libkrb5|libk5crypto|libkrb5support|libkeyutils|libcom_err|libldap|liblber|libsasl2|libbrotli|libgnutls|libhogweed|libnettle|libtasn1|libp11-kit|libffi|libgmp|libfmt|libtomlplusplus|libgfortran|libquadmath|libzstd'
 for f in "$STAGE"/bin/* "$STAGE"/lib/libfedsilo.so.0; do
   ldd "$f" | awk '{print $3}' | grep -E "/($keep)[^/]*$" || true

@@ -2,7 +2,8 @@
 # The GPU check of issue 5 in one call on the lent GPU machine (benchmarks/gpu/prepare.sh builds
 # and stages everything here first; the machine has no HDF5 and cannot install anything):
 #
-#   bash benchmarks/gpu/run.sh             GPU tests, then fedsilo against PyTorch on the same GPU:
+#   bash benchmarks/gpu/run.sh             GPU tests (and the device allreduce on 1-4 MPI ranks),
+#                                          then fedsilo against PyTorch on the same GPU:
 #                                          exact top-k (n = 2^24/2^26/2^28, k = 1%) vs torch.topk,
 #                                          training samples/s (niid-cnn, mlp; batch 64 and 512)
 #                                          vs PyTorch eager; a table last. Under 4 minutes.
@@ -28,6 +29,14 @@ if [[ $what == check ]]; then
   step "GPU tests"
   timeout 150 "$C/bin/fedsilo_gpu_tests" --gtest_output="json:$OUT/gpu_tests.json" > "$OUT/gpu_tests.txt" 2>&1
   echo "gpu tests exit $?"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED  \]" "$OUT/gpu_tests.txt" | tail -n 30
+  # The device allreduce under MPI, ranks sharing the GPU: NCCL with one rank per communicator
+  # and the host-staged path (NCCL across several GPUs needs a machine with several).
+  for np in 1 2 3 4; do
+    timeout 90 mpirun --oversubscribe --bind-to none -np $np "$C/bin/fedsilo_gpu_mpi_tests" \
+      --gtest_filter=-*WithoutADevice* > "$OUT/gpu_mpi_tests_np$np.txt" 2>&1
+    echo "gpu mpi tests np $np exit $?"
+    grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED  \]" "$OUT/gpu_mpi_tests_np$np.txt" | tail -n 10
+  done
 
   step "exact top-k: fedsilo vs torch.topk"
   timeout 120 "$C/bin/gpu_topk_bench" --sizes 24,26,28 --density 0.01 --repeats 20 --commit "$COMMIT" \
