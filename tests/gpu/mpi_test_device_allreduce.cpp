@@ -33,11 +33,11 @@ bool has_device() {
   return cu::device_count() > 0;
 }
 
-#define FEDSILO_SKIP_WITHOUT_DEVICE()                                                        \
-  do {                                                                                       \
-    if (!has_device()) {                                                                     \
+#define FEDSILO_SKIP_WITHOUT_DEVICE()                                                             \
+  do {                                                                                            \
+    if (!has_device()) {                                                                          \
       GTEST_SKIP() << "no CUDA device (GPU tests run on the GPU machine: benchmarks/gpu/run.sh)"; \
-    }                                                                                        \
+    }                                                                                             \
   } while (0)
 
 /// Integers in [-8, 8] (exact in float, and so is any sum of a few thousand of them).
@@ -104,8 +104,7 @@ void check_sums(const std::string& path, int nodes, const std::string& expect_na
       auto dev = cu::DeviceArray<float>::from_host(std::span<const float>(mine), stream.value());
       ASSERT_TRUE(dev.ok()) << dev.status().to_string();
       mpi::AllreduceStats stats;
-      const Status st =
-          dar.value()->reduce(dev->data(), n, stream.value().handle, stats);
+      const Status st = dar.value()->reduce(dev->data(), n, stream.value().handle, stats);
       ASSERT_TRUE(st.ok()) << st.to_string();
       std::vector<float> got(static_cast<size_t>(n));
       ASSERT_TRUE(dev->to_host(got, stream.value()).ok());
@@ -221,10 +220,10 @@ void check_round(const std::string& path, int nodes) {
   ASSERT_TRUE(gpu.download_update(device_update).ok());
   EXPECT_EQ(device_update, host_update);  // bitwise: one rounding each, as the host
   mpi::AllreduceStats stats;
-  ASSERT_TRUE(dar.value()
-                  ->reduce(gpu.update_device(), static_cast<int64_t>(global.size()), gpu.stream(),
-                           stats)
-                  .ok());
+  ASSERT_TRUE(
+      dar.value()
+          ->reduce(gpu.update_device(), static_cast<int64_t>(global.size()), gpu.stream(), stats)
+          .ok());
   std::vector<float> device_sum(global.size());
   ASSERT_TRUE(gpu.download_update(device_sum).ok());
   const std::vector<float> host_sum = mpi_sum(host_update);
