@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
+#include <ctime>
 
 namespace fedsilo::mpi {
 namespace {
@@ -334,6 +336,26 @@ struct SharedWindow::Handles {
   }
 };
 
+namespace {
+// A barrier whose waiting ranks sleep instead of polling: in sparse-hier the other ranks of a
+// node wait here while the leader compresses and exchanges, and a polling wait would take the
+// cores the leader (and, where cores are shared, other nodes) needs. The sleep grows from
+// 20 us to 200 us, so a rank notices the release within a fraction of a millisecond.
+Status wait_sleeping(MPI_Comm comm) {
+  MPI_Request req = MPI_REQUEST_NULL;
+  FEDSILO_MPI(MPI_Ibarrier(comm, &req));
+  long ns = 20'000;
+  for (;;) {
+    int done = 0;
+    FEDSILO_MPI(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
+    if (done) return {};
+    timespec ts{0, ns};
+    nanosleep(&ts, nullptr);
+    ns = std::min(ns * 2, 200'000L);
+  }
+}
+}  // namespace
+
 SharedWindow::SharedWindow() = default;
 SharedWindow::~SharedWindow() = default;
 SharedWindow::SharedWindow(SharedWindow&&) noexcept = default;
@@ -371,7 +393,15 @@ Result<SharedWindow> SharedWindow::allocate(const Comm& comm, int64_t bytes) {
 
 Status SharedWindow::sync() {
   FEDSILO_MPI(MPI_Win_sync(h_->win));
-  FEDSILO_MPI(MPI_Barrier(h_->comm));
+  static const bool spin = [] {
+    const char* v = std::getenv("FEDSILO_SHM_SPIN");
+    return v != nullptr && std::strcmp(v, "1") == 0;
+  }();
+  if (spin) {
+    FEDSILO_MPI(MPI_Barrier(h_->comm));
+  } else {
+    FEDSILO_CHECK(wait_sleeping(h_->comm));
+  }
   FEDSILO_MPI(MPI_Win_sync(h_->win));
   return {};
 }

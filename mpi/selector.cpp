@@ -416,9 +416,9 @@ Result<NodePhaseCost> calibrate_node_phase(Topology& topology, int64_t length, i
   Comm& world = topology.world();
   SparseHier hier(
       topology,
-      [](std::span<const float> sum) -> Result<kernels::SparseVector> {
+      [](std::span<const float> own, std::span<const float* const>) -> Result<kernels::SparseVector> {
         kernels::SparseVector none;
-        none.length = static_cast<int64_t>(sum.size());
+        none.length = static_cast<int64_t>(own.size());
         return none;
       },
       LeaderExchange::kAllgather, SparseOptions{});

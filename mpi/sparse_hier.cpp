@@ -6,7 +6,6 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "kernels/cpu/reduce.h"
 
 namespace fedsilo::mpi {
 namespace {
@@ -92,8 +91,9 @@ Status SparseHier::node_sum_shared(std::span<float> data) {
   }
   FEDSILO_CHECK(window_.sync());
   if (topo_.is_leader()) {
+    // Summed by the compressor, in rank order, inside its own pass over the data.
     for (int q = 1; q < node.size(); ++q) {
-      kernels::add_into(data.data(), reinterpret_cast<const float*>(window_.segment(q)), n);
+      peers_.push_back(reinterpret_cast<const float*>(window_.segment(q)));
     }
   }
   return {};
@@ -155,6 +155,7 @@ Status SparseHier::reduce(uint32_t round, std::span<float> data, AllreduceStats&
   Status local;
 
   auto t0 = std::chrono::steady_clock::now();
+  peers_.clear();
   auto shared = ensure_window(n);
   FEDSILO_CHECK(shared.status());
   FEDSILO_CHECK(shared.value() ? node_sum_shared(data) : node_sum_messages(data));
@@ -170,7 +171,7 @@ Status SparseHier::reduce(uint32_t round, std::span<float> data, AllreduceStats&
     kernels::SparseVector node_sparse;
     node_sparse.length = n;
     if (compress_) {
-      auto c = compress_(data);
+      auto c = compress_(data, peers_);
       if (c.ok()) {
         node_sparse = std::move(c).value();
       } else {

@@ -5,8 +5,9 @@
 // ~d * n * (value + index) bytes cross nodes, instead of every silo's.
 //
 // The node phase runs through a node-shared window (mpi::SharedWindow) where MPI can map one:
-// every other rank stores its update in its segment once, the leader adds the segments to its
-// own update in local-rank order (no message copies through MPI's buffers), and after the
+// every other rank stores its update in its segment once, the leader's compressor adds the
+// segments to its own update in local-rank order inside its error-feedback pass (the node sum
+// is never written out; no message copies through MPI's buffers), and after the
 // exchange the leader publishes the result's nonzeros (index + value, 8 bytes each; the dense
 // vector when that is smaller) for the others to scatter into their zeroed buffers, so the
 // dense result never crosses the node. The result is bitwise the same on every rank. Where
@@ -25,10 +26,13 @@
 
 namespace fedsilo::mpi {
 
-/// Compresses a node's dense sum on its leader (e.g. top-k with the leader's residual).
-/// Returned indices must be strictly ascending with length == node_sum.size().
-using NodeCompressor =
-    std::function<Result<kernels::SparseVector>(std::span<const float> node_sum)>;
+/// Compresses a node's dense sum on its leader (e.g. top-k with the leader's residual): the
+/// sum is `own` + peers[0] + peers[1] + ... in that order (each own.size() floats; the other
+/// ranks' updates in node-shared memory, or no peers when `own` already holds the node sum),
+/// so a compressor can add them inside its own pass (Compressor::compress_sum). Returned
+/// indices must be strictly ascending with length == own.size().
+using NodeCompressor = std::function<Result<kernels::SparseVector>(
+    std::span<const float> own, std::span<const float* const> peers)>;
 
 /// How leaders exchange their compressed node sums.
 enum class LeaderExchange : uint8_t { kAllgather, kRecursiveDoubling };
@@ -53,6 +57,7 @@ class SparseHier final : public DenseAllreduceAlgorithm {
   [[nodiscard]] Status node_sum_messages(std::span<float> data);
   [[nodiscard]] Status node_result_messages(std::span<float> data, AllreduceStats& stats);
   /// The node phase through the shared window.
+  /// Leaves the peers' updates in the window for the compressor (their addresses in peers_).
   [[nodiscard]] Status node_sum_shared(std::span<float> data);
   [[nodiscard]] Status node_result_shared(std::span<float> data, AllreduceStats& stats);
   /// Maps (or grows) the window for n floats; false where it cannot be mapped (agreed on the
@@ -63,6 +68,7 @@ class SparseHier final : public DenseAllreduceAlgorithm {
   NodeCompressor compress_;
   SharedWindow window_;
   bool use_window_ = true;
+  std::vector<const float*> peers_;  // on the leader: the other ranks' updates, this call
   std::unique_ptr<SparseAllgather> allgather_;
   std::unique_ptr<SparseRecursiveDoubling> rd_;
 };

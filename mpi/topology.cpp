@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <string>
+#include <thread>
 
 namespace fedsilo::mpi {
 namespace {
@@ -100,6 +101,12 @@ PeerMap Topology::leader_peers() const {
   p.node.resize(leaders_.size());
   for (size_t i = 0; i < p.node.size(); ++i) p.node[i] = static_cast<int>(i);
   return p;
+}
+
+int Topology::node_threads() const {
+  const int host_cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int host_ranks = std::max(1, world_->local_size());
+  return std::max(1, host_cores * std::min(local_size(), host_ranks) / host_ranks);
 }
 
 std::string Topology::describe() const {

@@ -15,10 +15,10 @@ double since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-/// CPU seconds this thread has run (the compressor runs on the calling thread at threads = 1).
-double thread_cpu_seconds() {
+/// CPU seconds this process has run (the compressor's OpenMP threads included).
+double process_cpu_seconds() {
   timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
@@ -58,12 +58,13 @@ Result<std::unique_ptr<Aggregation>> Aggregation::create(mpi::Topology& topology
   Aggregation* self = a.get();
   if (node_level && compress) {
     // As in training: the leader compresses its node's sum with its own residual.
-    ac.compressor = [self](std::span<const float> node_sum) -> Result<kernels::SparseVector> {
-      const double cpu0 = thread_cpu_seconds();
-      auto out =
-          self->compressor_->compress(node_sum, self->state_, self->settings_.seed, self->round_,
-                                      static_cast<uint32_t>(self->topo_.world().rank()));
-      self->compress_cpu_ += thread_cpu_seconds() - cpu0;
+    ac.compressor = [self](std::span<const float> own,
+                           std::span<const float* const> peers) -> Result<kernels::SparseVector> {
+      const double cpu0 = process_cpu_seconds();
+      auto out = self->compressor_->compress_sum(own, peers, self->state_, self->settings_.seed,
+                                                 self->round_,
+                                                 static_cast<uint32_t>(self->topo_.world().rank()));
+      self->compress_cpu_ += process_cpu_seconds() - cpu0;
       if (out.ok() && self->capture_) self->contribution_ = out.value();
       return out;
     };
@@ -87,10 +88,10 @@ Status Aggregation::run(uint32_t round, std::span<const float> update, std::span
   if (sparse_) {
     // Level silo, as UpdateExchange::exchange: compress, agree on the outcome, exchange.
     const auto t0 = std::chrono::steady_clock::now();
-    const double cpu0 = thread_cpu_seconds();
+    const double cpu0 = process_cpu_seconds();
     auto c = compressor_->compress(update, state_, settings_.seed, round,
                                    static_cast<uint32_t>(world.rank()));
-    stats.compress_cpu_seconds += thread_cpu_seconds() - cpu0;
+    stats.compress_cpu_seconds += process_cpu_seconds() - cpu0;
     const Status st = c.status();
     if (c.ok()) contribution_ = std::move(c).value();
     FEDSILO_CHECK(world.agree(st.ok() ? st : Status(st.code(), "compression: " + st.message())));

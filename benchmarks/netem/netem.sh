@@ -89,7 +89,7 @@ read_counters() {
 mpirun_cmd="mpirun --allow-run-as-root --hostfile ${hostfile} \
 --mca plm_rsh_agent ${here}/agent.sh --mca plm_rsh_no_tree_spawn 1 \
 --mca btl self,vader,tcp --mca btl_tcp_if_include eth0 --mca oob_tcp_if_include eth0 \
---mca mpi_yield_when_idle ${NETEM_YIELD:-1}"
+--mca mpi_yield_when_idle ${NETEM_YIELD:-1}${FEDSILO_SHM_SPIN:+ -x FEDSILO_SHM_SPIN}"
 
 echo "# netem: ${nodes} nodes x ${slots} slots, links ${rate}${burst:+ (tbf burst ${burst}, both ends)}, subnet ${subnet}.0/24"
 before=($(read_counters))

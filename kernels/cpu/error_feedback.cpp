@@ -18,6 +18,7 @@
 #include "core/philox.h"
 #include "kernels/cpu/quantize.h"
 #include "kernels/cpu/randk.h"
+#include "kernels/cpu/reduce.h"
 #include "kernels/cpu/topk.h"
 
 namespace fedsilo::kernels {
@@ -30,35 +31,49 @@ constexpr int64_t kTile = 2048;
 constexpr float kFloatMax = std::numeric_limits<float>::max();
 
 // Pass A over [b, e): writes acc (into residual, or nothing without error feedback), returns
-// whether any acc was non-finite, adds |acc| to hist when given.
-bool accumulate_chunk(const float* update, float* residual, float* velocity, float momentum,
-                      bool error_feedback, int64_t b, int64_t e, MagnitudeHistogram* hist) {
+// whether any acc was non-finite, adds |acc| to hist when given. With addends (which need
+// error feedback), the tile of update + addends is summed into an L1 buffer first, in the order
+// ((update + a0) + a1) + ...: what adding each addend into the update would give.
+bool accumulate_chunk(const float* update, std::span<const float* const> addends,
+                      float* residual, float* velocity, float momentum, bool error_feedback,
+                      int64_t b, int64_t e, MagnitudeHistogram* hist) {
   unsigned bad = 0;
+  alignas(64) float sum[kTile];
   for (int64_t t0 = b; t0 < e; t0 += kTile) {
-    const int64_t t1 = std::min(e, t0 + kTile);
-    const float* acc = update + t0;
-    if (error_feedback && momentum != 0.0f) {
-      for (int64_t i = t0; i < t1; ++i) {
-        // One rounding (fused), whatever the build flags: the CUDA twin computes the same bits.
-        const float v = std::fma(momentum, velocity[i], update[i]);
-        velocity[i] = v;
-        const float a = residual[i] + v;
-        residual[i] = a;
-        bad |= static_cast<unsigned>(!(std::abs(a) <= kFloatMax));
+    const int64_t len = std::min(e, t0 + kTile) - t0;
+    const float* u = update + t0;  // this tile's update, indexed from 0
+    if (!addends.empty()) {
+      for (int64_t i = 0; i < len; ++i) sum[i] = u[i] + addends[0][t0 + i];
+      for (size_t q = 1; q < addends.size(); ++q) {
+        const float* a = addends[q] + t0;
+        for (int64_t i = 0; i < len; ++i) sum[i] += a[i];
       }
-      acc = residual + t0;
-    } else if (error_feedback) {
-      for (int64_t i = t0; i < t1; ++i) {
-        const float a = update[i] + residual[i];
-        residual[i] = a;
-        bad |= static_cast<unsigned>(!(std::abs(a) <= kFloatMax));
-      }
-      acc = residual + t0;
-    } else {
-      for (int64_t i = t0; i < t1; ++i)
-        bad |= static_cast<unsigned>(!(std::abs(update[i]) <= kFloatMax));
+      u = sum;
     }
-    if (hist != nullptr) hist->add(acc, t1 - t0);
+    const float* acc = u;
+    float* r = error_feedback ? residual + t0 : nullptr;
+    if (error_feedback && momentum != 0.0f) {
+      float* vel = velocity + t0;
+      for (int64_t i = 0; i < len; ++i) {
+        // One rounding (fused), whatever the build flags: the CUDA twin computes the same bits.
+        const float v = std::fma(momentum, vel[i], u[i]);
+        vel[i] = v;
+        const float a = r[i] + v;
+        r[i] = a;
+        bad |= static_cast<unsigned>(!(std::abs(a) <= kFloatMax));
+      }
+      acc = r;
+    } else if (error_feedback) {
+      for (int64_t i = 0; i < len; ++i) {
+        const float a = u[i] + r[i];
+        r[i] = a;
+        bad |= static_cast<unsigned>(!(std::abs(a) <= kFloatMax));
+      }
+      acc = r;
+    } else {
+      for (int64_t i = 0; i < len; ++i) bad |= static_cast<unsigned>(!(std::abs(u[i]) <= kFloatMax));
+    }
+    if (hist != nullptr) hist->add(acc, len);
   }
   return bad == 0;
 }
@@ -68,6 +83,19 @@ bool accumulate_chunk(const float* update, float* residual, float* velocity, flo
 SparseVector error_feedback_step(std::span<const float> update, std::span<float> residual,
                                  std::span<float> velocity, const ErrorFeedbackParams& p,
                                  ErrorFeedbackReport* report) {
+  return error_feedback_step(update, {}, residual, velocity, p, report);
+}
+
+SparseVector error_feedback_step(std::span<const float> update,
+                                 std::span<const float* const> addends, std::span<float> residual,
+                                 std::span<float> velocity, const ErrorFeedbackParams& p,
+                                 ErrorFeedbackReport* report) {
+  if (!addends.empty() && !p.error_feedback) {
+    // Without a residual to hold it, the sum is written out first.
+    std::vector<float> sum(update.begin(), update.end());
+    for (const float* a : addends) add_into(sum.data(), a, static_cast<int64_t>(sum.size()));
+    return error_feedback_step(sum, {}, residual, velocity, p, report);
+  }
   ErrorFeedbackReport rep;
   const auto n = static_cast<int64_t>(update.size());
   const bool ef = p.error_feedback;
@@ -83,11 +111,11 @@ SparseVector error_feedback_step(std::span<const float> update, std::span<float>
     const int64_t b = chunk_begin(n, c, chunks), e = chunk_begin(n, c + 1, chunks);
     if (want_hist) {
       MagnitudeHistogram h;
-      bad |= static_cast<unsigned>(!accumulate_chunk(update.data(), residual.data(),
+      bad |= static_cast<unsigned>(!accumulate_chunk(update.data(), addends, residual.data(),
                                                      velocity.data(), momentum, ef, b, e, &h));
       h.merge_into(hists.data() + static_cast<size_t>(c) * kTopkBuckets);
     } else {
-      bad |= static_cast<unsigned>(!accumulate_chunk(update.data(), residual.data(),
+      bad |= static_cast<unsigned>(!accumulate_chunk(update.data(), addends, residual.data(),
                                                      velocity.data(), momentum, ef, b, e, nullptr));
     }
   }

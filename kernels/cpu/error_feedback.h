@@ -61,4 +61,13 @@ SparseVector error_feedback_step(std::span<const float> update, std::span<float>
                                  std::span<float> velocity, const ErrorFeedbackParams& p,
                                  ErrorFeedbackReport* report = nullptr);
 
+/// The same step for update + addends[0] + addends[1] + ... (each n floats), summed in that
+/// order inside the step's pass over the data, so the sum is never written out: bitwise what
+/// adding the addends into a copy of update one by one, then the step, gives. Addends need
+/// error feedback (the sum lands in residual); without them it is the step above.
+SparseVector error_feedback_step(std::span<const float> update,
+                                 std::span<const float* const> addends, std::span<float> residual,
+                                 std::span<float> velocity, const ErrorFeedbackParams& p,
+                                 ErrorFeedbackReport* report = nullptr);
+
 }  // namespace fedsilo::kernels

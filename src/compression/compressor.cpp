@@ -4,9 +4,11 @@
 
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "kernels/cpu/error_feedback.h"
 #include "kernels/cpu/quantize.h"
+#include "kernels/cpu/reduce.h"
 
 #ifdef FEDSILO_HAVE_CUDA
 #include "kernels/cuda/error_feedback.h"
@@ -120,6 +122,20 @@ namespace {
 constexpr uint32_t kMaxSilo = 1u << 30;  // the top two bits of the silo field pick sub-streams
 constexpr int64_t kMaxLength = int64_t{1} << 32;  // indices are uint32
 
+}  // namespace
+
+Result<kernels::SparseVector> Compressor::compress_sum(std::span<const float> update,
+                                                       std::span<const float* const> addends,
+                                                       CompressorState& state, uint64_t seed,
+                                                       uint32_t round, uint32_t silo) {
+  if (addends.empty()) return compress(update, state, seed, round, silo);
+  std::vector<float> sum(update.begin(), update.end());
+  for (const float* a : addends) kernels::add_into(sum.data(), a, static_cast<int64_t>(sum.size()));
+  return compress(sum, state, seed, round, silo);
+}
+
+namespace {
+
 // What every backend shares: the argument checks, the state sizing, the kernel parameters and
 // the verdicts, so the CPU and the CUDA compressor fail with the same messages.
 class CompressorBase : public Compressor {
@@ -209,6 +225,22 @@ class CompressorBase : public Compressor {
 class CpuCompressor final : public CompressorBase {
  public:
   using CompressorBase::CompressorBase;
+
+  Result<kernels::SparseVector> compress_sum(std::span<const float> update,
+                                             std::span<const float* const> addends,
+                                             CompressorState& state, uint64_t seed, uint32_t round,
+                                             uint32_t silo) override {
+    if (addends.empty() || !config_.error_feedback) {
+      return Compressor::compress_sum(update, addends, state, seed, round, silo);
+    }
+    FEDSILO_ASSIGN_OR_RETURN(const kernels::ErrorFeedbackParams p,
+                             plan(update, state, seed, round, silo));
+    kernels::ErrorFeedbackReport rep;
+    kernels::SparseVector out =
+        kernels::error_feedback_step(update, addends, state.residual, state.velocity, p, &rep);
+    FEDSILO_CHECK(verdict(rep.finite, rep.overflow, round, silo));
+    return out;
+  }
 
   Result<kernels::SparseVector> compress(std::span<const float> update, CompressorState& state,
                                          uint64_t seed, uint32_t round, uint32_t silo) override {

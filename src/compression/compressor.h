@@ -69,6 +69,14 @@ class Compressor {
   virtual Result<kernels::SparseVector> compress(std::span<const float> update,
                                                  CompressorState& state, uint64_t seed,
                                                  uint32_t round, uint32_t silo) = 0;
+  /// compress(update + addends[0] + addends[1] + ...), each addend n floats, summed in that
+  /// order: bitwise what compressing the explicit sum gives. A node leader compresses its
+  /// node's sum so, with the other ranks' updates read from node-shared memory. This default
+  /// writes the sum out first; the CPU compressor sums inside its error-feedback pass.
+  virtual Result<kernels::SparseVector> compress_sum(std::span<const float> update,
+                                                     std::span<const float* const> addends,
+                                                     CompressorState& state, uint64_t seed,
+                                                     uint32_t round, uint32_t silo);
 };
 
 /// The CPU compressor for a validated config (kInvalidArgument otherwise).

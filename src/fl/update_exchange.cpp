@@ -79,7 +79,9 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
                            compression::make_compression_config(z.method, z.density, z.value_type,
                                                                 z.error_feedback,
                                                                 z.momentum_correction));
-  zcfg.threads = 1;
+  // Level silo: every rank compresses its own update at once, one thread each. Level node:
+  // the leader compresses while the node's other ranks wait asleep, with the node's cores.
+  zcfg.threads = z.level == "node" ? topology->node_threads() : 1;
 
   // An exchange running algorithm `name`, with a fresh compressor state.
   auto build = [&](const std::string& name,
@@ -107,9 +109,11 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
     impl->node_compresses = impl->node_level && name == "sparse-hier";
     if (impl->node_compresses) {
       // The node leader compresses the node's sum with its own residual.
-      ac.compressor = [self](std::span<const float> node_sum) -> Result<kernels::SparseVector> {
-        auto out = self->compressor->compress(node_sum, self->state, self->cfg.run.seed, self->round,
-                                              static_cast<uint32_t>(self->world->rank()));
+      ac.compressor = [self](std::span<const float> own,
+                             std::span<const float* const> peers) -> Result<kernels::SparseVector> {
+        auto out = self->compressor->compress_sum(own, peers, self->state, self->cfg.run.seed,
+                                                  self->round,
+                                                  static_cast<uint32_t>(self->world->rank()));
         if (out.ok()) {
           std::vector<uint8_t> wire;
           mpi::EncodeOptions eo;

@@ -68,7 +68,11 @@ SparseVector contribution(int64_t n, int r, int P, Pattern p) {
 
 /// Node compressor for the tests: keeps every nonzero of the node sum (exact).
 NodeCompressor keep_nonzeros() {
-  return [](std::span<const float> sum) -> Result<SparseVector> {
+  return [](std::span<const float> own, std::span<const float* const> peers) -> Result<SparseVector> {
+    std::vector<float> sum(own.begin(), own.end());
+    for (const float* p : peers) {
+      for (size_t i = 0; i < sum.size(); ++i) sum[i] += p[i];
+    }
     SparseVector v;
     v.length = static_cast<int64_t>(sum.size());
     for (size_t i = 0; i < sum.size(); ++i) {
@@ -351,7 +355,8 @@ TEST(Allreduce, FailingNodeCompressorGivesTheSameErrorOnEveryRank) {
   AlgorithmConfig cfg;
   cfg.name = "sparse-hier";
   const bool mine_fails = topo->node_index() == bad_node;
-  cfg.compressor = [mine_fails](std::span<const float> s) -> Result<SparseVector> {
+  cfg.compressor = [mine_fails](std::span<const float> s,
+                                std::span<const float* const>) -> Result<SparseVector> {
     if (mine_fails) return internal_error("out of memory for the residual");
     SparseVector v;
     v.length = static_cast<int64_t>(s.size());

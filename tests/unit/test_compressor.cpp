@@ -114,6 +114,39 @@ TEST(Compressor, CompressesWithFeedbackAndIsDeterministic) {
   }
 }
 
+TEST(Compressor, CompressSumEqualsCompressingTheExplicitSumRoundAfterRound) {
+  const int64_t n = 30001;
+  const auto own = normal_vec(n, 21), a1 = normal_vec(n, 22), a2 = normal_vec(n, 23);
+  std::vector<float> sum = own;
+  for (int64_t i = 0; i < n; ++i) sum[i] = (sum[i] + a1[i]) + a2[i];
+  const std::vector<const float*> addends = {a1.data(), a2.data()};
+  for (const char* m : {"none", "topk", "topk-sampled", "randk"}) {
+    for (const bool ef : {true, false}) {
+      auto cfg = fc::make_compression_config(m, 0.02, "fp16", ef, ef ? 0.5 : 0.0);
+      ASSERT_TRUE(cfg.ok()) << cfg.status().to_string();
+      auto comp = fc::make_compressor(*cfg);
+      ASSERT_TRUE(comp.ok());
+      fc::CompressorState fused, plain;
+      for (uint32_t round = 0; round < 3; ++round) {
+        auto a = (*comp)->compress_sum(own, addends, fused, 7, round, 2);
+        auto b = (*comp)->compress(sum, plain, 7, round, 2);
+        ASSERT_TRUE(a.ok() && b.ok()) << a.status().to_string();
+        EXPECT_EQ(a->indices, b->indices) << m << " ef " << ef;
+        EXPECT_EQ(a->values, b->values) << m << " ef " << ef;
+      }
+      EXPECT_EQ(fused.residual, plain.residual) << m;
+      EXPECT_EQ(fused.velocity, plain.velocity) << m;
+      // No addends: compress itself.
+      fc::CompressorState s1, s2;
+      auto c = (*comp)->compress_sum(own, {}, s1, 7, 0, 2);
+      auto d = (*comp)->compress(own, s2, 7, 0, 2);
+      ASSERT_TRUE(c.ok() && d.ok());
+      EXPECT_EQ(c->indices, d->indices);
+      EXPECT_EQ(c->values, d->values);
+    }
+  }
+}
+
 TEST(Compressor, RandkPicksTheSameSetOnEverySilo) {
   auto comp = fc::make_compressor({.method = fc::Method::kRandk, .density = 0.02});
   ASSERT_TRUE(comp.ok());

@@ -5,8 +5,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
+#include <string>
 #include <vector>
 
 #include "core/philox.h"
@@ -231,6 +233,56 @@ TEST(ErrorFeedback, SumOfSentTracksSumOfUpdatesOverRounds) {
   EXPECT_LT(late, 1.1 * mid) << "the residual keeps growing";
   EXPECT_LT(std::sqrt(miss_ef), 0.5 * std::sqrt(total));
   EXPECT_LT(std::sqrt(miss_ef), 0.5 * std::sqrt(miss_plain));
+}
+
+TEST(ErrorFeedback, AddendsSummedInThePassEqualTheStepOnTheExplicitSumBitwise) {
+  // A node leader's step: its own update plus the other ranks' (read in place), in rank order.
+  const int64_t n = 70001;  // not a multiple of the tile or of the threads' chunks
+  const auto own = normal_vec(n, 11);
+  const auto a1 = normal_vec(n, 12, 0.7), a2 = normal_vec(n, 13, 1.3);
+  std::vector<float> sum = own;
+  for (int64_t i = 0; i < n; ++i) sum[i] += a1[i];
+  for (int64_t i = 0; i < n; ++i) sum[i] += a2[i];
+  const std::vector<const float*> addends = {a1.data(), a2.data()};
+  for (const bool ef : {true, false}) {
+    for (const float momentum : {0.0f, 0.9f}) {
+      if (!ef && momentum != 0.0f) continue;
+      for (const auto m : {fk::SelectMethod::kTopk, fk::SelectMethod::kTopkSampled,
+                           fk::SelectMethod::kRandk, fk::SelectMethod::kAll}) {
+        for (const auto vt : {fk::ValueType::kFp32, fk::ValueType::kInt8}) {
+          fk::ErrorFeedbackParams p;
+          p.method = m;
+          p.k = 700;
+          p.value_type = vt;
+          p.error_feedback = ef;
+          p.momentum = momentum;
+          p.seed = 3;
+          p.round = 4;
+          p.silo = 5;
+          p.threads = 3;
+          std::vector<float> r_fused = ef ? normal_vec(n, 14, 0.5) : std::vector<float>();
+          std::vector<float> r_plain = r_fused;
+          std::vector<float> v_fused = momentum != 0.0f ? normal_vec(n, 15) : std::vector<float>();
+          std::vector<float> v_plain = v_fused;
+          fk::ErrorFeedbackReport rf, rp;
+          const auto fused = fk::error_feedback_step(own, addends, r_fused, v_fused, p, &rf);
+          const auto plain = fk::error_feedback_step(sum, r_plain, v_plain, p, &rp);
+          const std::string what = "ef " + std::to_string(ef) + " momentum " +
+                                   std::to_string(momentum) + " method " + std::to_string(int(m)) +
+                                   " value type " + std::to_string(int(vt));
+          ASSERT_TRUE(rf.finite && rp.finite && !rf.overflow) << what;
+          EXPECT_EQ(fused.indices, plain.indices) << what;
+          ASSERT_EQ(fused.values.size(), plain.values.size()) << what;
+          EXPECT_EQ(0, std::memcmp(fused.values.data(), plain.values.data(),
+                                   fused.values.size() * sizeof(float))) << what;
+          EXPECT_EQ(0, std::memcmp(r_fused.data(), r_plain.data(), r_fused.size() * sizeof(float)))
+              << what;
+          EXPECT_EQ(0, std::memcmp(v_fused.data(), v_plain.data(), v_fused.size() * sizeof(float)))
+              << what;
+        }
+      }
+    }
+  }
 }
 
 }  // namespace
