@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <numeric>
 
 #include "mpi/dense_allreduce.h"
 #include "mpi/dense_hier.h"
@@ -181,6 +182,21 @@ std::vector<float> update_like(int64_t n, uint32_t stream) {
   return out;
 }
 
+std::vector<size_t> interleave_order(size_t m, int iteration) {
+  std::vector<size_t> order(m);
+  std::iota(order.begin(), order.end(), size_t{0});
+  uint64_t x = 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(static_cast<int64_t>(iteration) + 2);
+  for (size_t j = m; j > 1; --j) {  // Fisher-Yates on a splitmix64 stream
+    x += 0x9e3779b97f4a7c15ull;
+    uint64_t z = x;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    std::swap(order[j - 1], order[z % j]);
+  }
+  return order;
+}
+
 std::vector<TrialCandidate> trial_candidates(const SelectorChoice& choice, const TrialPolicy& policy) {
   std::vector<TrialCandidate> all;
   for (const auto& [name, t] : choice.predicted) {
@@ -243,27 +259,36 @@ SelectorChoice choose_measured(const SelectorChoice& model,
   return choice;
 }
 
-Result<SelectorChoice> refine_by_trial(Topology& topology, const SelectorChoice& model,
-                                       const TrialPolicy& policy,
-                                       const std::function<Status(const TrialCandidate&)>& run_once) {
+Result<SelectorChoice> refine_by_trial(
+    Topology& topology, const SelectorChoice& model, const TrialPolicy& policy,
+    const std::function<Status(const TrialCandidate&, size_t)>& run_once) {
   const std::vector<TrialCandidate> candidates = trial_candidates(model, policy);
   if (candidates.empty()) return model;
   Comm& world = topology.world();
-  std::vector<std::pair<TrialCandidate, double>> measured;
-  for (const auto& c : candidates) {
-    std::vector<double> times;
-    for (int it = -1; it < policy.iterations; ++it) {  // it = -1 warms up
+  const size_t m = candidates.size();
+  std::vector<std::vector<double>> times(m);
+  // One warm-up each, then the timed runs interleaved, in a fresh order every round (the same
+  // on every rank), so no candidate always runs after the same other one and a slow phase of
+  // the machine or the link hits them alike.
+  for (int it = -1; it < policy.iterations; ++it) {
+    const std::vector<size_t> order = interleave_order(m, it);
+    for (size_t j = 0; j < m; ++j) {
+      const size_t c = it < 0 ? j : order[j];
       FEDSILO_CHECK(world.barrier());
       const auto t0 = std::chrono::steady_clock::now();
-      const Status st = run_once(c);
+      const Status st = run_once(candidates[c], c);
       double t[1] = {seconds_since(t0)};
-      FEDSILO_CHECK(world.agree(st.ok() ? st : Status(st.code(), "auto's trial of " + c.algorithm +
-                                                                     ": " + st.message())));
+      FEDSILO_CHECK(world.agree(st.ok() ? st
+                                        : Status(st.code(), "auto's trial of " + candidates[c].algorithm +
+                                                                ": " + st.message())));
       FEDSILO_CHECK(world.allreduce_max(std::span<double>(t, 1)));
-      if (it >= 0) times.push_back(t[0]);
+      if (it >= 0) times[c].push_back(t[0]);
     }
-    std::sort(times.begin(), times.end());
-    measured.emplace_back(c, times[times.size() / 2]);
+  }
+  std::vector<std::pair<TrialCandidate, double>> measured;
+  for (size_t c = 0; c < m; ++c) {
+    std::sort(times[c].begin(), times[c].end());
+    measured.emplace_back(candidates[c], times[c][times[c].size() / 2]);
   }
   return choose_measured(model, measured);
 }

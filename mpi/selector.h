@@ -137,16 +137,22 @@ const std::vector<std::string>& allreduce_algorithm_names();
 /// `stream` gives each rank its own (calibrations and trials).
 [[nodiscard]] std::vector<float> update_like(int64_t n, uint32_t stream = 0);
 
+/// The order in which round `iteration` of an interleaved measurement runs its m entries: a
+/// permutation drawn from a generator seeded by the iteration (the same on every rank), so
+/// over many rounds each entry follows every other about equally often.
+[[nodiscard]] std::vector<size_t> interleave_order(size_t m, int iteration);
+
 /// `auto`'s second stage, where trying is cheap: the model's candidates within `spread` of its
-/// cheapest prediction are each run on the real length (one warm-up, then `iterations` timed
-/// runs, the slowest rank's time per run, median), cheapest prediction first, as long as their
-/// predicted cost (predicted seconds x (iterations + 1)) fits in `budget_s` together. With
-/// fewer than two candidates to try the model's choice stands. The measured times decide by the
-/// model's rule (anything other than dense-flat must beat it by 5%).
+/// cheapest prediction are each run on the real length (one warm-up each, then `iterations`
+/// timed runs of every candidate, interleaved in interleave_order; the slowest rank's time per
+/// run, median), cheapest prediction first, as
+/// long as their predicted cost (predicted seconds x (iterations + 1)) fits in `budget_s`
+/// together. With fewer than two candidates to try the model's choice stands. The measured
+/// times decide by the model's rule (anything other than dense-flat must beat it by 5%).
 struct TrialPolicy {
   double spread = 3.0;
   double budget_s = 2.0;
-  int iterations = 3;
+  int iterations = 5;
 };
 
 /// A candidate of `choice.predicted` that a trial can run: "dense-flat", "dense-hier",
@@ -169,12 +175,13 @@ struct TrialCandidate {
 [[nodiscard]] SelectorChoice choose_measured(const SelectorChoice& model,
                                              const std::vector<std::pair<TrialCandidate, double>>& measured);
 
-/// Runs the trial: `run_once(candidate)` performs one whole aggregation of that candidate
-/// (collective over the world, on update-like data of the real length, leaving no state
-/// behind). Every rank returns the same choice. Collective over the world.
+/// Runs the trial: `run_once(candidate, i)` performs one whole aggregation of candidate i of
+/// trial_candidates() (collective over the world, on update-like data of the real length; the
+/// caller keeps what it builds for candidate i until the trial returns, and frees it in
+/// index order on every rank). Every rank returns the same choice. Collective over the world.
 [[nodiscard]] Result<SelectorChoice> refine_by_trial(
     Topology& topology, const SelectorChoice& model, const TrialPolicy& policy,
-    const std::function<Status(const TrialCandidate&)>& run_once);
+    const std::function<Status(const TrialCandidate&, size_t)>& run_once);
 
 /// What the factory needs beyond the name.
 struct AlgorithmConfig {

@@ -1,6 +1,8 @@
 // Node topology: real (shared-memory) or emulated nodes, leaders and their communicator.
 #include "mpi/topology.h"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <string>
@@ -106,7 +108,15 @@ PeerMap Topology::leader_peers() const {
 int Topology::node_threads() const {
   const int host_cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int host_ranks = std::max(1, world_->local_size());
-  return std::max(1, host_cores * std::min(local_size(), host_ranks) / host_ranks);
+  int threads = std::max(1, host_cores * std::min(local_size(), host_ranks) / host_ranks);
+  // A rank bound to fewer cores (mpirun --bind-to core, srun --cpu-bind) runs its threads
+  // there: more threads than that would only take turns.
+  cpu_set_t mask;
+  CPU_ZERO(&mask);
+  if (sched_getaffinity(0, sizeof mask, &mask) == 0) {
+    threads = std::min(threads, std::max(1, CPU_COUNT(&mask)));
+  }
+  return threads;
 }
 
 std::string Topology::describe() const {

@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <numeric>
 #include <array>
 #include <chrono>
 #include <cmath>
@@ -480,24 +481,22 @@ Result<std::unique_ptr<Bench::Entry>> Bench::setup(int64_t n, double density,
     // As in training: the model's shortlist, then a trial where it is cheap.
     const auto model = mpi::select_algorithm(in);
     const auto N = static_cast<size_t>(n);
-    const mpi::TrialCandidate* built_for = nullptr;
-    std::unique_ptr<Aggregation> trial;
+    std::vector<std::unique_ptr<Aggregation>> trials;
     uint32_t trial_round = 1;
-    auto run_once = [&](const mpi::TrialCandidate& c) -> Status {
-      if (built_for != &c) {
-        trial.reset();
-        FEDSILO_ASSIGN_OR_RETURN(trial, Aggregation::create(*topo_, settings_, density, c.algorithm,
-                                                            c.leader_exchange));
-        built_for = &c;
+    auto run_once = [&](const mpi::TrialCandidate& c, size_t i) -> Status {
+      if (trials.size() <= i) trials.resize(i + 1);
+      if (!trials[i]) {
+        FEDSILO_ASSIGN_OR_RETURN(trials[i], Aggregation::create(*topo_, settings_, density,
+                                                                c.algorithm, c.leader_exchange));
       }
       AggregationStats st;
-      trial->prepare(std::span<const float>(update_.data(), N), std::span<float>(out_.data(), N));
-      return trial->run(trial_round++, std::span<const float>(update_.data(), N),
-                        std::span<float>(out_.data(), N), st);
+      trials[i]->prepare(std::span<const float>(update_.data(), N), std::span<float>(out_.data(), N));
+      return trials[i]->run(trial_round++, std::span<const float>(update_.data(), N),
+                            std::span<float>(out_.data(), N), st);
     };
     FEDSILO_ASSIGN_OR_RETURN(const auto c,
                              mpi::refine_by_trial(*topo_, model, mpi::TrialPolicy{}, run_once));
-    trial.reset();
+    for (auto& t : trials) t.reset();  // in index order on every rank (shared windows)
     if (root() && !c.measured.empty()) {
       std::string tried;
       for (const auto& [a, t] : c.measured) {
@@ -600,12 +599,14 @@ Status Bench::measure_cell(int64_t n, const std::vector<std::pair<double, std::s
     }
   }
   // Interleaved: iteration i of every algorithm of the cell before iteration i + 1 of any, so
-  // a slow phase of the machine (other jobs, the 4 emulated links' TCP work) hits them alike;
-  // the order rotates by one each iteration, so no algorithm always runs right after the same
-  // other one (measured: without rotation two rows of the same algorithm differed by up to 16%).
+  // a slow phase of the machine (other jobs, the 4 emulated links' TCP work) hits them alike.
+  // The order is a fresh permutation each iteration (mpi::interleave_order: the same on every
+  // rank), so each algorithm follows every other about equally often. Measured: without rotation two
+  // rows of the same algorithm differed by up to 16%; with a plain rotation, which keeps each
+  // row's predecessor, auto's dense-flat row stayed 10-25% behind the dense-flat row.
   const size_t m = entries.size();
   for (int i = 0; i < args_.iterations; ++i) {
-    for (size_t j = 0; j < m; ++j) FEDSILO_CHECK(timed_iteration(*entries[(static_cast<size_t>(i) + j) % m]));
+    for (const size_t j : mpi::interleave_order(m, i)) FEDSILO_CHECK(timed_iteration(*entries[j]));
   }
   for (auto& e : entries) FEDSILO_CHECK(finish(*e));
   return {};

@@ -167,24 +167,22 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
     const std::vector<float> sample =
         mpi::update_like(length, static_cast<uint32_t>(world.rank()));
     std::vector<float> buffer;
-    const mpi::TrialCandidate* built_for = nullptr;
-    std::unique_ptr<UpdateExchange> trial;
-    auto run_once = [&](const mpi::TrialCandidate& c) -> Status {
-      if (built_for != &c) {
-        trial.reset();  // collective where it holds a shared window: every rank is here
-        FEDSILO_ASSIGN_OR_RETURN(trial, build(c.algorithm, c.leader_exchange));
-        built_for = &c;
+    std::vector<std::unique_ptr<UpdateExchange>> trials;
+    auto run_once = [&](const mpi::TrialCandidate& c, size_t i) -> Status {
+      if (trials.size() <= i) trials.resize(i + 1);
+      if (!trials[i]) {
+        FEDSILO_ASSIGN_OR_RETURN(trials[i], build(c.algorithm, c.leader_exchange));
       }
       buffer = sample;
       ExchangeStats xs;
-      return trial->exchange(0, buffer, true, xs);
+      return trials[i]->exchange(0, buffer, true, xs);
     };
     // A link given in config stands for a network the start-up cannot see: the model decides.
     mpi::TrialPolicy policy;
     if (cfg.allreduce.link_gbps > 0.0) policy.budget_s = 0.0;
     FEDSILO_ASSIGN_OR_RETURN(const mpi::SelectorChoice choice,
                              mpi::refine_by_trial(*topology, model, policy, run_once));
-    trial.reset();
+    for (auto& t : trials) t.reset();  // in index order on every rank (shared windows)
     name = choice.algorithm;
     leaders = choice.leader_exchange;
   }

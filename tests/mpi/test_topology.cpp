@@ -232,7 +232,8 @@ TEST(Calibration, TrialRunsTheShortlistAndEveryRankTakesTheMeasuredFastest) {
   model.algorithm = "dense-hier";
   model.predicted = {{"dense-flat", 2e-3}, {"dense-hier", 1e-3}, {"sparse-allgather", 9.0}};
   std::vector<std::string> ran;
-  auto run_once = [&](const TrialCandidate& c) -> Status {
+  auto run_once = [&](const TrialCandidate& c, size_t i) -> Status {
+    EXPECT_EQ(c.algorithm, i == 0 ? "dense-hier" : "dense-flat");
     ran.push_back(c.algorithm);
     const bool slow = c.algorithm == "dense-hier" && world->rank() == world->size() - 1;
     std::this_thread::sleep_for(std::chrono::milliseconds(slow ? 30 : 1));
@@ -244,11 +245,16 @@ TEST(Calibration, TrialRunsTheShortlistAndEveryRankTakesTheMeasuredFastest) {
   ASSERT_EQ(c->measured.size(), 2u);
   EXPECT_EQ(c->measured[0].first, "dense-hier");  // cheapest prediction first
   EXPECT_GE(c->measured[0].second, 0.03);          // the slowest rank's time
-  // One warm-up and three timed runs each; the 9 s candidate is outside the spread.
-  EXPECT_EQ(ran, (std::vector<std::string>{"dense-hier", "dense-hier", "dense-hier", "dense-hier",
-                                           "dense-flat", "dense-flat", "dense-flat", "dense-flat"}));
+  // One warm-up each, then five timed runs each, interleaved; the 9 s candidate is outside
+  // the spread.
+  std::vector<std::string> want = {"dense-hier", "dense-flat"};
+  const std::string names[2] = {"dense-hier", "dense-flat"};
+  for (int it = 0; it < 5; ++it) {
+    for (const size_t j : interleave_order(2, it)) want.push_back(names[j]);
+  }
+  EXPECT_EQ(ran, want);
   // A failing trial on one rank is every rank's error, naming the candidate.
-  auto bad = refine_by_trial(t.value(), model, TrialPolicy{}, [&](const TrialCandidate& x) -> Status {
+  auto bad = refine_by_trial(t.value(), model, TrialPolicy{}, [&](const TrialCandidate& x, size_t) -> Status {
     if (x.algorithm == "dense-flat" && world->rank() == 0) return invalid_argument("boom");
     return {};
   });

@@ -1,7 +1,9 @@
 // The `auto` allreduce rule: a table of inputs and the algorithm it must pick.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "mpi/selector.h"
 
@@ -216,7 +218,7 @@ std::vector<std::string> names(const std::vector<TrialCandidate>& cs) {
 }
 
 TEST(SelectorTrial, RunsTheCandidatesWithinTheSpreadCheapestFirstAndWithinTheBudget) {
-  TrialPolicy p;  // spread 3, budget 2 s, 3 iterations: a candidate costs 4 x its prediction
+  TrialPolicy p;  // spread 3, budget 2 s, 5 iterations: a candidate costs 6 x its prediction
   // Cheapest first; 7 ms is more than 3 x 2 ms and is not tried; only the model's leaders' exchange.
   auto a = trial_candidates(model_of({{"dense-flat", 5e-3}, {"dense-hier", 7e-3},
                                       {"sparse-hier/allgather", 2e-3}, {"sparse-hier/rd", 1e-3}}),
@@ -229,10 +231,10 @@ TEST(SelectorTrial, RunsTheCandidatesWithinTheSpreadCheapestFirstAndWithinTheBud
                              p);
   EXPECT_EQ(names(rd), (std::vector<std::string>{"sparse-hier/rd", "dense-flat"}));
   EXPECT_EQ(rd[0].leader_exchange, LeaderExchange::kRecursiveDoubling);
-  // The budget: 0.3 s + 0.4 s predicted cost 4 x 0.7 = 2.8 s > 2 s: only one fits, so no trial.
+  // The budget: 0.3 s + 0.4 s predicted cost 6 x 0.7 = 4.2 s > 2 s: only one fits, so no trial.
   EXPECT_TRUE(trial_candidates(model_of({{"dense-flat", 0.3}, {"dense-hier", 0.4}}), p).empty());
-  // 0.2 s and 0.25 s: 4 x 0.45 = 1.8 s fits.
-  EXPECT_EQ(trial_candidates(model_of({{"dense-flat", 0.2}, {"dense-hier", 0.25}}), p).size(), 2u);
+  // 0.15 s and 0.18 s: 6 x 0.33 = 1.98 s fits.
+  EXPECT_EQ(trial_candidates(model_of({{"dense-flat", 0.15}, {"dense-hier", 0.18}}), p).size(), 2u);
   // Nothing else within the spread: the model's choice stands.
   EXPECT_TRUE(trial_candidates(model_of({{"dense-flat", 1e-3}, {"dense-hier", 4e-3}}), p).empty());
   p.budget_s = 0.0;
@@ -266,6 +268,21 @@ TEST(SelectorTrial, MeasuredTimesDecideWithTheBaselineRule) {
   // No trial: the model's choice.
   EXPECT_EQ(choose_measured(model, {}).algorithm, "dense-flat");
   EXPECT_TRUE(choose_measured(model, {}).measured.empty());
+}
+
+TEST(SelectorTrial, InterleaveOrdersArePermutationsWhereEveryEntryFollowsEveryOther) {
+  std::set<std::pair<size_t, size_t>> follows;
+  for (int it = 0; it < 30; ++it) {
+    const auto order = interleave_order(4, it);
+    EXPECT_EQ(order, interleave_order(4, it));  // the same on every call (and rank)
+    auto sorted = order;
+    std::sort(sorted.begin(), sorted.end());
+    EXPECT_EQ(sorted, (std::vector<size_t>{0, 1, 2, 3}));
+    for (size_t j = 1; j < order.size(); ++j) follows.insert({order[j - 1], order[j]});
+  }
+  EXPECT_EQ(follows.size(), 12u);  // all 4 x 3 ordered pairs
+  EXPECT_TRUE(interleave_order(0, 0).empty());
+  EXPECT_EQ(interleave_order(1, 5), (std::vector<size_t>{0}));
 }
 
 TEST(SelectorTrial, UpdateLikeDataIsDeterministicPerStreamAndDiffersAcrossStreams) {
