@@ -462,12 +462,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
       mpi::AllreduceStats as;
       FEDSILO_CHECK(device_sum->reduce(gpu->update_device(), net.num_params(), gpu->stream(), as));
       FEDSILO_CHECK(comm.agree(gpu->download_update(update)));
-      xs.intra_bytes_sent = as.intra_bytes_sent;
-      xs.intra_bytes_received = as.intra_bytes_received;
-      xs.inter_bytes_sent = as.inter_bytes_sent;
-      xs.inter_bytes_received = as.inter_bytes_received;
-      xs.intra_seconds = as.intra_seconds;
-      xs.inter_seconds = as.inter_seconds;
+      xs.take(as);
       xs.dense_bytes = 4 * net.num_params();
       xs.payload_bytes = xs.dense_bytes;
     } else {

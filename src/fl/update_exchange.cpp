@@ -232,14 +232,7 @@ Status UpdateExchange::exchange(uint32_t round, std::span<float> update, bool tr
     (single ? as.intra_seconds : as.inter_seconds) = rs.seconds;
     stats.payload_bytes = stats.dense_bytes;
   }
-  stats.intra_bytes_sent = as.intra_bytes_sent;
-  stats.intra_bytes_received = as.intra_bytes_received;
-  stats.inter_bytes_sent = as.inter_bytes_sent;
-  stats.inter_bytes_received = as.inter_bytes_received;
-  stats.intra_seconds = as.intra_seconds;
-  stats.inter_seconds = as.inter_seconds;
-  stats.decompress_seconds = as.decode_seconds;
-  stats.compress_seconds += as.encode_seconds;
+  stats.take(as);
   return {};
 }
 

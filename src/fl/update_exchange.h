@@ -12,6 +12,7 @@
 #include "compression/compressor.h"
 #include "config/config.h"
 #include "core/status.h"
+#include "mpi/algorithm.h"
 #include "mpi/comm.h"
 #include "mpi/topology.h"
 
@@ -34,6 +35,18 @@ struct ExchangeStats {
   int64_t dense_bytes = 0;       // 4 n: the same contribution uncompressed
   double compress_seconds = 0, intra_seconds = 0, inter_seconds = 0, decompress_seconds = 0;
   [[nodiscard]] int64_t bytes_sent() const { return intra_bytes_sent + inter_bytes_sent; }
+  /// Takes what an allreduce algorithm reported: bytes and seconds per level, its decoding
+  /// (as decompression) and its encoding (added to compression).
+  void take(const mpi::AllreduceStats& as) {
+    intra_bytes_sent = as.intra_bytes_sent;
+    intra_bytes_received = as.intra_bytes_received;
+    inter_bytes_sent = as.inter_bytes_sent;
+    inter_bytes_received = as.inter_bytes_received;
+    intra_seconds = as.intra_seconds;
+    inter_seconds = as.inter_seconds;
+    decompress_seconds = as.decode_seconds;
+    compress_seconds += as.encode_seconds;
+  }
   [[nodiscard]] int64_t bytes_received() const { return intra_bytes_received + inter_bytes_received; }
 };
 
