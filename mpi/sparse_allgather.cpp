@@ -17,9 +17,17 @@ Status SparseAllgather::sum(uint32_t round, const kernels::SparseVector& mine, s
 
 Status SparseAllgather::exchange(uint32_t round, const kernels::SparseVector& mine,
                                  std::span<float> out, AllreduceStats& stats, Status& local) {
+  FEDSILO_CHECK(gather(round, mine, static_cast<int64_t>(out.size()), stats, local));
+  const auto t0 = std::chrono::steady_clock::now();
+  merge_payloads(round, peers_, recv_, offsets_, out, decoded_, local);
+  stats.decode_seconds += seconds_since(t0);
+  return {};
+}
+
+Status SparseAllgather::gather(uint32_t round, const kernels::SparseVector& mine, int64_t length,
+                               AllreduceStats& stats, Status& local) {
   const int P = comm_.size(), me = comm_.rank();
   const int my_world = peers_.world_rank[me];
-  const auto length = static_cast<int64_t>(out.size());
 
   auto t0 = std::chrono::steady_clock::now();
   send_.clear();
@@ -39,42 +47,43 @@ Status SparseAllgather::exchange(uint32_t round, const kernels::SparseVector& mi
   stats.encode_seconds += seconds_since(t0);
 
   t0 = std::chrono::steady_clock::now();
-  std::vector<int64_t> offsets;
-  FEDSILO_CHECK(comm_.allgatherv_bytes(send_, recv_, offsets));
+  FEDSILO_CHECK(comm_.allgatherv_bytes(send_, recv_, offsets_));
   const double comm_seconds = seconds_since(t0);
   const int my_node = peers_.node[me];
   const bool crosses =
       std::any_of(peers_.node.begin(), peers_.node.end(), [&](int nd) { return nd != my_node; });
   (crosses ? stats.inter_seconds : stats.intra_seconds) += comm_seconds;
-
-  t0 = std::chrono::steady_clock::now();
-  std::fill(out.begin(), out.end(), 0.0f);
   const auto own = static_cast<int64_t>(send_.size());
   for (int q = 0; q < P; ++q) {
-    const std::span<const uint8_t> payload(recv_.data() + offsets[q],
+    if (q == me) continue;
+    const bool same = peers_.node[q] == my_node;
+    (same ? stats.intra_bytes_received : stats.inter_bytes_received) += offsets_[q + 1] - offsets_[q];
+    (same ? stats.intra_bytes_sent : stats.inter_bytes_sent) += own;
+  }
+  return {};
+}
+
+void merge_payloads(uint32_t round, const PeerMap& senders, std::span<const uint8_t> bytes,
+                    std::span<const int64_t> offsets, std::span<float> out,
+                    DecodedPayload& scratch, Status& local) {
+  const auto length = static_cast<int64_t>(out.size());
+  std::fill(out.begin(), out.end(), 0.0f);
+  const auto P = static_cast<int>(senders.world_rank.size());
+  for (int q = 0; q < P; ++q) {
+    const std::span<const uint8_t> payload(bytes.data() + offsets[q],
                                            static_cast<size_t>(offsets[q + 1] - offsets[q]));
-    if (q != me) {
-      const bool same = peers_.node[q] == my_node;
-      (same ? stats.intra_bytes_received : stats.inter_bytes_received) +=
-          static_cast<int64_t>(payload.size());
-      (same ? stats.intra_bytes_sent : stats.inter_bytes_sent) += own;
-    }
     // Own payload decoded too: every rank then adds exactly the same values in the same order.
-    const Status st = decode_payload(payload, {round, peers_.world_rank[q], length}, decoded_);
+    const Status st = decode_payload(payload, {round, senders.world_rank[q], length}, scratch);
     if (!st.ok()) {
       keep_first(local, st);
       continue;
     }
-    if (decoded_.dense()) {
-      for (int64_t i = 0; i < length; ++i) out[i] += decoded_.values[i];
+    if (scratch.dense()) {
+      for (int64_t i = 0; i < length; ++i) out[i] += scratch.values[i];
     } else {
-      for (size_t k = 0; k < decoded_.indices.size(); ++k) {
-        out[decoded_.indices[k]] += decoded_.values[k];
-      }
+      for (size_t k = 0; k < scratch.indices.size(); ++k) out[scratch.indices[k]] += scratch.values[k];
     }
   }
-  stats.decode_seconds += seconds_since(t0);
-  return {};
 }
 
 }  // namespace fedsilo::mpi

@@ -24,13 +24,31 @@ class SparseAllgather final : public SparseAllreduceAlgorithm {
   /// and the exchange still completes on every rank.
   [[nodiscard]] Status exchange(uint32_t round, const kernels::SparseVector& mine,
                                 std::span<float> out, AllreduceStats& stats, Status& local);
+  /// exchange() in its two halves: gather() moves the payloads (afterwards payloads() and
+  /// offsets() hold every rank's, payload q at [offsets[q], offsets[q + 1])), then
+  /// merge_payloads() below turns them into the sum. sparse-hier's other ranks merge the
+  /// leaders' payloads themselves, in parallel with their leader.
+  [[nodiscard]] Status gather(uint32_t round, const kernels::SparseVector& mine, int64_t length,
+                              AllreduceStats& stats, Status& local);
+  [[nodiscard]] std::span<const uint8_t> payloads() const { return recv_; }
+  [[nodiscard]] std::span<const int64_t> offsets() const { return offsets_; }
+  [[nodiscard]] const PeerMap& peers() const { return peers_; }
 
  private:
   Comm& comm_;
   PeerMap peers_;
   SparseOptions options_;
   std::vector<uint8_t> send_, recv_;
+  std::vector<int64_t> offsets_;
   DecodedPayload decoded_;
 };
+
+/// `out` = the sum of the payloads (payload q from world rank senders.world_rank[q], at
+/// bytes[offsets[q], offsets[q + 1])), decoded and added in sender order: every rank that
+/// merges the same payloads gets the same bits. A malformed payload lands in `local` (the first
+/// one) and is skipped.
+void merge_payloads(uint32_t round, const PeerMap& senders, std::span<const uint8_t> bytes,
+                    std::span<const int64_t> offsets, std::span<float> out,
+                    DecodedPayload& scratch, Status& local);
 
 }  // namespace fedsilo::mpi

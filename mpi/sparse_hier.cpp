@@ -15,6 +15,8 @@ namespace {
 // values, or the dense floats.
 constexpr int64_t kHeaderBytes = 64;
 constexpr int64_t kDenseResult = -1;
+constexpr int64_t kPayloads = -2;   // header[1] = senders, header[2] = bytes; then offsets, bytes
+constexpr int64_t kNoPayloads = -3;  // they did not fit: the nonzeros follow in another round
 
 int64_t round_up64(int64_t b) { return (b + 63) / 64 * 64; }
 
@@ -27,7 +29,8 @@ bool window_disabled_by_env() {
 
 SparseHier::SparseHier(Topology& topology, NodeCompressor compressor, LeaderExchange exchange,
                        SparseOptions options)
-    : topo_(topology), compress_(std::move(compressor)) {
+    : topo_(topology), compress_(std::move(compressor)),
+      gathers_(exchange == LeaderExchange::kAllgather) {
   if (!topo_.is_leader()) return;
   if (exchange == LeaderExchange::kAllgather) {
     allgather_ =
@@ -147,6 +150,46 @@ Status SparseHier::node_result_shared(std::span<float> data, AllreduceStats& sta
   return {};
 }
 
+Result<bool> SparseHier::node_merge_shared(uint32_t round, std::span<float> data,
+                                           AllreduceStats& stats, Status& local) {
+  Comm& node = topo_.node();
+  const int L = node.size();
+  std::byte* seg = window_.segment(0);
+  auto* header = reinterpret_cast<int64_t*>(seg);
+  const PeerMap senders = topo_.leader_peers();
+  const auto P = static_cast<int64_t>(senders.world_rank.size());
+  const int64_t offsets_bytes = round_up64(8 * (P + 1));
+  if (topo_.is_leader()) {
+    const auto bytes = allgather_->payloads();
+    const auto offsets = allgather_->offsets();
+    const auto total = static_cast<int64_t>(bytes.size());
+    if (kHeaderBytes + offsets_bytes + total <= window_.bytes()) {
+      header[0] = kPayloads;
+      header[1] = P;
+      header[2] = total;
+      std::memcpy(seg + kHeaderBytes, offsets.data(), static_cast<size_t>(8 * (P + 1)));
+      if (total > 0) std::memcpy(seg + kHeaderBytes + offsets_bytes, bytes.data(), bytes.size());
+      stats.intra_bytes_sent += total * (L - 1);
+    } else {
+      header[0] = kNoPayloads;
+    }
+  }
+  FEDSILO_CHECK(window_.sync());
+  if (header[0] != kPayloads) return false;
+  const int64_t total = header[2];
+  const std::span<const int64_t> offsets(reinterpret_cast<const int64_t*>(seg + kHeaderBytes),
+                                         static_cast<size_t>(P + 1));
+  const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(seg + kHeaderBytes + offsets_bytes),
+                                       static_cast<size_t>(total));
+  if (!topo_.is_leader()) stats.intra_bytes_received += total;
+  const auto t0 = std::chrono::steady_clock::now();
+  merge_payloads(round, senders, bytes, offsets, data, decoded_, local);
+  stats.decode_seconds += seconds_since(t0);
+  // No second sync: the leader writes segment 0 again only after the next call's first sync,
+  // which no rank reaches before it has merged.
+  return true;
+}
+
 Status SparseHier::reduce(uint32_t round, std::span<float> data, AllreduceStats& stats) {
   const auto t_start = std::chrono::steady_clock::now();
   const int L = topo_.node().size();
@@ -184,16 +227,36 @@ Status SparseHier::reduce(uint32_t round, std::span<float> data, AllreduceStats&
       local = failed_precondition("sparse-hier: no compressor given");
     }
     stats.encode_seconds += seconds_since(t0);
-    // The exchange validates the compressor's output and records what is wrong with it.
-    Status ex = allgather_ ? allgather_->exchange(round, node_sparse, data, stats, local)
-                           : rd_->exchange(round, node_sparse, data, stats, local);
-    FEDSILO_CHECK(ex);
+    // The exchange validates the compressor's output and records what is wrong with it. With
+    // the window and the allgather, the node's ranks merge the payloads together below.
+    if (allgather_ && shared.value()) {
+      FEDSILO_CHECK(allgather_->gather(round, node_sparse, n, stats, local));
+    } else {
+      FEDSILO_CHECK(allgather_ ? allgather_->exchange(round, node_sparse, data, stats, local)
+                               : rd_->exchange(round, node_sparse, data, stats, local));
+    }
   }
 
   t0 = std::chrono::steady_clock::now();
-  FEDSILO_CHECK(shared.value() ? node_result_shared(data, stats)
-                               : node_result_messages(data, stats));
-  stats.intra_seconds += seconds_since(t0);
+  const double decode_before = stats.decode_seconds;
+  // Every rank of a node knows whether its leader gathered (allgather_ exists on leaders only,
+  // but the leaders' exchange is the same on every node): agreed through the window's header.
+  bool merged = false;
+  if (shared.value() && gathers_) {
+    FEDSILO_ASSIGN_OR_RETURN(merged, node_merge_shared(round, data, stats, local));
+    if (!merged && topo_.is_leader()) {
+      // The payloads did not fit: the leader merges, then publishes the result.
+      const auto t1 = std::chrono::steady_clock::now();
+      merge_payloads(round, allgather_->peers(), allgather_->payloads(), allgather_->offsets(),
+                     data, decoded_, local);
+      stats.decode_seconds += seconds_since(t1);
+    }
+  }
+  if (!merged) {
+    FEDSILO_CHECK(shared.value() ? node_result_shared(data, stats)
+                                 : node_result_messages(data, stats));
+  }
+  stats.intra_seconds += seconds_since(t0) - (stats.decode_seconds - decode_before);
   const Status agreed = topo_.world().agree(local);
   stats.total_seconds += seconds_since(t_start);
   return agreed;

@@ -8,9 +8,11 @@
 // every other rank stores its update in its segment once, the leader's compressor adds the
 // segments to its own update in local-rank order inside its error-feedback pass (the node sum
 // is never written out; no message copies through MPI's buffers), and after the
-// exchange the leader publishes the result's nonzeros (index + value, 8 bytes each; the dense
-// vector when that is smaller) for the others to scatter into their zeroed buffers, so the
-// dense result never crosses the node. The result is bitwise the same on every rank. Where
+// leaders' allgather the leader puts the gathered payloads into the window and every rank of
+// the node decodes and merges them itself, in parallel (after recursive doubling, or where the
+// payloads do not fit, the leader publishes the result's nonzeros, 8 bytes each, or the dense
+// vector when that is smaller, for the others to scatter), so the dense result never crosses
+// the node. The result is bitwise the same on every rank. Where
 // the window cannot be mapped (or FEDSILO_SPARSE_HIER_SHM=0, for comparisons), MPI_Reduce and
 // MPI_Bcast of the dense vector do the node phase.
 #pragma once
@@ -60,6 +62,12 @@ class SparseHier final : public DenseAllreduceAlgorithm {
   /// Leaves the peers' updates in the window for the compressor (their addresses in peers_).
   [[nodiscard]] Status node_sum_shared(std::span<float> data);
   [[nodiscard]] Status node_result_shared(std::span<float> data, AllreduceStats& stats);
+  /// After the leaders' allgather: the leader puts the gathered payloads into the window and
+  /// every rank of the node merges them (the same code, the same bits), in parallel. Returns
+  /// false, having moved nothing, where they do not fit the window (the caller then merges on
+  /// the leader and publishes the result). Collective over the node.
+  [[nodiscard]] Result<bool> node_merge_shared(uint32_t round, std::span<float> data,
+                                               AllreduceStats& stats, Status& local);
   /// Maps (or grows) the window for n floats; false where it cannot be mapped (agreed on the
   /// node, so every rank of it takes the same path).
   [[nodiscard]] Result<bool> ensure_window(int64_t n);
@@ -68,7 +76,9 @@ class SparseHier final : public DenseAllreduceAlgorithm {
   NodeCompressor compress_;
   SharedWindow window_;
   bool use_window_ = true;
+  bool gathers_ = true;  // the leaders exchange by allgather (every rank knows)
   std::vector<const float*> peers_;  // on the leader: the other ranks' updates, this call
+  DecodedPayload decoded_;           // merge scratch on the ranks that merge payloads
   std::unique_ptr<SparseAllgather> allgather_;
   std::unique_ptr<SparseRecursiveDoubling> rd_;
 };

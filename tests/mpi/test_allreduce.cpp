@@ -281,7 +281,9 @@ TEST(Allreduce, MalformedPayloadOnOneRankGivesTheSameErrorOnEveryRank) {
   ASSERT_TRUE(world.ok());
   const int P = world->size(), r = world->rank();
   if (P == 1) GTEST_SKIP() << "one rank sends no payloads";
-  for (const int nodes : {0, P}) {
+  // P / 2 nodes of 2 ranks: sparse-hier's other ranks merge the leaders' payloads from the
+  // node's window themselves, and must agree on the same error.
+  for (const int nodes : {0, P, P % 2 == 0 && P >= 4 ? P / 2 : P}) {
     auto topo = Topology::create(world.value(), nodes);
     ASSERT_TRUE(topo.ok());
     for (Variant v : variants()) {
