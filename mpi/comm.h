@@ -131,9 +131,8 @@ class SharedWindow {
   [[nodiscard]] std::byte* segment(int rank) const { return base_[static_cast<size_t>(rank)]; }
   /// Makes every rank's earlier stores visible to every rank's later loads (MPI_Win_sync,
   /// barrier, MPI_Win_sync). Collective. Waiting ranks sleep (20-200 us naps between tests of
-  /// an MPI_Ibarrier) instead of polling, leaving the cores to the ranks that work, e.g. a node
-  /// leader compressing with the node's threads; FEDSILO_SHM_SPIN=1 polls in MPI_Barrier
-  /// instead (for comparisons).
+  /// an MPI_Ibarrier) instead of polling, leaving the cores to the ranks that work (a node
+  /// leader compressing); FEDSILO_SHM_SPIN=1 polls in MPI_Barrier instead (for comparisons).
   [[nodiscard]] Status sync();
 
  private:

@@ -1,12 +1,9 @@
 // Node topology: real (shared-memory) or emulated nodes, leaders and their communicator.
 #include "mpi/topology.h"
 
-#include <sched.h>
-
 #include <algorithm>
 #include <cstdlib>
 #include <string>
-#include <thread>
 
 namespace fedsilo::mpi {
 namespace {
@@ -103,20 +100,6 @@ PeerMap Topology::leader_peers() const {
   p.node.resize(leaders_.size());
   for (size_t i = 0; i < p.node.size(); ++i) p.node[i] = static_cast<int>(i);
   return p;
-}
-
-int Topology::node_threads() const {
-  const int host_cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const int host_ranks = std::max(1, world_->local_size());
-  int threads = std::max(1, host_cores * std::min(local_size(), host_ranks) / host_ranks);
-  // A rank bound to fewer cores (mpirun --bind-to core, srun --cpu-bind) runs its threads
-  // there: more threads than that would only take turns.
-  cpu_set_t mask;
-  CPU_ZERO(&mask);
-  if (sched_getaffinity(0, sizeof mask, &mask) == 0) {
-    threads = std::min(threads, std::max(1, CPU_COUNT(&mask)));
-  }
-  return threads;
 }
 
 std::string Topology::describe() const {

@@ -52,13 +52,6 @@ class Topology {
   /// World rank of node i's leader.
   [[nodiscard]] int leader_of(int node) const { return leaders_[node]; }
 
-  /// Threads the node's ranks have together: the host's cores times the share of the host's
-  /// ranks that are on this node (all of them on a real node, 1/N of them for N emulated nodes
-  /// on one host), at most the cores this rank may run on (its affinity mask), at least 1. At
-  /// level node the leader compresses while the node's other ranks wait asleep, so its
-  /// compressor may use them all.
-  [[nodiscard]] int node_threads() const;
-
   /// Every world rank: identity ranks and their nodes.
   [[nodiscard]] PeerMap world_peers() const;
   /// The leaders' communicator's members (node i's leader at rank i).

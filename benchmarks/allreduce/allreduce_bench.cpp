@@ -322,7 +322,7 @@ Status Bench::parse() {
   }
   FEDSILO_ASSIGN_OR_RETURN(settings_.value_type, compression::parse_value_type(args_.value_type));
   settings_.error_feedback = !args_.no_error_feedback;
-  settings_.threads = args_.threads;  // 0: decided with the topology (run)
+  settings_.threads = args_.threads;
   settings_.seed = args_.seed;
   return {};
 }
@@ -764,10 +764,6 @@ Status Bench::run(const std::string& commit) {
   FEDSILO_CHECK(world_.agree(parse()));
   FEDSILO_ASSIGN_OR_RETURN(mpi::Topology topo, mpi::Topology::create(world_, args_.emulated_nodes));
   topo_ = std::make_unique<mpi::Topology>(std::move(topo));
-  if (settings_.threads <= 0) {
-    settings_.threads =
-        settings_.level == mpi::CompressionLevel::kNode ? topo_->node_threads() : 1;
-  }
   if (args_.link_gbps > 0) {
     link_.inter_bandwidth_Bps = args_.link_gbps * 1e9 / 8.0;
     link_.inter_latency_s = args_.link_latency_us * 1e-6;
@@ -871,7 +867,7 @@ CLI::App* add_allreduce_command(CLI::App& parent, AllreduceBenchArgs& a) {
   s->add_option("--link-latency-us", a.link_latency_us,
                 "Inter-node latency for auto with --link-gbps")
       ->capture_default_str();
-  s->add_option("--threads", a.threads, "Compressor threads per rank; 0 = as training (1 at level silo, the node's cores at level node)")
+  s->add_option("--threads", a.threads, "Compressor threads per rank (training uses 1)")
       ->capture_default_str();
   s->add_option("--seed", a.seed, "Input and compressor seed")->capture_default_str();
   s->add_option("--json", a.json, "Write the rows as JSON here (rank 0)");

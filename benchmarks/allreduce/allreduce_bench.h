@@ -33,8 +33,7 @@ struct AllreduceBenchArgs {
   int emulated_nodes = 0;  // 0: real nodes (or FEDSILO_EMULATED_NODES)
   double link_gbps = 0.0;  // for auto; 0: calibrate the links at start-up
   double link_latency_us = 50.0;
-  int threads = 0;  // compressor threads per rank; 0: as training (1 at level silo,
-                    // Topology::node_threads() for the leader at level node)
+  int threads = 1;  // compressor threads per rank (training uses 1)
   uint64_t seed = 1;
   std::string json;    // write the rows here (rank 0)
   std::string netdev;  // read this interface's byte counters on each node leader

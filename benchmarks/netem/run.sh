@@ -69,10 +69,7 @@ run() {
     2>&1 | tee "$OUT/$name.txt"
 }
 
-# --threads 1: the 4 emulated nodes share this machine's 2 cores, so a leader compressing with
-# "its node's" 2 cores only convoys with the other leaders' threads (measured: auto's
-# compression calibration 33-42 ns/float with 2 threads, 3 ns/float with 1).
-common="--level node --value-type fp16 -n $ITERS -w $WARMUP -c --threads 1 \
+common="--level node --value-type fp16 -n $ITERS -w $WARMUP -c \
 --algorithms dense-flat,dense-hier,sparse-hier,auto${BLOCKS:+ --blocks}"
 
 if [[ $what == matrix || $what == all ]]; then
