@@ -165,15 +165,15 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
     // (mpi::refine_by_trial): each runs whole exchanges of update-like data, with its own
     // fresh state.
     const mpi::SelectorChoice model = mpi::select_algorithm(in);
-    const std::vector<float> sample =
-        mpi::update_like(length, static_cast<uint32_t>(world.rank()));
-    std::vector<float> buffer;
+    // Made on the first trial run only: most starts try nothing.
+    std::vector<float> sample, buffer;
     std::vector<std::unique_ptr<UpdateExchange>> trials;
     auto run_once = [&](const mpi::TrialCandidate& c, size_t i) -> Status {
       if (trials.size() <= i) trials.resize(i + 1);
       if (!trials[i]) {
         FEDSILO_ASSIGN_OR_RETURN(trials[i], build(c.algorithm, c.leader_exchange));
       }
+      if (sample.empty()) sample = mpi::update_like(length, static_cast<uint32_t>(world.rank()));
       buffer = sample;
       ExchangeStats xs;
       return trials[i]->exchange(0, buffer, true, xs);
