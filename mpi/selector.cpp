@@ -197,7 +197,7 @@ std::vector<size_t> interleave_order(size_t m, int iteration) {
   return order;
 }
 
-std::vector<TrialCandidate> trial_candidates(const SelectorChoice& choice, const TrialPolicy& policy) {
+TrialPlan trial_candidates(const SelectorChoice& choice, const TrialPolicy& policy) {
   std::vector<TrialCandidate> all;
   for (const auto& [name, t] : choice.predicted) {
     TrialCandidate c;
@@ -215,16 +215,22 @@ std::vector<TrialCandidate> trial_candidates(const SelectorChoice& choice, const
   if (all.empty()) return {};
   std::stable_sort(all.begin(), all.end(),
                    [](const TrialCandidate& a, const TrialCandidate& b) { return a.predicted_s < b.predicted_s; });
-  std::vector<TrialCandidate> run;
-  double cost = 0.0;
-  for (const auto& c : all) {
-    if (c.predicted_s > policy.spread * all.front().predicted_s) break;
-    cost += c.predicted_s * (policy.iterations + 1);
-    if (cost > policy.budget_s) break;
-    run.push_back(c);
+  // The most timed runs that let two or more candidates fit, and with them as many candidates
+  // as fit: a trial that fits at the full count is never cut short to try more candidates.
+  for (int iterations = policy.iterations; iterations >= std::max(1, policy.min_iterations);
+       --iterations) {
+    TrialPlan plan;
+    plan.iterations = iterations;
+    double cost = 0.0;
+    for (const auto& c : all) {
+      if (c.predicted_s > policy.spread * all.front().predicted_s) break;
+      cost += c.predicted_s * (iterations + 1);
+      if (cost > policy.budget_s) break;
+      plan.candidates.push_back(c);
+    }
+    if (plan.candidates.size() >= 2) return plan;
   }
-  if (run.size() < 2) run.clear();
-  return run;
+  return {};
 }
 
 SelectorChoice choose_measured(const SelectorChoice& model,
@@ -262,7 +268,8 @@ SelectorChoice choose_measured(const SelectorChoice& model,
 Result<SelectorChoice> refine_by_trial(
     Topology& topology, const SelectorChoice& model, const TrialPolicy& policy,
     const std::function<Status(const TrialCandidate&, size_t)>& run_once) {
-  const std::vector<TrialCandidate> candidates = trial_candidates(model, policy);
+  const TrialPlan plan = trial_candidates(model, policy);
+  const std::vector<TrialCandidate>& candidates = plan.candidates;
   if (candidates.empty()) return model;
   Comm& world = topology.world();
   const size_t m = candidates.size();
@@ -270,7 +277,7 @@ Result<SelectorChoice> refine_by_trial(
   // One warm-up each, then the timed runs interleaved, in a fresh order every round (the same
   // on every rank), so no candidate always runs after the same other one and a slow phase of
   // the machine or the link hits them alike.
-  for (int it = -1; it < policy.iterations; ++it) {
+  for (int it = -1; it < plan.iterations; ++it) {
     const std::vector<size_t> order = interleave_order(m, it);
     for (size_t j = 0; j < m; ++j) {
       const size_t c = it < 0 ? j : order[j];

@@ -143,16 +143,19 @@ const std::vector<std::string>& allreduce_algorithm_names();
 [[nodiscard]] std::vector<size_t> interleave_order(size_t m, int iteration);
 
 /// `auto`'s second stage, where trying is cheap: the model's candidates within `spread` of its
-/// cheapest prediction are each run on the real length (one warm-up each, then `iterations`
-/// timed runs of every candidate, interleaved in interleave_order; the slowest rank's time per
-/// run, median), cheapest prediction first, as
-/// long as their predicted cost (predicted seconds x (iterations + 1)) fits in `budget_s`
-/// together. With fewer than two candidates to try the model's choice stands. The measured
-/// times decide by the model's rule (anything other than dense-flat must beat it by 5%).
+/// cheapest prediction are each run on the real length (one warm-up each, then the timed runs
+/// of every candidate, interleaved in interleave_order; the slowest rank's time per run,
+/// median), cheapest prediction first, as long as their predicted cost (predicted seconds x
+/// (timed runs + 1)) fits in `budget_s` together. `iterations` timed runs where two or more
+/// candidates fit so; otherwise as few as `min_iterations` where that lets two fit (large
+/// updates, whose runs are long enough for a median of 3 to separate what matters). With fewer
+/// than two candidates to try the model's choice stands. The measured times decide by the
+/// model's rule (anything other than dense-flat must beat it by 5%).
 struct TrialPolicy {
   double spread = 3.0;
   double budget_s = 2.0;
   int iterations = 5;
+  int min_iterations = 3;
 };
 
 /// A candidate of `choice.predicted` that a trial can run: "dense-flat", "dense-hier",
@@ -163,10 +166,15 @@ struct TrialCandidate {
   double predicted_s = 0.0;
 };
 
-/// Which candidates the trial runs (pure): see TrialPolicy. sparse-hier only with the leaders'
-/// exchange the model chose.
-[[nodiscard]] std::vector<TrialCandidate> trial_candidates(const SelectorChoice& choice,
-                                                           const TrialPolicy& policy);
+/// What the trial runs: its candidates (none: no trial) and the timed runs of each.
+struct TrialPlan {
+  std::vector<TrialCandidate> candidates;
+  int iterations = 0;
+};
+
+/// Which candidates the trial runs, and how often (pure): see TrialPolicy. sparse-hier only
+/// with the leaders' exchange the model chose.
+[[nodiscard]] TrialPlan trial_candidates(const SelectorChoice& choice, const TrialPolicy& policy);
 
 /// The choice from measured medians (pure): `measured` pairs candidates with seconds, in
 /// trial order; dense-flat, when among them, is kept unless another is 5% faster; otherwise
@@ -176,7 +184,7 @@ struct TrialCandidate {
                                              const std::vector<std::pair<TrialCandidate, double>>& measured);
 
 /// Runs the trial: `run_once(candidate, i)` performs one whole aggregation of candidate i of
-/// trial_candidates() (collective over the world, on update-like data of the real length; the
+/// trial_candidates().candidates (collective over the world, on update-like data of the real length; the
 /// caller keeps what it builds for candidate i until the trial returns, and frees it in
 /// index order on every rank). Every rank returns the same choice. Collective over the world.
 [[nodiscard]] Result<SelectorChoice> refine_by_trial(

@@ -52,8 +52,10 @@ int64_t collect_at_or_above(const float* x, int64_t begin, int64_t end, uint32_t
   int64_t p = 0;
   int64_t i = begin;
 #if defined(__AVX512F__)
-  // 16 keys per step: one masked compare, one compress-store of the matching indices (only
-  // the hits are written). ~4 cycles per 16 elements against ~1.2 cycles per element scalar.
+  // 16 keys per step: one masked compare, the matching indices compressed in a register, and
+  // a masked store of only the hits. Not a compress-store to memory: AMD's Zen 4 microcodes
+  // that (~100+ cycles each, measured: a 2^24 scan took 30 ms instead of 3), while register
+  // compress + masked store are a few cycles on Intel and AMD alike.
   const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
   const __m512i threshold = _mm512_set1_epi32(static_cast<int>(min_key));
   const __m512i step = _mm512_set1_epi32(16);
@@ -63,8 +65,10 @@ int64_t collect_at_or_above(const float* x, int64_t begin, int64_t end, uint32_t
   for (; i + 16 <= end; i += 16) {
     const __m512i key = _mm512_and_si512(_mm512_loadu_si512(x + i), abs_mask);
     const __mmask16 hit = _mm512_cmpge_epu32_mask(key, threshold);
-    _mm512_mask_compressstoreu_epi32(out + p, hit, idx);
-    p += __builtin_popcount(hit);
+    const int hits = __builtin_popcount(hit);
+    const __m512i packed = _mm512_maskz_compress_epi32(hit, idx);
+    _mm512_mask_storeu_epi32(out + p, static_cast<__mmask16>((1u << hits) - 1u), packed);
+    p += hits;
     idx = _mm512_add_epi32(idx, step);
   }
 #endif

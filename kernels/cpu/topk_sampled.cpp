@@ -28,7 +28,7 @@ constexpr double kSpreads = 3.0;
 constexpr int kMaxPasses = 4;  // the last pass uses threshold 0: everything is a candidate
 
 // Indices with key >= min_key, ascending, over `chunks` chunks in parallel.
-std::vector<uint32_t> threshold_pass(std::span<const float> x, uint32_t min_key, int chunks) {
+std::vector<uint32_t> threshold_pass_chunks(std::span<const float> x, uint32_t min_key, int chunks) {
   const auto n = static_cast<int64_t>(x.size());
   std::vector<std::vector<uint32_t>> parts(static_cast<size_t>(chunks));
   const float* xp = x.data();
@@ -56,57 +56,81 @@ std::vector<uint32_t> threshold_pass(std::span<const float> x, uint32_t min_key,
 
 }  // namespace
 
-std::vector<uint32_t> topk_sampled_indices(std::span<const float> x, int64_t k, Philox& rng,
-                                           int threads, SampledTopkStats* stats) {
-  const auto n = static_cast<int64_t>(x.size());
-  SampledTopkStats st;
+std::vector<uint32_t> threshold_pass(std::span<const float> x, uint32_t min_key, int threads) {
+  return threshold_pass_chunks(x, min_key, compressor_threads(threads, static_cast<int64_t>(x.size())));
+}
+
+SampledThreshold::SampledThreshold(int64_t n, int64_t k, Philox& rng,
+                                   const std::function<float(int64_t)>& value_at)
+    : n_(n), k_(k) {
   if (k <= 0 || n == 0 || k >= n) {
-    if (stats != nullptr) *stats = st;
-    return topk_indices_from_histograms(x, k, {}, 1);  // none or all
+    expected_ = static_cast<double>(k <= 0 ? 0 : n);
+    return;
   }
   const double frac = static_cast<double>(k) / static_cast<double>(n);
   int64_t m = static_cast<int64_t>(std::ceil(kTargetRank / frac));
   m = std::min(m, n / kMaxSampleDivisor);
-  m = std::min(n, std::max(m, kMinSample));
-  st.sample_size = m;
+  m_ = std::min(n, std::max(m, kMinSample));
 
   // Positions with replacement: (u32 * n) >> 32 maps a uniform 32-bit word to [0, n) with a
   // bias below n / 2^32 per position, irrelevant for a threshold estimate.
-  std::vector<uint32_t> keys(static_cast<size_t>(m));
-  for (auto& key : keys) {
+  keys_.resize(static_cast<size_t>(m_));
+  for (auto& key : keys_) {
     const uint64_t pos = (uint64_t{rng.next_u32()} * static_cast<uint64_t>(n)) >> 32;
-    key = magnitude_key(x[pos]);
+    key = magnitude_key(value_at(static_cast<int64_t>(pos)));
   }
+  r_ = frac * static_cast<double>(m_);
+  rank_ = r_ + kSpreads * std::sqrt(std::max(r_, 1.0)) + 1.0;  // 1-based rank in the sample
+  first_key_ = key_at_rank();
+  expected_ = static_cast<double>(n) * std::min(1.0, rank_ / static_cast<double>(m_));
+}
 
-  const int chunks = compressor_threads(threads, n);
-  const int64_t slack = sampled_topk_slack(k);
-  const double r = frac * static_cast<double>(m);
-  double rank = r + kSpreads * std::sqrt(std::max(r, 1.0)) + 1.0;  // 1-based rank in the sample
-  std::vector<uint32_t> cand;
-  for (int pass = 1; pass <= kMaxPasses; ++pass) {
-    uint32_t min_key = 0;
-    if (pass < kMaxPasses && rank <= static_cast<double>(m)) {
-      // nth_element is O(m) per pass; the sample is reordered, never re-drawn.
-      const auto nth = keys.begin() + (static_cast<int64_t>(std::ceil(rank)) - 1);
-      std::nth_element(keys.begin(), nth, keys.end(), std::greater<>());
-      min_key = *nth;
-    }
-    cand = threshold_pass(x, min_key, chunks);
-    st.passes = pass;
-    const auto c = static_cast<int64_t>(cand.size());
-    if (c >= k - slack) break;
-    // Too few: the sample over-estimated the threshold. Scale the rank by the shortfall, with
-    // the same margin again.
-    rank = rank * (static_cast<double>(k) / static_cast<double>(std::max<int64_t>(c, 1))) *
-           (1.0 + kSpreads / std::sqrt(std::max(r, 1.0)));
+uint32_t SampledThreshold::key_at_rank() {
+  if (rank_ > static_cast<double>(m_)) return 0;
+  // nth_element is O(m) per pass; the sample is reordered, never re-drawn.
+  const auto nth = keys_.begin() + (static_cast<int64_t>(std::ceil(rank_)) - 1);
+  std::nth_element(keys_.begin(), nth, keys_.end(), std::greater<>());
+  return *nth;
+}
+
+std::vector<uint32_t> SampledThreshold::finish(std::span<const float> x,
+                                               std::vector<uint32_t> cand, int threads,
+                                               SampledTopkStats* stats) {
+  SampledTopkStats st;
+  if (k_ <= 0 || n_ == 0 || k_ >= n_) {
+    if (stats != nullptr) *stats = st;
+    return topk_indices_from_histograms(x, k_, {}, 1);  // none or all
   }
+  st.sample_size = m_;
+  const int chunks = compressor_threads(threads, n_);
+  const int64_t slack = sampled_topk_slack(k_);
+  int pass = 1;
+  while (static_cast<int64_t>(cand.size()) < k_ - slack && pass < kMaxPasses) {
+    // Too few: the sample over-estimated the threshold. Scale the rank by the shortfall, with
+    // the same margin again; the last pass takes everything.
+    const auto c = static_cast<int64_t>(cand.size());
+    rank_ = rank_ * (static_cast<double>(k_) / static_cast<double>(std::max<int64_t>(c, 1))) *
+            (1.0 + kSpreads / std::sqrt(std::max(r_, 1.0)));
+    ++pass;
+    cand = threshold_pass_chunks(x, pass < kMaxPasses ? key_at_rank() : 0, chunks);
+  }
+  st.passes = pass;
   st.candidates = static_cast<int64_t>(cand.size());
-  if (static_cast<int64_t>(cand.size()) > k + slack) {
-    cand = topk_among(x, cand, k);
+  if (static_cast<int64_t>(cand.size()) > k_ + slack) {
+    cand = topk_among(x, cand, k_);
     st.reselected = true;
   }
   if (stats != nullptr) *stats = st;
   return cand;
+}
+
+std::vector<uint32_t> topk_sampled_indices(std::span<const float> x, int64_t k, Philox& rng,
+                                           int threads, SampledTopkStats* stats) {
+  const auto n = static_cast<int64_t>(x.size());
+  SampledThreshold plan(n, k, rng, [x](int64_t i) { return x[static_cast<size_t>(i)]; });
+  std::vector<uint32_t> first;
+  if (k > 0 && k < n) first = threshold_pass(x, plan.first_min_key(), threads);
+  return plan.finish(x, std::move(first), threads, stats);
 }
 
 SparseVector topk_sampled_select(std::span<const float> x, int64_t k, Philox& rng, int threads,

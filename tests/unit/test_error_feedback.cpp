@@ -285,4 +285,84 @@ TEST(ErrorFeedback, AddendsSummedInThePassEqualTheStepOnTheExplicitSumBitwise) {
   }
 }
 
+// The top-k selections collect their candidates inside the accumulate pass, from a threshold
+// set by a sample; every way that can go (collected; a tie-heavy threshold past the collection
+// cap; a threshold of 0; a sample that over-estimates, so too few are collected) must give
+// what selecting on the written acc gives: the reference top-k for exact, and for sampled the
+// very indices topk_sampled_indices picks from acc with the same stream.
+TEST(ErrorFeedback, FusedTopkSelectionsEqualSelectingOnAccOnEveryPath) {
+  const int64_t n = int64_t{1} << 21;
+  const int64_t k = n / 100;  // 20971: more than the sample's 12800 positions
+  const uint64_t seed = 3;
+  const uint32_t round = 4, silo = 5;
+  auto stream = [&] {
+    return fedsilo::Philox(seed, round, silo | fk::kSamplingStreamBit,
+                           fedsilo::RngPurpose::kCompression);
+  };
+  // acc = update + addend + residual, as the step will form it.
+  struct Case {
+    std::string name;
+    std::vector<float> update, addend, residual;
+  };
+  std::vector<Case> cases;
+  {
+    Case c{"normal", normal_vec(n, 21), normal_vec(n, 22, 0.5), normal_vec(n, 23, 0.5)};
+    cases.push_back(std::move(c));
+  }
+  {
+    // Four magnitudes only: the threshold ties a quarter of the elements (past the cap).
+    Case c{"ties", std::vector<float>(n), std::vector<float>(n, 0.0f), std::vector<float>(n, 0.0f)};
+    fedsilo::Philox rng(31, 99, 0, fedsilo::RngPurpose::kNoise);
+    for (auto& x : c.update) x = 0.5f * static_cast<float>(1 + rng.next_u32() % 4) * (rng.next_u32() % 2 ? 1.f : -1.f);
+    cases.push_back(std::move(c));
+  }
+  {
+    // 99.5% zeros: the sample's threshold is 0, nothing is collected in the pass.
+    Case c{"zeros", std::vector<float>(n, 0.0f), normal_vec(n, 24), std::vector<float>(n, 0.0f)};
+    for (int64_t i = 0; i < n; ++i) {
+      if (i % 200 != 0) c.addend[i] = 0.0f;
+    }
+    cases.push_back(std::move(c));
+  }
+  {
+    // Large values exactly at the sample's positions (fewer than k of them): the threshold sits
+    // above all but those, so the pass collects too few.
+    Case c{"overestimate", normal_vec(n, 25), std::vector<float>(n, 0.0f), std::vector<float>(n, 0.0f)};
+    auto rng = stream();
+    for (int j = 0; j < 12800; ++j) {
+      c.update[(uint64_t{rng.next_u32()} * static_cast<uint64_t>(n)) >> 32] = 10.0f;
+    }
+    cases.push_back(std::move(c));
+  }
+  for (const auto& c : cases) {
+    std::vector<float> acc(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) acc[i] = (c.update[i] + c.addend[i]) + c.residual[i];
+    for (const auto m : {fk::SelectMethod::kTopk, fk::SelectMethod::kTopkSampled}) {
+      fk::ErrorFeedbackParams p;
+      p.method = m;
+      p.k = k;
+      p.seed = seed;
+      p.round = round;
+      p.silo = silo;
+      p.threads = 2;
+      std::vector<float> residual = c.residual;
+      const std::vector<const float*> addends = {c.addend.data()};
+      fk::ErrorFeedbackReport rep;
+      const auto sent = fk::error_feedback_step(c.update, addends, residual, {}, p, &rep);
+      ASSERT_TRUE(rep.finite && !rep.overflow) << c.name;
+      if (m == fk::SelectMethod::kTopk) {
+        EXPECT_EQ(sent.indices, reference_topk(acc, k)) << c.name;
+      } else {
+        auto rng = stream();
+        fk::SampledTopkStats ref;  // the same sample gives the same threshold and candidates
+        EXPECT_EQ(sent.indices, fk::topk_sampled_indices(acc, k, rng, 2, &ref)) << c.name;
+        EXPECT_EQ(rep.sampled.candidates, ref.candidates) << c.name;
+        EXPECT_EQ(rep.sampled.passes, ref.passes) << c.name;
+        if (c.name == "overestimate") EXPECT_GT(rep.sampled.passes, 1) << "the fallback was not taken";
+      }
+      EXPECT_EQ(identity_failures(acc, sent, residual), 0) << c.name;
+    }
+  }
+}
+
 }  // namespace

@@ -218,27 +218,45 @@ std::vector<std::string> names(const std::vector<TrialCandidate>& cs) {
 }
 
 TEST(SelectorTrial, RunsTheCandidatesWithinTheSpreadCheapestFirstAndWithinTheBudget) {
-  TrialPolicy p;  // spread 3, budget 2 s, 5 iterations: a candidate costs 6 x its prediction
+  TrialPolicy p;  // spread 3, budget 2 s, 5 timed runs (down to 3): a candidate costs 6 (4) x its prediction
   // Cheapest first; 7 ms is more than 3 x 2 ms and is not tried; only the model's leaders' exchange.
   auto a = trial_candidates(model_of({{"dense-flat", 5e-3}, {"dense-hier", 7e-3},
                                       {"sparse-hier/allgather", 2e-3}, {"sparse-hier/rd", 1e-3}}),
                             p);
-  EXPECT_EQ(names(a), (std::vector<std::string>{"sparse-hier/ag", "dense-flat"}));
-  EXPECT_DOUBLE_EQ(a[0].predicted_s, 2e-3);
+  EXPECT_EQ(names(a.candidates), (std::vector<std::string>{"sparse-hier/ag", "dense-flat"}));
+  EXPECT_DOUBLE_EQ(a.candidates[0].predicted_s, 2e-3);
+  EXPECT_EQ(a.iterations, 5);
   auto rd = trial_candidates(model_of({{"dense-flat", 2.5e-3}, {"sparse-hier/allgather", 2e-3},
                                        {"sparse-hier/rd", 1e-3}},
                                       LeaderExchange::kRecursiveDoubling),
                              p);
-  EXPECT_EQ(names(rd), (std::vector<std::string>{"sparse-hier/rd", "dense-flat"}));
-  EXPECT_EQ(rd[0].leader_exchange, LeaderExchange::kRecursiveDoubling);
-  // The budget: 0.3 s + 0.4 s predicted cost 6 x 0.7 = 4.2 s > 2 s: only one fits, so no trial.
-  EXPECT_TRUE(trial_candidates(model_of({{"dense-flat", 0.3}, {"dense-hier", 0.4}}), p).empty());
-  // 0.15 s and 0.18 s: 6 x 0.33 = 1.98 s fits.
-  EXPECT_EQ(trial_candidates(model_of({{"dense-flat", 0.15}, {"dense-hier", 0.18}}), p).size(), 2u);
+  EXPECT_EQ(names(rd.candidates), (std::vector<std::string>{"sparse-hier/rd", "dense-flat"}));
+  EXPECT_EQ(rd.candidates[0].leader_exchange, LeaderExchange::kRecursiveDoubling);
+  // 0.15 s and 0.18 s: 6 x 0.33 = 1.98 s fits with 5 timed runs.
+  auto full = trial_candidates(model_of({{"dense-flat", 0.15}, {"dense-hier", 0.18}}), p);
+  EXPECT_EQ(full.candidates.size(), 2u);
+  EXPECT_EQ(full.iterations, 5);
+  // 0.17 s and 0.19 s: 6 x 0.36 = 2.16 s does not fit; 5 x 0.36 = 1.8 s does, with 4 timed runs.
+  auto fewer = trial_candidates(model_of({{"dense-flat", 0.17}, {"sparse-hier/allgather", 0.19}}), p);
+  EXPECT_EQ(names(fewer.candidates), (std::vector<std::string>{"dense-flat", "sparse-hier/ag"}));
+  EXPECT_EQ(fewer.iterations, 4);
+  // 0.22 s and 0.26 s: only 4 x 0.48 = 1.92 s fits, with 3 timed runs (the minimum).
+  EXPECT_EQ(trial_candidates(model_of({{"dense-flat", 0.22}, {"dense-hier", 0.26}}), p).iterations, 3);
+  // A third candidate that fits only at fewer runs is left out rather than cut the runs.
+  auto two = trial_candidates(model_of({{"dense-flat", 0.1}, {"dense-hier", 0.2}, {"sparse-hier/allgather", 0.25}}), p);
+  EXPECT_EQ(names(two.candidates), (std::vector<std::string>{"dense-flat", "dense-hier"}));
+  EXPECT_EQ(two.iterations, 5);
+  // 0.3 s + 0.4 s: even 3 timed runs cost 4 x 0.7 = 2.8 s > 2 s: only one fits, so no trial.
+  auto none = trial_candidates(model_of({{"dense-flat", 0.3}, {"dense-hier", 0.4}}), p);
+  EXPECT_TRUE(none.candidates.empty());
+  EXPECT_EQ(none.iterations, 0);
+  p.min_iterations = 5;  // the old rule: 0.17 + 0.19 no longer fits
+  EXPECT_TRUE(trial_candidates(model_of({{"dense-flat", 0.17}, {"dense-hier", 0.19}}), p).candidates.empty());
+  p.min_iterations = 3;
   // Nothing else within the spread: the model's choice stands.
-  EXPECT_TRUE(trial_candidates(model_of({{"dense-flat", 1e-3}, {"dense-hier", 4e-3}}), p).empty());
+  EXPECT_TRUE(trial_candidates(model_of({{"dense-flat", 1e-3}, {"dense-hier", 4e-3}}), p).candidates.empty());
   p.budget_s = 0.0;
-  EXPECT_TRUE(trial_candidates(model_of({{"dense-flat", 1e-3}, {"dense-hier", 1e-3}}), p).empty());
+  EXPECT_TRUE(trial_candidates(model_of({{"dense-flat", 1e-3}, {"dense-hier", 1e-3}}), p).candidates.empty());
 }
 
 TEST(SelectorTrial, MeasuredTimesDecideWithTheBaselineRule) {
