@@ -79,9 +79,44 @@ Comm::~Comm() = default;
 Comm::Comm(Comm&&) noexcept = default;
 Comm& Comm::operator=(Comm&&) noexcept = default;
 
+namespace {
+// A barrier whose waiting ranks sleep instead of polling: in sparse-hier the other ranks of a
+// node wait here while the leader compresses and exchanges (and leaders wait for the other
+// leaders' compression), and a polling wait would take the cores the working ranks (where
+// cores are shared, other nodes' too) need. The sleep grows from
+// 20 us to 200 us, so a rank notices the release within a fraction of a millisecond.
+Status wait_sleeping(MPI_Comm comm) {
+  MPI_Request req = MPI_REQUEST_NULL;
+  FEDSILO_MPI(MPI_Ibarrier(comm, &req));
+  long ns = 20'000;
+  for (;;) {
+    int done = 0;
+    FEDSILO_MPI(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
+    if (done) return {};
+    timespec ts{0, ns};
+    nanosleep(&ts, nullptr);
+    ns = std::min(ns * 2, 200'000L);
+  }
+}
+
+// FEDSILO_SHM_SPIN=1: the sleeping waits poll instead (MPI_Barrier), for comparisons.
+bool spin_waits() {
+  static const bool spin = [] {
+    const char* v = std::getenv("FEDSILO_SHM_SPIN");
+    return v != nullptr && std::strcmp(v, "1") == 0;
+  }();
+  return spin;
+}
+}  // namespace
+
 Status Comm::barrier() {
   FEDSILO_MPI(MPI_Barrier(h_->world));
   return {};
+}
+
+Status Comm::barrier_sleeping() {
+  if (spin_waits()) return barrier();
+  return wait_sleeping(h_->world);
 }
 
 // MPI counts are int: large buffers go in chunks of at most 2^30 elements.
@@ -336,25 +371,6 @@ struct SharedWindow::Handles {
   }
 };
 
-namespace {
-// A barrier whose waiting ranks sleep instead of polling: in sparse-hier the other ranks of a
-// node wait here while the leader compresses and exchanges, and a polling wait would take the
-// cores the leader (and, where cores are shared, other nodes) needs. The sleep grows from
-// 20 us to 200 us, so a rank notices the release within a fraction of a millisecond.
-Status wait_sleeping(MPI_Comm comm) {
-  MPI_Request req = MPI_REQUEST_NULL;
-  FEDSILO_MPI(MPI_Ibarrier(comm, &req));
-  long ns = 20'000;
-  for (;;) {
-    int done = 0;
-    FEDSILO_MPI(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
-    if (done) return {};
-    timespec ts{0, ns};
-    nanosleep(&ts, nullptr);
-    ns = std::min(ns * 2, 200'000L);
-  }
-}
-}  // namespace
 
 SharedWindow::SharedWindow() = default;
 SharedWindow::~SharedWindow() = default;
@@ -393,11 +409,7 @@ Result<SharedWindow> SharedWindow::allocate(const Comm& comm, int64_t bytes) {
 
 Status SharedWindow::sync() {
   FEDSILO_MPI(MPI_Win_sync(h_->win));
-  static const bool spin = [] {
-    const char* v = std::getenv("FEDSILO_SHM_SPIN");
-    return v != nullptr && std::strcmp(v, "1") == 0;
-  }();
-  if (spin) {
+  if (spin_waits()) {
     FEDSILO_MPI(MPI_Barrier(h_->comm));
   } else {
     FEDSILO_CHECK(wait_sleeping(h_->comm));

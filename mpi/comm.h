@@ -47,6 +47,10 @@ class Comm {
   [[nodiscard]] int local_size() const { return local_size_; }
 
   [[nodiscard]] Status barrier();
+  /// A barrier whose waiting ranks sleep (20-200 us naps between tests of an MPI_Ibarrier)
+  /// instead of polling, leaving the cores to the ranks still working; it costs up to a nap
+  /// of latency, so it is for waits of milliseconds. FEDSILO_SHM_SPIN=1 polls instead.
+  [[nodiscard]] Status barrier_sleeping();
   /// In-place elementwise sums across all ranks.
   [[nodiscard]] Status allreduce_sum(std::span<float> data);
   [[nodiscard]] Status allreduce_sum(std::span<double> data);

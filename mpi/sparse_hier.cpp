@@ -10,6 +10,10 @@
 namespace fedsilo::mpi {
 namespace {
 
+// From 2^18 floats (1 MiB) up, waits of several milliseconds are sleeping barriers: a nap of
+// up to 0.2 ms is then a few percent of the wait at most.
+constexpr int64_t kSleepingWaitFloats = int64_t{1} << 18;
+
 // The leader's segment, after the exchange: a 64-byte header (the nonzero count, or -1 for a
 // dense vector), then either the indices (uint32) and, from the next 64-byte boundary, the
 // values, or the dense floats.
@@ -227,6 +231,15 @@ Status SparseHier::reduce(uint32_t round, std::span<float> data, AllreduceStats&
       local = failed_precondition("sparse-hier: no compressor given");
     }
     stats.encode_seconds += seconds_since(t0);
+    // Large updates: the leaders that finish compressing first wait for the others asleep, not
+    // polling inside the exchange (Open MPI's progress loop spins), which on shared cores takes
+    // the CPU from the leaders still compressing. Small ones go straight in: a nap would cost
+    // more than the wait.
+    if (n >= kSleepingWaitFloats && topo_.num_nodes() > 1) {
+      t0 = std::chrono::steady_clock::now();
+      FEDSILO_CHECK(topo_.cross().barrier_sleeping());
+      stats.inter_seconds += seconds_since(t0);
+    }
     // The exchange validates the compressor's output and records what is wrong with it. With
     // the window and the allgather, the node's ranks merge the payloads together below.
     if (allgather_ && shared.value()) {
@@ -257,6 +270,8 @@ Status SparseHier::reduce(uint32_t round, std::span<float> data, AllreduceStats&
                                  : node_result_messages(data, stats));
   }
   stats.intra_seconds += seconds_since(t0) - (stats.decode_seconds - decode_before);
+  // The same for the ranks done merging first: asleep until all are, then a short agreement.
+  if (n >= kSleepingWaitFloats) FEDSILO_CHECK(topo_.world().barrier_sleeping());
   const Status agreed = topo_.world().agree(local);
   stats.total_seconds += seconds_since(t_start);
   return agreed;
