@@ -75,6 +75,16 @@ Result<bool> SparseHier::ensure_window(int64_t n) {
   return true;
 }
 
+Result<std::span<float>> SparseHier::buffer(int64_t n) {
+  if (n < 0) return invalid_argument("sparse-hier: buffer length must be >= 0");
+  FEDSILO_ASSIGN_OR_RETURN(const bool shared, ensure_window(n));
+  if (!shared || topo_.is_leader() || n == 0) return std::span<float>();
+  // The segment is at least n floats (+ header room) and is never shrunk or moved by later
+  // calls of this length; a longer call would remap it, which the contract rules out.
+  return std::span<float>(reinterpret_cast<float*>(window_.segment(topo_.node().rank())),
+                          static_cast<size_t>(n));
+}
+
 Status SparseHier::node_sum_messages(std::span<float> data) {
   return topo_.node().reduce_sum(data, 0);
 }
@@ -93,8 +103,9 @@ Status SparseHier::node_result_messages(std::span<float> data, AllreduceStats& s
 Status SparseHier::node_sum_shared(std::span<float> data) {
   Comm& node = topo_.node();
   const auto n = static_cast<int64_t>(data.size());
-  if (!topo_.is_leader() && n > 0) {
-    std::memcpy(window_.segment(node.rank()), data.data(), data.size_bytes());
+  auto* mine = reinterpret_cast<float*>(window_.segment(node.rank()));
+  if (!topo_.is_leader() && n > 0 && data.data() != mine) {
+    std::memcpy(mine, data.data(), data.size_bytes());
   }
   FEDSILO_CHECK(window_.sync());
   if (topo_.is_leader()) {

@@ -51,6 +51,10 @@ class SparseHier final : public DenseAllreduceAlgorithm {
   /// non-leader sends its buffer up and receives the result back).
   [[nodiscard]] Status reduce(uint32_t round, std::span<float> data,
                               AllreduceStats& stats) override;
+  /// On the other ranks of a node with a shared window: their segment (n floats), whose update
+  /// the leader then reads in place instead of a copy of it. Empty on leaders (the compressor
+  /// reads their own memory) and where no window can be mapped. Collective over the world.
+  [[nodiscard]] Result<std::span<float>> buffer(int64_t n) override;
   /// Whether the last call's node phase ran through the shared window.
   [[nodiscard]] bool node_phase_shared() const { return window_.valid() && use_window_; }
 
@@ -58,7 +62,8 @@ class SparseHier final : public DenseAllreduceAlgorithm {
   /// The node phase through messages (MPI_Reduce / MPI_Bcast of the dense vector).
   [[nodiscard]] Status node_sum_messages(std::span<float> data);
   [[nodiscard]] Status node_result_messages(std::span<float> data, AllreduceStats& stats);
-  /// The node phase through the shared window.
+  /// The node phase through the shared window: a rank's update is copied into its segment
+  /// unless `data` already is that segment (buffer()).
   /// Leaves the peers' updates in the window for the compressor (their addresses in peers_).
   [[nodiscard]] Status node_sum_shared(std::span<float> data);
   [[nodiscard]] Status node_result_shared(std::span<float> data, AllreduceStats& stats);

@@ -77,6 +77,14 @@ Result<std::unique_ptr<Aggregation>> Aggregation::create(mpi::Topology& topology
   return a;
 }
 
+Result<std::span<float>> Aggregation::output(int64_t n, std::span<float> fallback) {
+  if (dense_) {
+    FEDSILO_ASSIGN_OR_RETURN(const std::span<float> own, dense_->buffer(n));
+    if (!own.empty()) return own;
+  }
+  return fallback;
+}
+
 void Aggregation::prepare(std::span<const float> update, std::span<float> out) const {
   if (!sparse_) std::copy(update.begin(), update.end(), out.begin());
 }

@@ -60,6 +60,10 @@ class Aggregation {
                                                      double density, const std::string& algorithm,
                                                      mpi::LeaderExchange leader_exchange);
 
+  /// Where `out` should live for calls of n floats: the reducer's own memory where it reads the
+  /// update from there without a copy (fl::Reducer::buffer; sparse-hier's node-shared window
+  /// segment, as training writes its update there), else `fallback`. Collective.
+  [[nodiscard]] Result<std::span<float>> output(int64_t n, std::span<float> fallback);
   /// Untimed set-up of one call: dense paths reduce in place, so `update` is copied to `out`.
   void prepare(std::span<const float> update, std::span<float> out) const;
   /// The timed part: `out` becomes the aggregate of every rank's `update`. Collective; errors

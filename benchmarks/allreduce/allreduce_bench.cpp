@@ -257,6 +257,7 @@ class Bench {
   struct Entry {
     Row row;
     std::unique_ptr<Aggregation> agg;
+    std::span<float> out;  // where the aggregate lands (Aggregation::output)
     std::vector<double> times;
     AggregationStats sum;
     int64_t link_tx = 0, link_rx = 0;  // this node's link counters over the timed iterations
@@ -274,7 +275,7 @@ class Bench {
   /// Every (density, algorithm) of one size and density cell.
   [[nodiscard]] Status measure_cell(int64_t n,
                                     const std::vector<std::pair<double, std::string>>& specs);
-  [[nodiscard]] Status check_row(Aggregation& agg, int64_t n, std::string& verdict);
+  [[nodiscard]] Status check_row(Aggregation& agg, std::span<float> out, std::string& verdict);
   void print_row(const Row& r);
   [[nodiscard]] Status write_json();
   void summarize();
@@ -408,10 +409,10 @@ Status Bench::header(const std::string& commit) {
   return {};
 }
 
-Status Bench::check_row(Aggregation& agg, int64_t n, std::string& verdict) {
-  const auto N = static_cast<size_t>(n);
+Status Bench::check_row(Aggregation& agg, std::span<float> out, std::string& verdict) {
+  const size_t N = out.size();
   const std::span<const float> in(exact_.data(), N);
-  const std::span<float> out(out_.data(), N), ref(ref_.data(), N);
+  const std::span<float> ref(ref_.data(), N);
   agg.reset_state();
   agg.set_capture(true);
   AggregationStats st;
@@ -534,11 +535,12 @@ Result<std::unique_ptr<Bench::Entry>> Bench::setup(int64_t n, double density,
   r.density = density;
   r.algorithm = requested;
   r.chosen = chosen;
-  if (args_.check) FEDSILO_CHECK(check_row(*e->agg, n, r.check));
-
   const auto N = static_cast<size_t>(n);
+  FEDSILO_ASSIGN_OR_RETURN(e->out, e->agg->output(n, std::span<float>(out_.data(), N)));
+  if (args_.check) FEDSILO_CHECK(check_row(*e->agg, e->out, r.check));
+
   const std::span<const float> update(update_.data(), N);
-  const std::span<float> out(out_.data(), N);
+  const std::span<float> out = e->out;
   e->agg->set_capture(true);  // the warm-up's contribution gives the compression ratio
   for (int i = 0; i < args_.warmup; ++i) {
     AggregationStats st;
@@ -552,7 +554,7 @@ Result<std::unique_ptr<Bench::Entry>> Bench::setup(int64_t n, double density,
 Status Bench::timed_iteration(Entry& e) {
   const auto N = static_cast<size_t>(e.row.count);
   const std::span<const float> update(update_.data(), N);
-  const std::span<float> out(out_.data(), N);
+  const std::span<float> out = e.out;
   // Node leaders read their link's counters between barriers: every byte of this iteration,
   // and only of it, is between the two readings (barrier traffic aside: a few hundred bytes).
   const bool counts_link = !args_.netdev.empty() && topo_->is_leader();

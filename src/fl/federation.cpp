@@ -393,7 +393,16 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
   }
 
   // ---- rounds
-  std::vector<float> local(global.size()), update(global.size());
+  // The weighted update is written where the exchange reads it without a copy when it has such
+  // memory (sparse-hier: this rank's segment of the node-shared window), else in a vector.
+  std::vector<float> local(global.size()), update_storage;
+  auto update_buffer = exchange.buffer();
+  FEDSILO_CHECK(comm.agree(update_buffer.status()));
+  std::span<float> update = update_buffer.value();
+  if (update.empty()) {
+    update_storage.resize(global.size());
+    update = update_storage;
+  }
   int64_t total_bytes_sent = 0, total_bytes_received = 0;
   for (const auto& h : history) {
     total_bytes_sent += h.value("bytes_sent", int64_t{0});

@@ -26,6 +26,16 @@ class Reducer {
   /// In place: data becomes the elementwise sum over all ranks of their `data`.
   /// Every rank must call it with the same length.
   [[nodiscard]] virtual Status sum(std::span<float> data, ReduceStats& stats) = 0;
+  /// Where this rank's `data` can live so that the reducer reads it without a copy: n floats of
+  /// the reducer's own memory (sparse-hier: this rank's segment of the node-shared window,
+  /// which the leader's compressor reads in place), or an empty span where any memory does.
+  /// The caller writes its update there and passes the span to sum(); it stays valid, and the
+  /// caller's to use between calls, until the reducer is destroyed. Collective over the
+  /// reducer's ranks, with the same n everywhere; for calls of that length only.
+  [[nodiscard]] virtual Result<std::span<float>> buffer(int64_t n) {
+    (void)n;
+    return std::span<float>();
+  }
 };
 
 }  // namespace fedsilo::fl

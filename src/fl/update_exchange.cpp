@@ -190,6 +190,11 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
   return build(name, leaders);
 }
 
+Result<std::span<float>> UpdateExchange::buffer() {
+  if (!impl_->dense) return std::span<float>();
+  return impl_->dense->buffer(impl_->length);
+}
+
 Status UpdateExchange::exchange(uint32_t round, std::span<float> update, bool trained,
                                 ExchangeStats& stats) {
   Impl& m = *impl_;

@@ -72,6 +72,11 @@ class UpdateExchange {
   [[nodiscard]] Status exchange(uint32_t round, std::span<float> update, bool trained,
                                 ExchangeStats& stats);
 
+  /// Where this rank's update can be written so that the exchange reads it without a copy
+  /// (fl::Reducer::buffer: at level node on sparse-hier, the rank's segment of the node-shared
+  /// window), `length` floats; empty where the exchange has no such memory (use any). Valid
+  /// for the exchange's life. Collective.
+  [[nodiscard]] Result<std::span<float>> buffer();
   /// This rank's private compressor state (error-feedback residual, DGC velocity): saved with
   /// the silo's checkpoint, never sent. Empty vectors when unused.
   [[nodiscard]] std::vector<float>& residual();

@@ -409,6 +409,49 @@ TEST(Allreduce, SparseHierNodePhaseIsExactThroughSharedMemoryAndThroughMessages)
   unsetenv("FEDSILO_SPARSE_HIER_SHM");
 }
 
+// sparse-hier's buffer(): the other ranks of a node write their update into their window
+// segment and the leader reads it there (no copy). Round after round (the caller rewrites the
+// buffer each time), the result in it is exact against MPI_Allreduce; leaders get no buffer,
+// nor does anyone where the node phase runs through messages; a buffer stays put.
+TEST(Allreduce, SparseHierReadsUpdatesWrittenIntoItsBufferInPlace) {
+  auto world = Comm::world();
+  ASSERT_TRUE(world.ok());
+  const int P = world->size(), r = world->rank();
+  if (P < 2) GTEST_SKIP() << "needs two ranks on a node";
+  const int nodes = P % 2 == 0 ? P / 2 : 1;
+  auto topo = Topology::create(world.value(), nodes);
+  ASSERT_TRUE(topo.ok());
+  for (const bool shared : {true, false}) {
+    if (!shared) setenv("FEDSILO_SPARSE_HIER_SHM", "0", 1);
+    AlgorithmConfig cfg;
+    cfg.name = "sparse-hier";
+    cfg.compressor = keep_nonzeros();
+    auto red = make_dense_allreduce(topo.value(), cfg);
+    ASSERT_TRUE(red.ok());
+    const int64_t n = (int64_t{1} << 18) + 5;  // the sleeping waits' size too
+    auto buf = red.value()->buffer(n);
+    ASSERT_TRUE(buf.ok()) << buf.status().to_string();
+    const bool expect_buffer = shared && !topo->is_leader();
+    ASSERT_EQ(!buf->empty(), expect_buffer) << (shared ? "shared" : "messages");
+    std::vector<float> own(static_cast<size_t>(n));
+    const std::span<float> data = buf->empty() ? std::span<float>(own) : buf.value();
+    ASSERT_EQ(data.size(), static_cast<size_t>(n));
+    for (const Pattern p : {Pattern::kOverlapping, Pattern::kDense, Pattern::kDisjoint}) {
+      ASSERT_TRUE(densify(contribution(n, r, P, p), data).ok());
+      std::vector<float> want(data.begin(), data.end());
+      ASSERT_TRUE(world->allreduce_sum(std::span<float>(want)).ok());
+      fl::ReduceStats st;
+      ASSERT_TRUE(red.value()->sum(data, st).ok());
+      EXPECT_TRUE(std::equal(data.begin(), data.end(), want.begin()))
+          << (shared ? "shared" : "messages") << ", " << pattern_name(p);
+    }
+    auto again = red.value()->buffer(n);
+    ASSERT_TRUE(again.ok());
+    EXPECT_EQ(again->data(), buf->data());
+  }
+  unsetenv("FEDSILO_SPARSE_HIER_SHM");
+}
+
 TEST(Allreduce, FactoryRejectsUnknownNamesNamingTheSetting) {
   auto world = Comm::world();
   ASSERT_TRUE(world.ok());
