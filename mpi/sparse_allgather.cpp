@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "kernels/cpu/reduce.h"
+
 namespace fedsilo::mpi {
 Status SparseAllgather::sum(uint32_t round, const kernels::SparseVector& mine, std::span<float> out,
                             AllreduceStats& stats) {
@@ -65,25 +67,60 @@ Status SparseAllgather::gather(uint32_t round, const kernels::SparseVector& mine
 
 void merge_payloads(uint32_t round, const PeerMap& senders, std::span<const uint8_t> bytes,
                     std::span<const int64_t> offsets, std::span<float> out,
-                    DecodedPayload& scratch, Status& local) {
+                    std::vector<DecodedPayload>& scratch, Status& local) {
   const auto length = static_cast<int64_t>(out.size());
-  std::fill(out.begin(), out.end(), 0.0f);
   const auto P = static_cast<int>(senders.world_rank.size());
+  if (scratch.size() < static_cast<size_t>(P)) scratch.resize(static_cast<size_t>(P));
+  std::vector<const DecodedPayload*> decoded;  // the well-formed ones, in sender order
   for (int q = 0; q < P; ++q) {
     const std::span<const uint8_t> payload(bytes.data() + offsets[q],
                                            static_cast<size_t>(offsets[q + 1] - offsets[q]));
     // Own payload decoded too: every rank then adds exactly the same values in the same order.
-    const Status st = decode_payload(payload, {round, senders.world_rank[q], length}, scratch);
+    const Status st =
+        decode_payload(payload, {round, senders.world_rank[q], length}, scratch[static_cast<size_t>(q)]);
     if (!st.ok()) {
       keep_first(local, st);
       continue;
     }
-    if (scratch.dense()) {
-      for (int64_t i = 0; i < length; ++i) out[i] += scratch.values[i];
+    decoded.push_back(&scratch[static_cast<size_t>(q)]);
+  }
+  // Block by block: the block is built in an L1 buffer (zeroed, then each payload's entries
+  // that fall in it added in sender order: per element the same additions in the same order as
+  // one payload after another over the whole vector, so the same bits) and then written out.
+  // Adding the payloads one after another over a zeroed 4n-byte vector (2^24 floats: 64 MB,
+  // past the caches) would cost a cache miss per entry (~4 x 168 K at 1% from 4 senders), and
+  // zeroing it first a read of every line; here each line of `out` is written once, streamed
+  // past the caches where `out` is large.
+  constexpr int64_t kBlock = 4096;                         // 16 KiB of floats
+  const bool stream = length >= (int64_t{1} << 20);        // 4 MB: past L2, written once
+  alignas(64) float block[kBlock];
+  std::vector<size_t> cursor(decoded.size(), 0);
+  float* o = out.data();
+  for (int64_t b = 0; b < length; b += kBlock) {
+    const int64_t len = std::min(length - b, kBlock);
+    std::fill(block, block + len, 0.0f);
+    for (size_t q = 0; q < decoded.size(); ++q) {
+      const DecodedPayload& d = *decoded[q];
+      if (d.dense()) {
+        const float* v = d.values.data() + b;
+        for (int64_t i = 0; i < len; ++i) block[i] += v[i];
+        continue;
+      }
+      size_t c = cursor[q];
+      const size_t end = d.indices.size();
+      while (c < end && d.indices[c] < b + len) {
+        block[d.indices[c] - b] += d.values[c];
+        ++c;
+      }
+      cursor[q] = c;
+    }
+    if (stream) {
+      kernels::copy_streaming(block, o + b, len);
     } else {
-      for (size_t k = 0; k < scratch.indices.size(); ++k) out[scratch.indices[k]] += scratch.values[k];
+      std::copy(block, block + len, o + b);
     }
   }
+  if (stream) kernels::stream_fence();
 }
 
 }  // namespace fedsilo::mpi

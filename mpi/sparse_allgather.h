@@ -40,15 +40,15 @@ class SparseAllgather final : public SparseAllreduceAlgorithm {
   SparseOptions options_;
   std::vector<uint8_t> send_, recv_;
   std::vector<int64_t> offsets_;
-  DecodedPayload decoded_;
+  std::vector<DecodedPayload> decoded_;
 };
 
 /// `out` = the sum of the payloads (payload q from world rank senders.world_rank[q], at
 /// bytes[offsets[q], offsets[q + 1])), decoded and added in sender order: every rank that
 /// merges the same payloads gets the same bits. A malformed payload lands in `local` (the first
-/// one) and is skipped.
+/// one) and is skipped. `scratch` holds the decoded payloads (one each, reused across calls).
 void merge_payloads(uint32_t round, const PeerMap& senders, std::span<const uint8_t> bytes,
                     std::span<const int64_t> offsets, std::span<float> out,
-                    DecodedPayload& scratch, Status& local);
+                    std::vector<DecodedPayload>& scratch, Status& local);
 
 }  // namespace fedsilo::mpi

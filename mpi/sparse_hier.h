@@ -83,7 +83,7 @@ class SparseHier final : public DenseAllreduceAlgorithm {
   bool use_window_ = true;
   bool gathers_ = true;  // the leaders exchange by allgather (every rank knows)
   std::vector<const float*> peers_;  // on the leader: the other ranks' updates, this call
-  DecodedPayload decoded_;           // merge scratch on the ranks that merge payloads
+  std::vector<DecodedPayload> decoded_;  // merge scratch on the ranks that merge payloads
   std::unique_ptr<SparseAllgather> allgather_;
   std::unique_ptr<SparseRecursiveDoubling> rd_;
 };

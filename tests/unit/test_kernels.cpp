@@ -392,3 +392,20 @@ TEST(ThreadTeam, RunReturnsOnlyAfterEveryThreadFinished) {
     EXPECT_EQ(done.load(), 2);
   }
 }
+
+TEST(Kernels, StreamingCopyWritesExactlyTheRangeAtEveryAlignmentAndLength) {
+  std::vector<float> src(5000);
+  for (size_t i = 0; i < src.size(); ++i) src[i] = static_cast<float>(i) + 0.5f;
+  // dst offsets 0..16 floats from a 64-byte boundary; lengths around the vector widths.
+  alignas(64) static float dst[5200];
+  for (int offset = 0; offset <= 16; ++offset) {
+    for (const int64_t n : {0, 1, 7, 15, 16, 17, 31, 33, 100, 4099}) {
+      std::fill(std::begin(dst), std::end(dst), -1.0f);
+      fk::copy_streaming(src.data(), dst + offset, n);
+      fk::stream_fence();
+      for (int i = 0; i < offset; ++i) ASSERT_EQ(dst[i], -1.0f) << offset << " " << n;
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(dst[offset + i], src[i]) << offset << " " << n;
+      ASSERT_EQ(dst[offset + n], -1.0f) << offset << " " << n;
+    }
+  }
+}
