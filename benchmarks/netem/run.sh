@@ -10,7 +10,8 @@
 # node: no emulated network; what one node does with its own cores: 2 ranks on this machine as
 # one node (FEDSILO_EMULATED_NODES=1), sparse-hier at the target cell with exact and sampled
 # top-k (node phase + compression + merge, the per-node part of the 10x arithmetic).
-# target: only the cell of the targets (n = 2^24, 1%) at both link rates.
+# target: only the cell of the targets (n = 2^24, 1%) at both link rates, and at 1 Gbit/s
+# once more with sampled top-k.
 # The benchmark interleaves the algorithms of each (size, density) cell iteration by iteration
 # (BLOCKS=1 adds --blocks: each row's iterations back to back, as the first matrix was run).
 # sweep: auto against every algorithm from 64 KiB to 256 MiB (x4 steps), density 1%,
@@ -81,6 +82,7 @@ if [[ $what == target || $what == all ]]; then
   for rate in 1gbit 10gbit; do
     run "target-$rate" "$rate" -b 64M -e 64M --densities 0.01 $common
   done
+  run "target-1gbit-topk-sampled" 1gbit -b 64M -e 64M --densities 0.01 --method topk-sampled $common
 fi
 if [[ $what == node || $what == all ]]; then
   wait_quiet node
