@@ -351,29 +351,35 @@ TEST(Allreduce, FailingNodeCompressorGivesTheSameErrorOnEveryRank) {
   auto world = Comm::world();
   ASSERT_TRUE(world.ok());
   const int P = world->size();
-  auto topo = Topology::create(world.value(), P);  // one rank per node: every rank a leader
-  ASSERT_TRUE(topo.ok());
-  const int bad_node = P - 1;
-  AlgorithmConfig cfg;
-  cfg.name = "sparse-hier";
-  const bool mine_fails = topo->node_index() == bad_node;
-  cfg.compressor = [mine_fails](std::span<const float> s,
-                                std::span<const float* const>) -> Result<SparseVector> {
-    if (mine_fails) return internal_error("out of memory for the residual");
-    SparseVector v;
-    v.length = static_cast<int64_t>(s.size());
-    return v;
-  };
-  auto red = make_dense_allreduce(topo.value(), cfg);
-  ASSERT_TRUE(red.ok());
-  std::vector<float> data(64, 1.0f);
-  fl::ReduceStats st;
-  const Status s = red.value()->sum(data, st);
-  expect_agreed(s, StatusCode::kInternal,
-                "node " + std::to_string(bad_node) + " leader (rank " +
-                    std::to_string(topo->leader_of(bad_node)) +
-                    ") compressor: out of memory for the residual",
-                "sparse-hier");
+  // One rank per node (every rank a leader) and, where P is even, nodes of 2 ranks (the shared
+  // window); a small update and one past the size where the waits sleep.
+  for (const int nodes : {P, P % 2 == 0 ? P / 2 : P}) {
+    auto topo = Topology::create(world.value(), nodes);
+    ASSERT_TRUE(topo.ok());
+    const int bad_node = topo->num_nodes() - 1;
+    AlgorithmConfig cfg;
+    cfg.name = "sparse-hier";
+    const bool mine_fails = topo->is_leader() && topo->node_index() == bad_node;
+    cfg.compressor = [mine_fails](std::span<const float> s,
+                                  std::span<const float* const>) -> Result<SparseVector> {
+      if (mine_fails) return internal_error("out of memory for the residual");
+      SparseVector v;
+      v.length = static_cast<int64_t>(s.size());
+      return v;
+    };
+    auto red = make_dense_allreduce(topo.value(), cfg);
+    ASSERT_TRUE(red.ok());
+    for (const int64_t n : {int64_t{64}, (int64_t{1} << 18) + 5}) {
+      std::vector<float> data(static_cast<size_t>(n), 1.0f);
+      fl::ReduceStats st;
+      const Status s = red.value()->sum(data, st);
+      expect_agreed(s, StatusCode::kInternal,
+                    "node " + std::to_string(bad_node) + " leader (rank " +
+                        std::to_string(topo->leader_of(bad_node)) +
+                        ") compressor: out of memory for the residual",
+                    "sparse-hier, " + topo->describe() + ", length " + std::to_string(n));
+    }
+  }
 }
 
 // sparse-hier's node phase through the shared window and through messages (MPI_Reduce/Bcast):
