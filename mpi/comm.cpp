@@ -371,7 +371,6 @@ struct SharedWindow::Handles {
   }
 };
 
-
 SharedWindow::SharedWindow() = default;
 SharedWindow::~SharedWindow() = default;
 SharedWindow::SharedWindow(SharedWindow&&) noexcept = default;

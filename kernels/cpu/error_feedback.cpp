@@ -137,7 +137,7 @@ SparseVector error_feedback_step(std::span<const float> update,
   // Exact top-k's result does not depend on the sample (only its speed does); it uses the
   // sampled selector's stream.
   std::optional<SampledThreshold> plan;
-  if (top) {
+  if (top || p.method == SelectMethod::kTopkSampled) {  // sampled: also none or all (k <= 0, k >= n)
     Philox rng(p.seed, p.round, p.silo | kSamplingStreamBit, RngPurpose::kCompression);
     plan.emplace(n, p.k, rng, [&](int64_t i) {
       float v = update[static_cast<size_t>(i)];
@@ -149,7 +149,7 @@ SparseVector error_feedback_step(std::span<const float> update,
   }
   // A threshold of 0 would collect everything: then the separate passes are cheaper.
   const bool fuse = plan && plan->first_min_key() > 0;
-  const bool want_hist = p.method == SelectMethod::kTopk && p.k > 0 && p.k < n && !fuse;
+  const bool want_hist = p.method == SelectMethod::kTopk && top && !fuse;
 
   // Pass A: acc, finiteness, and the candidates (fused top-k) or per-chunk histograms (exact
   // top-k otherwise). A chunk collects at most twice its share of the expected candidates
@@ -218,16 +218,10 @@ SparseVector error_feedback_step(std::span<const float> update,
         idx = topk_indices(acc, p.k, p.threads);  // k <= 0, k >= n, or the sample misjudged
       }
       break;
-    case SelectMethod::kTopkSampled: {
-      if (!top) {
-        Philox rng(p.seed, p.round, p.silo | kSamplingStreamBit, RngPurpose::kCompression);
-        idx = topk_sampled_indices(acc, p.k, rng, p.threads, &rep.sampled);  // none or all
-        break;
-      }
-      if (!collected) cand = threshold_pass(acc, plan->first_min_key(), p.threads);
+    case SelectMethod::kTopkSampled:
+      if (top && !collected) cand = threshold_pass(acc, plan->first_min_key(), p.threads);
       idx = plan->finish(acc, std::move(cand), p.threads, &rep.sampled);
       break;
-    }
     case SelectMethod::kRandk:
       idx = randk_indices(n, p.k, p.seed, p.round);
       break;
