@@ -13,7 +13,7 @@
 #                   directory's agent.sh, TCP between nodes on eth0 only, shared memory inside
 #   NETEM_IF        the node side of each link (eth0 in every node)
 #   NETEM_NODES     K
-# Facts behind the numbers (../../../shared/ENVIRONMENT.md): 1gbit with burst 256kb measured
+# Facts behind the numbers (docs/environment.md): 1gbit with burst 256kb measured
 # 0.96 Gbit/s, 10gbit with burst 2mb 9.6 Gbit/s (a 64kb burst under-delivers at 10gbit); this
 # kernel has no netem, so no added delay (node-to-node round trip ~0.07 ms). The nodes are built
 # by nodes.sh, shared with tests/slurm/multinode.sh (prefix fstest, 10.78.0.0/24).

@@ -12,7 +12,7 @@
 #   nodes_down                       kills what still runs in the nodes (by pid), removes them
 #   nodes_ns I, nodes_ip I, nodes_burst RATE   names, addresses, the tbf burst of a rate
 #
-# Facts behind the numbers (../../../shared/ENVIRONMENT.md): 1gbit with burst 256kb measured
+# Facts behind the numbers (docs/environment.md): 1gbit with burst 256kb measured
 # 0.96 Gbit/s, 10gbit with burst 2mb 9.6 Gbit/s (a 64kb burst under-delivers at 10gbit).
 
 nodes_init() {

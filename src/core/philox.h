@@ -1,5 +1,6 @@
 // Philox4x32-10 counter-based generator (Salmon et al., SC'11; the one cuRAND offers) and the
-// stream convention of DESIGN.md: every random number comes from (run seed, round, silo, purpose).
+// stream convention of docs/architecture.md: every random number comes from (run seed, round,
+// silo, purpose).
 #pragma once
 
 #include <array>
@@ -16,9 +17,9 @@ enum class RngPurpose : uint32_t {
   kPartition = 4,    // data partitioning
   kNoise = 5,        // feature noise at partition time
   kTestSplit = 6,    // per-silo test subsets
-  kDropout = 7,
-  kCompression = 8,  // random-k, stochastic rounding (later issues)
-  kPrivacy = 9,      // DP noise (later issues)
+  kDropout = 7,      // reserved: no layer draws dropout masks
+  kCompression = 8,  // random-k, sampled top-k's sample, int8 stochastic rounding
+  kPrivacy = 9,      // reserved for DP noise (fedsilo has no privacy module)
 };
 
 /// One Philox4x32-10 block: 4 x 32-bit outputs for a 128-bit counter and 64-bit key.

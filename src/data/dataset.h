@@ -1,8 +1,9 @@
 // In-memory labelled data set (one silo's train or test split) and its HDF5 file format.
 //
-// File format (DESIGN.md): datasets `x` float32 [N, C, H, W] (NCHW, values in [0,1] for images)
-// and `y` int32 [N]; root attributes `num_classes` (int64), `channels`, `height`, `width` (int64),
-// `name` (string, e.g. "fashion-mnist"), `silo` (int64, -1 for the global test split).
+// File format (docs/architecture.md): datasets `x` float32 [N, C, H, W] (NCHW, values in [0,1]
+// for images) and `y` int32 [N]; root attributes `num_classes` (int64), `channels`, `height`,
+// `width` (int64), `name` (string, e.g. "fashion-mnist"), `silo` (int64, -1 for the global test
+// split).
 #pragma once
 
 #include <array>

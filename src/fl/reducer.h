@@ -1,6 +1,7 @@
-// The aggregation transport interface: how silo updates are summed across ranks. The dense
-// MPI_Allreduce is the first implementation (mpi/dense_allreduce.h); compressed and hierarchical
-// ones plug in here later without touching the round driver.
+// The dense aggregation interface: how a float buffer is summed in place across ranks. Its
+// implementations are dense-flat (mpi/dense_allreduce.h, one MPI_Allreduce) and, through
+// mpi::DenseAllreduceAlgorithm, dense-hier and sparse-hier (mpi/dense_hier.h, mpi/sparse_hier.h);
+// per-silo compressed contributions go through mpi::SparseAllreduceAlgorithm (mpi/algorithm.h).
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
-// A sequential model over one flat parameter buffer (DESIGN.md): layers see views into the
-// flat params/grads; forward/backward run on the CPU kernels in kernels/cpu.
+// A sequential model over one flat parameter buffer (docs/architecture.md): layers see views into
+// the flat params/grads; forward/backward run on the CPU kernels in kernels/cpu.
 #pragma once
 
 #include <array>
