@@ -9,7 +9,7 @@
 #   cluster.sh status DIR              exit 0 when the cluster of DIR answers
 #
 # The SPANK plugin, when given, sees its paths in DIR: data_path=DIR/mnt/data,
-# state_path=DIR/mnt/state. Facts behind the settings: ../../../shared/ENVIRONMENT.md.
+# state_path=DIR/mnt/state. Facts behind the settings: docs/environment.md.
 set -euo pipefail
 
 cmd=${1:-}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Multi-node test on a real Slurm cluster of 4 emulated nodes (issue 4, section 4): network + UTS
+# Multi-node test on a real Slurm cluster of 4 emulated nodes: network + UTS
 # namespaces node0..node3 (benchmarks/netem/nodes.sh, prefix fstest, 10.78.0.0/24), munged in
 # the root namespace, slurmctld in node0, one slurmd per node. `srun --mpi=pmix -N 4 -n 8`
 # trains with sparse-hier pinned; the run must see 4 real nodes of 2 ranks and end with the
@@ -9,7 +9,7 @@
 # skipped (not root, Slurm or network namespaces missing). Its own ports (18817/18818) and
 # names, so it runs beside the single-node test cluster; two runs of it on one machine take
 # turns (a lock in /run). Everything is torn down on exit, also on failure; every wait is bounded.
-# Facts behind the settings: ../../../shared/ENVIRONMENT.md ("Several emulated nodes").
+# Facts behind the settings: docs/environment.md ("Several emulated nodes").
 set -euo pipefail
 : "${FEDSILO_BIN:?}" "${FEDSILO_SOURCE_DIR:?}" "${FEDSILO_TEST_DIR:?}"
 
