@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Accuracy with compressed updates (issue 3): the NIID-Bench Dirichlet(0.5) setup (niid-cnn) and a
+# Accuracy with compressed updates: the NIID-Bench Dirichlet(0.5) setup (niid-cnn) and a
 # larger mlp [1024, 1024], each dense and with top-k 10%, 1%, 0.1% plus error feedback, and 1%
 # without (examples/compression/*.toml), then final accuracy against dense. Runs resume, so the
-# set may span sessions. Usage: benchmarks/compression_accuracy/run.sh [CONFIG...]
+# set can be run in parts. Usage: benchmarks/compression_accuracy/run.sh [CONFIG...]
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"

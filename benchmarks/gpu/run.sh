@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check of issue 5 in one call on the lent GPU machine (benchmarks/gpu/prepare.sh builds
+# The GPU check in one call on the lent GPU machine (benchmarks/gpu/prepare.sh builds
 # and stages everything here first; the machine has no HDF5 and cannot install anything):
 #
 #   bash benchmarks/gpu/run.sh             GPU tests (and the device allreduce on 1-4 MPI ranks),

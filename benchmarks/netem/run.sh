@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The allreduce measurements of issue 3 on an emulated cluster (netem.sh): 4 nodes x 2 ranks,
+# The allreduce measurements on an emulated cluster (netem.sh): 4 nodes x 2 ranks,
 # links at 1 Gbit/s and 10 Gbit/s, n = 2^22 and 2^24 floats (16 and 64 MiB of fp32), densities
 # 10%, 1%, 0.1%, compression level node with fp16 values, every algorithm and auto, 20 timed
 # iterations after 3 warm-ups, every result checked first (-c). Writes one JSON per link rate
@@ -10,10 +10,10 @@
 # node: no emulated network; what one node does with its own cores: 2 ranks on this machine as
 # one node (FEDSILO_EMULATED_NODES=1), sparse-hier at the target cell with exact and sampled
 # top-k (node phase + compression + merge, the per-node part of the 10x arithmetic).
-# target: only the cell of the issue's targets (n = 2^24, 1%) at both link rates, and at 1 Gbit/s
-# once more with sampled top-k.
+# target: only the target cell (n = 2^24, 1%; benchmarks/RESULTS.md, "Allreduce") at both link
+# rates, and at 1 Gbit/s once more with sampled top-k.
 # The benchmark interleaves the algorithms of each (size, density) cell iteration by iteration
-# (BLOCKS=1 adds --blocks: each row's iterations back to back, as the first matrix was run).
+# (BLOCKS=1 adds --blocks: each row's iterations back to back).
 # sweep: auto against every algorithm from 64 KiB to 256 MiB (x4 steps), density 1%,
 # unthrottled and at 1 Gbit/s (the "every measured cell" check of auto; SWEEP_MAX_1GBIT caps
 # the throttled sizes, default 256M: dense MPI_Allreduce of 256 MiB takes ~7 s there).
