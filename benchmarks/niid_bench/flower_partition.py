@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes Flower's NIID-Bench Dirichlet split of Fashion-MNIST as fedsilo silo files.
 
-The issue's reference numbers (FedAvg 88.4%, FedProx 88.6% on Dirichlet(0.5)) come from Flower's
+The reference numbers of benchmarks/RESULTS.md (FedAvg 88.4%, FedProx 88.6% on Dirichlet(0.5)) come from Flower's
 one-seed reproduction of NIID-Bench, which partitions with numpy's default_rng(42). fedsilo's own
 partitioner draws from its Philox streams, so `--seed 1` gives a different split. This script
 rebuilds Flower's exact split (same generator, same draw order: per class shuffle the class's

@@ -1,6 +1,6 @@
 // End-to-end tests of the fedsilo command: a real Fashion-MNIST subset partitioned into silos,
-// federations under mpirun, resume and determinism, and every bad input of the foundation issue
-// (non-zero exit on every rank, one clear message, no model written).
+// federations under mpirun, resume and determinism, and bad inputs (non-zero exit on every rank,
+// one clear message, no model written).
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
