@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """Writes Flower's NIID-Bench Dirichlet split of Fashion-MNIST as fedsilo silo files.
 
-The reference numbers of benchmarks/RESULTS.md (FedAvg 88.4%, FedProx 88.6% on Dirichlet(0.5)) come from Flower's
-one-seed reproduction of NIID-Bench, which partitions with numpy's default_rng(42). fedsilo's own
-partitioner draws from its Philox streams, so `--seed 1` gives a different split. This script
+The reference numbers in benchmarks/RESULTS.md (FedAvg 88.4%, FedProx 88.6% on Dirichlet(0.5))
+come from Flower's one-seed reproduction of NIID-Bench, which partitions with numpy's
+default_rng(42). fedsilo's own partitioner draws from its Philox streams, so `--seed 1` gives a
+different split. This script
 rebuilds Flower's exact split (same generator, same draw order: per class shuffle the class's
 indices, draw Dir(alpha) proportions, zero the silos already over N/silos, renormalise, cut at
 the cumulative proportions; redraw everything until each silo has >= 10 samples), so that
