@@ -9,6 +9,7 @@
 #include <set>
 
 #include "cli/commands.h"
+#include "cli/exit_codes.h"
 #include "core/fs.h"
 #include "core/philox.h"
 #include "core/status.h"
@@ -70,7 +71,7 @@ Result<Splits> load(const PartitionArgs& a) {
   if (!a.test_input.empty()) {
     FEDSILO_ASSIGN_OR_RETURN(s.test, data::read_xy_file(a.test_input));
     if (s.test.chw != all.chw) {
-      return invalid_argument(
+      return corrupt_data(
           a.test_input + ": samples of shape {" +
           fmt::format("{}, {}, {}", s.test.chw[0], s.test.chw[1], s.test.chw[2]) +
           "} do not match " + a.input + "'s {" +
@@ -84,7 +85,7 @@ Result<Splits> load(const PartitionArgs& a) {
   }
   const int64_t n_test = all.size() / kHoldoutDenominator;
   if (n_test < 1) {
-    return invalid_argument(a.input + ": " + std::to_string(all.size()) +
+    return corrupt_data(a.input + ": " + std::to_string(all.size()) +
                             " samples are too few to hold out 1/7 as the test split; "
                             "pass --test-input");
   }
@@ -241,19 +242,6 @@ Status run(const PartitionArgs& a) {
   return {};
 }
 
-// 1 for bad usage or input (flags, files, data), 2 for failures of the machine (I/O, internal).
-int exit_code(const Status& st) {
-  switch (st.code()) {
-    case StatusCode::kOk:
-      return 0;
-    case StatusCode::kIoError:
-    case StatusCode::kInternal:
-      return 2;
-    default:
-      return 1;
-  }
-}
-
 }  // namespace
 
 int run_partition(const PartitionArgs& args) {
@@ -264,7 +252,7 @@ int run_partition(const PartitionArgs& args) {
     st = internal_error(e.what());
   }
   if (!st.ok()) std::cerr << "fedsilo partition: error: " << st.message() << '\n';
-  return exit_code(st);
+  return exit_code_for(st);
 }
 
 }  // namespace fedsilo::cli

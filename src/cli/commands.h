@@ -28,6 +28,7 @@ struct TrainArgs {
   bool resume = false;
   bool overwrite = false;
   bool quiet = false;      // no live progress line
+  bool check = false;      // validate the config only: no MPI, no data read
 };
 /// Runs under MPI (MPI_Init inside); every rank returns the same exit code.
 int run_train(const TrainArgs& args);

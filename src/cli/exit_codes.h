@@ -11,6 +11,10 @@ inline constexpr int kExitUsage = 2;        // bad flag, config key or value
 inline constexpr int kExitRunExists = 3;    // run directory holds a run: --resume or --overwrite
 inline constexpr int kExitDiverged = 4;     // non-finite loss or update
 inline constexpr int kExitRequeue = 5;      // stopped by SIGUSR1 after checkpointing: requeue and --resume
+inline constexpr int kExitFinal = 6;        // stopped for good (reserved: a spent privacy budget):
+                                            // the job script does not requeue
+inline constexpr int kExitCancelled = 7;    // stopped by SIGINT/SIGTERM after checkpointing: --resume
+                                            // continues; not requeued
 
 inline int exit_code_for(const Status& s) {
   switch (s.code()) {
@@ -19,6 +23,7 @@ inline int exit_code_for(const Status& s) {
     case StatusCode::kAlreadyExists: return kExitRunExists;
     case StatusCode::kDiverged: return kExitDiverged;
     case StatusCode::kInterrupted: return kExitRequeue;
+    case StatusCode::kCancelled: return kExitCancelled;
     default: return kExitError;
   }
 }

@@ -1,11 +1,55 @@
 // The fedsilo command: flag parsing (CLI11) for train, partition, slurm, inspect, eval and bench.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <vector>
+
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
 #ifdef FEDSILO_BENCH_ALLREDUCE
 #include "benchmarks/allreduce/allreduce_bench.h"
 #endif
+
+namespace {
+
+// Levenshtein distance, for "did you mean".
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// A first argument that is no subcommand gets a message naming it (CLI11 only says that a
+// subcommand is required) and the closest subcommand.
+int check_subcommand(const CLI::App& app, const std::string& word) {
+  std::string names, closest;
+  size_t best = 3;  // suggest only within two edits
+  for (const CLI::App* sub : app.get_subcommands({})) {
+    if (sub->get_name() == word) return fedsilo::cli::kExitOk;
+    names += (names.empty() ? "" : ", ") + sub->get_name();
+    if (const size_t d = edit_distance(word, sub->get_name()); d < best) {
+      best = d;
+      closest = sub->get_name();
+    }
+  }
+  std::fprintf(stderr, "fedsilo: error: unknown subcommand '%s'%s (subcommands: %s; see fedsilo --help)\n",
+               word.c_str(), closest.empty() ? "" : (", did you mean '" + closest + "'?").c_str(),
+               names.c_str());
+  return fedsilo::cli::kExitUsage;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace fedsilo::cli;
@@ -20,6 +64,9 @@ int main(int argc, char** argv) {
               "Continue the run in run.out_dir from its newest checkpoint (starts at round 0 if there is none)");
   t->add_flag("--overwrite", train.overwrite, "Replace an existing run in run.out_dir");
   t->add_flag("-q,--quiet", train.quiet, "No progress lines or summary");
+  t->add_flag("--check", train.check,
+              "Only parse and validate the config (no MPI, no data read) and print the settings "
+              "that take effect; exit 0 when it is valid, 2 when not");
 
   PartitionArgs part;
   auto* p = app.add_subcommand("partition", "Split a data set into silo directories (NIID-Bench schemes)");
@@ -67,10 +114,15 @@ int main(int argc, char** argv) {
   auto* bench_ar = fedsilo::bench::add_allreduce_command(*bench, bench_allreduce);
 #endif
 
+  if (argc > 1 && argv[1][0] != '-') {
+    if (const int rc = check_subcommand(app, argv[1]); rc != kExitOk) return rc;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& err) {
-    return app.exit(err);
+    // --help and --version are "errors" with exit code 0; every real parse error is a usage
+    // error (CLI11's own codes, 105 and up, are not ours).
+    return app.exit(err) == 0 ? kExitOk : kExitUsage;
   }
   if (*t) return run_train(train);
   if (*p) {

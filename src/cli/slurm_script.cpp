@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -37,7 +38,31 @@ std::string absolute(const std::string& path, const std::string& base) {
   return (p.is_absolute() ? p : stdfs::path(base) / p).lexically_normal().string();
 }
 
+// Bytes of the largest silo's train.h5 + test.h5 under `silos_dir`, plus its share of the
+// global test file; 0 where nothing can be read.
+int64_t silo_data_bytes(const std::string& silos_dir, const std::string& test_file, int silos) {
+  std::error_code ec;
+  int64_t largest = 0;
+  for (const auto& e : stdfs::directory_iterator(silos_dir, ec)) {
+    if (!e.is_directory()) continue;
+    int64_t bytes = 0;
+    for (const char* f : {"train.h5", "test.h5"}) {
+      const auto size = stdfs::file_size(e.path() / f, ec);
+      if (!ec) bytes += static_cast<int64_t>(size);
+    }
+    largest = std::max(largest, bytes);
+  }
+  const auto test = stdfs::file_size(test_file, ec);
+  return largest + (ec ? 0 : static_cast<int64_t>(test) / std::max(1, silos));
+}
+
 }  // namespace
+
+int64_t estimated_task_memory_mib(int64_t data_bytes) {
+  constexpr int64_t kMiB = 1 << 20;
+  const int64_t mib = 512 + (2 * data_bytes + kMiB - 1) / kMiB;
+  return (mib + 255) / 256 * 256;
+}
 
 Result<int> count_manifest_silos(const std::string& path) {
   std::ifstream in(path);
@@ -93,7 +118,11 @@ Result<std::string> make_sbatch_script(const config::Config& cfg, const SbatchIn
     << "#SBATCH --ntasks=" << silos << "\n";
   if (nodes > 0) o << "#SBATCH --nodes=" << nodes << "\n";
   if (s.ranks_per_node > 0) o << "#SBATCH --ntasks-per-node=" << s.ranks_per_node << "\n";
-  if (cfg.local.threads > 0) o << "#SBATCH --cpus-per-task=" << cfg.local.threads << "\n";
+  const int cpus = s.cpus_per_task > 0 ? s.cpus_per_task : std::max(1, cfg.local.threads);
+  const int64_t task_mib = s.mem_per_task.empty() ? estimated_task_memory_mib(in.data_bytes)
+                                                  : config::slurm_memory_mib(s.mem_per_task).value();
+  o << "#SBATCH --cpus-per-task=" << cpus << "\n"
+    << "#SBATCH --mem-per-cpu=" << (task_mib + cpus - 1) / cpus << "M\n";
   o << "#SBATCH --time=" << s.time << "\n";
   if (!s.partition.empty()) o << "#SBATCH --partition=" << s.partition << "\n";
   if (!s.account.empty()) o << "#SBATCH --account=" << s.account << "\n";
@@ -121,7 +150,7 @@ Result<std::string> make_sbatch_script(const config::Config& cfg, const SbatchIn
     << "}\n"
     << "trap forward_usr1 USR1\n"
     << "\n"
-    << "srun --mpi=pmix \"$FEDSILO\" train \"$CONFIG\" --resume &\n"
+    << "srun --mpi=" << s.mpi << " \"$FEDSILO\" train \"$CONFIG\" --resume &\n"
     << "step=$!\n"
     << "# A trapped signal interrupts `wait`; wait again until srun itself has finished.\n"
     << "while :; do\n"
@@ -130,6 +159,8 @@ Result<std::string> make_sbatch_script(const config::Config& cfg, const SbatchIn
     << "  kill -0 \"$step\" 2>/dev/null || break\n"
     << "done\n"
     << "\n"
+    << "# Only " << kExitRequeue << " requeues: " << kExitFinal << " means stopped for good, " << kExitCancelled
+    << " stopped by SIGINT/SIGTERM (scancel).\n"
     << "if [[ $rc -eq $EXIT_REQUEUE ]]; then\n"
     << "  echo \"fedsilo job ${SLURM_JOB_ID}: checkpointed; requeueing\"\n"
     << "  scontrol requeue \"$SLURM_JOB_ID\"\n"
@@ -162,10 +193,12 @@ int run_slurm(const SlurmArgs& args) {
     if (!n.ok()) return fail(n.status().message(), exit_code_for(n.status()));
     in.silos = n.value();
   } else {
-    auto n = fl::count_silos(absolute(cfg->data.silos_dir, cwd));
+    auto n = fl::count_silos(absolute(cfg->data.silos_dir, cwd), args.config);
     if (!n.ok()) return fail(n.status().message(), exit_code_for(n.status()));
     in.silos = n.value();
   }
+  // With a manifest the silo directories may not be readable here (0: the base request).
+  in.data_bytes = silo_data_bytes(absolute(cfg->data.silos_dir, cwd), absolute(cfg->data.test_file, cwd), in.silos);
   auto script = make_sbatch_script(cfg.value(), in);
   if (!script.ok()) return fail(script.status().message(), exit_code_for(script.status()));
 

@@ -13,9 +13,17 @@ struct SbatchInputs {
   std::string fedsilo_path;  // absolute path of the fedsilo command the job runs
   std::string submit_dir;    // absolute directory the job runs in (relative paths of the config)
   int silos = 0;             // tasks: one per silo
+  int64_t data_bytes = 0;    // the largest silo's data files plus its share of the global test
+                             // file (0: unknown); sizes the memory request
 };
 
-/// The job script: one task per silo through `srun --mpi=pmix`, `--resume` (a fresh job starts
+/// Memory per task (MiB) for a silo whose data files take `data_bytes`: the data loaded twice
+/// over (samples, batches and evaluation buffers) plus 512 MiB for MPI, BLAS and the model,
+/// rounded up to 256 MiB.
+[[nodiscard]] int64_t estimated_task_memory_mib(int64_t data_bytes);
+
+/// The job script: one task per silo through `srun --mpi=<slurm.mpi>` with its cores
+/// (`--cpus-per-task`) and memory (`--mem-per-cpu`), `--resume` (a fresh job starts
 /// at round 0, a requeued one continues), `--requeue` and `--signal=B:USR1@S`, a USR1 trap that
 /// forwards the signal to the ranks and requeues the job when fedsilo exits with kExitRequeue.
 /// kInvalidArgument when the [slurm] settings cannot place the silos (nodes x ranks_per_node).

@@ -2,10 +2,12 @@
 // and become Status.
 #include "config/config.h"
 
+#include <charconv>
 #include <cmath>
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <map>
 #include <regex>
 #include <sstream>
 #include <toml++/toml.h>
@@ -15,12 +17,13 @@
 namespace fedsilo::config {
 namespace {
 
-// One allowed key: how to read it from a toml node into the Config, and how to write it back.
+// One allowed key: how to read it from a toml node into the Config, and how to write its value
+// back as TOML text.
 struct KeySpec {
   const char* table;
   const char* key;
-  const char* type_name;
   std::function<Status(const toml::node&, Config&, const std::string& where)> read;
+  std::function<std::string(const Config&)> write;
 };
 
 Status type_error(const std::string& where, const char* expected, const toml::node& n) {
@@ -80,13 +83,49 @@ Status read_int_list(const toml::node& n, std::vector<int>& out, const std::stri
   return {};
 }
 
-#define FEDSILO_KEY_INT(tbl, k, field) \
-  KeySpec{tbl, #k, "integer", [](const toml::node& n, Config& c, const std::string& w) { return read_int(n, c.field, w); }}
-#define FEDSILO_KEY_DBL(tbl, k, field) \
-  KeySpec{tbl, #k, "number", [](const toml::node& n, Config& c, const std::string& w) { return read_double(n, c.field, w); }}
-#define FEDSILO_KEY_STR(tbl, k, field) \
-  KeySpec{tbl, #k, "string", [](const toml::node& n, Config& c, const std::string& w) { return read_string(n, c.field, w); }}
+template <typename T>
+std::string int_text(T v) {
+  return std::to_string(v);
+}
 
+// The shortest text that parses back to the same double (0.9, not 0.90000000000000002), as a
+// TOML float (always with a '.' or an exponent).
+std::string double_text(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buf[64];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  std::string s(buf, ec == std::errc() ? end : buf);
+  if (s.find_first_of(".eE") == std::string::npos) s += ".0";
+  return s;
+}
+
+std::string string_text(const std::string& v) {
+  std::ostringstream os;
+  os << toml::value<std::string>(v);
+  return os.str();
+}
+
+std::string int_list_text(const std::vector<int>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  return s + "]";
+}
+
+#define FEDSILO_KEY_INT(tbl, k, field)                                                      \
+  KeySpec{tbl, #k,                                                                          \
+          [](const toml::node& n, Config& c, const std::string& w) { return read_int(n, c.field, w); }, \
+          [](const Config& c) { return int_text(c.field); }}
+#define FEDSILO_KEY_DBL(tbl, k, field)                                                         \
+  KeySpec{tbl, #k,                                                                             \
+          [](const toml::node& n, Config& c, const std::string& w) { return read_double(n, c.field, w); }, \
+          [](const Config& c) { return double_text(c.field); }}
+#define FEDSILO_KEY_STR(tbl, k, field)                                                         \
+  KeySpec{tbl, #k,                                                                             \
+          [](const toml::node& n, Config& c, const std::string& w) { return read_string(n, c.field, w); }, \
+          [](const Config& c) { return string_text(c.field); }}
+
+// In the order of the canonical text.
 const std::vector<KeySpec>& key_specs() {
   static const std::vector<KeySpec> specs = {
       FEDSILO_KEY_STR("run", name, run.name),
@@ -98,10 +137,11 @@ const std::vector<KeySpec>& key_specs() {
       FEDSILO_KEY_STR("data", silos_dir, data.silos_dir),
       FEDSILO_KEY_STR("data", test_file, data.test_file),
       FEDSILO_KEY_STR("model", arch, model.arch),
-      KeySpec{"model", "hidden", "array of integers",
+      KeySpec{"model", "hidden",
               [](const toml::node& n, Config& c, const std::string& w) {
                 return read_int_list(n, c.model.hidden, w);
-              }},
+              },
+              [](const Config& c) { return int_list_text(c.model.hidden); }},
       FEDSILO_KEY_INT("local", epochs, local.epochs),
       FEDSILO_KEY_INT("local", batch_size, local.batch_size),
       FEDSILO_KEY_DBL("local", lr, local.lr),
@@ -111,13 +151,16 @@ const std::vector<KeySpec>& key_specs() {
       FEDSILO_KEY_STR("strategy", name, strategy.name),
       FEDSILO_KEY_DBL("strategy", mu, strategy.mu),
       FEDSILO_KEY_DBL("strategy", fraction, strategy.fraction),
+      FEDSILO_KEY_INT("eval", every, eval.every),
+      FEDSILO_KEY_INT("eval", batch_size, eval.batch_size),
       FEDSILO_KEY_STR("compression", method, compression.method),
       FEDSILO_KEY_DBL("compression", density, compression.density),
       FEDSILO_KEY_STR("compression", value_type, compression.value_type),
-      KeySpec{"compression", "error_feedback", "boolean",
+      KeySpec{"compression", "error_feedback",
               [](const toml::node& n, Config& c, const std::string& w) {
                 return read_bool(n, c.compression.error_feedback, w);
-              }},
+              },
+              [](const Config& c) { return std::string(c.compression.error_feedback ? "true" : "false"); }},
       FEDSILO_KEY_DBL("compression", momentum_correction, compression.momentum_correction),
       FEDSILO_KEY_STR("compression", level, compression.level),
       FEDSILO_KEY_STR("allreduce", algorithm, allreduce.algorithm),
@@ -132,8 +175,9 @@ const std::vector<KeySpec>& key_specs() {
       FEDSILO_KEY_STR("slurm", manifest, slurm.manifest),
       FEDSILO_KEY_INT("slurm", signal_seconds, slurm.signal_seconds),
       FEDSILO_KEY_STR("slurm", output, slurm.output),
-      FEDSILO_KEY_INT("eval", every, eval.every),
-      FEDSILO_KEY_INT("eval", batch_size, eval.batch_size),
+      FEDSILO_KEY_STR("slurm", mpi, slurm.mpi),
+      FEDSILO_KEY_INT("slurm", cpus_per_task, slurm.cpus_per_task),
+      FEDSILO_KEY_STR("slurm", mem_per_task, slurm.mem_per_task),
       FEDSILO_KEY_STR("device", kind, device.kind),
       FEDSILO_KEY_STR("device", reduce, device.reduce),
   };
@@ -143,6 +187,18 @@ const std::vector<KeySpec>& key_specs() {
 #undef FEDSILO_KEY_INT
 #undef FEDSILO_KEY_DBL
 #undef FEDSILO_KEY_STR
+
+// Every key with its value text, in canonical order; with `effective_only`, the keys without
+// effect under the other settings are left out.
+std::vector<std::pair<std::string, std::string>> key_texts(const Config& c, bool effective_only) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& s : key_specs()) {
+    const std::string key = std::string(s.table) + "." + s.key;
+    if (effective_only && without_effect(c, key)) continue;
+    out.emplace_back(key, s.write(c));
+  }
+  return out;
+}
 
 std::string node_text(const toml::node& n) {
   std::ostringstream os;
@@ -205,6 +261,7 @@ Result<Config> parse_config(const std::string& text, const std::string& source) 
                                 known + ")");
       }
       FEDSILO_CHECK(spec->read(node, cfg, where));
+      cfg.written.insert(table + "." + name);
     }
   }
   if (cfg.run.out_dir.empty()) cfg.run.out_dir = "runs/" + cfg.run.name;
@@ -252,9 +309,6 @@ Status validate(const Config& c, const std::string& source) {
     return bad("strategy.name", "unknown strategy '" + c.strategy.name + "' (expected fedavg, fedprox)");
   }
   if (!(c.strategy.mu >= 0.0) || !std::isfinite(c.strategy.mu)) return bad("strategy.mu", "must be >= 0");
-  if (c.strategy.name == "fedavg" && c.strategy.mu != 0.0) {
-    return bad("strategy.mu", "is only used by strategy.name = \"fedprox\" (strategy.name is \"fedavg\")");
-  }
   if (!(c.strategy.fraction > 0.0 && c.strategy.fraction <= 1.0)) {
     return bad("strategy.fraction", "must be in (0, 1], got " + std::to_string(c.strategy.fraction));
   }
@@ -323,6 +377,18 @@ Status validate(const Config& c, const std::string& source) {
                  "must not contain blanks, quotes, '$', '`' or '\\' (it goes into #SBATCH lines)");
     }
   }
+  if (c.slurm.mpi.empty() ||
+      c.slurm.mpi.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") != std::string::npos) {
+    return bad("slurm.mpi", "'" + c.slurm.mpi + "' is not an srun --mpi plugin name (e.g. pmix, pmix_v4, pmi2)");
+  }
+  if (c.slurm.cpus_per_task < 0) return bad("slurm.cpus_per_task", "must be >= 0 (0 = local.threads, or 1)");
+  if (c.slurm.cpus_per_task > 0 && c.local.threads > 0 && c.slurm.cpus_per_task < c.local.threads) {
+    return bad("slurm.cpus_per_task", std::to_string(c.slurm.cpus_per_task) + " is below local.threads = " +
+                                          std::to_string(c.local.threads) + " (each rank would oversubscribe its cores)");
+  }
+  if (!c.slurm.mem_per_task.empty()) {
+    if (auto m = slurm_memory_mib(c.slurm.mem_per_task); !m.ok()) return bad("slurm.mem_per_task", m.status().message());
+  }
   if (c.device.kind != "cpu" && c.device.kind != "cuda" && c.device.kind != "auto") {
     return bad("device.kind", "unknown device kind '" + c.device.kind + "' (expected cpu, cuda, auto)");
   }
@@ -338,54 +404,64 @@ Status validate(const Config& c, const std::string& source) {
   }
   if (c.eval.every < 1) return bad("eval.every", "must be >= 1");
   if (c.eval.batch_size < 1) return bad("eval.batch_size", "must be >= 1");
+  // Last, so that a value that is wrong in itself is reported as such first.
+  for (const std::string& key : c.written) {
+    if (auto why = without_effect(c, key)) {
+      return bad(key, "has no effect with " + *why + "; remove it (or change that setting)");
+    }
+  }
   return {};
 }
 
+std::optional<std::string> without_effect(const Config& c, const std::string& key) {
+  const auto& z = c.compression;
+  const auto is = [](const std::string& k, const std::string& v) { return k + " = \"" + v + "\""; };
+  if (key == "strategy.mu" && c.strategy.name != "fedprox") return is("strategy.name", c.strategy.name);
+  if (key == "model.hidden" && c.model.arch != "mlp") return is("model.arch", c.model.arch);
+  if (key.starts_with("compression.") && key != "compression.method" && z.method == "none") {
+    return is("compression.method", "none");
+  }
+  if (key == "compression.momentum_correction" && !z.error_feedback) {
+    return std::string("compression.error_feedback = false");
+  }
+  if ((key == "allreduce.link_gbps" || key == "allreduce.link_latency_us") &&
+      c.allreduce.algorithm != "auto") {
+    return is("allreduce.algorithm", c.allreduce.algorithm);
+  }
+  if (key == "allreduce.link_latency_us" && c.allreduce.link_gbps == 0.0) {
+    return std::string("allreduce.link_gbps = 0 (the links are measured)");
+  }
+  if (key == "device.reduce") {
+    if (c.device.kind == "cpu") return is("device.kind", "cpu");
+    if (z.method != "none") return is("compression.method", z.method) + " (compressed updates are summed on the host)";
+  }
+  return std::nullopt;
+}
+
 std::string to_toml(const Config& c) {
-  toml::array hidden;
-  for (int h : c.model.hidden) hidden.push_back(h);
-  toml::table root{
-      {"run", toml::table{{"name", c.run.name},
-                          {"seed", static_cast<int64_t>(c.run.seed)},
-                          {"rounds", c.run.rounds},
-                          {"out_dir", c.run.out_dir},
-                          {"checkpoint_every", c.run.checkpoint_every},
-                          {"keep_checkpoints", c.run.keep_checkpoints}}},
-      {"data", toml::table{{"silos_dir", c.data.silos_dir}, {"test_file", c.data.test_file}}},
-      {"model", toml::table{{"arch", c.model.arch}, {"hidden", hidden}}},
-      {"local", toml::table{{"epochs", c.local.epochs},
-                            {"batch_size", c.local.batch_size},
-                            {"lr", c.local.lr},
-                            {"momentum", c.local.momentum},
-                            {"weight_decay", c.local.weight_decay},
-                            {"threads", c.local.threads}}},
-      {"strategy", toml::table{{"name", c.strategy.name},
-                               {"mu", c.strategy.mu},
-                               {"fraction", c.strategy.fraction}}},
-      {"eval", toml::table{{"every", c.eval.every}, {"batch_size", c.eval.batch_size}}},
-      {"compression", toml::table{{"method", c.compression.method},
-                                  {"density", c.compression.density},
-                                  {"value_type", c.compression.value_type},
-                                  {"error_feedback", c.compression.error_feedback},
-                                  {"momentum_correction", c.compression.momentum_correction},
-                                  {"level", c.compression.level}}},
-      {"allreduce", toml::table{{"algorithm", c.allreduce.algorithm},
-                                {"link_gbps", c.allreduce.link_gbps},
-                                {"link_latency_us", c.allreduce.link_latency_us}}},
-      {"topology", toml::table{{"emulated_nodes", c.topology.emulated_nodes}}},
-      {"slurm", toml::table{{"partition", c.slurm.partition},
-                            {"account", c.slurm.account},
-                            {"time", c.slurm.time},
-                            {"nodes", c.slurm.nodes},
-                            {"ranks_per_node", c.slurm.ranks_per_node},
-                            {"manifest", c.slurm.manifest},
-                            {"signal_seconds", c.slurm.signal_seconds},
-                            {"output", c.slurm.output}}},
-      {"device", toml::table{{"kind", c.device.kind}, {"reduce", c.device.reduce}}},
-  };
-  std::ostringstream os;
-  os << root << "\n";
-  return os.str();
+  std::string out, table;
+  for (const auto& [key, value] : key_texts(c, /*effective_only=*/true)) {
+    const std::string t = key.substr(0, key.find('.'));
+    if (t != table) {
+      out += (table.empty() ? "[" : "\n[") + t + "]\n";
+      table = t;
+    }
+    out += key.substr(t.size() + 1) + " = " + value + "\n";
+  }
+  return out;
+}
+
+Result<int64_t> slurm_memory_mib(const std::string& text) {
+  static const std::regex re(R"(^(\d{1,12})([KMGT]?)$)");
+  std::smatch m;
+  if (!std::regex_match(text, m, re)) {
+    return invalid_argument("'" + text + "' is not a memory size (an integer in MiB, or with a K, M, G or T suffix: \"4G\")");
+  }
+  const int64_t v = std::stoll(m[1].str());
+  const std::string unit = m[2].str();
+  const int64_t mib = unit == "K" ? (v + 1023) / 1024 : unit == "G" ? v * 1024 : unit == "T" ? v * 1024 * 1024 : v;
+  if (mib <= 0) return invalid_argument("'" + text + "' is not a positive memory size");
+  return mib;
 }
 
 Result<int64_t> slurm_time_seconds(const std::string& text) {
@@ -411,25 +487,58 @@ Result<int64_t> slurm_time_seconds(const std::string& text) {
   return s;
 }
 
+namespace {
+
+// Every setting but [slurm], as "table.key" -> normalised value text (toml++'s own form of
+// each value, stable across releases).
+std::map<std::string, std::string> identity_values(const Config& cfg) {
+  std::string text, table;
+  for (const auto& [key, value] : key_texts(cfg, /*effective_only=*/false)) {
+    const std::string t = key.substr(0, key.find('.'));
+    if (t != table) text += "[" + (table = t) + "]\n";
+    text += key.substr(t.size() + 1) + " = " + value + "\n";
+  }
+  std::map<std::string, std::string> out;
+  const toml::table root = toml::parse(text);
+  for (auto&& [t, node] : root) {
+    if (t.str() == "slurm") continue;  // how the job is submitted, not what it computes
+    for (auto&& [k, value] : *node.as_table()) {
+      const std::string key = std::string(t.str()) + "." + std::string(k.str());
+      out[key] = node_text(value);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string resume_hash(const Config& cfg) {
   // Only keys that differ from their defaults enter the hash, so a later version that adds a
   // key (with a default) still resumes an older run's checkpoints.
+  // run.rounds enters as 0 whatever it is (as it always has: hashes of older runs stay valid).
   Config c = cfg;
   c.run.rounds = 0;
-  const toml::table mine = toml::parse(to_toml(c));
-  const toml::table defaults = toml::parse(to_toml(Config{}));
+  const auto mine = identity_values(c);
+  const auto defaults = identity_values(Config{});
   std::string text;
-  for (auto&& [table, node] : mine) {
-    if (table.str() == "slurm") continue;  // how the job is submitted, not what it computes
-    for (auto&& [key, value] : *node.as_table()) {
-      const toml::node* d = defaults.at_path(std::string(table.str()) + "." + std::string(key.str())).node();
-      const std::string a = node_text(value);
-      if (d == nullptr || a != node_text(*d)) {
-        text += std::string(table.str()) + "." + std::string(key.str()) + "=" + a + "\n";
-      }
-    }
+  for (const auto& [key, value] : mine) {
+    const auto d = defaults.find(key);
+    if (d == defaults.end() || d->second != value) text += key + "=" + value + "\n";
   }
   return fnv1a_hex(text);
+}
+
+std::vector<std::string> resume_differences(const Config& now, const Config& before) {
+  const auto a = identity_values(now);
+  const auto b = identity_values(before);
+  std::vector<std::string> out;
+  for (const auto& [key, value] : a) {
+    const auto other = b.find(key);
+    if (key != "run.rounds" && other != b.end() && other->second != value) {
+      out.push_back(key + " = " + value + " (was " + other->second + ")");
+    }
+  }
+  return out;
 }
 
 }  // namespace fedsilo::config

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -66,6 +68,9 @@ struct SlurmSection {
   std::string manifest;           // SPANK plugin silo manifest (--fedsilo-silos); empty: none
   int signal_seconds = 300;       // USR1 this long before the time limit (give it > one round)
   std::string output;             // job log; default <submit dir>/fedsilo-<run.name>-%j.out
+  std::string mpi = "pmix";       // srun --mpi plugin (Debian's Open MPI speaks PMIx only)
+  int cpus_per_task = 0;          // 0: local.threads when > 0, else 1
+  std::string mem_per_task;       // "4G", "1500M", ...; empty: estimated from the silo files
 };
 /// Where local training and evaluation run (not how the job is submitted: a non-default kind
 /// enters the resume hash, the default "cpu" does not, so configs from before [device] resume).
@@ -90,7 +95,14 @@ struct Config {
   TopologySection topology;
   SlurmSection slurm;
   DeviceSection device;
+  /// The keys the user's file set ("table.key"); defaults are never in it. Only written keys
+  /// can be "set but without effect" (an error).
+  std::set<std::string> written;
 };
+
+/// A Slurm memory size ("2048" MiB, or with a K, M, G or T suffix) in MiB (rounded up);
+/// kInvalidArgument for anything else.
+[[nodiscard]] Result<int64_t> slurm_memory_mib(const std::string& text);
 
 /// A Slurm time limit ("minutes", "MM:SS", "HH:MM:SS", "D-HH", "D-HH:MM", "D-HH:MM:SS") in
 /// seconds; kInvalidArgument for anything else.
@@ -101,11 +113,19 @@ struct Config {
 [[nodiscard]] Result<Config> parse_config(const std::string& text, const std::string& source);
 /// Reads and parses a config file.
 [[nodiscard]] Result<Config> load_config(const std::string& path);
-/// Checks value ranges and cross-key rules (called by parse_config).
+/// Checks value ranges and cross-key rules (called by parse_config). A key the user wrote that
+/// takes no effect under the other settings is an error naming both keys.
 [[nodiscard]] Status validate(const Config& cfg, const std::string& source);
-/// A complete, canonical TOML text of `cfg` (every key, fixed order): written to the run
-/// directory and re-parseable.
+/// Where `key` ("table.key") has no effect under the other settings of `cfg`: the setting that
+/// makes it so, e.g. `strategy.name = "fedavg"` for strategy.mu; nullopt where it takes effect.
+[[nodiscard]] std::optional<std::string> without_effect(const Config& cfg, const std::string& key);
+/// The canonical TOML text of what takes effect in `cfg` (every key that does, defaults
+/// included, in a fixed order; numbers in their shortest round-trip form): written to the run
+/// directory as config.toml, and re-parseable.
 [[nodiscard]] std::string to_toml(const Config& cfg);
+/// The settings the resume hash covers (not run.rounds, not [slurm]) whose values differ
+/// between `now` and `before`, each as `table.key = NOW (was BEFORE)`.
+[[nodiscard]] std::vector<std::string> resume_differences(const Config& now, const Config& before);
 /// FNV-1a hash of the canonical text with `run.rounds` left out: a resumed run may only change
 /// the number of rounds. Hex string.
 [[nodiscard]] std::string resume_hash(const Config& cfg);

@@ -15,6 +15,7 @@ const char* status_code_name(StatusCode code) {
     case StatusCode::kDiverged: return "diverged";
     case StatusCode::kCommError: return "communication error";
     case StatusCode::kInterrupted: return "interrupted";
+    case StatusCode::kCancelled: return "cancelled";
     case StatusCode::kInternal: return "internal error";
   }
   return "unknown";

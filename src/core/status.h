@@ -17,7 +17,8 @@ enum class StatusCode {
   kAlreadyExists,     // finished run directory without --resume/--overwrite
   kDiverged,          // non-finite loss or update
   kCommError,         // MPI failure
-  kInterrupted,       // stopped on request (signal) after a checkpoint; resumable
+  kInterrupted,       // stopped on SIGUSR1 after a checkpoint; resumable, to be requeued
+  kCancelled,         // stopped on SIGINT/SIGTERM after a checkpoint; resumable, not requeued
   kInternal,
 };
 

@@ -142,7 +142,7 @@ Status validate_scheme(const Scheme& scheme, int silos, int64_t n, int num_class
   if (silos < 1) {
     return invalid_argument("--silos " + std::to_string(silos) + ": need at least 1 silo");
   }
-  if (n < 1) return invalid_argument("the training set has no samples");
+  if (n < 1) return corrupt_data("the training set has no samples");
   if (silos > n) {
     return invalid_argument("--silos " + std::to_string(silos) + " exceeds the " +
                             std::to_string(n) + " training samples");
@@ -299,7 +299,7 @@ Result<SiloIndices> partition_indices(const Scheme& scheme, std::span<const int3
   FEDSILO_CHECK(validate_scheme(scheme, silos, n, num_classes));
   for (size_t i = 0; i < y.size(); ++i) {
     if (y[i] < 0 || y[i] >= num_classes) {
-      return invalid_argument("label y[" + std::to_string(i) + "] = " + std::to_string(y[i]) +
+      return corrupt_data("label y[" + std::to_string(i) + "] = " + std::to_string(y[i]) +
                               " is outside [0, " + std::to_string(num_classes) + ")");
     }
   }

@@ -2,6 +2,7 @@
 #include "fl/federation.h"
 
 #include <algorithm>
+#include <csignal>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -85,6 +86,12 @@ data::Dataset slice(const data::Dataset& ds, int64_t begin, int64_t end) {
 }
 
 int default_threads(const mpi::Comm& comm) {
+  // Under Slurm, the cores the job asked for per task (the script `fedsilo slurm` writes
+  // always sets --cpus-per-task); else this node's cores shared among its ranks.
+  if (const char* slurm = std::getenv("SLURM_CPUS_PER_TASK"); slurm != nullptr) {
+    const int n = std::atoi(slurm);
+    if (n > 0) return n;
+  }
   const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
   return std::max(1, static_cast<int>(hw) / std::max(1, comm.local_size()));
 }
@@ -127,8 +134,8 @@ Status load_silo(const config::Config& cfg, int rank, int size, SiloState& st) {
   FEDSILO_ASSIGN_OR_RETURN(data::Dataset global_test, data::read_dataset(cfg.data.test_file));
   if (global_test.chw != st.train.chw || global_test.num_classes != st.train.num_classes ||
       st.test.chw != st.train.chw || st.test.num_classes != st.train.num_classes) {
-    return invalid_argument(st.name + ": sample shape or class count of " + dir +
-                            "/train.h5 differs from its test.h5 or from " + cfg.data.test_file);
+    return corrupt_data(st.name + ": sample shape or class count of " + dir +
+                        "/train.h5 differs from its test.h5 or from " + cfg.data.test_file);
   }
   st.global_test_size = global_test.size();
   const int64_t n = global_test.size();
@@ -174,10 +181,21 @@ std::vector<std::pair<std::string, std::vector<float>*>> private_state(UpdateExc
 
 }  // namespace
 
-Result<int> count_silos(const std::string& silos_dir) {
+Result<int> count_silos(const std::string& silos_dir, const std::string& config_path) {
   std::error_code ec;
   if (!stdfs::is_directory(silos_dir, ec)) {
-    return not_found("data.silos_dir: " + silos_dir + " is not a directory");
+    // Where the config says what makes its data (a "# data: ..." comment), say so.
+    std::string made_by;
+    std::ifstream in(config_path);
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind("# data:", 0) == 0) made_by += (made_by.empty() ? "" : " ") + line.substr(7);
+    }
+    const auto first = made_by.find_first_not_of(' ');
+    made_by = first == std::string::npos ? std::string() : made_by.substr(first);
+    return not_found("data.silos_dir: " + silos_dir +
+                     (stdfs::exists(silos_dir, ec) ? " is not a directory" : " does not exist") +
+                     (made_by.empty() ? "; make it with `fedsilo partition ... --out " + silos_dir + "`"
+                                      : "; " + config_path + " says it is made by: " + made_by));
   }
   const std::regex re("silo-[0-9]+");
   int n = 0;
@@ -199,7 +217,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
   // Under the Slurm plugin the manifest defines the silos (it checked the task count).
   const char* plugin_data = std::getenv("FEDSILO_DATA_DIR");
   if (plugin_data == nullptr || *plugin_data == '\0') {
-    auto n = count_silos(cfg.data.silos_dir);
+    auto n = count_silos(cfg.data.silos_dir, opts.config_path);
     Status st = n.status();
     if (n.ok() && n.value() != size) {
       st = invalid_argument("rank count " + std::to_string(size) + " differs from the silo count " +
@@ -252,6 +270,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
   {
     Status st;
     std::string resume_from;  // global checkpoint path, empty = fresh start
+    std::string finished;     // "1": --resume of a run that has completed all its rounds
     if (leader) {
       st = [&]() -> Status {
         if (stdfs::exists(run_dir) && holds_run(run_dir)) {
@@ -273,10 +292,22 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
           FEDSILO_ASSIGN_OR_RETURN(auto latest, checkpoint::find_latest(run_dir));
           if (latest) {
             if (latest->config_hash != hash) {
+              // Name what changed, from the config the run recorded.
+              std::string changed;
+              if (auto before = config::load_config(run_dir + "/config.toml"); before.ok()) {
+                for (const std::string& d : config::resume_differences(cfg, before.value())) {
+                  changed += (changed.empty() ? "" : ", ") + d;
+                }
+              }
               return invalid_argument(
                   "--resume: the checkpoint of round " + std::to_string(latest->round) + " in " +
-                  run_dir + " was made with a different config (only run.rounds may change; " +
-                  "see " + run_dir + "/config.toml)");
+                  run_dir + " was made with a different config" +
+                  (changed.empty() ? std::string() : ": " + changed) +
+                  " (only run.rounds may change; the run's config is " + run_dir + "/config.toml)");
+            }
+            if (latest->round == cfg.run.rounds && stdfs::exists(run_dir + "/model.h5")) {
+              finished = "1";
+              return {};
             }
             if (latest->round > cfg.run.rounds) {
               return invalid_argument("run.rounds = " + std::to_string(cfg.run.rounds) +
@@ -292,6 +323,16 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
       }();
     }
     FEDSILO_CHECK(comm.agree(st));
+    FEDSILO_CHECK(comm.broadcast(finished, 0));
+    if (!finished.empty()) {
+      if (leader && opts.progress) {
+        std::printf("fedsilo: %s has finished all %d rounds (%s/model.h5); nothing to do "
+                    "(raise run.rounds to train further)\n",
+                    cfg.run.name.c_str(), cfg.run.rounds, run_dir.c_str());
+        std::fflush(stdout);
+      }
+      return {};
+    }
     FEDSILO_CHECK(comm.broadcast(resume_from, 0));
     FEDSILO_CHECK(comm.broadcast(resumed_algorithm, 0));
 
@@ -408,6 +449,61 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     total_bytes_sent += h.value("bytes_sent", int64_t{0});
     total_bytes_received += h.value("bytes_received", int64_t{0});
   }
+  // Checkpoint of `round`: each silo's private state, then the global state, then the marker.
+  // Collective.
+  auto write_checkpoint = [&](int64_t round) -> Status {
+    Status st;
+    const std::string priv_file = silo.private_dir + "/" + checkpoint::silo_state_file(round);
+    st = h5::write_atomically(priv_file, [&](h5::File& f) -> Status {
+      FEDSILO_CHECK(f.write_attr_i64("", "round", round));
+      FEDSILO_CHECK(f.write_attr_i64("", "silo", rank));
+      for (const auto& [name, vec] : private_state(exchange)) {
+        if (!vec->empty()) {
+          FEDSILO_CHECK(f.write_f32(name, *vec, {static_cast<int64_t>(vec->size())}));
+        }
+      }
+      return f.write_attr_str("", "config_hash", hash);
+    });
+    FEDSILO_CHECK(comm.agree(st));
+    if (leader) {
+      checkpoint::ModelFileMeta meta{"checkpoint", round, hash, exchange.algorithm()};
+      st = checkpoint::write_model_file(checkpoint::global_path(run_dir, round), net, global, meta);
+      if (st.ok()) {
+        checkpoint::Marker m{round, hash, exchange.algorithm(),
+                             {"checkpoints/" + stdfs::path(checkpoint::global_path(run_dir, round))
+                                                   .filename().string()}};
+        st = checkpoint::write_marker(run_dir, m);
+      }
+      if (st.ok()) st = checkpoint::prune(run_dir, cfg.run.keep_checkpoints);
+    }
+    FEDSILO_CHECK(comm.agree(st));
+    // Each silo prunes its own private directory to the same rounds.
+    std::vector<std::string> mine;
+    std::error_code ec;
+    for (const auto& e : stdfs::directory_iterator(silo.private_dir, ec)) {
+      const std::string n = e.path().filename().string();
+      if (n.rfind("ckpt-", 0) == 0 && n.size() == 14 && n.ends_with(".h5")) mine.push_back(n);
+    }
+    std::sort(mine.begin(), mine.end());
+    for (size_t i = 0; i + static_cast<size_t>(cfg.run.keep_checkpoints) < mine.size(); ++i) {
+      stdfs::remove(silo.private_dir + "/" + mine[i], ec);
+    }
+    return {};
+  };
+  // Every rank's Status after a SIGINT/SIGTERM, once `round` is the last checkpointed one.
+  auto cancelled = [&](int64_t round, bool have_checkpoint) -> Status {
+    const int sig = opts.cancel_requested != nullptr ? *opts.cancel_requested : 0;
+    const std::string what = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a stop signal";
+    return {StatusCode::kCancelled,
+            what + ": stopped " +
+                (have_checkpoint ? "after round " + std::to_string(round) + " of " +
+                                       std::to_string(cfg.run.rounds) +
+                                       ", checkpointed; continue with --resume"
+                                 : std::string("before the first round completed; --resume starts at round 1"))};
+  };
+  // The round the newest complete checkpoint holds (0: none yet, a fresh start).
+  int64_t checkpointed_round = start_round;
+
   const auto loop_start = Clock::now();
   for (int64_t round = start_round + 1; round <= cfg.run.rounds; ++round) {
     const auto t_round = Clock::now();
@@ -431,6 +527,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
       lo.seed = cfg.run.seed;
       lo.round = static_cast<uint32_t>(round);
       lo.silo = static_cast<uint32_t>(rank);
+      lo.stop = opts.cancel_requested;
       strategy.configure_local(lo);
       auto stats = gpu ? gpu->train_local(local, global, gpu_train, lo)
                        : model::train_local(net, local, global, silo.train, lo);
@@ -462,7 +559,16 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
       std::fill(update.begin(), update.end(), 0.0f);
     }
     const double train_seconds = seconds_since(t_train);
-    FEDSILO_CHECK(comm.agree(st));
+    st = comm.agree(st);
+    if (st.code() == StatusCode::kCancelled) {
+      // SIGINT/SIGTERM during local training: this round is dropped; the global model and every
+      // silo's private state are still those of the round before, which is checkpointed if it
+      // is not already.
+      const int64_t last = round - 1;
+      if (last > checkpointed_round) FEDSILO_CHECK(write_checkpoint(last));
+      return cancelled(last, last > 0);
+    }
+    FEDSILO_CHECK(st);
 
     // Aggregation: one sum of the weighted updates, one of the weights.
     const auto t_agg = Clock::now();
@@ -485,14 +591,18 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     total_bytes_sent += xs.bytes_sent();
     total_bytes_received += xs.bytes_received();
     // Mean compression ratio over the silos that sent something this round; the same sum
-    // tells every rank whether any rank was asked to stop (SIGUSR1) during the round.
+    // tells every rank whether any rank was asked to stop (SIGUSR1) or to cancel (SIGINT,
+    // SIGTERM) during the round.
     const bool stop_here = opts.stop_requested != nullptr && *opts.stop_requested != 0;
-    double ratio_parts[3] = {xs.payload_bytes > 0 && sampled
+    const bool cancel_here = opts.cancel_requested != nullptr && *opts.cancel_requested != 0;
+    double ratio_parts[4] = {xs.payload_bytes > 0 && sampled
                                  ? static_cast<double>(xs.dense_bytes) / static_cast<double>(xs.payload_bytes)
                                  : 0.0,
-                             xs.payload_bytes > 0 && sampled ? 1.0 : 0.0, stop_here ? 1.0 : 0.0};
-    FEDSILO_CHECK(comm.allreduce_sum(std::span<double>(ratio_parts, 3)));
-    const bool stopping = ratio_parts[2] > 0.0 && round < cfg.run.rounds;
+                             xs.payload_bytes > 0 && sampled ? 1.0 : 0.0, stop_here ? 1.0 : 0.0,
+                             cancel_here ? 1.0 : 0.0};
+    FEDSILO_CHECK(comm.allreduce_sum(std::span<double>(ratio_parts, 4)));
+    const bool cancelling = ratio_parts[3] > 0.0 && round < cfg.run.rounds;
+    const bool stopping = (ratio_parts[2] > 0.0 || cancelling) && round < cfg.run.rounds;
     const double compression_ratio = ratio_parts[1] > 0 ? ratio_parts[0] / ratio_parts[1] : 1.0;
 
     // Evaluation: the global test split is shared out across ranks; each silo also evaluates
@@ -537,41 +647,8 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     const auto t_ckpt = Clock::now();
     const bool do_ckpt = round % cfg.run.checkpoint_every == 0 || round == cfg.run.rounds || stopping;
     if (do_ckpt) {
-      const std::string priv_file = silo.private_dir + "/" + checkpoint::silo_state_file(round);
-      st = h5::write_atomically(priv_file, [&](h5::File& f) -> Status {
-        FEDSILO_CHECK(f.write_attr_i64("", "round", round));
-        FEDSILO_CHECK(f.write_attr_i64("", "silo", rank));
-        for (const auto& [name, vec] : private_state(exchange)) {
-          if (!vec->empty()) {
-            FEDSILO_CHECK(f.write_f32(name, *vec, {static_cast<int64_t>(vec->size())}));
-          }
-        }
-        return f.write_attr_str("", "config_hash", hash);
-      });
-      FEDSILO_CHECK(comm.agree(st));
-      if (leader) {
-        checkpoint::ModelFileMeta meta{"checkpoint", round, hash, exchange.algorithm()};
-        st = checkpoint::write_model_file(checkpoint::global_path(run_dir, round), net, global, meta);
-        if (st.ok()) {
-          checkpoint::Marker m{round, hash, exchange.algorithm(),
-                               {"checkpoints/" + stdfs::path(checkpoint::global_path(run_dir, round))
-                                                     .filename().string()}};
-          st = checkpoint::write_marker(run_dir, m);
-        }
-        if (st.ok()) st = checkpoint::prune(run_dir, cfg.run.keep_checkpoints);
-      }
-      FEDSILO_CHECK(comm.agree(st));
-      // Each silo prunes its own private directory to the same rounds.
-      std::vector<std::string> mine;
-      std::error_code ec;
-      for (const auto& e : stdfs::directory_iterator(silo.private_dir, ec)) {
-        const std::string n = e.path().filename().string();
-        if (n.rfind("ckpt-", 0) == 0 && n.size() == 14 && n.ends_with(".h5")) mine.push_back(n);
-      }
-      std::sort(mine.begin(), mine.end());
-      for (size_t i = 0; i + static_cast<size_t>(cfg.run.keep_checkpoints) < mine.size(); ++i) {
-        stdfs::remove(silo.private_dir + "/" + mine[i], ec);
-      }
+      FEDSILO_CHECK(write_checkpoint(round));
+      checkpointed_round = round;
     }
     const double ckpt_seconds = seconds_since(t_ckpt);
 
@@ -645,15 +722,12 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
       }
     }
     FEDSILO_CHECK(comm.agree(st));
+    if (cancelling) return cancelled(round, true);
     if (stopping) {
-      if (leader && opts.progress) {
-        std::printf("fedsilo: stop requested (SIGUSR1): checkpointed round %lld of %d; "
-                    "continue with --resume\n", static_cast<long long>(round), cfg.run.rounds);
-        std::fflush(stdout);
-      }
       return {StatusCode::kInterrupted,
-              "stopped on request after round " + std::to_string(round) + " of " +
-                  std::to_string(cfg.run.rounds) + " (checkpointed; continue with --resume)"};
+              "SIGUSR1: stopped after round " + std::to_string(round) + " of " +
+                  std::to_string(cfg.run.rounds) + ", checkpointed; continue with --resume " +
+                  "(the job script requeues the job)"};
     }
   }
 

@@ -484,6 +484,10 @@ Result<LocalTrainStats> GpuTrainer::train_local(std::span<float> params,
                                      m.host_order32.size() * sizeof(int32_t), s));
     FEDSILO_CHECK(cu::reset_step_counters(m.counters.data(), false, s));
     for (int64_t b = 0; b < batches; ++b) {
+      if (opts.stop != nullptr && *opts.stop != 0) {
+        return Status(StatusCode::kCancelled, "round " + std::to_string(opts.round) + ", epoch " +
+                                                    std::to_string(epoch) + ": stopped by a signal");
+      }
       FEDSILO_CHECK(m.run_step(data, batch, b + 1 < batches ? batch : last_rows, h));
     }
     // The next epoch's shuffle on the host while the device runs this one.

@@ -112,6 +112,9 @@ Result<LocalTrainStats> train_local(const Model& model, std::span<float> params,
   for (int epoch = 1; epoch <= opts.epochs; ++epoch) {
     draw_epoch_order(rng, order);
     for (int64_t b = 0; b < batches; ++b) {
+      if (opts.stop != nullptr && *opts.stop != 0) {
+        return Status(StatusCode::kCancelled, train_position(opts, epoch, b + 1) + ": stopped by a signal");
+      }
       const int64_t first = b * batch;
       const int bs = static_cast<int>(std::min<int64_t>(batch, n - first));
       for (int i = 0; i < bs; ++i) {

@@ -2,6 +2,7 @@
 // silo's data set.
 #pragma once
 
+#include <csignal>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -25,6 +26,9 @@ struct LocalTrainOptions {
   uint64_t seed = 0;
   uint32_t round = 0;
   uint32_t silo = 0;
+  // Set asynchronously (a signal handler) to stop at the next mini-batch: the call then returns
+  // kCancelled and the parameters are to be discarded. nullptr: never.
+  const volatile std::sig_atomic_t* stop = nullptr;
 };
 
 struct LocalTrainStats {

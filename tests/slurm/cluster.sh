@@ -76,6 +76,8 @@ cp "$dir/munge/munged.pid" "$dir/munged.pid"
 
 host=$(hostname -s)
 cpus=${FEDSILO_SLURM_CPUS:-16}
+# The node's memory as Slurm sees it (jobs request --mem-per-cpu; without RealMemory a node has 1 MiB).
+mem_mib=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
 cat > "$conf" <<EOF
 # Written by tests/slurm/cluster.sh: a single-node test cluster.
 ClusterName=fedsilo-test
@@ -94,7 +96,7 @@ SlurmdDebug=info
 TmpFS=$dir/tmp
 PlugStackConfig=$dir/plugstack.conf
 MinJobAge=600
-NodeName=$host CPUs=$cpus State=UNKNOWN
+NodeName=$host CPUs=$cpus RealMemory=$mem_mib State=UNKNOWN
 PartitionName=test Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
 if [[ -n "$plugin" ]]; then

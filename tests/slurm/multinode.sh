@@ -218,8 +218,10 @@ PlugStackConfig=$cdir/plugstack.conf
 EOF
   # The nodes share the machine's /tmp: each has its own TmpFS (PMIx makes its directories
   # there). CPUs=2 each, so `-N 4 -n 8` places exactly 2 tasks per node.
+  # The machine's memory shared out (jobs request --mem-per-cpu).
+  mem_mib=$(awk -v n="$nodes" '/^MemTotal:/ {print int($2 / 1024 / n)}' /proc/meminfo)
   for ((i = 0; i < nodes; i++)); do
-    echo "NodeName=node$i NodeAddr=$(nodes_ip "$i") CPUs=2 State=UNKNOWN"
+    echo "NodeName=node$i NodeAddr=$(nodes_ip "$i") CPUs=2 RealMemory=$mem_mib State=UNKNOWN"
   done
   echo "PartitionName=test Nodes=node[0-$((nodes - 1))] Default=YES MaxTime=INFINITE State=UP"
 } > "$SLURM_CONF"

@@ -9,8 +9,11 @@
 #   test_slurm_jobs.sh usr1         the same through `scancel --batch --signal=USR1` (what Slurm
 #                                   sends before a time limit): fedsilo checkpoints at the round
 #                                   boundary, exits 5, the script requeues its own job
+#   test_slurm_jobs.sh scancel      `scancel` mid-run (SIGTERM to the ranks): fedsilo checkpoints
+#                                   its last completed round and exits 7; the job ends CANCELLED,
+#                                   is not requeued, and `--resume` continues from there
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-mode=${1:?usage: test_slurm_jobs.sh federation|template|requeue|usr1}
+mode=${1:?usage: test_slurm_jobs.sh federation|template|requeue|usr1|scancel}
 require_cluster
 fresh_test_dir
 cd "$FEDSILO_TEST_DIR"
@@ -124,7 +127,7 @@ requeue|usr1)
   from=$((resumed - 1))
   (( from > 0 && from < rounds )) || fail "resumed from round $from, not strictly between 0 and $rounds"
   if [[ "$mode" == usr1 ]]; then
-    grep -q "stop requested (SIGUSR1): checkpointed round" "$log" || { cat "$log" >&2; fail "fedsilo did not checkpoint on USR1"; }
+    grep -q "SIGUSR1: stopped after round [0-9]* of $rounds, checkpointed" "$log" || { cat "$log" >&2; fail "fedsilo did not checkpoint on USR1"; }
     grep -q "checkpointed; requeueing" "$log" || { cat "$log" >&2; fail "the script did not requeue on exit 5"; }
   fi
   [[ $(rounds_done run) -eq $rounds ]] || fail "metrics.jsonl has $(rounds_done run) rounds, expected $rounds"
@@ -135,6 +138,24 @@ for l in open(sys.argv[1]): j=json.loads(l); print(j["round"], j["accuracy"], j[
 for l in open(sys.argv[1]): j=json.loads(l); print(j["round"], j["accuracy"], j["loss"])' runs/ref/metrics.jsonl) ||
     fail "per-round accuracy/loss differ from the uninterrupted run"
   echo "PASS: job $job restarted $restarts time(s), resumed from round $from of $rounds; model equals job $ref's"
+  ;;
+scancel)
+  rounds=40
+  write_config can $rounds 6
+  sed -i 's/^checkpoint_every = 1$/checkpoint_every = 100/' can.toml  # only the stop checkpoints
+  job=$(submit can)
+  wait_for 240 bash -c "[[ \$(cat runs/can/metrics.jsonl 2>/dev/null | wc -l) -ge 2 ]]" ||
+    { scancel "$job"; fail "run did not reach round 2 in 240 s (state $(job_state "$job"))"; }
+  scancel "$job" || fail "scancel $job failed"
+  wait_job "$job" 120
+  [[ "$(job_state "$job")" == CANCELLED ]] || fail "job $job ended $(job_state "$job"), not CANCELLED"
+  [[ "$(job_field "$job" Restarts)" -eq 0 ]] || fail "a cancelled job was requeued"
+  [[ ! -f runs/can/model.h5 ]] || fail "a cancelled run wrote model.h5"
+  done_rounds=$(rounds_done can)
+  (( done_rounds >= 2 && done_rounds < rounds )) || fail "metrics.jsonl has $done_rounds rounds"
+  marker=$(printf 'runs/can/checkpoints/ckpt-%06d.done' "$done_rounds")
+  [[ -f "$marker" ]] || { ls runs/can/checkpoints >&2; cat "$(log_of can "$job")" >&2; fail "no checkpoint of round $done_rounds"; }
+  echo "PASS: job $job cancelled at round $done_rounds, which is checkpointed; not requeued"
   ;;
 *) fail "unknown mode $mode" ;;
 esac

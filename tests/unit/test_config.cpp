@@ -130,6 +130,93 @@ TEST(Config, CompressionAndAllreduceCombinationsNameBothSettings) {
   }
 }
 
+// A key the user wrote that the other settings make useless is an error naming both keys; the
+// same key left at its default is no error.
+TEST(Config, WrittenKeyWithoutEffectIsRejectedNamingBothKeys) {
+  struct Case { std::string extra, key, because; };
+  const std::string fedavg = with("name = \"fedprox\"\nmu = 0.01", "name = \"fedavg\"");
+  for (const Case& c :
+       {Case{"[compression]\ndensity = 0.1\n", "compression.density", "compression.method"},
+        Case{"[compression]\nvalue_type = \"fp16\"\n", "compression.value_type", "compression.method"},
+        Case{"[compression]\nerror_feedback = true\n", "compression.error_feedback", "compression.method"},
+        Case{"[compression]\nlevel = \"silo\"\n", "compression.level", "compression.method"},
+        Case{"[compression]\nmethod = \"topk\"\nerror_feedback = false\nmomentum_correction = 0.0\n",
+             "compression.momentum_correction", "compression.error_feedback"},
+        Case{"[allreduce]\nlink_gbps = 10\n", "allreduce.link_gbps", "allreduce.algorithm"},
+        Case{"[allreduce]\nalgorithm = \"auto\"\nlink_latency_us = 5\n", "allreduce.link_latency_us",
+             "allreduce.link_gbps"},
+        Case{"[device]\nreduce = \"auto\"\n", "device.reduce", "device.kind"}}) {
+    auto cfg = parse_config(fedavg + c.extra, "x.toml");
+    ASSERT_FALSE(cfg.ok()) << c.extra;
+    EXPECT_EQ(cfg.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(cfg.status().message().find(c.key + ": has no effect"), std::string::npos) << cfg.status().message();
+    EXPECT_NE(cfg.status().message().find(c.because), std::string::npos) << cfg.status().message();
+  }
+  // mu with fedavg (mu = 0 too: it is written), hidden sizes for a model without hidden layers.
+  auto mu = parse_config(with("name = \"fedprox\"\nmu = 0.01", "name = \"fedavg\"\nmu = 0.0"), "x.toml");
+  ASSERT_FALSE(mu.ok());
+  EXPECT_NE(mu.status().message().find("strategy.mu: has no effect with strategy.name = \"fedavg\""),
+            std::string::npos) << mu.status().message();
+  auto hidden = parse_config(with("arch = \"mlp\"", "arch = \"niid-cnn\""), "x.toml");
+  ASSERT_FALSE(hidden.ok());
+  EXPECT_NE(hidden.status().message().find("model.hidden: has no effect with model.arch = \"niid-cnn\""),
+            std::string::npos) << hidden.status().message();
+  // The same settings where they take effect, and defaults that are never "written".
+  EXPECT_TRUE(parse_config(fedavg + "[compression]\nmethod = \"topk\"\ndensity = 0.1\nvalue_type = \"fp16\"\n", "x.toml").ok());
+  EXPECT_TRUE(parse_config(fedavg + "[allreduce]\nalgorithm = \"auto\"\nlink_gbps = 10\nlink_latency_us = 5\n", "x.toml").ok());
+  EXPECT_TRUE(parse_config(fedavg + "[device]\nkind = \"auto\"\nreduce = \"host\"\n", "x.toml").ok());
+  EXPECT_TRUE(parse_config(fedavg, "x.toml").ok());
+}
+
+// config.toml holds what takes effect, numbers in their shortest form, and parses back to the
+// same settings (also where the user's file wrote nothing).
+TEST(Config, CanonicalTextHoldsOnlyWhatTakesEffect) {
+  const std::string fedavg = with("name = \"fedprox\"\nmu = 0.01", "name = \"fedavg\"");
+  auto c = parse_config(fedavg, "x.toml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  const std::string text = to_toml(c.value());
+  for (const char* absent : {"mu =", "density", "value_type", "error_feedback", "link_gbps", "reduce ="}) {
+    EXPECT_EQ(text.find(absent), std::string::npos) << absent << " in\n" << text;
+  }
+  for (const char* present : {"\nmomentum = 0.9\n", "\nweight_decay = 1e-05\n", "\nhidden = [200, 200]\n",
+                              "\nmethod = 'none'\n", "\nfraction = 0.5\n"}) {
+    EXPECT_NE(text.find(present), std::string::npos) << present << " not in\n" << text;
+  }
+  auto again = parse_config(text, "config.toml");
+  ASSERT_TRUE(again.ok()) << again.status().message() << "\n" << text;
+  EXPECT_EQ(to_toml(again.value()), text);
+  EXPECT_EQ(resume_hash(again.value()), resume_hash(c.value()));
+  // Every double that a user might write comes back bit for bit.
+  for (const double v : {0.1, 0.01, 1e-5, 0.9, 1.0 / 3.0, 123456.789, 5e-324}) {
+    Config d = c.value();
+    d.local.lr = v;
+    auto back = parse_config(to_toml(d), "config.toml");
+    ASSERT_TRUE(back.ok()) << back.status().message();
+    EXPECT_EQ(back->local.lr, v);
+  }
+}
+
+TEST(Config, ResumeDifferencesNameTheChangedKeys) {
+  auto a = parse_config(kGood, "a.toml");
+  auto b = parse_config(with("batch_size = 32", "batch_size = 16"), "b.toml");
+  auto r = parse_config(with("rounds = 3", "rounds = 9"), "r.toml");
+  ASSERT_TRUE(a.ok() && b.ok() && r.ok());
+  EXPECT_EQ(resume_differences(b.value(), a.value()),
+            std::vector<std::string>{"local.batch_size = 16 (was 32)"});
+  EXPECT_TRUE(resume_differences(r.value(), a.value()).empty());
+}
+
+TEST(Config, SlurmMemorySizes) {
+  EXPECT_EQ(slurm_memory_mib("2048").value(), 2048);
+  EXPECT_EQ(slurm_memory_mib("4G").value(), 4096);
+  EXPECT_EQ(slurm_memory_mib("1500M").value(), 1500);
+  EXPECT_EQ(slurm_memory_mib("1025K").value(), 2);
+  EXPECT_EQ(slurm_memory_mib("1T").value(), 1024 * 1024);
+  for (const char* bad : {"", "4GB", "-1", "0", "1.5G", "G"}) {
+    EXPECT_FALSE(slurm_memory_mib(bad).ok()) << bad;
+  }
+}
+
 TEST(Config, MissingFileIsNotFound) {
   auto c = load_config("/nonexistent/fedsilo.toml");
   ASSERT_FALSE(c.ok());

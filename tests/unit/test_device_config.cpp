@@ -181,8 +181,13 @@ TEST(DeviceReduceConfig, IncompatibleSettingsNameBoth) {
   EXPECT_NE(topk.status().message().find("device.reduce"), std::string::npos);
   EXPECT_NE(topk.status().message().find("compression.method"), std::string::npos)
       << topk.status().message();
-  // The host path carries any update; auto with compression simply does not use the device sum.
-  EXPECT_TRUE(parse("[device]\nkind = \"auto\"\nreduce = \"host\"\n[compression]\nmethod = \"topk\"\n").ok());
+  // Compressed updates are summed on the host whatever device.reduce says: a reduce the user
+  // wrote would have no effect, so it is refused naming both keys.
+  auto host = parse("[device]\nkind = \"auto\"\nreduce = \"host\"\n[compression]\nmethod = \"topk\"\n");
+  ASSERT_FALSE(host.ok());
+  EXPECT_NE(host.status().message().find("device.reduce"), std::string::npos);
+  EXPECT_NE(host.status().message().find("compression.method"), std::string::npos) << host.status().message();
+  EXPECT_TRUE(parse("[device]\nkind = \"auto\"\n[compression]\nmethod = \"topk\"\n").ok());
 }
 
 TEST(DeviceReduceConfig, DefaultLeavesTheResumeHashAndOthersEnterIt) {

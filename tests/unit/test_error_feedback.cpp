@@ -358,7 +358,9 @@ TEST(ErrorFeedback, FusedTopkSelectionsEqualSelectingOnAccOnEveryPath) {
         EXPECT_EQ(sent.indices, fk::topk_sampled_indices(acc, k, rng, 2, &ref)) << c.name;
         EXPECT_EQ(rep.sampled.candidates, ref.candidates) << c.name;
         EXPECT_EQ(rep.sampled.passes, ref.passes) << c.name;
-        if (c.name == "overestimate") EXPECT_GT(rep.sampled.passes, 1) << "the fallback was not taken";
+        if (c.name == "overestimate") {
+          EXPECT_GT(rep.sampled.passes, 1) << "the fallback was not taken";
+        }
       }
       EXPECT_EQ(identity_failures(acc, sent, residual), 0) << c.name;
     }

@@ -194,7 +194,7 @@ TEST(PartitionCli, RefusesToReplaceAPartitionWithoutOverwrite) {
   EXPECT_TRUE(fsys::exists(a.out + "/silo-03/train.h5"));
   a.silos = 2;
   ::testing::internal::CaptureStderr();
-  EXPECT_EQ(run_partition(a), 1);
+  EXPECT_EQ(run_partition(a), 3);  // the README's "output already holds a run or partition"
   const std::string err = ::testing::internal::GetCapturedStderr();
   EXPECT_EQ(err, "fedsilo partition: error: --out " + a.out +
                      " already holds a partition; pass --overwrite\n");
@@ -204,14 +204,16 @@ TEST(PartitionCli, RefusesToReplaceAPartitionWithoutOverwrite) {
   expect_consistent_partition(a.out, 2, 600, 100);
 }
 
-TEST(PartitionCli, ReportsBadUsageOnOneLineWithExitCodeOne) {
+// The README's exit codes: 2 for a bad flag or a flag value the data cannot satisfy, 1 for a
+// file that cannot be read.
+TEST(PartitionCli, ReportsBadUsageOnOneLineWithExitCodeTwoAndUnreadableInputWithOne) {
   const std::string dir = test_dir();
   PartitionArgs a;
   a.input = write_input(dir, 140, 4, 3);
   a.out = dir + "/part";
   a.scheme = "foo";
   ::testing::internal::CaptureStderr();
-  EXPECT_EQ(run_partition(a), 1);
+  EXPECT_EQ(run_partition(a), 2);
   std::string err = ::testing::internal::GetCapturedStderr();
   EXPECT_EQ(err,
             "fedsilo partition: error: --scheme: unknown scheme 'foo' (expected iid, "
@@ -220,7 +222,7 @@ TEST(PartitionCli, ReportsBadUsageOnOneLineWithExitCodeOne) {
   a.scheme = "dirichlet:0.5";
   a.silos = 13;  // 120 training samples hold only 12 silos of 10
   ::testing::internal::CaptureStderr();
-  EXPECT_EQ(run_partition(a), 1);
+  EXPECT_EQ(run_partition(a), 2);
   err = ::testing::internal::GetCapturedStderr();
   EXPECT_NE(err.find("needs at least 130 training samples"), std::string::npos) << err;
   EXPECT_FALSE(fsys::exists(a.out + "/partition.json"));
@@ -234,7 +236,7 @@ TEST(PartitionCli, ReportsBadUsageOnOneLineWithExitCodeOne) {
   PartitionArgs none;
   none.out = dir + "/x";
   ::testing::internal::CaptureStderr();
-  EXPECT_EQ(run_partition(none), 1);
+  EXPECT_EQ(run_partition(none), 2);
   err = ::testing::internal::GetCapturedStderr();
   EXPECT_NE(err.find("exactly one of --dataset"), std::string::npos) << err;
 }

@@ -111,6 +111,46 @@ TEST(SbatchScript, PlacementThatCannotHoldTheSilosIsRejected) {
   EXPECT_NE(t.status().message().find("slurm.nodes = 11"), std::string::npos);
 }
 
+TEST(SbatchScript, CoresMemoryAndMpiPluginAreAlwaysRequested) {
+  // threads = 0 (automatic) still asks for cores: one per task unless slurm.cpus_per_task says.
+  config::Config automatic = parse("");
+  automatic.local.threads = 0;
+  SbatchInputs in = inputs(4);
+  in.data_bytes = 300LL << 20;  // 512 + 600 MiB -> 1280 MiB (a multiple of 256)
+  auto a = make_sbatch_script(automatic, in);
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  EXPECT_TRUE(has_line(a.value(), "#SBATCH --cpus-per-task=1")) << a.value();
+  EXPECT_TRUE(has_line(a.value(), "#SBATCH --mem-per-cpu=1280M")) << a.value();
+  EXPECT_TRUE(has_line(a.value(), "srun --mpi=pmix \"$FEDSILO\" train \"$CONFIG\" --resume &"));
+
+  auto b = make_sbatch_script(parse("[slurm]\ncpus_per_task = 4\nmem_per_task = \"6G\"\nmpi = \"pmix_v4\"\n"), in);
+  ASSERT_TRUE(b.ok()) << b.status().message();
+  EXPECT_TRUE(has_line(b.value(), "#SBATCH --cpus-per-task=4")) << b.value();
+  EXPECT_TRUE(has_line(b.value(), "#SBATCH --mem-per-cpu=1536M")) << b.value();  // 6 GiB / 4 cores
+  EXPECT_TRUE(has_line(b.value(), "srun --mpi=pmix_v4 \"$FEDSILO\" train \"$CONFIG\" --resume &"));
+
+  EXPECT_EQ(estimated_task_memory_mib(0), 512);
+  EXPECT_NE(bad_message("[slurm]\nmpi = \"pmix; rm\"\n").find("slurm.mpi"), std::string::npos);
+  EXPECT_NE(bad_message("[slurm]\nmem_per_task = \"lots\"\n").find("slurm.mem_per_task"), std::string::npos);
+  EXPECT_NE(bad_message("[slurm]\ncpus_per_task = -1\n").find("slurm.cpus_per_task"), std::string::npos);
+}
+
+// Only exit code 5 requeues: 6 (stopped for good) and 7 (SIGINT/SIGTERM) end the job.
+TEST(SbatchScript, RequeuesOnlyOnTheRequeueCode) {
+  auto s = make_sbatch_script(parse(""), inputs(2));
+  ASSERT_TRUE(s.ok());
+  const std::string& t = s.value();
+  EXPECT_EQ(kExitRequeue, 5);
+  EXPECT_EQ(kExitFinal, 6);
+  EXPECT_EQ(kExitCancelled, 7);
+  // The one requeue, guarded by the one code.
+  EXPECT_EQ(t.find("scontrol requeue"), t.rfind("scontrol requeue"));
+  const auto guard = t.find("if [[ $rc -eq $EXIT_REQUEUE ]]; then\n");
+  ASSERT_NE(guard, std::string::npos) << t;
+  EXPECT_LT(guard, t.find("scontrol requeue"));
+  EXPECT_EQ(t.find("EXIT_FINAL"), std::string::npos);
+}
+
 TEST(SbatchScript, QuotesPathsForTheShell) {
   SbatchInputs in = inputs(2);
   in.config_path = "/data/it's here/cfg.toml";
