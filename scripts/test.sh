@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's second command: installs what is missing, builds fedsilo with its tests and runs
-# the whole suite with ctest (unit, MPI and end-to-end tests). Idempotent.
+# the whole suite with ctest (unit, MPI, end-to-end, Slurm and install tests). Idempotent.
+# FEDSILO_WERROR=ON (CI) makes every compiler warning an error; FEDSILO_CUDA=AUTO|ON|OFF.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -9,9 +10,9 @@ cd "$ROOT"
 
 BUILD="${FEDSILO_BUILD_DIR:-$ROOT/build/test}"
 JOBS=$(nproc)
-echo "== configuring $BUILD (FEDSILO_CUDA=${FEDSILO_CUDA:-AUTO})"
+echo "== configuring $BUILD (FEDSILO_CUDA=${FEDSILO_CUDA:-AUTO}, FEDSILO_WERROR=${FEDSILO_WERROR:-OFF})"
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DFEDSILO_CUDA="${FEDSILO_CUDA:-AUTO}" \
-  -DFEDSILO_BUILD_TESTS=ON -DFEDSILO_BUILD_BENCHMARKS=ON
+  -DFEDSILO_WERROR="${FEDSILO_WERROR:-OFF}" -DFEDSILO_BUILD_TESTS=ON -DFEDSILO_BUILD_BENCHMARKS=ON
 echo "== building"
 cmake --build "$BUILD" -j"$JOBS"
 echo "== testing"
