@@ -24,38 +24,56 @@ what=${1:-check}
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 step() { echo "== $* ($(date +%T))"; }
+# Every test and check runs even after a failure (GPU time is short: learn all there is); the
+# script then exits 1 naming each one that failed.
+failures=()
+check() {  # check NAME EXIT_CODE
+  if [[ $2 -ne 0 ]]; then failures+=("$1 (exit $2)"); echo "FAILED: $1 (exit $2)"; fi
+}
+finish() {
+  if (( ${#failures[@]} > 0 )); then
+    printf 'run.sh: %d failed:\n' "${#failures[@]}"; printf '  %s\n' "${failures[@]}"; exit 1
+  fi
+  echo "run.sh: everything passed"; exit 0
+}
 
 if [[ $what == check ]]; then
   step "GPU tests"
   timeout 150 "$C/bin/fedsilo_gpu_tests" --gtest_output="json:$OUT/gpu_tests.json" > "$OUT/gpu_tests.txt" 2>&1
-  echo "gpu tests exit $?"; grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED  \]" "$OUT/gpu_tests.txt" | tail -n 30
+  rc=$?; echo "gpu tests exit $rc"; check "GPU tests" $rc  # 77: every test skipped (no device) is a failure here
+  grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED  \]" "$OUT/gpu_tests.txt" | tail -n 30
   # The device allreduce under MPI, ranks sharing the GPU: NCCL with one rank per communicator
   # and the host-staged path (NCCL across several GPUs needs a machine with several).
   for np in 1 2 3 4; do
     timeout 90 mpirun --oversubscribe --bind-to none -np $np "$C/bin/fedsilo_gpu_mpi_tests" \
       --gtest_filter=-*WithoutADevice* > "$OUT/gpu_mpi_tests_np$np.txt" 2>&1
-    echo "gpu mpi tests np $np exit $?"
+    rc=$?; echo "gpu mpi tests np $np exit $rc"; check "GPU MPI tests, $np ranks" $rc
     grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED  \]" "$OUT/gpu_mpi_tests_np$np.txt" | tail -n 10
   done
 
   step "exact top-k: fedsilo vs torch.topk"
   timeout 120 "$C/bin/gpu_topk_bench" --sizes 24,26,28 --density 0.01 --repeats 20 --commit "$COMMIT" \
     --json "$OUT/topk.json" 2>&1 | tail -n 6
+  check "top-k benchmark (validated against the CPU)" "${PIPESTATUS[0]}"
   timeout 120 "$PY" "$ROOT/benchmarks/gpu/torch_topk.py" --sizes 24,26,28 --density 0.01 \
     --json "$OUT/torch_topk.json" 2>&1 | tail -n 5
+  check "torch.topk reference" "${PIPESTATUS[0]}"
 
   for batch in 64 512; do
     batches=$(( batch == 64 ? 400 : 100 ))
     step "training, batch $batch: fedsilo vs PyTorch eager"
     timeout 150 "$C/bin/local_train" --device cuda --synthetic --batch $batch --batches $batches \
       --repeats 5 --models niid-cnn,mlp --commit "$COMMIT" --json "$OUT/train_b$batch.json" 2>&1 | tail -n 4
+    check "training benchmark, batch $batch" "${PIPESTATUS[0]}"
     timeout 150 "$PY" "$ROOT/benchmarks/local_train/pytorch_ref.py" --device cuda --synthetic \
       --batch $batch --batches $batches --repeats 5 --models niid-cnn,mlp \
       --json "$OUT/torch_train_b$batch.json" 2>&1 | tail -n 3
+    check "PyTorch training reference, batch $batch" "${PIPESTATUS[0]}"
   done
   step "table"
   "$PY" "$ROOT/benchmarks/gpu/table.py" "$OUT" | tee "$OUT/table.md"
-  exit 0
+  check "table" "${PIPESTATUS[0]}"
+  finish
 fi
 
 if [[ $what == federation ]]; then
@@ -75,6 +93,8 @@ if [[ $what == federation ]]; then
   end=$(date +%s.%N)
   cp "$work/run/metrics.jsonl" "$OUT/federation.metrics.jsonl" 2>/dev/null
   echo "federation exit $rc, wall $(awk "BEGIN{printf \"%.1f\", $end - $start}") s (target < 300 s; CPU run 87.07%)"
-  exit "$rc"
+  check "federation" "$rc"
+  [[ -f "$work/run/model.h5" ]] || check "federation left no model.h5" 1
+  finish
 fi
 echo "usage: run.sh [check|federation]"; exit 2

@@ -1,4 +1,4 @@
-// `fedsilo inspect FILE.h5`: a summary of a model, checkpoint or silo data file.
+// `fedsilo inspect FILE.h5`: a summary of a model, checkpoint, silo state or silo data file.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -55,10 +55,40 @@ static Status inspect_dataset(const std::string& path) {
   return {};
 }
 
+// A silo's private state (RUN/private/silo-XX/ckpt-RRRRRR.h5): what a checkpoint keeps of the
+// silo besides the global model (error-feedback residual, DGC velocity).
+static Status inspect_silo_state(const std::string& path, const h5::File& f) {
+  FEDSILO_ASSIGN_OR_RETURN(const int64_t round, f.read_attr_i64("", "round"));
+  FEDSILO_ASSIGN_OR_RETURN(const int64_t silo, f.read_attr_i64("", "silo"));
+  FEDSILO_ASSIGN_OR_RETURN(const std::string hash, f.read_attr_str("", "config_hash"));
+  std::printf("%s: fedsilo silo state (private to silo %lld)\n", path.c_str(), static_cast<long long>(silo));
+  std::printf("  round        %lld\n  config hash  %s\n", static_cast<long long>(round), hash.c_str());
+  const auto names = f.list_datasets();
+  if (names.empty()) std::printf("  state        none (no compression state in this run)\n");
+  for (const auto& name : names) {
+    FEDSILO_ASSIGN_OR_RETURN(std::vector<float> v, f.read_f32(name));
+    double sq = 0.0, max_abs = 0.0;
+    int64_t nonzero = 0;
+    for (float x : v) {
+      sq += static_cast<double>(x) * x;
+      max_abs = std::max(max_abs, static_cast<double>(std::fabs(x)));
+      nonzero += x != 0.0f;
+    }
+    std::printf("  %-12s %zu values, %lld non-zero, L2 norm %.6g, max |x| %.6g\n", name.c_str(), v.size(),
+                static_cast<long long>(nonzero), std::sqrt(sq), max_abs);
+  }
+  return {};
+}
+
 static Status inspect(const std::string& path) {
   FEDSILO_ASSIGN_OR_RETURN(h5::File f, h5::File::open_read(path));
   auto fmt = f.read_attr_str("", "format");
   if (fmt.ok() && fmt.value() == "fedsilo-model") return inspect_model(path);
+  // Files of older runs lack the format attribute; their attributes say what they are.
+  const bool silo_state = (fmt.ok() && fmt.value() == "fedsilo-silo-state") ||
+                          (f.read_attr_i64("", "round").ok() && f.read_attr_i64("", "silo").ok() &&
+                           f.read_attr_str("", "config_hash").ok());
+  if (silo_state) return inspect_silo_state(path, f);
   if (f.has("x") && f.has("y")) return inspect_dataset(path);
   std::printf("%s: not a fedsilo file; datasets:\n", path.c_str());
   for (const auto& d : f.list_datasets()) std::printf("  %s\n", d.c_str());

@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
   sl->add_option("-o,--output", slurm.output, "Write the script to this file instead of printing it");
 
   InspectArgs insp;
-  auto* i = app.add_subcommand("inspect", "Summarise a model, checkpoint or silo data file");
+  auto* i = app.add_subcommand("inspect", "Summarise a model, checkpoint, silo private state or silo data file (HDF5)");
   i->add_option("file", insp.file, "HDF5 file")->required();
 
   EvalArgs ev;

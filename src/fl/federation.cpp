@@ -455,6 +455,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     Status st;
     const std::string priv_file = silo.private_dir + "/" + checkpoint::silo_state_file(round);
     st = h5::write_atomically(priv_file, [&](h5::File& f) -> Status {
+      FEDSILO_CHECK(f.write_attr_str("", "format", "fedsilo-silo-state"));
       FEDSILO_CHECK(f.write_attr_i64("", "round", round));
       FEDSILO_CHECK(f.write_attr_i64("", "silo", rank));
       for (const auto& [name, vec] : private_state(exchange)) {

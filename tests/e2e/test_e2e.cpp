@@ -295,6 +295,13 @@ TEST_F(E2E, CompressedRunResumesBitwiseWithItsResidual) {
   auto f = fedsilo::h5::File::open_read(run_dir("zpart") + "/private/silo-00/ckpt-000004.h5");
   ASSERT_TRUE(f.ok());
   EXPECT_TRUE(f->has("residual"));
+  // fedsilo inspect knows the files fedsilo writes there.
+  auto i = run(kBin + " inspect " + run_dir("zpart") + "/private/silo-00/ckpt-000004.h5");
+  EXPECT_EQ(i.code, 0) << i.output;
+  EXPECT_NE(i.output.find("fedsilo silo state (private to silo 0)"), std::string::npos) << i.output;
+  EXPECT_NE(i.output.find("round        4"), std::string::npos) << i.output;
+  EXPECT_TRUE(std::regex_search(i.output, std::regex("residual +[0-9]+ values, [1-9][0-9]* non-zero")))
+      << i.output;
 }
 
 TEST_F(E2E, AutoAtNodeLevelSendsDenseWhereCompressionDoesNotPay) {

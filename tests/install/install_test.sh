@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the build into a fresh prefix, builds the consumer project against it with
-# find_package(fedsilo), runs it, runs the installed command, and loads the Lmod modulefile
-# (skipped with a message when Lmod is not installed).
+# find_package(fedsilo), runs it and runs the installed command. The modulefiles are loaded by
+# modules_test.sh against the same prefix.
 set -euo pipefail
 BUILD=$1 SRC=$2 WORK=$3
 rm -rf "$WORK" && mkdir -p "$WORK"
@@ -30,19 +30,4 @@ cmake --build "$WORK/consumer" >>"$WORK/consumer.log"
 LD_LIBRARY_PATH="$PREFIX/lib:${LD_LIBRARY_PATH:-}" "$WORK/consumer/consumer"
 "$PREFIX/bin/fedsilo" --version
 
-LMOD_INIT=/usr/share/lmod/lmod/init/bash
-if [[ -f "$LMOD_INIT" ]]; then
-  # shellcheck disable=SC1090
-  source "$LMOD_INIT"
-  module use "$PREFIX/modulefiles"
-  module load fedsilo
-  [[ "$(command -v fedsilo)" == "$PREFIX/bin/fedsilo" ]] || { echo "module load did not put fedsilo on PATH"; exit 1; }
-  [[ "$FEDSILO_ROOT" == "$PREFIX" ]] || { echo "FEDSILO_ROOT is '$FEDSILO_ROOT'"; exit 1; }
-  [[ ":$CMAKE_PREFIX_PATH:" == *":$PREFIX:"* ]] || { echo "CMAKE_PREFIX_PATH lacks $PREFIX"; exit 1; }
-  module help fedsilo 2>&1 | grep -q "srun --mpi=pmix" || { echo "module help does not say how to run"; exit 1; }
-  fedsilo --version
-  echo "lmod: ok"
-else
-  echo "lmod not installed: modulefile load not checked"
-fi
 echo "install test: ok"

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Loads the installed modulefiles (install_test.sh made the prefix) with Lmod: the Lua one and the
+# Tcl one (Lmod reads both; Debian's environment-modules conflicts with lmod, so Lmod is what
+# loads the Tcl file here). Each must put the installed fedsilo on PATH, set FEDSILO_ROOT and
+# CMAKE_PREFIX_PATH, and say in `module help` how to run a job. Exit 77 (ctest: skipped) where
+# Lmod is not installed.
+set -euo pipefail
+PREFIX=${1:?usage: modules_test.sh PREFIX}
+LMOD_INIT=/usr/share/lmod/lmod/init/bash
+if [[ ! -f "$LMOD_INIT" ]]; then
+  echo "SKIP: Lmod is not installed ($LMOD_INIT missing): the modulefiles were not loaded"
+  exit 77
+fi
+[[ -x "$PREFIX/bin/fedsilo" ]] || { echo "no install in $PREFIX (install_consumer runs first)"; exit 1; }
+# shellcheck disable=SC1090
+source "$LMOD_INIT"
+export LMOD_REDIRECT=yes  # module help to stdout
+
+check_loaded() {  # check_loaded KIND: the environment a loaded fedsilo module must give
+  local kind=$1
+  [[ "$(command -v fedsilo)" == "$PREFIX/bin/fedsilo" ]] || { echo "$kind: fedsilo on PATH is '$(command -v fedsilo)'"; exit 1; }
+  [[ "${FEDSILO_ROOT:-}" == "$PREFIX" ]] || { echo "$kind: FEDSILO_ROOT is '${FEDSILO_ROOT:-}'"; exit 1; }
+  [[ ":${CMAKE_PREFIX_PATH:-}:" == *":$PREFIX:"* ]] || { echo "$kind: CMAKE_PREFIX_PATH lacks $PREFIX"; exit 1; }
+  [[ ":${LD_LIBRARY_PATH:-}:" == *":$PREFIX/"* ]] || { echo "$kind: LD_LIBRARY_PATH lacks $PREFIX"; exit 1; }
+  module help fedsilo 2>&1 | grep -q "srun --mpi=pmix" || { echo "$kind: module help does not say how to run"; exit 1; }
+  fedsilo --version | grep -q "^fedsilo " || { echo "$kind: the loaded fedsilo does not run"; exit 1; }
+  echo "$kind modulefile: ok"
+}
+
+for kind in lua tcl; do
+  dir=$PREFIX/modulefiles
+  [[ $kind == tcl ]] && dir=$PREFIX/modulefiles-tcl
+  module purge >/dev/null 2>&1 || true
+  module use "$dir"
+  module load fedsilo
+  check_loaded "$kind"
+  module unload fedsilo
+  [[ "$(command -v fedsilo || true)" != "$PREFIX/bin/fedsilo" ]] || { echo "$kind: unload left fedsilo on PATH"; exit 1; }
+  module unuse "$dir"
+done
+echo "modules test: ok"
