@@ -617,6 +617,28 @@ TEST_F(E2E, SigtermCheckpointsTheLastRoundAndResumesBitwise) {
   EXPECT_EQ(metrics_without_timings(metrics).size(), static_cast<size_t>(rounds));
 }
 
+// SIGUSR1 (what Slurm sends before a time limit; mpirun forwards it): the round finishes, is
+// checkpointed, and every rank exits 5, which mpirun passes on.
+TEST_F(E2E, Sigusr1CheckpointsTheRoundAndExitsFive) {
+  auto text = config_text("usr1", silos_dir(2), 200);
+  text.replace(text.find("checkpoint_every = 1"), 20, "checkpoint_every = 999");  // only the stop's
+  const auto cfg = write_file(kTmp + "/cfg/usr1.toml", text);
+  stdfs::remove_all(run_dir("usr1"));
+  const std::string metrics = run_dir("usr1") + "/metrics.jsonl";
+  auto r = run("exec 2>&1; " + kMpi + " -np 2 " + kBin + " train " + cfg + " -q & pid=$!; "
+               "for i in $(seq 600); do [ \"$(cat " + metrics + " 2>/dev/null | wc -l)\" -ge 3 ] && break; "
+               "sleep 0.05; done; sleep 1; kill -USR1 $pid; wait $pid; echo \"mpirun exit $?\"");
+  EXPECT_NE(r.output.find("mpirun exit 5"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("fedsilo train: stopped: SIGUSR1: stopped after round "), std::string::npos) << r.output;
+  const auto done = metrics_without_timings(metrics);
+  ASSERT_FALSE(done.empty());
+  ASSERT_LT(done.size(), 200u);
+  char ckpt[64];
+  std::snprintf(ckpt, sizeof ckpt, "/checkpoints/ckpt-%06lld.done",
+                static_cast<long long>(done.back()["round"].get<int64_t>()));
+  EXPECT_TRUE(stdfs::exists(run_dir("usr1") + ckpt)) << r.output;
+}
+
 // Ctrl-C: SIGINT to mpirun (once it is past its start-up, where it kills at once), which passes
 // SIGTERM to the ranks: they stop cleanly (one message,
 // the last round checkpointed, no model). mpirun itself then exits 1 (Open MPI's code for a job it
