@@ -104,15 +104,18 @@ class E2E : public ::testing::Test {
       ASSERT_EQ(r.code, 0) << r.output;
     }
   }
-  // Every config.toml a run wrote parses back as a valid config (it holds what took effect).
+  // Every config.toml a run of this test wrote parses back as a valid config (it holds what
+  // took effect).
+  void SetUp() override { started_ = stdfs::file_time_type::clock::now() - std::chrono::seconds(1); }
   void TearDown() override {
     std::error_code ec;
     for (const auto& e : stdfs::recursive_directory_iterator(kTmp + "/runs", ec)) {
-      if (e.path().filename() != "config.toml") continue;
+      if (e.path().filename() != "config.toml" || stdfs::last_write_time(e.path(), ec) < started_) continue;
       auto c = fedsilo::config::load_config(e.path().string());
       EXPECT_TRUE(c.ok()) << e.path() << ": " << c.status().message();
     }
   }
+  stdfs::file_time_type started_;
   static std::string silos_dir(int silos) { return kTmp + "/fmnist-" + std::to_string(silos); }
   static std::string run_dir(const std::string& name) { return kTmp + "/runs/" + name; }
 
