@@ -117,6 +117,7 @@ class E2E : public ::testing::Test {
   }
   stdfs::file_time_type started_;
   static std::string silos_dir(int silos) { return kTmp + "/fmnist-" + std::to_string(silos); }
+  static RunResult signal_mpirun(const std::string& name, const std::string& signal);
   static std::string run_dir(const std::string& name) { return kTmp + "/runs/" + name; }
 
   // A fresh copy of the 4-silo partition to damage.
@@ -620,56 +621,54 @@ TEST_F(E2E, SigtermCheckpointsTheLastRoundAndResumesBitwise) {
   EXPECT_EQ(metrics_without_timings(metrics).size(), static_cast<size_t>(rounds));
 }
 
+// A 200-round run of `name` on 2 silos that checkpoints only when it is stopped: mpirun in the
+// background, `signal` sent to mpirun once 3 rounds are done (and mpirun is well past its
+// start-up, where it kills at once). Returns the output with "mpirun exit CODE" last; checks
+// that the stop left the last round in metrics.jsonl checkpointed and no model.
+RunResult E2E::signal_mpirun(const std::string& name, const std::string& signal) {
+  auto text = config_text(name, silos_dir(2), 200);
+  text.replace(text.find("checkpoint_every = 1"), 20, "checkpoint_every = 999");  // only the stop's
+  const auto cfg = write_file(kTmp + "/cfg/" + name + ".toml", text);
+  const std::string dir = kTmp + "/runs/" + name;
+  stdfs::remove_all(dir);
+  const std::string metrics = dir + "/metrics.jsonl";
+  // No `timeout` around mpirun: the signal must reach mpirun itself (200 short rounds end anyway).
+  auto r = run("exec 2>&1; " + kMpi + " -np 2 " + kBin + " train " + cfg + " -q & pid=$!; "
+               "for i in $(seq 600); do [ \"$(cat " + metrics + " 2>/dev/null | wc -l)\" -ge 3 ] && break; "
+               "sleep 0.05; done; sleep 1; kill -" + signal + " $pid; wait $pid; echo \"mpirun exit $?\"");
+  const auto done = metrics_without_timings(metrics);
+  EXPECT_FALSE(done.empty()) << r.output;
+  EXPECT_LT(done.size(), 200u) << "the run ended before the signal";
+  if (!done.empty()) {
+    char ckpt[64];
+    std::snprintf(ckpt, sizeof ckpt, "/checkpoints/ckpt-%06lld.done",
+                  static_cast<long long>(done.back()["round"].get<int64_t>()));
+    EXPECT_TRUE(stdfs::exists(dir + ckpt)) << "the last round was not checkpointed\n" << r.output;
+  }
+  EXPECT_FALSE(stdfs::exists(dir + "/model.h5"));
+  return r;
+}
+
 // SIGUSR1 (what Slurm sends before a time limit; mpirun forwards it): the round finishes, is
 // checkpointed, and every rank exits 5, which mpirun passes on.
 TEST_F(E2E, Sigusr1CheckpointsTheRoundAndExitsFive) {
-  auto text = config_text("usr1", silos_dir(2), 200);
-  text.replace(text.find("checkpoint_every = 1"), 20, "checkpoint_every = 999");  // only the stop's
-  const auto cfg = write_file(kTmp + "/cfg/usr1.toml", text);
-  stdfs::remove_all(run_dir("usr1"));
-  const std::string metrics = run_dir("usr1") + "/metrics.jsonl";
-  auto r = run("exec 2>&1; " + kMpi + " -np 2 " + kBin + " train " + cfg + " -q & pid=$!; "
-               "for i in $(seq 600); do [ \"$(cat " + metrics + " 2>/dev/null | wc -l)\" -ge 3 ] && break; "
-               "sleep 0.05; done; sleep 1; kill -USR1 $pid; wait $pid; echo \"mpirun exit $?\"");
+  const auto r = signal_mpirun("usr1", "USR1");
   EXPECT_NE(r.output.find("mpirun exit 5"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("fedsilo train: stopped: SIGUSR1: stopped after round "), std::string::npos) << r.output;
-  const auto done = metrics_without_timings(metrics);
-  ASSERT_FALSE(done.empty());
-  ASSERT_LT(done.size(), 200u);
-  char ckpt[64];
-  std::snprintf(ckpt, sizeof ckpt, "/checkpoints/ckpt-%06lld.done",
-                static_cast<long long>(done.back()["round"].get<int64_t>()));
-  EXPECT_TRUE(stdfs::exists(run_dir("usr1") + ckpt)) << r.output;
 }
 
-// Ctrl-C: SIGINT to mpirun (once it is past its start-up, where it kills at once), which passes
-// SIGTERM to the ranks: they stop cleanly (one message,
-// the last round checkpointed, no model). mpirun itself then exits 1 (Open MPI's code for a job it
-// aborted; it cannot forward SIGINT), whatever the ranks return; the ranks' own 7 is what srun
-// reports and what the SIGTERM test above checks.
+// Ctrl-C: SIGINT to mpirun, which passes SIGTERM to the ranks: they stop cleanly (at most one
+// message, the last round checkpointed, no model). mpirun itself then exits 1 (Open MPI's code
+// for a job it aborted; it cannot forward SIGINT), whatever the ranks return; the ranks' own 7 is
+// what srun reports and what the SIGTERM test above checks.
 TEST_F(E2E, SigintToMpirunStopsCleanly) {
-  auto text = config_text("int", silos_dir(2), 200);
-  text.replace(text.find("checkpoint_every = 1"), 20, "checkpoint_every = 999");  // only the stop's
-  const auto cfg = write_file(kTmp + "/cfg/int.toml", text);
-  stdfs::remove_all(run_dir("int"));
-  const std::string metrics = run_dir("int") + "/metrics.jsonl";
-  auto r = run("exec 2>&1; timeout 300 " + kMpi + " -np 2 " + kBin + " train " + cfg + " -q & pid=$!; "
-               "for i in $(seq 600); do [ \"$(cat " + metrics + " 2>/dev/null | wc -l)\" -ge 3 ] && break; "
-               "sleep 0.05; done; sleep 1; kill -INT $pid; wait $pid; echo \"mpirun exit $?\"");
+  const auto r = signal_mpirun("int", "INT");
   EXPECT_NE(r.output.find("mpirun exit 1"), std::string::npos) << r.output;
   const std::regex stopped("fedsilo train: stopped: SIGTERM: stopped after round [0-9]+ of 200, checkpointed");
   const auto count = std::distance(std::sregex_iterator(r.output.begin(), r.output.end(), stopped),
                                    std::sregex_iterator());
-  // At most one message (mpirun, aborting, may drop what the ranks print as it tears down).
+  // mpirun, aborting, may drop what the ranks print as it tears down.
   EXPECT_LE(count, 1) << r.output;
-  const auto done = metrics_without_timings(metrics);
-  ASSERT_FALSE(done.empty());
-  ASSERT_LT(done.size(), 200u);
-  char ckpt[64];  // the stop checkpointed the last round in metrics.jsonl
-  std::snprintf(ckpt, sizeof ckpt, "/checkpoints/ckpt-%06lld.done",
-                static_cast<long long>(done.back()["round"].get<int64_t>()));
-  EXPECT_TRUE(stdfs::exists(run_dir("int") + ckpt)) << r.output;
-  EXPECT_FALSE(stdfs::exists(run_dir("int") + "/model.h5"));
 }
 
 }  // namespace
