@@ -572,6 +572,8 @@ TEST_F(E2E, ExitCodesFollowTheReadmeTable) {
       {"eval " + model + " --data " + garbage, 1, "not an HDF5 file"},
       {"eval " + model + " --data " + silos_dir(2) + "/test.h5 --batch-size 0", 2, "--batch-size"},
       {"eval " + model, 2, "--data"},
+      // bench (its flags are parsed before MPI starts)
+      {"bench allreduce --no-such-flag", 2, ""},
   };
   for (const auto& c : cases) {
     auto r = run(kBin + " " + c.args);
