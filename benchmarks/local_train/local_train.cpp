@@ -32,6 +32,7 @@
 #include "benchmarks/common/machine.h"
 #include "core/philox.h"
 #include "data/dataset.h"
+#include "kernels/cpu/cpu_level.h"
 #include "kernels/cpu/gemm.h"
 #include "model/gpu_trainer.h"
 #include "model/model.h"
@@ -262,8 +263,17 @@ int main(int argc, char** argv) {
   }
   const fedsilo::data::Dataset ds = head(all, n);
   const std::string machine = fedsilo::bench::cpu_model_name();
-  std::printf("local_train: machine %s, OpenBLAS core %s, device %s\n", machine.c_str(),
-              fedsilo::kernels::blas_core_name(), cuda ? gpu_label.c_str() : "cpu");
+  const std::string cpu_error = fedsilo::kernels::cpu_level_error();
+  if (!cpu_error.empty()) {
+    std::fprintf(stderr, "local_train: %s\n", cpu_error.c_str());
+    return 2;
+  }
+  const fedsilo::kernels::CpuLevel level = fedsilo::kernels::cpu_level();
+  const bool forced = level != fedsilo::kernels::detected_cpu_level();
+  std::printf("local_train: machine %s, OpenBLAS core %s, device %s, CPU kernels %s%s\n",
+              machine.c_str(), fedsilo::kernels::blas_core_name(), cuda ? gpu_label.c_str() : "cpu",
+              fedsilo::kernels::cpu_level_name(level),
+              forced ? " (forced by FEDSILO_CPU; the CPU has more)" : "");
   std::printf(
       "  threads %d, batch %d, %d batches (%lld samples) per repeat, %d repeats, data %s, "
       "commit %s\n",
@@ -278,6 +288,8 @@ int main(int argc, char** argv) {
   out["benchmark"] = "local_train";
   out["machine"] = machine;
   out["openblas_core"] = fedsilo::kernels::blas_core_name();
+  out["cpu_level"] = fedsilo::kernels::cpu_level_name(level);
+  out["cpu_level_detected"] = fedsilo::kernels::cpu_level_name(fedsilo::kernels::detected_cpu_level());
   out["device"] = cuda ? gpu_label : "cpu";
   out["threads"] = cuda ? 0 : o.threads;
   out["samples"] = n;

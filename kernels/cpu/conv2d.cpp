@@ -1,4 +1,5 @@
-// Direct convolution kernels. The fast float path (AVX-512) uses the "wide row" layout:
+// Direct convolution kernels. The fast float paths (AVX-512 and AVX2, chosen at run time) use
+// the "wide row" layout:
 //
 // With the input plane stored row-major with width W, output (i, j) of a valid k x k
 // correlation reads x[(i+p)*W + (j+q)]. Index outputs by P = i*W + j over *all* j in [0, W)
@@ -36,9 +37,9 @@
 #include <cstring>
 #include <utility>
 
-#if defined(__AVX512F__)
 #include <immintrin.h>
-#endif
+
+#include "kernels/cpu/cpu_level.h"
 
 namespace fedsilo::kernels {
 
@@ -109,10 +110,7 @@ void conv2d_backward_ref(const Conv2dShape& s, const T* x, const T* w, const T* 
 
 namespace {
 
-constexpr int kLanes = 16;   // floats per AVX-512 vector
-constexpr int kMaxAcc = 24;  // accumulators per block; the other 8 zmm hold operands
-constexpr int kMaxRows = 6;  // output channels per block
-constexpr int kMaxCols = 6;  // vectors (or taps, for dW) per block
+constexpr int kWidestLanes = 16;  // floats per AVX-512 vector: sizes the scratch for every path
 constexpr int64_t kAlign = 64;
 
 int64_t round_up(int64_t v, int64_t m) {
@@ -122,7 +120,7 @@ int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
 }
 
-// Sizes of the wide layout for one shape (see the top of the file).
+// Sizes of the wide layout for one shape and vector width (see the top of the file).
 struct WideGeom {
   int oh = 0, ow = 0;
   int taps = 0;          // in_c * k * k: forward and dW taps
@@ -133,7 +131,7 @@ struct WideGeom {
   int64_t plane_x = 0;   // stride of one padded input plane
   int64_t plane_dy = 0;  // stride of one padded dy plane
 
-  explicit WideGeom(const Conv2dShape& s) {
+  WideGeom(const Conv2dShape& s, int kLanes) {
     oh = s.out_h();
     ow = s.out_w();
     taps = s.in_c * s.k * s.k;
@@ -149,13 +147,14 @@ struct WideGeom {
   }
 };
 
-// Scratch regions, carved from one block in this order, each 64-byte aligned.
+// Scratch regions, carved from one block in this order, each 64-byte aligned. Every size grows
+// with the vector width, so the widest path's total holds any narrower one's layout.
 struct ScratchLayout {
   int64_t off_fwd = 0, off_dx = 0, xpad = 0, wide = 0, dypad = 0, wt = 0, dwacc = 0, dbacc = 0;
   int64_t total = 0;
 
-  explicit ScratchLayout(const Conv2dShape& s) {
-    const WideGeom g(s);
+  ScratchLayout(const Conv2dShape& s, int kLanes) {
+    const WideGeom g(s, kLanes);
     int64_t at = 0;
     auto take = [&](int64_t bytes) {
       const int64_t here = at;
@@ -177,324 +176,88 @@ struct ScratchLayout {
 }  // namespace
 
 int64_t conv2d_scratch_bytes(const Conv2dShape& s) {
-  return ScratchLayout(s).total;
+  return ScratchLayout(s, kWidestLanes).total;
 }
 
-#if defined(__AVX512F__)
+// ------------------------------------------------------------------------------ fast paths
+// One copy of conv2d_wide.inl per instruction set, compiled for that set only (the target
+// pragma), and chosen at run time (cpu_level()): a portable build runs the widest path the CPU
+// has. Register budgets: AVX-512 has 32 zmm (24 accumulators + 8 operands); AVX2 has 16 ymm
+// (12 accumulators, up to 3 input vectors and a broadcast weight: OB = 4 rows x PB = 3 vectors,
+// or 6 x 2 for conv1's 6 channels).
+
+namespace avx512 {
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma")
+namespace {
+struct V {
+  using reg = __m512;
+  static constexpr int kLanes = 16;
+  static constexpr int kMaxAcc = 24;  // accumulators per block; the other 8 zmm hold operands
+  static constexpr int kMaxRows = 6;  // output channels per block
+  static constexpr int kMaxCols = 6;  // vectors (or taps, for dW) per block
+  static reg load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
+  static reg set1(float x) { return _mm512_set1_ps(x); }
+  static reg zero() { return _mm512_setzero_ps(); }
+  static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
+};
+using Reg = V::reg;
+#include "kernels/cpu/conv2d_wide.inl"
+}  // namespace
+#pragma GCC pop_options
+}  // namespace avx512
+
+namespace avx2 {
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace {
+struct V {
+  using reg = __m256;
+  static constexpr int kLanes = 8;
+  static constexpr int kMaxAcc = 12;  // accumulators per block; the other 4 ymm hold operands
+  static constexpr int kMaxRows = 6;
+  static constexpr int kMaxCols = 6;
+  static reg load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
+  static reg set1(float x) { return _mm256_set1_ps(x); }
+  static reg zero() { return _mm256_setzero_ps(); }
+  static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
+};
+using Reg = V::reg;
+#include "kernels/cpu/conv2d_wide.inl"
+}  // namespace
+#pragma GCC pop_options
+}  // namespace avx2
 
 bool conv2d_has_fast_path() {
-  return true;
+  return cpu_level() != CpuLevel::kGeneric;
 }
-
-namespace {
-
-// out[o*ldo + v*16 + l] = bias[o] + sum_t w[o*ldw + t] * in[off[t] + v*16 + l]
-// for o < OB, v < PB: one register block of the wide correlation.
-template <int OB, int PB>
-void corr_block(const float* in, const int32_t* off, int taps, const float* w, int64_t ldw,
-                const float* bias, float* out, int64_t ldo) {
-  __m512 acc[OB][PB];
-#pragma GCC unroll 8
-  for (int o = 0; o < OB; ++o) {
-    const __m512 b0 = bias != nullptr ? _mm512_set1_ps(bias[o]) : _mm512_setzero_ps();
-#pragma GCC unroll 8
-    for (int v = 0; v < PB; ++v) acc[o][v] = b0;
-  }
-  for (int t = 0; t < taps; ++t) {
-    const float* src = in + off[t];
-    __m512 xv[PB];
-#pragma GCC unroll 8
-    for (int v = 0; v < PB; ++v) xv[v] = _mm512_loadu_ps(src + v * kLanes);
-#pragma GCC unroll 8
-    for (int o = 0; o < OB; ++o) {
-      const __m512 wv = _mm512_set1_ps(w[o * ldw + t]);
-#pragma GCC unroll 8
-      for (int v = 0; v < PB; ++v) acc[o][v] = _mm512_fmadd_ps(wv, xv[v], acc[o][v]);
-    }
-  }
-#pragma GCC unroll 8
-  for (int o = 0; o < OB; ++o) {
-#pragma GCC unroll 8
-    for (int v = 0; v < PB; ++v) _mm512_storeu_ps(out + o * ldo + v * kLanes, acc[o][v]);
-  }
-}
-
-// acc[o*ld_acc + j*16 + l] += sum_{v<nv} dy[o*ldd + v*16 + l] * x[off[j] + v*16 + l]
-// for o < OB, j < TB: 16-lane partial sums of dW for OB channels x TB taps.
-template <int OB, int TB>
-void dw_block(const float* x, const int32_t* off, const float* dy, int64_t ldd, int nv,
-              float* acc_mem, int64_t ld_acc) {
-  __m512 acc[OB][TB];
-#pragma GCC unroll 8
-  for (int o = 0; o < OB; ++o) {
-#pragma GCC unroll 8
-    for (int j = 0; j < TB; ++j) acc[o][j] = _mm512_loadu_ps(acc_mem + o * ld_acc + j * kLanes);
-  }
-  for (int v = 0; v < nv; ++v) {
-    __m512 xv[TB];
-#pragma GCC unroll 8
-    for (int j = 0; j < TB; ++j) xv[j] = _mm512_loadu_ps(x + off[j] + v * kLanes);
-#pragma GCC unroll 8
-    for (int o = 0; o < OB; ++o) {
-      const __m512 d = _mm512_loadu_ps(dy + o * ldd + v * kLanes);
-#pragma GCC unroll 8
-      for (int j = 0; j < TB; ++j) acc[o][j] = _mm512_fmadd_ps(d, xv[j], acc[o][j]);
-    }
-  }
-#pragma GCC unroll 8
-  for (int o = 0; o < OB; ++o) {
-#pragma GCC unroll 8
-    for (int j = 0; j < TB; ++j) _mm512_storeu_ps(acc_mem + o * ld_acc + j * kLanes, acc[o][j]);
-  }
-}
-
-using CorrFn = void (*)(const float*, const int32_t*, int, const float*, int64_t, const float*,
-                        float*, int64_t);
-using DwFn = void (*)(const float*, const int32_t*, const float*, int64_t, int, float*, int64_t);
-
-template <int OB, int... C>
-constexpr std::array<CorrFn, kMaxCols + 1> corr_row(std::integer_sequence<int, C...>) {
-  return {nullptr, &corr_block<OB, C + 1>...};
-}
-template <int OB, int... C>
-constexpr std::array<DwFn, kMaxCols + 1> dw_row(std::integer_sequence<int, C...>) {
-  return {nullptr, &dw_block<OB, C + 1>...};
-}
-template <int... R>
-constexpr std::array<std::array<CorrFn, kMaxCols + 1>, kMaxRows + 1> corr_table(
-    std::integer_sequence<int, R...>) {
-  return {std::array<CorrFn, kMaxCols + 1>{},
-          corr_row<R + 1>(std::make_integer_sequence<int, kMaxCols>{})...};
-}
-template <int... R>
-constexpr std::array<std::array<DwFn, kMaxCols + 1>, kMaxRows + 1> dw_table(
-    std::integer_sequence<int, R...>) {
-  return {std::array<DwFn, kMaxCols + 1>{},
-          dw_row<R + 1>(std::make_integer_sequence<int, kMaxCols>{})...};
-}
-
-constexpr auto kCorr = corr_table(std::make_integer_sequence<int, kMaxRows>{});
-constexpr auto kDw = dw_table(std::make_integer_sequence<int, kMaxRows>{});
-
-// Rows per block: 6 when that divides the channel count and 4 does not (conv1's 6 outputs),
-// else 4. Columns: as many as fit in kMaxAcc accumulators, split evenly (42 vectors at most 4
-// per block -> 11 blocks of 4,4,...,2 rather than 10 of 4 and one of 2).
-int main_rows(int rows) {
-  return rows % 6 == 0 && rows % 4 != 0 ? 6 : 4;
-}
-int even_cols(int total, int max_cols) {
-  const int blocks = static_cast<int>(ceil_div(total, max_cols));
-  return static_cast<int>(ceil_div(total, blocks));
-}
-
-// out[o][P] = bias[o] + sum_t w[o][t] * in[off[t] + P] for o < rows, P < nv*16.
-void wide_corr(const float* in, const int32_t* off, int taps, const float* w, int rows,
-               const float* bias, int nv, float* out, int64_t ldo) {
-  const int rmain = main_rows(rows);
-  for (int o0 = 0; o0 < rows;) {
-    const int ob = std::min(rmain, rows - o0);
-    const int pb_even = even_cols(nv, std::min(kMaxCols, kMaxAcc / ob));
-    for (int v0 = 0; v0 < nv;) {
-      const int pb = std::min(pb_even, nv - v0);
-      kCorr[ob][pb](in + int64_t{v0} * kLanes, off, taps, w + int64_t{o0} * taps, taps,
-                    bias != nullptr ? bias + o0 : nullptr, out + o0 * ldo + v0 * kLanes, ldo);
-      v0 += pb;
-    }
-    o0 += ob;
-  }
-}
-
-// acc[o][t][:] += sum_P dy[o*ldd + P] * x[off[t] + P], P in 16-lane vectors, v < nv.
-void wide_dw(const float* x, const int32_t* off, int taps, const float* dy, int64_t ldd, int rows,
-             int nv, float* acc) {
-  const int rmain = main_rows(rows);
-  const int64_t ld_acc = int64_t{taps} * kLanes;
-  for (int o0 = 0; o0 < rows;) {
-    const int ob = std::min(rmain, rows - o0);
-    const int tb_even = even_cols(taps, std::min(kMaxCols, kMaxAcc / ob));
-    for (int t0 = 0; t0 < taps;) {
-      const int tb = std::min(tb_even, taps - t0);
-      kDw[ob][tb](x, off + t0, dy + o0 * ldd, ldd, nv, acc + o0 * ld_acc + int64_t{t0} * kLanes,
-                  ld_acc);
-      t0 += tb;
-    }
-    o0 += ob;
-  }
-}
-
-struct Carved {
-  int32_t* off_fwd;
-  int32_t* off_dx;
-  float* xpad;
-  float* wide;
-  float* dypad;
-  float* wt;
-  float* dwacc;
-  float* dbacc;
-};
-
-// Sum of the 16 lanes of a vector, left to right (fixed order; runs once per weight per call).
-float lane_sum(const float* v) {
-  float s = 0.0f;
-  for (int l = 0; l < kLanes; ++l) s += v[l];
-  return s;
-}
-
-Carved carve(const Conv2dShape& s, void* scratch) {
-  const ScratchLayout l(s);
-  auto base = reinterpret_cast<uintptr_t>(scratch);
-  base = (base + kAlign - 1) / kAlign * kAlign;
-  auto* p = reinterpret_cast<unsigned char*>(base);
-  return {reinterpret_cast<int32_t*>(p + l.off_fwd), reinterpret_cast<int32_t*>(p + l.off_dx),
-          reinterpret_cast<float*>(p + l.xpad),      reinterpret_cast<float*>(p + l.wide),
-          reinterpret_cast<float*>(p + l.dypad),     reinterpret_cast<float*>(p + l.wt),
-          reinterpret_cast<float*>(p + l.dwacc),     reinterpret_cast<float*>(p + l.dbacc)};
-}
-
-// Tap t = (c, p, q) of the forward / dW correlation reads the padded input at c*plane + p*W + q.
-void fill_fwd_offsets(const Conv2dShape& s, const WideGeom& g, int32_t* off) {
-  int t = 0;
-  for (int c = 0; c < s.in_c; ++c) {
-    for (int p = 0; p < s.k; ++p) {
-      for (int q = 0; q < s.k; ++q) off[t++] = static_cast<int32_t>(c * g.plane_x + p * s.in_w + q);
-    }
-  }
-}
-
-// Copies sample n's input planes into the padded layout (zeros after each plane's H*W values).
-void pad_input(const Conv2dShape& s, const WideGeom& g, const float* xn, float* xpad) {
-  const int64_t hw = int64_t{s.in_h} * s.in_w;
-  for (int c = 0; c < s.in_c; ++c) {
-    float* dst = xpad + c * g.plane_x;
-    std::memcpy(dst, xn + c * hw, static_cast<size_t>(hw) * sizeof(float));
-    std::memset(dst + hw, 0, static_cast<size_t>(g.plane_x - hw) * sizeof(float));
-  }
-}
-
-}  // namespace
 
 template <>
 void conv2d_forward<float>(const Conv2dShape& s, const float* x, const float* w, const float* b,
                            bool relu, float* y, void* scratch) {
-  const WideGeom g(s);
-  const Carved m = carve(s, scratch);
-  fill_fwd_offsets(s, g, m.off_fwd);
-  const int64_t hw = int64_t{s.in_h} * s.in_w, ohw = int64_t{g.oh} * g.ow;
-  const int64_t ldo = int64_t{g.nv_out} * kLanes;
-  for (int n = 0; n < s.batch; ++n) {
-    pad_input(s, g, x + n * s.in_c * hw, m.xpad);
-    wide_corr(m.xpad, m.off_fwd, g.taps, w, s.out_c, b, g.nv_out, m.wide, ldo);
-    // Drop the k-1 garbage columns of each wide row; apply the ReLU on the way.
-    float* yn = y + int64_t{n} * s.out_c * ohw;
-    for (int o = 0; o < s.out_c; ++o) {
-      for (int i = 0; i < g.oh; ++i) {
-        const float* src = m.wide + o * ldo + int64_t{i} * s.in_w;
-        float* dst = yn + o * ohw + int64_t{i} * g.ow;
-        if (relu) {
-          for (int j = 0; j < g.ow; ++j) dst[j] = std::max(src[j], 0.0f);
-        } else {
-          std::memcpy(dst, src, static_cast<size_t>(g.ow) * sizeof(float));
-        }
-      }
-    }
+  switch (cpu_level()) {
+    case CpuLevel::kAvx512: return avx512::forward(s, x, w, b, relu, y, scratch);
+    case CpuLevel::kAvx2: return avx2::forward(s, x, w, b, relu, y, scratch);
+    case CpuLevel::kGeneric: break;
   }
+  conv2d_forward_ref<float>(s, x, w, b, relu, y);
 }
 
 template <>
 void conv2d_backward<float>(const Conv2dShape& s, const float* x, const float* w, const float* y,
                             bool relu, const float* dy, float* dx, float* dw, float* db,
                             void* scratch) {
-  const WideGeom g(s);
-  const Carved m = carve(s, scratch);
-  const int kk = s.k * s.k;
-  const int64_t hw = int64_t{s.in_h} * s.in_w, ohw = int64_t{g.oh} * g.ow;
-  fill_fwd_offsets(s, g, m.off_fwd);
-  if (dx != nullptr) {
-    // dX tap t' = (o, p, q) reads dy at o*plane_dy + lead - p*W - q, weight w[o][c][p][q].
-    int t = 0;
-    for (int o = 0; o < s.out_c; ++o) {
-      for (int p = 0; p < s.k; ++p) {
-        for (int q = 0; q < s.k; ++q) {
-          m.off_dx[t++] = static_cast<int32_t>(o * g.plane_dy + g.lead - p * s.in_w - q);
-        }
-      }
-    }
-    for (int c = 0; c < s.in_c; ++c) {
-      for (int o = 0; o < s.out_c; ++o) {
-        std::memcpy(m.wt + int64_t{c} * g.taps_dx + o * kk, w + (int64_t{o} * s.in_c + c) * kk,
-                    static_cast<size_t>(kk) * sizeof(float));
-      }
-    }
+  switch (cpu_level()) {
+    case CpuLevel::kAvx512: return avx512::backward(s, x, w, y, relu, dy, dx, dw, db, scratch);
+    case CpuLevel::kAvx2: return avx2::backward(s, x, w, y, relu, dy, dx, dw, db, scratch);
+    case CpuLevel::kGeneric: break;
   }
-  std::memset(m.dwacc, 0, static_cast<size_t>(s.out_c) * g.taps * kLanes * sizeof(float));
-  std::memset(m.dbacc, 0, static_cast<size_t>(s.out_c) * kLanes * sizeof(float));
-  const bool dx_direct = hw % kLanes == 0;  // dX rows land straight in dx, no copy
-  const int64_t ld_wide_dx = int64_t{g.nv_dx} * kLanes;
-
-  for (int n = 0; n < s.batch; ++n) {
-    pad_input(s, g, x + n * s.in_c * hw, m.xpad);
-    // dy (masked by the ReLU) into the zero-padded wide layout.
-    std::memset(m.dypad, 0, static_cast<size_t>(s.out_c * g.plane_dy) * sizeof(float));
-    const float* dyn = dy + int64_t{n} * s.out_c * ohw;
-    const float* yn = y != nullptr ? y + int64_t{n} * s.out_c * ohw : nullptr;
-    for (int o = 0; o < s.out_c; ++o) {
-      float* dst = m.dypad + o * g.plane_dy + g.lead;
-      for (int i = 0; i < g.oh; ++i) {
-        const float* gi = dyn + o * ohw + int64_t{i} * g.ow;
-        float* di = dst + int64_t{i} * s.in_w;
-        if (relu) {
-          const float* yi = yn + o * ohw + int64_t{i} * g.ow;
-          for (int j = 0; j < g.ow; ++j) di[j] = yi[j] > 0.0f ? gi[j] : 0.0f;
-        } else {
-          std::memcpy(di, gi, static_cast<size_t>(g.ow) * sizeof(float));
-        }
-      }
-      // db: 16-lane partial sums over the wide plane (zeros where there is no output).
-      __m512 acc = _mm512_loadu_ps(m.dbacc + o * kLanes);
-      for (int v = 0; v < g.nv_out; ++v)
-        acc = _mm512_add_ps(acc, _mm512_loadu_ps(dst + v * kLanes));
-      _mm512_storeu_ps(m.dbacc + o * kLanes, acc);
-    }
-    wide_dw(m.xpad, m.off_fwd, g.taps, m.dypad + g.lead, g.plane_dy, s.out_c, g.nv_out, m.dwacc);
-    if (dx != nullptr) {
-      float* dxn = dx + int64_t{n} * s.in_c * hw;
-      if (dx_direct) {
-        wide_corr(m.dypad, m.off_dx, g.taps_dx, m.wt, s.in_c, nullptr, g.nv_dx, dxn, hw);
-      } else {
-        wide_corr(m.dypad, m.off_dx, g.taps_dx, m.wt, s.in_c, nullptr, g.nv_dx, m.wide, ld_wide_dx);
-        for (int c = 0; c < s.in_c; ++c) {
-          std::memcpy(dxn + c * hw, m.wide + c * ld_wide_dx,
-                      static_cast<size_t>(hw) * sizeof(float));
-        }
-      }
-    }
-  }
-  // One fixed-order lane reduction per weight.
-  for (int64_t i = 0; i < int64_t{s.out_c} * g.taps; ++i) {
-    dw[i] = lane_sum(m.dwacc + i * kLanes);
-  }
-  for (int o = 0; o < s.out_c; ++o) db[o] = lane_sum(m.dbacc + o * kLanes);
-}
-
-#else  // no AVX-512: the reference loops serve float too
-
-bool conv2d_has_fast_path() {
-  return false;
-}
-
-template <>
-void conv2d_forward<float>(const Conv2dShape& s, const float* x, const float* w, const float* b,
-                           bool relu, float* y, void*) {
-  conv2d_forward_ref<float>(s, x, w, b, relu, y);
-}
-
-template <>
-void conv2d_backward<float>(const Conv2dShape& s, const float* x, const float* w, const float* y,
-                            bool relu, const float* dy, float* dx, float* dw, float* db, void*) {
   conv2d_backward_ref<float>(s, x, w, y, relu, dy, dx, dw, db);
 }
-
-#endif
 
 template <>
 void conv2d_forward<double>(const Conv2dShape& s, const double* x, const double* w, const double* b,

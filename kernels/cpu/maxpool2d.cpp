@@ -1,4 +1,5 @@
-// 2x2/2 max pooling: generic branch-free loops (any T, the reference) and an AVX-512 float path.
+// 2x2/2 max pooling: generic branch-free loops (any T, the reference; the compiler vectorises
+// them for the build's baseline) and an AVX-512 float path, chosen at run time (cpu_level()).
 // Memory-bound: conv1 of the NIID CNN gives 6x24x24 = 3456 inputs -> 864 outputs per sample;
 // the scalar loop took ~2.6 ns per output (84 us for a 32-sample chunk, 6% of a CNN step),
 // the vector path moves 16 outputs per ~12 instructions.
@@ -7,9 +8,9 @@
 #include <algorithm>
 #include <type_traits>
 
-#if defined(__AVX512F__)
 #include <immintrin.h>
-#endif
+
+#include "kernels/cpu/cpu_level.h"
 
 namespace fedsilo::kernels {
 
@@ -62,7 +63,8 @@ void backward_generic(const Pool2dShape& s, const T* dy, const uint8_t* argmax, 
   }
 }
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl")
 // AVX-512: 16 outputs per step from two rows of 32 inputs, split into even and odd columns by
 // two permutes; masked loads and stores cover rows narrower than 16 outputs (12 for conv1 of
 // the NIID CNN, 4 for conv2) without a scalar tail.
@@ -153,29 +155,23 @@ void backward_avx512(const Pool2dShape& s, const float* dy, const uint8_t* argma
     }
   }
 }
-#endif
+#pragma GCC pop_options
 
 }  // namespace
 
 template <typename T>
 void maxpool2x2_forward(const Pool2dShape& s, const T* x, T* y, uint8_t* argmax) {
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
   if constexpr (std::is_same_v<T, float>) {
-    forward_avx512(s, x, y, argmax);
-    return;
+    if (cpu_level() == CpuLevel::kAvx512) return forward_avx512(s, x, y, argmax);
   }
-#endif
   forward_generic<T>(s, x, y, argmax);
 }
 
 template <typename T>
 void maxpool2x2_backward(const Pool2dShape& s, const T* dy, const uint8_t* argmax, T* dx) {
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
   if constexpr (std::is_same_v<T, float>) {
-    backward_avx512(s, dy, argmax, dx);
-    return;
+    if (cpu_level() == CpuLevel::kAvx512) return backward_avx512(s, dy, argmax, dx);
   }
-#endif
   backward_generic<T>(s, dy, argmax, dx);
 }
 

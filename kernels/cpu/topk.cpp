@@ -6,11 +6,11 @@
 // rest touches only the candidates. A full sort moves ~log2(n) x 4n bytes instead.
 #include "kernels/cpu/topk.h"
 
+#include "kernels/cpu/cpu_level.h"
+
 #include <omp.h>
 
-#if defined(__AVX512F__)
 #include <immintrin.h>
-#endif
 
 #include <algorithm>
 #include <array>
@@ -47,15 +47,18 @@ void MagnitudeHistogram::merge_into(uint32_t* hist) const {
   }
 }
 
-int64_t collect_at_or_above(const float* x, int64_t begin, int64_t end, uint32_t min_key,
-                            uint32_t* out) {
-  int64_t p = 0;
+namespace {
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl")
+// 16 keys per step: one masked compare, the matching indices compressed in a register, and a
+// masked store of only the hits. Not a compress-store to memory: AMD's Zen 4 microcodes that
+// (~100+ cycles each, measured: a 2^24 scan took 30 ms instead of 3), while register compress +
+// masked store are a few cycles on Intel and AMD alike. Returns how far it got (a multiple of
+// 16 past `begin`); `p` counts the indices written.
+int64_t collect_avx512(const float* x, int64_t begin, int64_t end, uint32_t min_key, uint32_t* out,
+                       int64_t& p) {
   int64_t i = begin;
-#if defined(__AVX512F__)
-  // 16 keys per step: one masked compare, the matching indices compressed in a register, and
-  // a masked store of only the hits. Not a compress-store to memory: AMD's Zen 4 microcodes
-  // that (~100+ cycles each, measured: a 2^24 scan took 30 ms instead of 3), while register
-  // compress + masked store are a few cycles on Intel and AMD alike.
   const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
   const __m512i threshold = _mm512_set1_epi32(static_cast<int>(min_key));
   const __m512i step = _mm512_set1_epi32(16);
@@ -71,7 +74,18 @@ int64_t collect_at_or_above(const float* x, int64_t begin, int64_t end, uint32_t
     p += hits;
     idx = _mm512_add_epi32(idx, step);
   }
-#endif
+  return i;
+}
+#pragma GCC pop_options
+
+}  // namespace
+
+int64_t collect_at_or_above(const float* x, int64_t begin, int64_t end, uint32_t min_key,
+                            uint32_t* out) {
+  int64_t p = 0;
+  int64_t i = begin;
+  if (cpu_level() == CpuLevel::kAvx512) i = collect_avx512(x, begin, end, min_key, out, p);
+  // The rest (all of it below AVX-512): branch-free scalar steps.
   for (; i < end; ++i) {
     out[p] = static_cast<uint32_t>(i);
     p += magnitude_key(x[i]) >= min_key;

@@ -25,6 +25,7 @@
 #include "model/model.h"
 #include "model/trainer.h"
 #include "fl/update_exchange.h"
+#include "kernels/cpu/cpu_level.h"
 #include "mpi/device_allreduce.h"
 
 namespace fedsilo::fl {
@@ -212,6 +213,11 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
   const bool leader = rank == 0;
   const std::string run_dir = cfg.run.out_dir;
   const std::string hash = config::resume_hash(cfg);
+
+  // ---- CPU kernels: the level FEDSILO_CPU asks for must exist here
+  const std::string cpu_error = kernels::cpu_level_error();
+  FEDSILO_CHECK(comm.agree(cpu_error.empty() ? Status() : invalid_argument(cpu_error)));
+  const std::string cpu = kernels::cpu_level_name(kernels::cpu_level());
 
   // ---- silos and ranks
   // Under the Slurm plugin the manifest defines the silos (it checked the task count).
@@ -419,7 +425,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
 
   if (leader && opts.progress) {
     const int gpus = model::cuda_device_count();
-    std::string where = "device cpu, " + std::to_string(threads) + " threads/rank";
+    std::string where = "device cpu (" + cpu + " kernels), " + std::to_string(threads) + " threads/rank";
     if (device.cuda) {
       where = "device " + device.label;
       if (gpus > 1) where += " (ranks round-robin over " + std::to_string(gpus) + " GPUs a node)";
@@ -691,6 +697,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
                    {"compression_ratio", compression_ratio},
                    {"reducer", reducer_label},
                    {"device", device.label},
+                   {"cpu", cpu},
                    {"seconds", {{"train", times[0]}, {"aggregate", times[1]}, {"eval", times[2]},
                                 {"checkpoint", times[3]}, {"round", times[4]},
                                 {"compress", times[5]}, {"intra", times[6]}, {"inter", times[7]},
