@@ -123,6 +123,10 @@ SYNTH=0
 for a in "$@"; do [[ $a == --synthetic ]] && SYNTH=1; done
 
 echo "== machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; libblas.so.3 -> $BLAS_SO"
+# What an AVX2-only node runs, emulated on a CPU with more: FEDSILO_CPU=avx2 (fedsilo's kernels),
+# ATEN_CPU_CAPABILITY=avx2 (PyTorch's) and OPENBLAS_CORETYPE=Haswell (both sides' GEMMs).
+FORCED="FEDSILO_CPU=${FEDSILO_CPU:-} ATEN_CPU_CAPABILITY=${ATEN_CPU_CAPABILITY:-} OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-}"
+echo "== levels forced by the environment (empty: none): $FORCED"
 MODELS=(niid-cnn mlp)
 for m in "${MODELS[@]}"; do
   wait_quiet "local_train $m"
@@ -135,9 +139,9 @@ for m in "${MODELS[@]}"; do
 done
 [[ $SYNTH -eq 1 ]] && { echo "run.sh: --synthetic: no PyTorch comparison"; exit 0; }
 
-"$PY" - "$OUT" "$BLAS_SO" <<'PYEOF'
+"$PY" - "$OUT" "$BLAS_SO" "$FORCED" <<'PYEOF'
 import json, sys
-out, blas = sys.argv[1], sys.argv[2]
+out, blas, forced = sys.argv[1], sys.argv[2], sys.argv[3]
 models = ["niid-cnn", "mlp"]
 parts = [json.load(open(f"{out}/local_train.{m}.json")) for m in models]
 refs = [json.load(open(f"{out}/pytorch_ref.{m}.json")) for m in models]
@@ -148,7 +152,7 @@ json.dump(ref, open(f"{out}/pytorch_ref.json", "w"), indent=2)
 theirs = {r["model"]: r for r in ref["results"]}
 print()
 print(f"samples/s, batch {ours['batch']}, {ours['threads']} threads, {ours['machine']}, "
-      f"commit {ours['commit']}")
+      f"commit {ours['commit']}, fedsilo kernels {ours.get('cpu_level')}, OpenBLAS {ours['openblas_core']}")
 print(f"{'model':<10} {'fedsilo med':>12} {'[min, max]':>18} {'PyTorch med':>12} "
       f"{'[min, max]':>18} {'ratio':>7}")
 rows = []
@@ -166,6 +170,8 @@ for r in ours["results"]:
 json.dump({"benchmark": "local_train_vs_pytorch", "machine": ours["machine"],
            "commit": ours["commit"], "threads": ours["threads"], "batch": ours["batch"],
            "openblas_core": ours["openblas_core"], "libblas": blas, "torch": ref["torch"],
-           "rows": rows}, open(f"{out}/local_train_vs_pytorch.json", "w"), indent=2)
+           "cpu_level": ours.get("cpu_level"), "cpu_level_detected": ours.get("cpu_level_detected"),
+           "forced_by_environment": forced, "rows": rows},
+          open(f"{out}/local_train_vs_pytorch.json", "w"), indent=2)
 print(f"wrote {out}/local_train_vs_pytorch.json")
 PYEOF
