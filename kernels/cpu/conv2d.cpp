@@ -37,9 +37,10 @@
 #include <cstring>
 #include <utility>
 
-#include <immintrin.h>
-
 #include "kernels/cpu/cpu_level.h"
+#if FEDSILO_X86
+#include <immintrin.h>
+#endif
 
 namespace fedsilo::kernels {
 
@@ -186,6 +187,7 @@ int64_t conv2d_scratch_bytes(const Conv2dShape& s) {
 // (12 accumulators, up to 3 input vectors and a broadcast weight: OB = 4 rows x PB = 3 vectors,
 // or 6 x 2 for conv1's 6 channels).
 
+#if FEDSILO_X86
 namespace avx512 {
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma")
@@ -231,6 +233,7 @@ using Reg = V::reg;
 }  // namespace
 #pragma GCC pop_options
 }  // namespace avx2
+#endif  // FEDSILO_X86
 
 bool conv2d_has_fast_path() {
   return cpu_level() != CpuLevel::kGeneric;
@@ -239,11 +242,13 @@ bool conv2d_has_fast_path() {
 template <>
 void conv2d_forward<float>(const Conv2dShape& s, const float* x, const float* w, const float* b,
                            bool relu, float* y, void* scratch) {
+#if FEDSILO_X86
   switch (cpu_level()) {
     case CpuLevel::kAvx512: return avx512::forward(s, x, w, b, relu, y, scratch);
     case CpuLevel::kAvx2: return avx2::forward(s, x, w, b, relu, y, scratch);
     case CpuLevel::kGeneric: break;
   }
+#endif
   conv2d_forward_ref<float>(s, x, w, b, relu, y);
 }
 
@@ -251,11 +256,13 @@ template <>
 void conv2d_backward<float>(const Conv2dShape& s, const float* x, const float* w, const float* y,
                             bool relu, const float* dy, float* dx, float* dw, float* db,
                             void* scratch) {
+#if FEDSILO_X86
   switch (cpu_level()) {
     case CpuLevel::kAvx512: return avx512::backward(s, x, w, y, relu, dy, dx, dw, db, scratch);
     case CpuLevel::kAvx2: return avx2::backward(s, x, w, y, relu, dy, dx, dw, db, scratch);
     case CpuLevel::kGeneric: break;
   }
+#endif
   conv2d_backward_ref<float>(s, x, w, y, relu, dy, dx, dw, db);
 }
 

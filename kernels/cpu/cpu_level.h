@@ -5,6 +5,12 @@
 
 #include <string>
 
+// The x86 vector paths exist only where the compiler targets x86 (elsewhere, e.g. aarch64, every
+// kernel runs its portable loops, which the compiler vectorises for that machine).
+#if defined(__x86_64__) || defined(__i386__)
+#define FEDSILO_X86 1
+#endif
+
 namespace fedsilo::kernels {
 
 enum class CpuLevel {

@@ -1,16 +1,18 @@
-// 2x2/2 max pooling: generic branch-free loops (any T, the reference; the compiler vectorises
-// them for the build's baseline) and an AVX-512 float path, chosen at run time (cpu_level()).
+// 2x2/2 max pooling: generic branch-free loops (any T, the reference), an AVX-512 float path and
+// an AVX2 forward, chosen at run time (cpu_level()).
 // Memory-bound: conv1 of the NIID CNN gives 6x24x24 = 3456 inputs -> 864 outputs per sample;
 // the scalar loop took ~2.6 ns per output (84 us for a 32-sample chunk, 6% of a CNN step),
 // the vector path moves 16 outputs per ~12 instructions.
 #include "kernels/cpu/maxpool2d.h"
 
 #include <algorithm>
+#include <cstring>
 #include <type_traits>
 
-#include <immintrin.h>
-
 #include "kernels/cpu/cpu_level.h"
+#if FEDSILO_X86
+#include <immintrin.h>
+#endif
 
 namespace fedsilo::kernels {
 
@@ -63,6 +65,7 @@ void backward_generic(const Pool2dShape& s, const T* dy, const uint8_t* argmax, 
   }
 }
 
+#if FEDSILO_X86
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl")
 // AVX-512: 16 outputs per step from two rows of 32 inputs, split into even and odd columns by
@@ -157,12 +160,83 @@ void backward_avx512(const Pool2dShape& s, const float* dy, const uint8_t* argma
 }
 #pragma GCC pop_options
 
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+// AVX2, forward only: the same steps on 8 outputs: two rows of 16 inputs split into even and odd
+// columns by a shuffle and a cross-lane permute, maxima by compare and blend, maskload/maskstore
+// for rows narrower than 8 outputs; the argmax codes (0-3) packed to bytes through 16-bit lanes.
+// (pool1 of the NIID CNN: 79 -> 35 us per batch. The backward scatter measured no faster than
+// the generic loop at these row widths, 12 and 4 outputs, so it stays generic.)
+namespace avx2 {
+
+constexpr int kLanes8 = 8;
+
+__m256i low_mask8(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+__m256 even_cols(__m256 lo, __m256 hi) {  // [lo0, lo2, lo4, lo6, hi0, hi2, hi4, hi6]
+  const __m256 e = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+__m256 odd_cols(__m256 lo, __m256 hi) {  // [lo1, lo3, lo5, lo7, hi1, hi3, hi5, hi7]
+  const __m256 o = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+void forward(const Pool2dShape& s, const float* x, float* y, uint8_t* argmax) {
+  const int oh = s.out_h(), ow = s.out_w();
+  const int64_t planes = static_cast<int64_t>(s.batch) * s.c;
+  for (int64_t p = 0; p < planes; ++p) {
+    const float* in = x + p * s.h * s.w;
+    for (int i = 0; i < oh; ++i) {
+      const float* r0 = in + static_cast<int64_t>(2 * i) * s.w;
+      const float* r1 = r0 + s.w;
+      float* out = y + (p * oh + i) * ow;
+      uint8_t* am = argmax + (p * oh + i) * ow;
+      for (int j = 0; j < ow; j += kLanes8) {
+        const int n = std::min(kLanes8, ow - j);
+        const __m256i m0 = low_mask8(2 * n), m1 = low_mask8(2 * n - kLanes8), mo = low_mask8(n);
+        const __m256 r0a = _mm256_maskload_ps(r0 + 2 * j, m0);
+        const __m256 r0b = _mm256_maskload_ps(r0 + 2 * j + kLanes8, m1);
+        const __m256 r1a = _mm256_maskload_ps(r1 + 2 * j, m0);
+        const __m256 r1b = _mm256_maskload_ps(r1 + 2 * j + kLanes8, m1);
+        const __m256 a = even_cols(r0a, r0b), b = odd_cols(r0a, r0b);
+        const __m256 c = even_cols(r1a, r1b), d = odd_cols(r1a, r1b);
+        // Window order a, b, c, d with strict '>': the first maximum wins, as the scalar code.
+        __m256 m = a;
+        __m256i k = _mm256_setzero_si256();
+        __m256 gt = _mm256_cmp_ps(b, m, _CMP_GT_OQ);
+        k = _mm256_blendv_epi8(k, _mm256_set1_epi32(1), _mm256_castps_si256(gt));
+        m = _mm256_blendv_ps(m, b, gt);
+        gt = _mm256_cmp_ps(c, m, _CMP_GT_OQ);
+        k = _mm256_blendv_epi8(k, _mm256_set1_epi32(2), _mm256_castps_si256(gt));
+        m = _mm256_blendv_ps(m, c, gt);
+        gt = _mm256_cmp_ps(d, m, _CMP_GT_OQ);
+        k = _mm256_blendv_epi8(k, _mm256_set1_epi32(3), _mm256_castps_si256(gt));
+        m = _mm256_blendv_ps(m, d, gt);
+        _mm256_maskstore_ps(out + j, mo, m);
+        const __m128i k16 = _mm_packs_epi32(_mm256_castsi256_si128(k), _mm256_extracti128_si256(k, 1));
+        alignas(16) uint8_t bytes[16];
+        _mm_store_si128(reinterpret_cast<__m128i*>(bytes), _mm_packus_epi16(k16, k16));
+        std::memcpy(am + j, bytes, static_cast<size_t>(n));
+      }
+    }
+  }
+}
+
+}  // namespace avx2
+#pragma GCC pop_options
+#endif  // FEDSILO_X86
+
 }  // namespace
 
 template <typename T>
 void maxpool2x2_forward(const Pool2dShape& s, const T* x, T* y, uint8_t* argmax) {
   if constexpr (std::is_same_v<T, float>) {
+#if FEDSILO_X86
     if (cpu_level() == CpuLevel::kAvx512) return forward_avx512(s, x, y, argmax);
+    if (cpu_level() == CpuLevel::kAvx2) return avx2::forward(s, x, y, argmax);
+#endif
   }
   forward_generic<T>(s, x, y, argmax);
 }
@@ -170,7 +244,9 @@ void maxpool2x2_forward(const Pool2dShape& s, const T* x, T* y, uint8_t* argmax)
 template <typename T>
 void maxpool2x2_backward(const Pool2dShape& s, const T* dy, const uint8_t* argmax, T* dx) {
   if constexpr (std::is_same_v<T, float>) {
+#if FEDSILO_X86
     if (cpu_level() == CpuLevel::kAvx512) return backward_avx512(s, dy, argmax, dx);
+#endif
   }
   backward_generic<T>(s, dy, argmax, dx);
 }

@@ -10,7 +10,9 @@
 
 #include <omp.h>
 
+#if FEDSILO_X86
 #include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <array>
@@ -49,6 +51,7 @@ void MagnitudeHistogram::merge_into(uint32_t* hist) const {
 
 namespace {
 
+#if FEDSILO_X86
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl")
 // 16 keys per step: one masked compare, the matching indices compressed in a register, and a
@@ -77,6 +80,7 @@ int64_t collect_avx512(const float* x, int64_t begin, int64_t end, uint32_t min_
   return i;
 }
 #pragma GCC pop_options
+#endif  // FEDSILO_X86
 
 }  // namespace
 
@@ -84,7 +88,9 @@ int64_t collect_at_or_above(const float* x, int64_t begin, int64_t end, uint32_t
                             uint32_t* out) {
   int64_t p = 0;
   int64_t i = begin;
+#if FEDSILO_X86
   if (cpu_level() == CpuLevel::kAvx512) i = collect_avx512(x, begin, end, min_key, out, p);
+#endif
   // The rest (all of it below AVX-512): branch-free scalar steps.
   for (; i < end; ++i) {
     out[p] = static_cast<uint32_t>(i);

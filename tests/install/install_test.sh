@@ -25,6 +25,24 @@ if [[ -f /usr/include/slurm/spank.h ]]; then
     { echo "spank_fedsilo.so exports no slurm_spank_init"; exit 1; }
 fi
 
+# A portable build (the default, FEDSILO_ARCH=x86-64-v3): no AVX-512 instruction (zmm or mask
+# registers) outside the kernels chosen at run time, whose functions live in an `avx512`
+# namespace or carry avx512 in their name. A -march=native build is exempt.
+if grep -q '^FEDSILO_NATIVE:BOOL=OFF' "$BUILD/CMakeCache.txt" && command -v objdump >/dev/null &&
+   [[ "$(uname -m)" == x86_64 ]]; then
+  stray=$(objdump -d --no-show-raw-insn -C "$PREFIX"/lib/libfedsilo.so.* "$PREFIX/bin/fedsilo" |
+          awk '/^[0-9a-f]+ <.*>:$/ {fn = $0} /%zmm|%k[0-7]/ {print fn}' | sort -u | grep -v avx512 || true)
+  if [[ -n "$stray" ]]; then
+    echo "AVX-512 instructions outside the dispatched kernels (would crash an AVX2 node):"
+    echo "$stray" | head -20
+    exit 1
+  fi
+  dispatched=$(objdump -d --no-show-raw-insn -C "$PREFIX"/lib/libfedsilo.so.* |
+               awk '/^[0-9a-f]+ <.*>:$/ {fn = $0} /%zmm/ {print fn}' | sort -u | wc -l)
+  (( dispatched > 0 )) || { echo "no AVX-512 kernels found in the library at all"; exit 1; }
+  echo "baseline check: AVX-512 only in the $dispatched dispatched kernel functions"
+fi
+
 cmake -S "$SRC/tests/install/consumer" -B "$WORK/consumer" -DCMAKE_PREFIX_PATH="$PREFIX" >"$WORK/consumer.log"
 cmake --build "$WORK/consumer" >>"$WORK/consumer.log"
 LD_LIBRARY_PATH="$PREFIX/lib:${LD_LIBRARY_PATH:-}" "$WORK/consumer/consumer"
