@@ -21,7 +21,8 @@ done
 # The SPANK plugin, wherever Slurm's header was there to build it.
 if [[ -f /usr/include/slurm/spank.h ]]; then
   test -f "$PREFIX/lib/fedsilo/spank_fedsilo.so" || { echo "install lacks lib/fedsilo/spank_fedsilo.so"; exit 1; }
-  nm -D "$PREFIX/lib/fedsilo/spank_fedsilo.so" | grep -q " slurm_spank_init$" ||
+  symbols=$(nm -D "$PREFIX/lib/fedsilo/spank_fedsilo.so")
+  grep -q " slurm_spank_init$" <<<"$symbols" ||
     { echo "spank_fedsilo.so exports no slurm_spank_init"; exit 1; }
 fi
 

@@ -22,8 +22,12 @@ check_loaded() {  # check_loaded KIND: the environment a loaded fedsilo module m
   [[ "${FEDSILO_ROOT:-}" == "$PREFIX" ]] || { echo "$kind: FEDSILO_ROOT is '${FEDSILO_ROOT:-}'"; exit 1; }
   [[ ":${CMAKE_PREFIX_PATH:-}:" == *":$PREFIX:"* ]] || { echo "$kind: CMAKE_PREFIX_PATH lacks $PREFIX"; exit 1; }
   [[ ":${LD_LIBRARY_PATH:-}:" == *":$PREFIX/"* ]] || { echo "$kind: LD_LIBRARY_PATH lacks $PREFIX"; exit 1; }
-  module help fedsilo 2>&1 | grep -q "srun --mpi=pmix" || { echo "$kind: module help does not say how to run"; exit 1; }
-  fedsilo --version | grep -q "^fedsilo " || { echo "$kind: the loaded fedsilo does not run"; exit 1; }
+  # Captured first: `cmd | grep -q` under pipefail fails when grep exits before cmd has written all.
+  local help version
+  help=$(module help fedsilo 2>&1)
+  [[ "$help" == *"srun --mpi=pmix"* ]] || { echo "$kind: module help does not say how to run:"; echo "$help"; exit 1; }
+  version=$(fedsilo --version)
+  [[ "$version" == "fedsilo "* ]] || { echo "$kind: the loaded fedsilo does not run ($version)"; exit 1; }
   echo "$kind modulefile: ok"
 }
 
