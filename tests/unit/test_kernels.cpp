@@ -271,7 +271,8 @@ TEST(Kernels, ArgmaxPicksLowestIndexOnTies) {
 }
 
 // The shapes of the NIID CNN plus odd ones that exercise every block remainder: output
-// channels 6 (one block of 6), 16 (4 x 4), 5 and 7 (4 + rest), k = 1 (no padding), 1x1 output.
+// channels 6 (one block of 6), 16 (4 x 4), 5 and 7 (4 + rest), k = 1 (no padding), 1x1 output;
+// output rows of 8, 16, 24 and 32 (the row layout at 8 and 16 lanes) and of other widths (wide).
 class Conv2dFast : public ::testing::TestWithParam<fk::Conv2dShape> {};
 
 TEST_P(Conv2dFast, FloatMatchesDoubleReference) {
@@ -329,7 +330,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(fk::Conv2dShape{3, 1, 28, 28, 6, 5}, fk::Conv2dShape{3, 6, 12, 12, 16, 5},
                       fk::Conv2dShape{2, 3, 11, 9, 5, 3}, fk::Conv2dShape{2, 2, 8, 19, 7, 4},
                       fk::Conv2dShape{1, 4, 5, 5, 3, 5}, fk::Conv2dShape{2, 3, 6, 5, 10, 1},
-                      fk::Conv2dShape{2, 3, 32, 32, 6, 5}));
+                      fk::Conv2dShape{2, 3, 32, 32, 6, 5}, fk::Conv2dShape{2, 2, 20, 20, 5, 5},
+                      fk::Conv2dShape{1, 3, 36, 36, 4, 5}));
 
 TEST(Kernels, SgdUpdateFollowsPyTorchSemanticsForTwoSteps) {
   // Hand-computed: w=1, g=0.5, wd=0.1, mu=0.2, w_global=0, lr=0.1, momentum=0.9.
