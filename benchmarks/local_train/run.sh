@@ -7,7 +7,8 @@
 # Usage: benchmarks/local_train/run.sh [--synthetic] [extra local_train args...]
 #        benchmarks/local_train/run.sh --device cuda [extra local_train args...]
 # Environment: BUILD_DIR (default build/local-train), OUT (default $BUILD_DIR/results),
-#              THREADS (2), BATCH (64), BATCHES (200), REPEATS (7),
+#              THREADS (2), BATCH (64), BATCHES (200), ROUNDS (5) interleaved rounds of
+#              REPEATS (3) timed epochs per program (--device cuda: REPEATS 7, no rounds),
 #              QUIET_WAIT (seconds to wait for idle CPUs before timing, default 600; 0 = don't).
 # --device cuda (the lent GPU machine: nothing installed, nothing built): runs the local_train
 # already built in BUILD_DIR (configured with -DFEDSILO_CUDA=ON) and PyTorch on the GPU
@@ -25,13 +26,15 @@ OUT=${OUT:-$BUILD_DIR/results}
 THREADS=${THREADS:-2}
 BATCH=${BATCH:-64}
 BATCHES=${BATCHES:-200}
-REPEATS=${REPEATS:-7}
+REPEATS=${REPEATS:-}
+ROUNDS=${ROUNDS:-5}
 QUIET_WAIT=${QUIET_WAIT:-600}
 PY=/usr/bin/python3  # Debian's python, the one that sees python3-torch
 DEVICE=cpu
 if [[ ${1:-} == --device ]]; then DEVICE=${2:-}; shift 2; fi
 
 if [[ $DEVICE == cuda ]]; then
+  REPEATS=${REPEATS:-7}
   BIN=$BUILD_DIR/benchmarks/local_train
   if [[ ! -x $BIN ]]; then
     echo "run.sh --device cuda: $BIN not found (configure with -DFEDSILO_CUDA=ON, build local_train, carry it)" >&2
@@ -118,6 +121,7 @@ wait_quiet() {
 
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null) ]] && COMMIT="$COMMIT-dirty"
+REPEATS=${REPEATS:-3}
 COMMON=(--threads "$THREADS" --batch "$BATCH" --batches "$BATCHES" --repeats "$REPEATS")
 SYNTH=0
 for a in "$@"; do [[ $a == --synthetic ]] && SYNTH=1; done
@@ -128,47 +132,68 @@ echo "== machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; libbl
 FORCED="FEDSILO_CPU=${FEDSILO_CPU:-} ATEN_CPU_CAPABILITY=${ATEN_CPU_CAPABILITY:-} OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-}"
 echo "== levels forced by the environment (empty: none): $FORCED"
 MODELS=(niid-cnn mlp)
+# Interleaved: ROUNDS rounds, each running fedsilo then PyTorch for REPEATS timed epochs. On a
+# shared VM whose speed drifts by a third within minutes, back-to-back blocks would compare one
+# program's good minutes with the other's bad ones; alternating exposes both to the same drift.
 for m in "${MODELS[@]}"; do
-  wait_quiet "local_train $m"
-  "$BUILD_DIR/benchmarks/local_train" "${COMMON[@]}" --commit "$COMMIT" --models "$m" \
-      --json "$OUT/local_train.$m.json" "$@"
-  [[ $SYNTH -eq 1 ]] && continue  # PyTorch reads the real data
-  wait_quiet "pytorch_ref $m"
-  "$PY" "$ROOT/benchmarks/local_train/pytorch_ref.py" "${COMMON[@]}" --models "$m" \
-      --json "$OUT/pytorch_ref.$m.json"
+  for r in $(seq 1 "$ROUNDS"); do
+    wait_quiet "local_train $m (round $r of $ROUNDS)"
+    "$BUILD_DIR/benchmarks/local_train" "${COMMON[@]}" --commit "$COMMIT" --models "$m" \
+        --json "$OUT/local_train.$m.r$r.json" "$@"
+    [[ $SYNTH -eq 1 ]] && continue  # PyTorch reads the real data
+    wait_quiet "pytorch_ref $m (round $r of $ROUNDS)"
+    "$PY" "$ROOT/benchmarks/local_train/pytorch_ref.py" "${COMMON[@]}" --models "$m" \
+        --json "$OUT/pytorch_ref.$m.r$r.json"
+  done
 done
 [[ $SYNTH -eq 1 ]] && { echo "run.sh: --synthetic: no PyTorch comparison"; exit 0; }
 
-"$PY" - "$OUT" "$BLAS_SO" "$FORCED" <<'PYEOF'
-import json, sys
-out, blas, forced = sys.argv[1], sys.argv[2], sys.argv[3]
+"$PY" - "$OUT" "$BLAS_SO" "$FORCED" "$ROUNDS" <<'PYEOF'
+import json, statistics, sys
+out, blas, forced, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 models = ["niid-cnn", "mlp"]
-parts = [json.load(open(f"{out}/local_train.{m}.json")) for m in models]
-refs = [json.load(open(f"{out}/pytorch_ref.{m}.json")) for m in models]
-ours = dict(parts[0], results=[r for p in parts for r in p["results"]])
-ref = dict(refs[0], results=[r for p in refs for r in p["results"]])
+
+def pooled(prefix, m):
+    """One result per model over all rounds: every timed epoch, and each round's median."""
+    runs = [json.load(open(f"{out}/{prefix}.{m}.r{r}.json")) for r in range(1, rounds + 1)]
+    res = [run["results"][0] for run in runs]
+    all_ = [v for x in res for v in x["samples_per_s_all"]]
+    merged = dict(res[-1], samples_per_s_all=all_, samples_per_s_median=statistics.median(all_),
+                  samples_per_s_min=min(all_), samples_per_s_max=max(all_),
+                  round_medians=[x["samples_per_s_median"] for x in res])
+    return dict(runs[-1], rounds=rounds, results=[merged])
+
+parts = [pooled("local_train", m) for m in models]
+refs = [pooled("pytorch_ref", m) for m in models]
+ours = dict(parts[0], results=[p["results"][0] for p in parts])
+ref = dict(refs[0], results=[p["results"][0] for p in refs])
 json.dump(ours, open(f"{out}/local_train.json", "w"), indent=2)
 json.dump(ref, open(f"{out}/pytorch_ref.json", "w"), indent=2)
 theirs = {r["model"]: r for r in ref["results"]}
 print()
 print(f"samples/s, batch {ours['batch']}, {ours['threads']} threads, {ours['machine']}, "
       f"commit {ours['commit']}, fedsilo kernels {ours.get('cpu_level')}, OpenBLAS {ours['openblas_core']}")
+print(f"{rounds} interleaved rounds x {ours['repeats']} epochs each; ratio = median / median, "
+      f"[range of the per-round ratios]")
 print(f"{'model':<10} {'fedsilo med':>12} {'[min, max]':>18} {'PyTorch med':>12} "
-      f"{'[min, max]':>18} {'ratio':>7}")
+      f"{'[min, max]':>18} {'ratio':>7} {'per round':>14}")
 rows = []
 for r in ours["results"]:
     t = theirs.get(r["model"])
     if t is None:
         continue
     ratio = r["samples_per_s_median"] / t["samples_per_s_median"]
+    per_round = [a / b for a, b in zip(r["round_medians"], t["round_medians"])]
     print(f"{r['model']:<10} {r['samples_per_s_median']:>12.0f} "
           f"{'[%.0f, %.0f]' % (r['samples_per_s_min'], r['samples_per_s_max']):>18} "
           f"{t['samples_per_s_median']:>12.0f} "
           f"{'[%.0f, %.0f]' % (t['samples_per_s_min'], t['samples_per_s_max']):>18} "
-          f"{ratio:>6.1f}x")
-    rows.append({"model": r["model"], "fedsilo": r, "pytorch": t, "ratio_median": ratio})
+          f"{ratio:>6.1f}x {'[%.1f, %.1f]' % (min(per_round), max(per_round)):>14}")
+    rows.append({"model": r["model"], "fedsilo": r, "pytorch": t, "ratio_median": ratio,
+                 "ratio_per_round": per_round})
 json.dump({"benchmark": "local_train_vs_pytorch", "machine": ours["machine"],
            "commit": ours["commit"], "threads": ours["threads"], "batch": ours["batch"],
+           "rounds": rounds, "repeats_per_round": ours["repeats"],
            "openblas_core": ours["openblas_core"], "libblas": blas, "torch": ref["torch"],
            "cpu_level": ours.get("cpu_level"), "cpu_level_detected": ours.get("cpu_level_detected"),
            "forced_by_environment": forced, "rows": rows},
