@@ -98,7 +98,9 @@ if ! dpkg -s libopenblas0 >/dev/null 2>&1; then
 fi
 BLAS_SO=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 || echo unknown)
 
-cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DFEDSILO_CUDA=OFF >/dev/null
+# The portable default build (x86-64-v3 baseline, kernels dispatched at run time), also where
+# an older configuration of BUILD_DIR had -march=native.
+cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DFEDSILO_CUDA=OFF -DFEDSILO_NATIVE=OFF >/dev/null
 cmake --build "$BUILD_DIR" -j"$(nproc)" --target local_train >/dev/null
 mkdir -p "$OUT"
 

@@ -291,8 +291,11 @@ void backward(const Conv2dShape& s, const float* x, const float* w, const float*
 
   for (int n = 0; n < s.batch; ++n) {
     pad_input(s, g, x + n * s.in_c * hw, m.xpad);
-    // dy (masked by the ReLU) into the zero-padded wide layout.
-    std::memset(m.dypad, 0, static_cast<size_t>(s.out_c * g.plane_dy) * sizeof(float));
+    // dy (masked by the ReLU) into the zero-padded wide layout. Without dX, the row layout
+    // reads only the real columns, so nothing else needs zeros.
+    if (dx != nullptr || g.vpr == 0) {
+      std::memset(m.dypad, 0, static_cast<size_t>(s.out_c * g.plane_dy) * sizeof(float));
+    }
     const float* dyn = dy + int64_t{n} * s.out_c * ohw;
     const float* yn = y != nullptr ? y + int64_t{n} * s.out_c * ohw : nullptr;
     for (int o = 0; o < s.out_c; ++o) {
