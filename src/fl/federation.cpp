@@ -20,6 +20,9 @@
 #include "core/h5.h"
 #include "data/dataset.h"
 #include "data/partition.h"
+#include "fl/aggregation.h"
+#include "fl/backend.h"
+#include "fl/run_dir.h"
 #include "fl/strategy.h"
 #include "model/gpu_trainer.h"
 #include "model/model.h"
@@ -62,17 +65,6 @@ std::string format_bytes(double b) {
   return buf;
 }
 
-// Files and folders a run directory holds; --overwrite removes exactly these.
-const char* const kRunEntries[] = {"config.toml", "metrics.jsonl", "model.h5", "checkpoints",
-                                   "private"};
-
-bool holds_run(const std::string& dir) {
-  for (const char* e : kRunEntries) {
-    if (stdfs::exists(dir + "/" + e)) return true;
-  }
-  return false;
-}
-
 // Copies samples [begin, end) of `ds` (a rank's slice of the global test split).
 data::Dataset slice(const data::Dataset& ds, int64_t begin, int64_t end) {
   data::Dataset out;
@@ -97,17 +89,6 @@ int default_threads(const mpi::Comm& comm) {
   return std::max(1, static_cast<int>(hw) / std::max(1, comm.local_size()));
 }
 
-// Everything one rank holds for the run.
-struct SiloState {
-  int silo = 0;
-  std::string name;                 // "silo-03"
-  data::Dataset train;
-  data::Dataset test;               // the silo's own test split
-  data::Dataset global_test_slice;  // this rank's share of the global test split
-  int64_t global_test_size = 0;
-  std::string private_dir;
-};
-
 struct RoundMetrics {
   json line;
   double accuracy = 0.0;
@@ -116,7 +97,7 @@ struct RoundMetrics {
 };
 
 // Reads what this rank needs; errors name the silo and the file.
-Status load_silo(const config::Config& cfg, int rank, int size, SiloState& st) {
+Status load_silo(const config::Config& cfg, int rank, int size, SiloData& st) {
   st.silo = rank;
   st.name = data::silo_dir_name(rank, size);
   std::string dir = cfg.data.silos_dir + "/" + st.name;
@@ -151,28 +132,6 @@ Status check_finite(std::span<const float> v, const std::string& what) {
     }
   }
   return {};
-}
-
-// Rewrites metrics.jsonl keeping only rounds <= `last_round` (resume drops rounds past the
-// checkpoint, so the file equals an uninterrupted run's).
-Status truncate_metrics(const std::string& path, int64_t last_round, std::vector<json>& kept) {
-  kept.clear();
-  std::ifstream in(path);
-  if (!in) return {};
-  std::string line, text;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    json j;
-    try {
-      j = json::parse(line);
-    } catch (const std::exception&) {
-      break;  // a torn last line from a crash
-    }
-    if (j.value("round", int64_t{0}) > last_round) break;
-    kept.push_back(j);
-    text += line + "\n";
-  }
-  return fs::write_text_atomically(path, text);
 }
 
 // The silo-private vectors a checkpoint keeps, by dataset name.
@@ -232,7 +191,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     }
     FEDSILO_CHECK(comm.agree(st));
   }
-  SiloState silo;
+  SiloData silo;
   FEDSILO_CHECK(comm.agree(load_silo(cfg, rank, size, silo)));
 
   // ---- model
@@ -252,21 +211,11 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     FEDSILO_CHECK(comm.allreduce_sum(std::span<double>(&with_gpu, 1)));
     if (with_gpu < static_cast<double>(size)) device = model::DeviceChoice{};
   }
-  // The GPU trainer lives for the whole run: the silo's data is uploaded once.
-  std::unique_ptr<model::GpuTrainer> gpu;
-  int gpu_train = -1, gpu_test = -1, gpu_global_test = -1;
-  if (device.cuda) {
-    Status st = [&]() -> Status {
-      const int max_batch = std::max(cfg.local.batch_size, cfg.eval.batch_size);
-      FEDSILO_ASSIGN_OR_RETURN(gpu, model::GpuTrainer::create(net, device.device, max_batch));
-      FEDSILO_ASSIGN_OR_RETURN(gpu_train, gpu->add_dataset(silo.train));
-      FEDSILO_ASSIGN_OR_RETURN(gpu_test, gpu->add_dataset(silo.test));
-      FEDSILO_ASSIGN_OR_RETURN(gpu_global_test, gpu->add_dataset(silo.global_test_slice));
-      return {};
-    }();
-    if (!st.ok()) st = {st.code(), silo.name + " on " + device.label + ": " + st.message()};
-    FEDSILO_CHECK(comm.agree(st));
-  }
+  // The backend lives for the whole run (a GPU's copy of the silo's data is uploaded once).
+  auto backend_r = make_backend(net, device, silo,
+                                threads, std::max(cfg.local.batch_size, cfg.eval.batch_size));
+  FEDSILO_CHECK(comm.agree(backend_r.status()));
+  Backend& backend = *backend_r.value();
 
   // ---- run directory: fresh, overwrite or resume (rank 0 decides, everyone agrees)
   int64_t start_round = 0;
@@ -278,55 +227,13 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     std::string resume_from;  // global checkpoint path, empty = fresh start
     std::string finished;     // "1": --resume of a run that has completed all its rounds
     if (leader) {
-      st = [&]() -> Status {
-        if (stdfs::exists(run_dir) && holds_run(run_dir)) {
-          if (opts.overwrite) {
-            for (const char* e : kRunEntries) {
-              std::error_code ec;
-              stdfs::remove_all(run_dir + "/" + e, ec);
-              if (ec) return io_error("--overwrite: cannot remove " + run_dir + "/" + e + ": " + ec.message());
-            }
-          } else if (!opts.resume) {
-            return {StatusCode::kAlreadyExists,
-                    "run.out_dir " + run_dir + " already holds a run; pass --resume to continue "
-                    "it or --overwrite to replace it"};
-          }
-        }
-        FEDSILO_CHECK(fs::make_dirs(run_dir));
-        FEDSILO_CHECK(fs::make_dirs(checkpoint::checkpoints_dir(run_dir)));
-        if (opts.resume) {
-          FEDSILO_ASSIGN_OR_RETURN(auto latest, checkpoint::find_latest(run_dir));
-          if (latest) {
-            if (latest->config_hash != hash) {
-              // Name what changed, from the config the run recorded.
-              std::string changed;
-              if (auto before = config::load_config(run_dir + "/config.toml"); before.ok()) {
-                for (const std::string& d : config::resume_differences(cfg, before.value())) {
-                  changed += (changed.empty() ? "" : ", ") + d;
-                }
-              }
-              return invalid_argument(
-                  "--resume: the checkpoint of round " + std::to_string(latest->round) + " in " +
-                  run_dir + " was made with a different config" +
-                  (changed.empty() ? std::string() : ": " + changed) +
-                  " (only run.rounds may change; the run's config is " + run_dir + "/config.toml)");
-            }
-            if (latest->round == cfg.run.rounds && stdfs::exists(run_dir + "/model.h5")) {
-              finished = "1";
-              return {};
-            }
-            if (latest->round > cfg.run.rounds) {
-              return invalid_argument("run.rounds = " + std::to_string(cfg.run.rounds) +
-                                      " is below the checkpoint's round " +
-                                      std::to_string(latest->round) + " in " + run_dir);
-            }
-            resume_from = checkpoint::global_path(run_dir, latest->round);
-            resumed_algorithm = latest->reducer;
-          }
-        }
-        FEDSILO_CHECK(fs::write_text_atomically(run_dir + "/config.toml", config::to_toml(cfg)));
-        return {};
-      }();
+      auto started = start_run_dir(cfg, opts.overwrite, opts.resume);
+      st = started.status();
+      if (started.ok()) {
+        resume_from = started->resume_from;
+        resumed_algorithm = started->resumed_algorithm;
+        finished = started->finished ? "1" : "";
+      }
     }
     FEDSILO_CHECK(comm.agree(st));
     FEDSILO_CHECK(comm.broadcast(finished, 0));
@@ -407,21 +314,11 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     FEDSILO_CHECK(comm.agree(st));
   }
 
-  // Dense rounds of GPU ranks sum on the device (device.reduce): the weighted update stays
-  // where training left it, and only the sum comes back to the host. Compressed updates are
-  // compressed on the device but exchanged by the host algorithms (UpdateExchange).
-  std::unique_ptr<mpi::Topology> device_topology;
-  std::unique_ptr<mpi::DeviceAllreduce> device_sum;
-  if (gpu && cfg.compression.method == "none") {
-    auto topo = mpi::Topology::create(comm, cfg.topology.emulated_nodes);
-    FEDSILO_CHECK(comm.agree(topo.status()));
-    device_topology = std::make_unique<mpi::Topology>(std::move(topo).value());
-    FEDSILO_ASSIGN_OR_RETURN(device_sum, mpi::DeviceAllreduce::create(*device_topology,
-                                                                      device.device,
-                                                                      cfg.device.reduce));
-  }
-  const std::string reducer_label =
-      device_sum ? "device-" + device_sum->name() : exchange.algorithm();
+  auto aggregation_r = make_aggregation(cfg, comm, backend, device.cuda ? device.device : -1,
+                                        exchange, net.num_params());
+  FEDSILO_CHECK(aggregation_r.status());
+  Aggregation& aggregation = *aggregation_r.value();
+  const std::string reducer_label = aggregation.name();
 
   if (leader && opts.progress) {
     const int gpus = model::cuda_device_count();
@@ -440,16 +337,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
   }
 
   // ---- rounds
-  // The weighted update is written where the exchange reads it without a copy when it has such
-  // memory (sparse-hier: this rank's segment of the node-shared window), else in a vector.
-  std::vector<float> local(global.size()), update_storage;
-  auto update_buffer = exchange.buffer();
-  FEDSILO_CHECK(comm.agree(update_buffer.status()));
-  std::span<float> update = update_buffer.value();
-  if (update.empty()) {
-    update_storage.resize(global.size());
-    update = update_storage;
-  }
+  std::vector<float> local(global.size());
   int64_t total_bytes_sent = 0, total_bytes_received = 0;
   for (const auto& h : history) {
     total_bytes_sent += h.value("bytes_sent", int64_t{0});
@@ -536,8 +424,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
       lo.silo = static_cast<uint32_t>(rank);
       lo.stop = opts.cancel_requested;
       strategy.configure_local(lo);
-      auto stats = gpu ? gpu->train_local(local, global, gpu_train, lo)
-                       : model::train_local(net, local, global, silo.train, lo);
+      auto stats = backend.train(local, global, lo);
       if (!stats.ok()) {
         st = {stats.status().code(), "round " + std::to_string(round) + ", " + silo.name + ": " +
                                          stats.status().message()};
@@ -545,25 +432,17 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
         train_loss = stats->mean_loss;
         weight = static_cast<double>(silo.train.size());
         // Weighted update n_s * (w_local - w_global), summed across ranks below.
-        const auto w = static_cast<float>(weight);
-        if (device_sum) {
-          st = gpu->weighted_update(global, w);
-          if (!st.ok()) {
-            st = {st.code(), "round " + std::to_string(round) + ", " + silo.name + ": " + st.message()};
-          }
-        } else {
-          for (size_t i = 0; i < update.size(); ++i) update[i] = w * (local[i] - global[i]);
-          st = check_finite(update, "round " + std::to_string(round) + ", " + silo.name + ": update");
+        st = aggregation.contribute(local, global, static_cast<float>(weight), true);
+        if (!st.ok()) {
+          st = {st.code(), "round " + std::to_string(round) + ", " + silo.name + ": " + st.message()};
         }
         if (st.ok() && !std::isfinite(train_loss)) {
           st = {StatusCode::kDiverged, "round " + std::to_string(round) + ", " + silo.name +
                                            ": training loss is not finite"};
         }
       }
-    } else if (device_sum) {
-      st = gpu->clear_update();
     } else {
-      std::fill(update.begin(), update.end(), 0.0f);
+      st = aggregation.contribute(local, global, 0.0f, false);
     }
     const double train_seconds = seconds_since(t_train);
     st = comm.agree(st);
@@ -580,19 +459,11 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     // Aggregation: one sum of the weighted updates, one of the weights.
     const auto t_agg = Clock::now();
     ExchangeStats xs;
-    if (device_sum) {
-      mpi::AllreduceStats as;
-      FEDSILO_CHECK(device_sum->reduce(gpu->update_device(), net.num_params(), gpu->stream(), as));
-      FEDSILO_CHECK(comm.agree(gpu->download_update(update)));
-      xs.take(as);
-      xs.dense_bytes = 4 * net.num_params();
-      xs.payload_bytes = xs.dense_bytes;
-    } else {
-      FEDSILO_CHECK(exchange.exchange(static_cast<uint32_t>(round), update, sampled, xs));
-    }
+    auto sum = aggregation.combine(static_cast<uint32_t>(round), sampled, xs);
+    FEDSILO_CHECK(sum.status());
     double weight_sum = weight;
     FEDSILO_CHECK(comm.allreduce_sum(std::span<double>(&weight_sum, 1)));
-    FEDSILO_CHECK(comm.agree(strategy.aggregate(static_cast<int>(round), global, update, weight_sum)));
+    FEDSILO_CHECK(comm.agree(strategy.aggregate(static_cast<int>(round), global, sum.value(), weight_sum)));
     FEDSILO_CHECK(comm.agree(check_finite(global, "round " + std::to_string(round) + ": global model")));
     const double agg_seconds = seconds_since(t_agg);
     total_bytes_sent += xs.bytes_sent();
@@ -620,22 +491,15 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     std::vector<double> per_silo;
     if (do_eval) {
       model::EvalStats g, s;
-      if (gpu) {
-        // All ranks are on this path (the device is agreed), so the agreement is collective.
-        Status est = [&]() -> Status {
-          FEDSILO_ASSIGN_OR_RETURN(g, gpu->evaluate(global, gpu_global_test, cfg.eval.batch_size));
-          FEDSILO_ASSIGN_OR_RETURN(s, gpu->evaluate(global, gpu_test, cfg.eval.batch_size));
-          return {};
-        }();
-        if (!est.ok()) {
-          est = {est.code(),
-                 "round " + std::to_string(round) + ", " + silo.name + ": " + est.message()};
-        }
-        FEDSILO_CHECK(comm.agree(est));
-      } else {
-        g = model::evaluate(net, global, silo.global_test_slice, cfg.eval.batch_size, threads);
-        s = model::evaluate(net, global, silo.test, cfg.eval.batch_size, threads);
+      Status est = [&]() -> Status {
+        FEDSILO_ASSIGN_OR_RETURN(g, backend.evaluate(global, TestSet::kGlobalSlice, cfg.eval.batch_size));
+        FEDSILO_ASSIGN_OR_RETURN(s, backend.evaluate(global, TestSet::kOwn, cfg.eval.batch_size));
+        return {};
+      }();
+      if (!est.ok()) {
+        est = {est.code(), "round " + std::to_string(round) + ", " + silo.name + ": " + est.message()};
       }
+      FEDSILO_CHECK(comm.agree(est));
       double sums[2] = {g.mean_loss * static_cast<double>(g.samples), static_cast<double>(g.correct)};
       FEDSILO_CHECK(comm.allreduce_sum(std::span<double>(sums, 2)));
       global_loss = sums[0] / static_cast<double>(silo.global_test_size);

@@ -1,0 +1,105 @@
+#include "fl/aggregation.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "mpi/device_allreduce.h"
+#include "mpi/topology.h"
+
+namespace fedsilo::fl {
+
+namespace {
+
+Status check_finite(std::span<const float> v) {
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (!std::isfinite(v[i])) {
+      return {StatusCode::kDiverged, "update is not finite (element " + std::to_string(i) + ")"};
+    }
+  }
+  return {};
+}
+
+// The host exchange. The update is written where the exchange reads it without a copy when it
+// has such memory (sparse-hier: this rank's segment of the node-shared window), else in a vector.
+class HostAggregation final : public Aggregation {
+ public:
+  HostAggregation(UpdateExchange& exchange, std::span<float> update, int64_t length)
+      : exchange_(exchange), update_(update) {
+    if (update_.empty()) {
+      storage_.resize(static_cast<size_t>(length));
+      update_ = storage_;
+    }
+  }
+  std::string name() const override { return exchange_.algorithm(); }
+  Status contribute(std::span<const float> local, std::span<const float> global, float weight,
+                    bool trained) override {
+    if (!trained) {
+      std::fill(update_.begin(), update_.end(), 0.0f);
+      return {};
+    }
+    for (size_t i = 0; i < update_.size(); ++i) update_[i] = weight * (local[i] - global[i]);
+    return check_finite(update_);
+  }
+  Result<std::span<const float>> combine(uint32_t round, bool trained,
+                                         ExchangeStats& stats) override {
+    FEDSILO_CHECK(exchange_.exchange(round, update_, trained, stats));
+    return std::span<const float>(update_);
+  }
+
+ private:
+  UpdateExchange& exchange_;
+  std::span<float> update_;
+  std::vector<float> storage_;
+};
+
+// Dense rounds of GPU ranks sum on the device: the weighted update stays where training left
+// it, and only the sum comes back to the host.
+class DeviceAggregation final : public Aggregation {
+ public:
+  DeviceAggregation(model::GpuTrainer& gpu, mpi::Topology topology, int64_t length)
+      : gpu_(gpu), topology_(std::move(topology)), sum_(static_cast<size_t>(length)) {}
+  Status init(int device, const std::string& reduce) {
+    FEDSILO_ASSIGN_OR_RETURN(sum_op_, mpi::DeviceAllreduce::create(topology_, device, reduce));
+    return {};
+  }
+  std::string name() const override { return "device-" + sum_op_->name(); }
+  Status contribute(std::span<const float>, std::span<const float> global, float weight,
+                    bool trained) override {
+    return trained ? gpu_.weighted_update(global, weight) : gpu_.clear_update();
+  }
+  Result<std::span<const float>> combine(uint32_t, bool, ExchangeStats& stats) override {
+    mpi::AllreduceStats as;
+    const auto n = static_cast<int64_t>(sum_.size());
+    FEDSILO_CHECK(sum_op_->reduce(gpu_.update_device(), n, gpu_.stream(), as));
+    FEDSILO_CHECK(topology_.world().agree(gpu_.download_update(sum_)));
+    stats.take(as);
+    stats.dense_bytes = 4 * n;
+    stats.payload_bytes = stats.dense_bytes;
+    return std::span<const float>(sum_);
+  }
+
+ private:
+  model::GpuTrainer& gpu_;
+  mpi::Topology topology_;
+  std::unique_ptr<mpi::DeviceAllreduce> sum_op_;
+  std::vector<float> sum_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Aggregation>> make_aggregation(const config::Config& cfg, mpi::Comm& comm,
+                                                     Backend& backend, int cuda_device,
+                                                     UpdateExchange& exchange, int64_t length) {
+  if (backend.gpu() != nullptr && cfg.compression.method == "none") {
+    auto topo = mpi::Topology::create(comm, cfg.topology.emulated_nodes);
+    FEDSILO_CHECK(comm.agree(topo.status()));
+    auto device = std::make_unique<DeviceAggregation>(*backend.gpu(), std::move(topo).value(), length);
+    FEDSILO_CHECK(device->init(cuda_device, cfg.device.reduce));
+    return std::unique_ptr<Aggregation>(std::move(device));
+  }
+  auto buffer = exchange.buffer();
+  FEDSILO_CHECK(comm.agree(buffer.status()));
+  return std::unique_ptr<Aggregation>(new HostAggregation(exchange, buffer.value(), length));
+}
+
+}  // namespace fedsilo::fl

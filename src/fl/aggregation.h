@@ -1,0 +1,45 @@
+// How this silo's update joins the round's sum: one interface for the host exchange
+// (fl::UpdateExchange: the dense and sparse allreduce algorithms, per-silo or node-level
+// compression) and the device sum of GPU ranks (mpi::DeviceAllreduce: NCCL or host-staged).
+// The round driver makes its contribution, then combines; it never asks which one it has.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "core/status.h"
+#include "fl/backend.h"
+#include "fl/update_exchange.h"
+#include "mpi/comm.h"
+
+namespace fedsilo::fl {
+
+class Aggregation {
+ public:
+  virtual ~Aggregation() = default;
+  /// "dense-flat", ..., "device-nccl": the metrics' and the start-up line's name for it.
+  [[nodiscard]] virtual std::string name() const = 0;
+  /// This silo's contribution: weight * (local - global) where it trained (`local` are its new
+  /// parameters, on the host or, on a GPU backend, in the device's memory), zeros where not.
+  /// kDiverged naming the first non-finite element.
+  [[nodiscard]] virtual Status contribute(std::span<const float> local,
+                                          std::span<const float> global, float weight,
+                                          bool trained) = 0;
+  /// The sum of every rank's contribution, on the host. Collective; errors are agreed.
+  [[nodiscard]] virtual Result<std::span<const float>> combine(uint32_t round, bool trained,
+                                                               ExchangeStats& stats) = 0;
+};
+
+/// The device sum where the backend is a GPU and the update is not compressed, else the host
+/// exchange (which `exchange` is, and outlives the result). Collective.
+[[nodiscard]] Result<std::unique_ptr<Aggregation>> make_aggregation(const config::Config& cfg,
+                                                                   mpi::Comm& comm,
+                                                                   Backend& backend,
+                                                                   int cuda_device,
+                                                                   UpdateExchange& exchange,
+                                                                   int64_t length);
+
+}  // namespace fedsilo::fl
