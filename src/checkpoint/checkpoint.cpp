@@ -9,6 +9,7 @@
 #include <regex>
 
 #include "core/fs.h"
+#include "core/h5.h"
 
 namespace fedsilo::checkpoint {
 namespace stdfs = std::filesystem;
@@ -96,6 +97,58 @@ Status prune(const std::string& run_dir, int keep) {
     for (const auto& f : m.value().files) stdfs::remove(run_dir + "/" + f, ec);
   }
   return {};
+}
+
+Status write_silo_state(const std::string& private_dir, int64_t round, int silo,
+                        const std::string& config_hash, const SiloState& state) {
+  return h5::write_atomically(private_dir + "/" + silo_state_file(round), [&](h5::File& f) -> Status {
+    FEDSILO_CHECK(f.write_attr_str("", "format", "fedsilo-silo-state"));
+    FEDSILO_CHECK(f.write_attr_i64("", "round", round));
+    FEDSILO_CHECK(f.write_attr_i64("", "silo", silo));
+    for (const auto& [name, vec] : state) {
+      if (!vec->empty()) {
+        FEDSILO_CHECK(f.write_f32(name, *vec, {static_cast<int64_t>(vec->size())}));
+      }
+    }
+    return f.write_attr_str("", "config_hash", config_hash);
+  });
+}
+
+Status check_silo_state(const std::string& private_dir, int64_t round,
+                        const std::string& silo_name) {
+  FEDSILO_ASSIGN_OR_RETURN(auto f, h5::File::open_read(private_dir + "/" + silo_state_file(round)));
+  auto r = f.read_attr_i64("", "round");
+  if (r.ok() && r.value() == round) return {};
+  return corrupt_data(silo_name + ": private state for round " + std::to_string(round) +
+                      " is unreadable");
+}
+
+Status read_silo_state(const std::string& private_dir, int64_t round, const SiloState& state) {
+  const std::string path = private_dir + "/" + silo_state_file(round);
+  FEDSILO_ASSIGN_OR_RETURN(auto f, h5::File::open_read(path));
+  for (const auto& [name, vec] : state) {
+    if (vec->empty()) continue;
+    FEDSILO_ASSIGN_OR_RETURN(auto v, f.read_f32(name));
+    if (v.size() != vec->size()) {
+      return corrupt_data(path + ": '" + name + "' has " + std::to_string(v.size()) +
+                          " values, the model " + std::to_string(vec->size()));
+    }
+    *vec = std::move(v);
+  }
+  return {};
+}
+
+void prune_silo_states(const std::string& private_dir, int keep) {
+  std::vector<std::string> mine;
+  std::error_code ec;
+  for (const auto& e : stdfs::directory_iterator(private_dir, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind("ckpt-", 0) == 0 && n.size() == 14 && n.ends_with(".h5")) mine.push_back(n);
+  }
+  std::sort(mine.begin(), mine.end());
+  for (size_t i = 0; i + static_cast<size_t>(std::max(keep, 0)) < mine.size(); ++i) {
+    stdfs::remove(private_dir + "/" + mine[i], ec);
+  }
 }
 
 }  // namespace fedsilo::checkpoint

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/status.h"
@@ -40,5 +41,22 @@ std::string silo_state_file(int64_t round);
 [[nodiscard]] Result<std::optional<Marker>> find_latest(const std::string& run_dir);
 /// Deletes all but the newest `keep` complete checkpoints (markers first, then their files).
 [[nodiscard]] Status prune(const std::string& run_dir, int keep);
+
+/// A silo's private state: named float vectors (error-feedback residual, DGC velocity) kept in
+/// its private directory, never sent. Empty vectors are neither written nor read.
+using SiloState = std::vector<std::pair<std::string, std::vector<float>*>>;
+/// Writes PRIVATE_DIR/ckpt-ROUND.h5 atomically: the vectors, the round, the silo, the hash.
+[[nodiscard]] Status write_silo_state(const std::string& private_dir, int64_t round, int silo,
+                                      const std::string& config_hash, const SiloState& state);
+/// Checks that the state file of `round` exists and records that round; the error names
+/// `silo_name` ("silo-03: private state for round 4 is unreadable").
+[[nodiscard]] Status check_silo_state(const std::string& private_dir, int64_t round,
+                                      const std::string& silo_name);
+/// Reads the vectors of `round` into `state`; a vector whose stored length differs from the
+/// one in `state` is kCorruptData naming the file, the name and both lengths.
+[[nodiscard]] Status read_silo_state(const std::string& private_dir, int64_t round,
+                                     const SiloState& state);
+/// Deletes all but the newest `keep` state files of a private directory.
+void prune_silo_states(const std::string& private_dir, int keep);
 
 }  // namespace fedsilo::checkpoint

@@ -17,7 +17,6 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/model_file.h"
 #include "core/fs.h"
-#include "core/h5.h"
 #include "data/dataset.h"
 #include "data/partition.h"
 #include "fl/aggregation.h"
@@ -135,7 +134,7 @@ Status check_finite(std::span<const float> v, const std::string& what) {
 }
 
 // The silo-private vectors a checkpoint keeps, by dataset name.
-std::vector<std::pair<std::string, std::vector<float>*>> private_state(UpdateExchange& x) {
+checkpoint::SiloState private_state(UpdateExchange& x) {
   return {{"residual", &x.residual()}, {"velocity", &x.velocity()}};
 }
 
@@ -270,15 +269,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
       silo.private_dir = priv.value();
       if (start_round > 0) {
         // The silo's private state must exist for the round we resume from.
-        auto f = h5::File::open_read(silo.private_dir + "/" + checkpoint::silo_state_file(start_round));
-        st = f.status();
-        if (st.ok()) {
-          auto r = f->read_attr_i64("", "round");
-          st = r.ok() && r.value() == start_round
-                   ? Status()
-                   : corrupt_data(silo.name + ": private state for round " +
-                                  std::to_string(start_round) + " is unreadable");
-        }
+        st = checkpoint::check_silo_state(silo.private_dir, start_round, silo.name);
       }
     }
     FEDSILO_CHECK(comm.agree(st));
@@ -297,21 +288,8 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
   UpdateExchange& exchange = *exchange_r.value();
   if (start_round > 0) {
     // Silo-private compressor state (error-feedback residual, DGC velocity) of the checkpoint.
-    Status st;
-    const std::string path = silo.private_dir + "/" + checkpoint::silo_state_file(start_round);
-    auto f = h5::File::open_read(path);
-    st = f.status();
-    for (const auto& [name, vec] : private_state(exchange)) {
-      if (!st.ok() || vec->empty()) continue;
-      auto v = f->read_f32(name);
-      st = v.status();
-      if (st.ok() && v->size() != vec->size()) {
-        st = corrupt_data(path + ": '" + name + "' has " + std::to_string(v->size()) +
-                          " values, the model " + std::to_string(vec->size()));
-      }
-      if (st.ok()) *vec = std::move(v).value();
-    }
-    FEDSILO_CHECK(comm.agree(st));
+    FEDSILO_CHECK(comm.agree(checkpoint::read_silo_state(silo.private_dir, start_round,
+                                                         private_state(exchange))));
   }
 
   auto aggregation_r = make_aggregation(cfg, comm, backend, device.cuda ? device.device : -1,
@@ -346,19 +324,8 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
   // Checkpoint of `round`: each silo's private state, then the global state, then the marker.
   // Collective.
   auto write_checkpoint = [&](int64_t round) -> Status {
-    Status st;
-    const std::string priv_file = silo.private_dir + "/" + checkpoint::silo_state_file(round);
-    st = h5::write_atomically(priv_file, [&](h5::File& f) -> Status {
-      FEDSILO_CHECK(f.write_attr_str("", "format", "fedsilo-silo-state"));
-      FEDSILO_CHECK(f.write_attr_i64("", "round", round));
-      FEDSILO_CHECK(f.write_attr_i64("", "silo", rank));
-      for (const auto& [name, vec] : private_state(exchange)) {
-        if (!vec->empty()) {
-          FEDSILO_CHECK(f.write_f32(name, *vec, {static_cast<int64_t>(vec->size())}));
-        }
-      }
-      return f.write_attr_str("", "config_hash", hash);
-    });
+    Status st = checkpoint::write_silo_state(silo.private_dir, round, rank, hash,
+                                             private_state(exchange));
     FEDSILO_CHECK(comm.agree(st));
     if (leader) {
       checkpoint::ModelFileMeta meta{"checkpoint", round, hash, exchange.algorithm()};
@@ -373,16 +340,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     }
     FEDSILO_CHECK(comm.agree(st));
     // Each silo prunes its own private directory to the same rounds.
-    std::vector<std::string> mine;
-    std::error_code ec;
-    for (const auto& e : stdfs::directory_iterator(silo.private_dir, ec)) {
-      const std::string n = e.path().filename().string();
-      if (n.rfind("ckpt-", 0) == 0 && n.size() == 14 && n.ends_with(".h5")) mine.push_back(n);
-    }
-    std::sort(mine.begin(), mine.end());
-    for (size_t i = 0; i + static_cast<size_t>(cfg.run.keep_checkpoints) < mine.size(); ++i) {
-      stdfs::remove(silo.private_dir + "/" + mine[i], ec);
-    }
+    checkpoint::prune_silo_states(silo.private_dir, cfg.run.keep_checkpoints);
     return {};
   };
   // Every rank's Status after a SIGINT/SIGTERM, once `round` is the last checkpointed one.
