@@ -21,6 +21,7 @@
 #include "data/partition.h"
 #include "fl/aggregation.h"
 #include "fl/backend.h"
+#include "fl/round_step.h"
 #include "fl/run_dir.h"
 #include "fl/strategy.h"
 #include "model/gpu_trainer.h"
@@ -121,15 +122,6 @@ Status load_silo(const config::Config& cfg, int rank, int size, SiloData& st) {
   st.global_test_size = global_test.size();
   const int64_t n = global_test.size();
   st.global_test_slice = slice(global_test, n * rank / size, n * (rank + 1) / size);
-  return {};
-}
-
-Status check_finite(std::span<const float> v, const std::string& what) {
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (!std::isfinite(v[i])) {
-      return {StatusCode::kDiverged, what + " is not finite (element " + std::to_string(i) + ")"};
-    }
-  }
   return {};
 }
 
@@ -297,6 +289,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
   FEDSILO_CHECK(aggregation_r.status());
   Aggregation& aggregation = *aggregation_r.value();
   const std::string reducer_label = aggregation.name();
+  RoundStep step(comm, aggregation, strategy);
 
   if (leader && opts.progress) {
     const int gpus = model::cuda_device_count();
@@ -390,7 +383,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
         train_loss = stats->mean_loss;
         weight = static_cast<double>(silo.train.size());
         // Weighted update n_s * (w_local - w_global), summed across ranks below.
-        st = aggregation.contribute(local, global, static_cast<float>(weight), true);
+        st = step.contribute(local, global, weight, true);
         if (!st.ok()) {
           st = {st.code(), "round " + std::to_string(round) + ", " + silo.name + ": " + st.message()};
         }
@@ -400,7 +393,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
         }
       }
     } else {
-      st = aggregation.contribute(local, global, 0.0f, false);
+      st = step.contribute(local, global, 0.0, false);
     }
     const double train_seconds = seconds_since(t_train);
     st = comm.agree(st);
@@ -417,12 +410,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     // Aggregation: one sum of the weighted updates, one of the weights.
     const auto t_agg = Clock::now();
     ExchangeStats xs;
-    auto sum = aggregation.combine(static_cast<uint32_t>(round), sampled, xs);
-    FEDSILO_CHECK(sum.status());
-    double weight_sum = weight;
-    FEDSILO_CHECK(comm.allreduce_sum(std::span<double>(&weight_sum, 1)));
-    FEDSILO_CHECK(comm.agree(strategy.aggregate(static_cast<int>(round), global, sum.value(), weight_sum)));
-    FEDSILO_CHECK(comm.agree(check_finite(global, "round " + std::to_string(round) + ": global model")));
+    FEDSILO_CHECK(step.finish(static_cast<uint32_t>(round), sampled, weight, global, xs));
     const double agg_seconds = seconds_since(t_agg);
     total_bytes_sent += xs.bytes_sent();
     total_bytes_received += xs.bytes_received();

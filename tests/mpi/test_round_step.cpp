@@ -1,0 +1,98 @@
+// fl::RoundStep, the round after local training as `fedsilo train` and a trainer outside it
+// drive it: contributions, the exchange, the weight sum and the server step, on 1-8 ranks with
+// exact sums (every value a small multiple of 1/8, so float sums are exact in any order).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "config/config.h"
+#include "fl/aggregation.h"
+#include "fl/backend.h"
+#include "fl/round_step.h"
+#include "fl/strategy.h"
+#include "fl/update_exchange.h"
+#include "mpi/comm.h"
+
+namespace fedsilo::fl {
+namespace {
+
+// A backend that only says it is not a GPU (RoundStep never trains).
+class HostOnly final : public Backend {
+ public:
+  Result<model::LocalTrainStats> train(std::span<float>, std::span<const float>,
+                                       const model::LocalTrainOptions&) override {
+    return internal_error("not used");
+  }
+  Result<model::EvalStats> evaluate(std::span<const float>, TestSet, int) override {
+    return internal_error("not used");
+  }
+};
+
+struct Fixture {
+  config::Config cfg;
+  std::unique_ptr<Strategy> strategy;
+  std::unique_ptr<UpdateExchange> exchange;
+  std::unique_ptr<Aggregation> aggregation;
+  HostOnly backend;
+};
+
+void make(mpi::Comm& world, const std::string& algorithm, int64_t n, Fixture& f) {
+  f.cfg.allreduce.algorithm = algorithm;
+  auto s = make_strategy(f.cfg);
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  f.strategy = std::move(s).value();
+  auto x = UpdateExchange::create(f.cfg, world, n, "");
+  ASSERT_TRUE(x.ok()) << x.status().message();
+  f.exchange = std::move(x).value();
+  auto a = make_aggregation(f.cfg, world, f.backend, -1, *f.exchange, n);
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  f.aggregation = std::move(a).value();
+}
+
+TEST(RoundStep, GivesTheWeightedMeanOfTheTrainedSilosOnEveryRank) {
+  auto world = mpi::Comm::world();
+  ASSERT_TRUE(world.ok());
+  const int P = world->size(), r = world->rank();
+  for (const char* algorithm : {"dense-flat", "dense-hier"}) {
+    const int64_t n = 1000;
+    Fixture f;
+    make(world.value(), algorithm, n, f);
+    RoundStep step(world.value(), *f.aggregation, *f.strategy);
+    // Rank r moved every parameter by (r + 1) / 4 with weight r + 1; rank 0 did not train
+    // (when there is more than one rank).
+    std::vector<float> global(n, 0.5f), local(n, 0.5f + 0.25f * static_cast<float>(r + 1));
+    const bool trained = P == 1 || r != 0;
+    ExchangeStats xs;
+    ASSERT_TRUE(step.run(1, local, static_cast<double>(r + 1), trained, global, xs).ok());
+    double num = 0.0, den = 0.0;
+    for (int q = P == 1 ? 0 : 1; q < P; ++q) {
+      num += (q + 1) * 0.25 * (q + 1);
+      den += q + 1;
+    }
+    const auto expect = static_cast<float>(0.5 + num / den);
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(global[i], expect) << algorithm << " element " << i;
+    EXPECT_EQ(f.aggregation->name(), algorithm);
+  }
+}
+
+TEST(RoundStep, ANonFiniteUpdateStopsEveryRankNamingTheElement) {
+  auto world = mpi::Comm::world();
+  ASSERT_TRUE(world.ok());
+  const int P = world->size(), r = world->rank();
+  Fixture f;
+  make(world.value(), "dense-flat", 16, f);
+  RoundStep step(world.value(), *f.aggregation, *f.strategy);
+  std::vector<float> global(16, 0.0f), local(16, 1.0f);
+  if (r == P - 1) local[7] = std::nanf("");
+  ExchangeStats xs;
+  const Status st = step.run(1, local, 1.0, true, global, xs);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.code(), StatusCode::kDiverged);
+  EXPECT_NE(st.message().find("update is not finite (element 7)"), std::string::npos)
+      << st.message();
+  EXPECT_EQ(global, std::vector<float>(16, 0.0f));  // the global model is untouched
+}
+
+}  // namespace
+}  // namespace fedsilo::fl
