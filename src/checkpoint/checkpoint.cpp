@@ -42,6 +42,7 @@ Status write_marker(const std::string& run_dir, const Marker& m) {
                       {"config_hash", m.config_hash},
                       {"reducer", m.reducer},
                       {"files", m.files}};
+  if (!m.layout.empty()) j["layout"] = m.layout;
   return fs::write_text_atomically(marker_path(run_dir, m.round), j.dump(2) + "\n");
 }
 
@@ -68,6 +69,7 @@ static Result<Marker> read_marker(const std::string& run_dir, int64_t round) {
     m.config_hash = j.at("config_hash").get<std::string>();
     m.reducer = j.at("reducer").get<std::string>();
     m.files = j.at("files").get<std::vector<std::string>>();
+    m.layout = j.value("layout", std::string());
     if (m.round != round) return corrupt_data(path + ": names round " + std::to_string(m.round));
     return m;
   } catch (const std::exception& e) {

@@ -22,6 +22,7 @@ struct Marker {
   std::string config_hash;
   std::string reducer;
   std::vector<std::string> files;   // relative to the run directory
+  std::string layout;  // node of each rank, "0,0,1,1" (empty in markers of older versions)
 };
 
 std::string checkpoints_dir(const std::string& run_dir);

@@ -125,6 +125,45 @@ Status load_silo(const config::Config& cfg, int rank, int size, SiloData& st) {
   return {};
 }
 
+// "2 nodes x 2 ranks" (or "3 nodes with 2,1,1 ranks") for a layout "0,0,1,1".
+std::string describe_layout(const std::string& layout, int* nodes, int* per_node) {
+  std::vector<int> count;
+  std::stringstream in(layout);
+  for (std::string item; std::getline(in, item, ',');) {
+    const int node = std::atoi(item.c_str());
+    if (node >= static_cast<int>(count.size())) count.resize(static_cast<size_t>(node) + 1, 0);
+    ++count[static_cast<size_t>(node)];
+  }
+  *nodes = static_cast<int>(count.size());
+  *per_node = 0;
+  if (std::all_of(count.begin(), count.end(), [&](int c) { return c == count.front(); })) {
+    *per_node = count.empty() ? 0 : count.front();
+    return std::to_string(*nodes) + (*nodes == 1 ? " node" : " nodes") + " x " +
+           std::to_string(*per_node) + (*per_node == 1 ? " rank" : " ranks");
+  }
+  std::string each;
+  for (int c : count) each += (each.empty() ? "" : ",") + std::to_string(c);
+  return std::to_string(*nodes) + " nodes with " + each + " ranks";
+}
+
+// The refusal to resume a level-node run on another rank-to-node layout.
+Status layout_changed(int64_t round, const std::string& before, const std::string& now) {
+  int nodes = 0, per_node = 0, nodes_now = 0, per_node_now = 0;
+  const std::string was = describe_layout(before, &nodes, &per_node);
+  const std::string is = describe_layout(now, &nodes_now, &per_node_now);
+  const std::string pin = per_node > 0 ? "sbatch --nodes=" + std::to_string(nodes) +
+                                             " --ntasks-per-node=" + std::to_string(per_node)
+                                       : "sbatch --nodes=" + std::to_string(nodes) +
+                                             " with the same ranks on each node";
+  return invalid_argument(
+      "--resume: the checkpoint of round " + std::to_string(round) + " was written with the ranks on " +
+      was + " (nodes " + before + "), this run has " + is + " (nodes " + now +
+      "); at compression.level = \"node\" the error-feedback state lives on the node leaders, so "
+      "the layout must stay: run on the same layout (" + pin +
+      "; slurm.nodes and slurm.ranks_per_node make `fedsilo slurm` write them; emulated nodes: "
+      "the same topology.emulated_nodes or FEDSILO_EMULATED_NODES)");
+}
+
 // The silo-private vectors a checkpoint keeps, by dataset name.
 checkpoint::SiloState private_state(UpdateExchange& x) {
   return {{"residual", &x.residual()}, {"velocity", &x.velocity()}};
@@ -211,6 +250,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
   // ---- run directory: fresh, overwrite or resume (rank 0 decides, everyone agrees)
   int64_t start_round = 0;
   std::string resumed_algorithm;  // what the checkpoint's run used (reused over `auto`)
+  std::string resumed_layout;     // the node of each rank when the checkpoint was written
   std::vector<float> global(static_cast<size_t>(net.num_params()));
   std::vector<json> history;
   {
@@ -223,6 +263,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
       if (started.ok()) {
         resume_from = started->resume_from;
         resumed_algorithm = started->resumed_algorithm;
+        resumed_layout = started->resumed_layout;
         finished = started->finished ? "1" : "";
       }
     }
@@ -239,6 +280,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     }
     FEDSILO_CHECK(comm.broadcast(resume_from, 0));
     FEDSILO_CHECK(comm.broadcast(resumed_algorithm, 0));
+    FEDSILO_CHECK(comm.broadcast(resumed_layout, 0));
 
     st = Status();
     if (!resume_from.empty()) {
@@ -278,6 +320,11 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
                                            device.cuda ? device.device : -1);
   FEDSILO_CHECK(comm.agree(exchange_r.status()));
   UpdateExchange& exchange = *exchange_r.value();
+  // At level node the compressor state lives on the node leaders: resumed on another rank-to-node
+  // layout, it would reach the wrong ranks or none. (Elsewhere each silo keeps its own.)
+  if (!resumed_layout.empty() && exchange.state_on_leaders() && resumed_layout != exchange.layout()) {
+    FEDSILO_CHECK(comm.agree(layout_changed(start_round, resumed_layout, exchange.layout())));
+  }
   if (start_round > 0) {
     // Silo-private compressor state (error-feedback residual, DGC velocity) of the checkpoint.
     FEDSILO_CHECK(comm.agree(checkpoint::read_silo_state(silo.private_dir, start_round,
@@ -326,7 +373,8 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
       if (st.ok()) {
         checkpoint::Marker m{round, hash, exchange.algorithm(),
                              {"checkpoints/" + stdfs::path(checkpoint::global_path(run_dir, round))
-                                                   .filename().string()}};
+                                                   .filename().string()},
+                             exchange.layout()};
         st = checkpoint::write_marker(run_dir, m);
       }
       if (st.ok()) st = checkpoint::prune(run_dir, cfg.run.keep_checkpoints);

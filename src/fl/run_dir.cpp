@@ -70,6 +70,7 @@ Result<RunStart> start_run_dir(const config::Config& cfg, bool overwrite, bool r
       }
       out.resume_from = checkpoint::global_path(run_dir, latest->round);
       out.resumed_algorithm = latest->reducer;
+      out.resumed_layout = latest->layout;
     }
   }
   FEDSILO_CHECK(fs::write_text_atomically(run_dir + "/config.toml", config::to_toml(cfg)));

@@ -16,6 +16,7 @@ namespace fedsilo::fl {
 struct RunStart {
   std::string resume_from;        // the global checkpoint to continue from; empty: round 0
   std::string resumed_algorithm;  // the allreduce algorithm that checkpoint's run used
+  std::string resumed_layout;     // its ranks' nodes ("0,0,1,1"; empty if not recorded)
   bool finished = false;          // --resume of a run that has completed all its rounds
 };
 

@@ -42,6 +42,17 @@ std::string UpdateExchange::topology() const {
          std::to_string(t.local_size()) + " ranks" + (t.emulated() ? " (emulated)" : "");
 }
 
+std::string UpdateExchange::layout() const {
+  const auto& t = *impl_->topology;
+  std::string out;
+  for (int r = 0; r < impl_->world->size(); ++r) {
+    out += (r == 0 ? "" : ",") + std::to_string(t.node_of(r));
+  }
+  return out;
+}
+
+bool UpdateExchange::state_on_leaders() const { return impl_->node_level; }
+
 namespace {
 // The compressor a rank uses: on its GPU when it trains on one (bit for bit the CPU's).
 Result<std::unique_ptr<compression::Compressor>> make_rank_compressor(

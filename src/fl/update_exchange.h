@@ -66,6 +66,11 @@ class UpdateExchange {
   [[nodiscard]] const std::string& algorithm() const;
   /// "4 nodes x 2 ranks (emulated)", for the start-up line.
   [[nodiscard]] std::string topology() const;
+  /// The node of each rank, "0,0,1,1": what a checkpoint records of the placement.
+  [[nodiscard]] std::string layout() const;
+  /// Whether compressor state (residual, velocity) lives on the node leaders (level node), so
+  /// that a resumed run must keep the rank-to-node layout.
+  [[nodiscard]] bool state_on_leaders() const;
 
   /// In place: `update` (this rank's weighted update, zeros if it did not train) becomes the
   /// sum over all ranks, after compression. Collective; errors are agreed.

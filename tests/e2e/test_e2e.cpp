@@ -54,11 +54,13 @@ RunResult run(const std::string& cmd) {
 // mpirun -np N fedsilo train CONFIG FLAGS. Each rank records its own exit code in rcdir/rc.RANK
 // and the wrapper exits 0 (else mpirun kills the other ranks before they record theirs);
 // `code` is then the first non-zero rank code, as a plain mpirun would report.
-RunResult train(int np, const std::string& config, const std::string& flags = "") {
+RunResult train(int np, const std::string& config, const std::string& flags = "",
+                const std::string& env = "") {
   const std::string rcdir = kTmp + "/rc";
   stdfs::remove_all(rcdir);
   stdfs::create_directories(rcdir);
-  const std::string inner = kBin + " train " + config + " -q " + flags + "; echo $? > " + rcdir +
+  const std::string inner = env + (env.empty() ? "" : " ") + kBin + " train " + config + " -q " +
+                            flags + "; echo $? > " + rcdir +
                             "/rc.$OMPI_COMM_WORLD_RANK";
   RunResult r = run("timeout 300 " + kMpi + " -np " + std::to_string(np) + " sh -c '" + inner + "'");
   for (int i = 0; i < np; ++i) {
@@ -266,6 +268,37 @@ TEST_F(E2E, FractionSamplesSilosAndFedProxTrains) {
     }
   }
   EXPECT_GT(m.back()["accuracy"].get<double>(), 0.5);
+}
+
+TEST_F(E2E, LevelNodeResumeKeepsTheRankToNodeLayout) {
+  // The checkpoint records each rank's node. At level node the residuals live on the leaders,
+  // so resuming on another layout (a requeue onto other nodes; emulated here) is refused on
+  // every rank, naming both layouts and the sbatch flags that pin them; the same layout resumes.
+  const std::string node_level =
+      "[compression]\nmethod = \"topk\"\ndensity = 0.05\nerror_feedback = true\n"
+      "level = \"node\"\n[allreduce]\nalgorithm = \"sparse-hier\"\n";
+  const std::string dir = silos_dir(4);
+  const auto part2 = write_file(kTmp + "/cfg/lay2.toml", config_text("layout", dir, 2) + node_level);
+  const auto part4 = write_file(kTmp + "/cfg/lay4.toml", config_text("layout", dir, 4) + node_level);
+  ASSERT_EQ(train(4, part2, "--overwrite", "FEDSILO_EMULATED_NODES=2").code, 0);
+  auto r = train(4, part4, "--resume", "FEDSILO_EMULATED_NODES=4");
+  // (expect_clean_failure would also demand no model.h5: the 2-round run has one.)
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_EQ(r.rank_codes, std::vector<int>(4, 2)) << r.output;
+  EXPECT_NE(r.output.find("2 nodes x 2 ranks (nodes 0,0,1,1), this run has 4 nodes x 1 rank "
+                          "(nodes 0,1,2,3)"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("sbatch --nodes=2 --ntasks-per-node=2"), std::string::npos) << r.output;
+  r = train(4, part4, "--resume", "FEDSILO_EMULATED_NODES=2");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(metrics_without_timings(run_dir("layout") + "/metrics.jsonl").size(), 4u);
+  // Without state on the leaders (dense), another layout resumes.
+  const auto dense2 = write_file(kTmp + "/cfg/dlay2.toml", config_text("dlayout", dir, 2));
+  const auto dense4 = write_file(kTmp + "/cfg/dlay4.toml", config_text("dlayout", dir, 4));
+  ASSERT_EQ(train(4, dense2, "--overwrite", "FEDSILO_EMULATED_NODES=2").code, 0);
+  r = train(4, dense4, "--resume", "FEDSILO_EMULATED_NODES=4");
+  EXPECT_EQ(r.code, 0) << r.output;
 }
 
 TEST_F(E2E, CompressedRunResumesBitwiseWithItsResidual) {

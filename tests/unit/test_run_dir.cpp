@@ -53,7 +53,8 @@ void checkpoint(const fedsilo::config::Config& c, int64_t round, const std::stri
                                                {"checkpoints/" + stdfs::path(ck::global_path(
                                                                      c.run.out_dir, round))
                                                                      .filename()
-                                                                     .string()}})
+                                                                     .string()},
+                                               "0"})
                   .ok());
 }
 
