@@ -1,4 +1,4 @@
-// Shared pieces of the allreduce algorithm families: stats, the fl::Reducer bridge, densify.
+// Shared pieces of the allreduce algorithm families: stats, the Reducer bridge, densify.
 #include "mpi/algorithm.h"
 
 #include <algorithm>
@@ -19,13 +19,13 @@ void AllreduceStats::add(const AllreduceStats& o) {
   total_seconds += o.total_seconds;
 }
 
-void AllreduceStats::add_to(fl::ReduceStats& s) const {
+void AllreduceStats::add_to(ReduceStats& s) const {
   s.bytes_sent += bytes_sent();
   s.bytes_received += bytes_received();
   s.seconds += total_seconds;
 }
 
-Status DenseAllreduceAlgorithm::sum(std::span<float> data, fl::ReduceStats& stats) {
+Status DenseAllreduceAlgorithm::sum(std::span<float> data, ReduceStats& stats) {
   AllreduceStats s;
   const Status st = reduce(calls_++, data, s);
   s.add_to(stats);
@@ -77,7 +77,7 @@ Status DensifyingAllreduce::sum(uint32_t round, const kernels::SparseVector& min
     s.total_seconds = 0.0;
     stats.add(s);
   } else {
-    fl::ReduceStats s;
+    ReduceStats s;
     FEDSILO_CHECK(dense_->sum(out, s));
     (single_node_ ? stats.intra_bytes_sent : stats.inter_bytes_sent) += s.bytes_sent;
     (single_node_ ? stats.intra_bytes_received : stats.inter_bytes_received) += s.bytes_received;

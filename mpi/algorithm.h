@@ -1,5 +1,5 @@
 // The two families of allreduce algorithms and what one call reports: dense algorithms sum a
-// float span in place (and are fl::Reducers, so the round driver can hold any of them); sparse
+// float span in place (and are Reducers, so the round driver can hold any of them); sparse
 // algorithms take each rank's kernels::SparseVector and give every rank the dense sum.
 #pragma once
 
@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "core/status.h"
-#include "fl/reducer.h"
+#include "mpi/reducer.h"
 #include "kernels/sparse_vector.h"
 #include "mpi/comm.h"
 #include "mpi/wire_format.h"
@@ -39,7 +39,7 @@ struct AllreduceStats {
   }
   void add(const AllreduceStats& o);
   /// Adds the totals to the round driver's coarser stats.
-  void add_to(fl::ReduceStats& s) const;
+  void add_to(ReduceStats& s) const;
 };
 
 /// Called on every payload this rank is about to send; tests set it on one rank to inject a
@@ -58,15 +58,15 @@ struct SparseOptions {
 };
 
 /// Dense family: in-place sum of a float span over all ranks.
-class DenseAllreduceAlgorithm : public fl::Reducer {
+class DenseAllreduceAlgorithm : public Reducer {
  public:
   /// In place: data becomes the elementwise sum over all ranks. Every rank calls with the same
   /// round and length. Errors (bad payloads, a failing compressor) are agreed: every rank
   /// returns the same Status.
   [[nodiscard]] virtual Status reduce(uint32_t round, std::span<float> data,
                                       AllreduceStats& stats) = 0;
-  /// fl::Reducer: reduce() with the number of earlier calls as the round.
-  [[nodiscard]] Status sum(std::span<float> data, fl::ReduceStats& stats) final;
+  /// Reducer: reduce() with the number of earlier calls as the round.
+  [[nodiscard]] Status sum(std::span<float> data, ReduceStats& stats) final;
 
  private:
   uint32_t calls_ = 0;
@@ -89,7 +89,7 @@ class DensifyingAllreduce final : public SparseAllreduceAlgorithm {
  public:
   /// `world` is where the ranks agree on a malformed contribution before summing;
   /// `single_node` says whether bytes of reducers that do not split them are intra-node.
-  DensifyingAllreduce(Comm& world, bool single_node, std::unique_ptr<fl::Reducer> dense)
+  DensifyingAllreduce(Comm& world, bool single_node, std::unique_ptr<Reducer> dense)
       : world_(world), single_node_(single_node), dense_(std::move(dense)) {}
   [[nodiscard]] std::string name() const override { return dense_->name(); }
   /// Reducers that are not DenseAllreduceAlgorithms (dense-flat) report bytes and time as
@@ -100,7 +100,7 @@ class DensifyingAllreduce final : public SparseAllreduceAlgorithm {
  private:
   Comm& world_;
   bool single_node_;
-  std::unique_ptr<fl::Reducer> dense_;
+  std::unique_ptr<Reducer> dense_;
 };
 
 /// Seconds since `t0` (phase timings of the algorithms).

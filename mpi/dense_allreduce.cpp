@@ -5,7 +5,7 @@
 
 namespace fedsilo::mpi {
 
-Status DenseAllreduce::sum(std::span<float> data, fl::ReduceStats& stats) {
+Status DenseAllreduce::sum(std::span<float> data, ReduceStats& stats) {
   const auto t0 = std::chrono::steady_clock::now();
   FEDSILO_CHECK(comm_.allreduce_sum(data));
   const int n = comm_.size();

@@ -490,13 +490,13 @@ Status unknown_algorithm(const std::string& name) {
 
 }  // namespace
 
-Result<std::unique_ptr<fl::Reducer>> make_dense_allreduce(Topology& topology,
+Result<std::unique_ptr<Reducer>> make_dense_allreduce(Topology& topology,
                                                           const AlgorithmConfig& config) {
   if (config.name == "dense-flat") {
-    return std::unique_ptr<fl::Reducer>(std::make_unique<DenseAllreduce>(topology.world()));
+    return std::unique_ptr<Reducer>(std::make_unique<DenseAllreduce>(topology.world()));
   }
   if (config.name == "dense-hier") {
-    return std::unique_ptr<fl::Reducer>(std::make_unique<DenseHier>(topology));
+    return std::unique_ptr<Reducer>(std::make_unique<DenseHier>(topology));
   }
   if (config.name == "sparse-hier") {
     if (!config.compressor) {
@@ -504,7 +504,7 @@ Result<std::unique_ptr<fl::Reducer>> make_dense_allreduce(Topology& topology,
           "allreduce.algorithm = \"sparse-hier\" needs a node compressor "
           "(compression.level = \"node\")");
     }
-    return std::unique_ptr<fl::Reducer>(std::make_unique<SparseHier>(
+    return std::unique_ptr<Reducer>(std::make_unique<SparseHier>(
         topology, config.compressor, config.leader_exchange, config.sparse));
   }
   if (config.name == "sparse-allgather" || config.name == "sparse-rd") {

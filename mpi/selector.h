@@ -200,8 +200,8 @@ struct AlgorithmConfig {
 };
 
 /// The dense family by name (dense-flat, dense-hier, sparse-hier), as the round driver's
-/// fl::Reducer. kInvalidArgument naming `allreduce.algorithm` for other names.
-[[nodiscard]] Result<std::unique_ptr<fl::Reducer>> make_dense_allreduce(
+/// Reducer. kInvalidArgument naming `allreduce.algorithm` for other names.
+[[nodiscard]] Result<std::unique_ptr<Reducer>> make_dense_allreduce(
     Topology& topology, const AlgorithmConfig& config);
 /// Any algorithm by name in the sparse family (the dense ones densify the contribution).
 [[nodiscard]] Result<std::unique_ptr<SparseAllreduceAlgorithm>> make_sparse_allreduce(

@@ -112,9 +112,9 @@ Status Aggregation::run(uint32_t round, std::span<const float> update, std::span
     stats.compress_cpu_seconds += compress_cpu_;
     return st;
   }
-  // dense-flat is an fl::Reducer only: its bytes and seconds count as inter-node, or
+  // dense-flat is an mpi::Reducer only: its bytes and seconds count as inter-node, or
   // intra-node on a single node (as UpdateExchange does).
-  fl::ReduceStats rs;
+  mpi::ReduceStats rs;
   FEDSILO_CHECK(dense_->sum(out, rs));
   const bool single = topo_.num_nodes() == 1;
   auto& e = stats.exchange;

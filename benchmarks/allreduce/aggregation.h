@@ -61,7 +61,7 @@ class Aggregation {
                                                      mpi::LeaderExchange leader_exchange);
 
   /// Where `out` should live for calls of n floats: the reducer's own memory where it reads the
-  /// update from there without a copy (fl::Reducer::buffer; sparse-hier's node-shared window
+  /// update from there without a copy (mpi::Reducer::buffer; sparse-hier's node-shared window
   /// segment, as training writes its update there), else `fallback`. Collective.
   [[nodiscard]] Result<std::span<float>> output(int64_t n, std::span<float> fallback);
   /// Untimed set-up of one call: dense paths reduce in place, so `update` is copied to `out`.
@@ -94,7 +94,7 @@ class Aggregation {
   std::unique_ptr<compression::Compressor> compressor_;  // null: no compression
   compression::CompressorState state_;
   std::unique_ptr<mpi::SparseAllreduceAlgorithm> sparse_;  // level silo with compression
-  std::unique_ptr<fl::Reducer> dense_;                     // level node, or uncompressed
+  std::unique_ptr<mpi::Reducer> dense_;                     // level node, or uncompressed
   kernels::SparseVector contribution_;
   bool capture_ = false;
   uint32_t round_ = 0;         // for the node compressor callback

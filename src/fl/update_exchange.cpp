@@ -24,7 +24,7 @@ struct UpdateExchange::Impl {
   std::unique_ptr<compression::Compressor> compressor;  // null: method none
   compression::CompressorState state;
   std::unique_ptr<mpi::SparseAllreduceAlgorithm> sparse;  // level silo with compression
-  std::unique_ptr<fl::Reducer> dense;                      // no compression, or level node
+  std::unique_ptr<mpi::Reducer> dense;                      // no compression, or level node
   std::string algorithm;
   uint32_t round = 0;                  // for the node compressor callback
   int64_t node_payload_bytes = 0;      // the leader's compressed node sum on the wire
@@ -241,7 +241,7 @@ Status UpdateExchange::exchange(uint32_t round, std::span<float> update, bool tr
     FEDSILO_CHECK(alg->reduce(round, update, as));
     stats.payload_bytes = m.node_compresses ? m.node_payload_bytes : stats.dense_bytes;
   } else {
-    fl::ReduceStats rs;
+    mpi::ReduceStats rs;
     FEDSILO_CHECK(m.dense->sum(update, rs));
     const bool single = m.topology->num_nodes() == 1;
     (single ? as.intra_bytes_sent : as.inter_bytes_sent) = rs.bytes_sent;

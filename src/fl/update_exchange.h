@@ -78,7 +78,7 @@ class UpdateExchange {
                                 ExchangeStats& stats);
 
   /// Where this rank's update can be written so that the exchange reads it without a copy
-  /// (fl::Reducer::buffer: at level node on sparse-hier, the rank's segment of the node-shared
+  /// (mpi::Reducer::buffer: at level node on sparse-hier, the rank's segment of the node-shared
   /// window), `length` floats; empty where the exchange has no such memory (use any). Valid
   /// for the exchange's life. Collective.
   [[nodiscard]] Result<std::span<float>> buffer();

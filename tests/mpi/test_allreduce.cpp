@@ -159,14 +159,14 @@ void expect_exact(Comm& world, SparseAllreduceAlgorithm& alg, const SparseVector
   EXPECT_GE(stats.total_seconds, 0.0);
 }
 
-/// Runs a dense reducer (fl::Reducer) on the densified `mine` and compares with MPI_Allreduce.
-void expect_reducer_exact(Comm& world, fl::Reducer& red, const SparseVector& mine,
+/// Runs a dense reducer (mpi::Reducer) on the densified `mine` and compares with MPI_Allreduce.
+void expect_reducer_exact(Comm& world, mpi::Reducer& red, const SparseVector& mine,
                           const std::string& what) {
   std::vector<float> data(static_cast<size_t>(mine.length));
   ASSERT_TRUE(densify(mine, data).ok());
   std::vector<float> want = data;
   ASSERT_TRUE(world.allreduce_sum(std::span<float>(want)).ok());
-  fl::ReduceStats st;
+  mpi::ReduceStats st;
   ASSERT_TRUE(red.sum(data, st).ok()) << what;
   EXPECT_EQ(data, want) << what;
 }
@@ -371,7 +371,7 @@ TEST(Allreduce, FailingNodeCompressorGivesTheSameErrorOnEveryRank) {
     ASSERT_TRUE(red.ok());
     for (const int64_t n : {int64_t{64}, (int64_t{1} << 18) + 5}) {
       std::vector<float> data(static_cast<size_t>(n), 1.0f);
-      fl::ReduceStats st;
+      mpi::ReduceStats st;
       const Status s = red.value()->sum(data, st);
       expect_agreed(s, StatusCode::kInternal,
                     "node " + std::to_string(bad_node) + " leader (rank " +
@@ -446,7 +446,7 @@ TEST(Allreduce, SparseHierReadsUpdatesWrittenIntoItsBufferInPlace) {
       ASSERT_TRUE(densify(contribution(n, r, P, p), data).ok());
       std::vector<float> want(data.begin(), data.end());
       ASSERT_TRUE(world->allreduce_sum(std::span<float>(want)).ok());
-      fl::ReduceStats st;
+      mpi::ReduceStats st;
       ASSERT_TRUE(red.value()->sum(data, st).ok());
       EXPECT_TRUE(std::equal(data.begin(), data.end(), want.begin()))
           << (shared ? "shared" : "messages") << ", " << pattern_name(p);

@@ -28,7 +28,7 @@ TEST(DenseAllreduce, SumIsExactOnSmallIntegers) {
     std::vector<float> v(len);
     for (size_t i = 0; i < len; ++i) v[i] = static_cast<float>((static_cast<int>(i) % 17) * (r + 1) - 8);
     DenseAllreduce red(c.value());
-    fl::ReduceStats st;
+    mpi::ReduceStats st;
     ASSERT_TRUE(red.sum(v, st).ok());
     for (size_t i = 0; i < len; ++i) {
       const int k = static_cast<int>(i) % 17;

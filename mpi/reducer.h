@@ -1,4 +1,4 @@
-// The dense aggregation interface: how a float buffer is summed in place across ranks. Its
+// The dense reduction interface: how a float buffer is summed in place across ranks. Its
 // implementations are dense-flat (mpi/dense_allreduce.h, one MPI_Allreduce) and, through
 // mpi::DenseAllreduceAlgorithm, dense-hier and sparse-hier (mpi/dense_hier.h, mpi/sparse_hier.h);
 // per-silo compressed contributions go through mpi::SparseAllreduceAlgorithm (mpi/algorithm.h).
@@ -10,7 +10,7 @@
 
 #include "core/status.h"
 
-namespace fedsilo::fl {
+namespace fedsilo::mpi {
 
 /// Bytes and seconds one reduction spent, per rank.
 struct ReduceStats {
@@ -39,4 +39,4 @@ class Reducer {
   }
 };
 
-}  // namespace fedsilo::fl
+}  // namespace fedsilo::mpi
