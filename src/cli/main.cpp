@@ -8,9 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
-#ifdef FEDSILO_BENCH_ALLREDUCE
-#include "benchmarks/allreduce/allreduce_bench.h"
-#endif
+#include "cli/bench/allreduce_bench.h"
 
 namespace {
 
@@ -107,12 +105,10 @@ int main(int argc, char** argv) {
   e->add_option("--batch-size", ev.batch_size, "Evaluation batch size")->capture_default_str()->check(CLI::PositiveNumber);
   e->add_option("--threads", ev.threads, "Threads (0 = all cores)")->capture_default_str()->check(CLI::NonNegativeNumber);
 
-#ifdef FEDSILO_BENCH_ALLREDUCE
   fedsilo::bench::AllreduceBenchArgs bench_allreduce;
   auto* bench = app.add_subcommand("bench", "Benchmarks (run under mpirun/srun): allreduce");
   bench->require_subcommand(1);
   auto* bench_ar = fedsilo::bench::add_allreduce_command(*bench, bench_allreduce);
-#endif
 
   if (argc > 1 && argv[1][0] != '-') {
     if (const int rc = check_subcommand(app, argv[1]); rc != kExitOk) return rc;
@@ -135,8 +131,6 @@ int main(int argc, char** argv) {
   if (*sl) return run_slurm(slurm);
   if (*i) return run_inspect(insp);
   if (*e) return run_eval(ev);
-#ifdef FEDSILO_BENCH_ALLREDUCE
   if (*bench_ar) return fedsilo::bench::run_allreduce_bench(bench_allreduce);
-#endif
   return kExitUsage;
 }

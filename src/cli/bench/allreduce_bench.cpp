@@ -2,7 +2,7 @@
 // result (-c), warms up, times the whole aggregation, and prints one row (table on stdout, JSON
 // beside it). Time per iteration is the slowest rank's (what the round waits for); a row's
 // time is the median over iterations, with the min and max over iterations as its spread.
-#include "benchmarks/allreduce/allreduce_bench.h"
+#include "cli/bench/allreduce_bench.h"
 
 #include <unistd.h>
 
@@ -19,7 +19,7 @@
 #include <set>
 #include <sstream>
 
-#include "benchmarks/allreduce/aggregation.h"
+#include "cli/bench/aggregation.h"
 #include "cli/exit_codes.h"
 #include "core/philox.h"
 #include "fl/update_exchange.h"

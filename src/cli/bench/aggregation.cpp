@@ -1,6 +1,6 @@
 // One whole aggregation for the allreduce benchmark, following fl::UpdateExchange::exchange
 // step by step so that the benchmark times what a training round pays.
-#include "benchmarks/allreduce/aggregation.h"
+#include "cli/bench/aggregation.h"
 
 #include <algorithm>
 #include <chrono>
