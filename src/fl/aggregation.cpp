@@ -10,15 +10,6 @@ namespace fedsilo::fl {
 
 namespace {
 
-Status check_finite(std::span<const float> v) {
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (!std::isfinite(v[i])) {
-      return {StatusCode::kDiverged, "update is not finite (element " + std::to_string(i) + ")"};
-    }
-  }
-  return {};
-}
-
 // The host exchange. The update is written where the exchange reads it without a copy when it
 // has such memory (sparse-hier: this rank's segment of the node-shared window), else in a vector.
 class HostAggregation final : public Aggregation {
@@ -38,7 +29,7 @@ class HostAggregation final : public Aggregation {
       return {};
     }
     for (size_t i = 0; i < update_.size(); ++i) update_[i] = weight * (local[i] - global[i]);
-    return check_finite(update_);
+    return check_finite(update_, "update");
   }
   Result<std::span<const float>> combine(uint32_t round, bool trained,
                                          ExchangeStats& stats) override {
@@ -86,6 +77,15 @@ class DeviceAggregation final : public Aggregation {
 };
 
 }  // namespace
+
+Status check_finite(std::span<const float> v, const std::string& what) {
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (!std::isfinite(v[i])) {
+      return {StatusCode::kDiverged, what + " is not finite (element " + std::to_string(i) + ")"};
+    }
+  }
+  return {};
+}
 
 Result<std::unique_ptr<Aggregation>> make_aggregation(const config::Config& cfg, mpi::Comm& comm,
                                                      Backend& backend, int cuda_device,

@@ -33,6 +33,9 @@ class Aggregation {
                                                                ExchangeStats& stats) = 0;
 };
 
+/// kDiverged "WHAT is not finite (element I)" naming the first non-finite element, else OK.
+[[nodiscard]] Status check_finite(std::span<const float> v, const std::string& what);
+
 /// The device sum where the backend is a GPU and the update is not compressed, else the host
 /// exchange (which `exchange` is, and outlives the result). Collective.
 [[nodiscard]] Result<std::unique_ptr<Aggregation>> make_aggregation(const config::Config& cfg,

@@ -1,6 +1,5 @@
 #include "fl/round_step.h"
 
-#include <cmath>
 #include <string>
 
 namespace fedsilo::fl {
@@ -12,16 +11,7 @@ Status RoundStep::finish(uint32_t round, bool trained, double weight, std::span<
   double weight_sum = trained ? weight : 0.0;
   FEDSILO_CHECK(comm_.allreduce_sum(std::span<double>(&weight_sum, 1)));
   FEDSILO_CHECK(comm_.agree(strategy_.aggregate(static_cast<int>(round), global, sum.value(), weight_sum)));
-  Status finite;
-  for (size_t i = 0; i < global.size(); ++i) {
-    if (!std::isfinite(global[i])) {
-      finite = {StatusCode::kDiverged, "round " + std::to_string(round) +
-                                           ": global model is not finite (element " +
-                                           std::to_string(i) + ")"};
-      break;
-    }
-  }
-  return comm_.agree(finite);
+  return comm_.agree(check_finite(global, "round " + std::to_string(round) + ": global model"));
 }
 
 }  // namespace fedsilo::fl
