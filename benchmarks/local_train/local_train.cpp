@@ -229,6 +229,7 @@ double median(std::vector<double> v) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  fedsilo::kernels::match_blas_core_to_cpu_level(argv);  // as the fedsilo command does
   Options o;
   if (!parse(argc, argv, o)) return 2;
   const int64_t n = o.samples > 0 ? o.samples : int64_t{o.batch} * o.batches;
@@ -271,7 +272,7 @@ int main(int argc, char** argv) {
   const fedsilo::kernels::CpuLevel level = fedsilo::kernels::cpu_level();
   const bool forced = level != fedsilo::kernels::detected_cpu_level();
   std::printf("local_train: machine %s, OpenBLAS core %s, device %s, CPU kernels %s%s\n",
-              machine.c_str(), fedsilo::kernels::blas_core_name(), cuda ? gpu_label.c_str() : "cpu",
+              machine.c_str(), fedsilo::kernels::blas_core_description().c_str(), cuda ? gpu_label.c_str() : "cpu",
               fedsilo::kernels::cpu_level_name(level),
               forced ? " (forced by FEDSILO_CPU; the CPU has more)" : "");
   std::printf(
@@ -288,6 +289,9 @@ int main(int argc, char** argv) {
   out["benchmark"] = "local_train";
   out["machine"] = machine;
   out["openblas_core"] = fedsilo::kernels::blas_core_name();
+  out["openblas_core_detected"] = std::getenv("FEDSILO_BLAS_DETECTED") != nullptr
+                                      ? std::getenv("FEDSILO_BLAS_DETECTED")
+                                      : fedsilo::kernels::blas_core_name();
   out["cpu_level"] = fedsilo::kernels::cpu_level_name(level);
   out["cpu_level_detected"] = fedsilo::kernels::cpu_level_name(fedsilo::kernels::detected_cpu_level());
   out["device"] = cuda ? gpu_label : "cpu";

@@ -143,9 +143,14 @@ for m in "${MODELS[@]}"; do
     "$BUILD_DIR/benchmarks/local_train" "${COMMON[@]}" --commit "$COMMIT" --models "$m" \
         --json "$OUT/local_train.$m.r$r.json" "$@"
     [[ $SYNTH -eq 1 ]] && continue  # PyTorch reads the real data
-    wait_quiet "pytorch_ref $m (round $r of $ROUNDS)"
-    "$PY" "$ROOT/benchmarks/local_train/pytorch_ref.py" "${COMMON[@]}" --models "$m" \
-        --json "$OUT/pytorch_ref.$m.r$r.json"
+    # PyTorch (Debian's torch calls libblas.so.3, OpenBLAS here) gets the same OpenBLAS kernel
+    # family that fedsilo ran on: fedsilo re-runs itself with OPENBLAS_CORETYPE at its kernel
+    # level where OpenBLAS alone picks another (0.3.21 picks SSE3 Prescott on Sapphire Rapids).
+    core=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["openblas_core"])' \
+        "$OUT/local_train.$m.r$r.json")
+    wait_quiet "pytorch_ref $m (round $r of $ROUNDS, OPENBLAS_CORETYPE=$core)"
+    OPENBLAS_CORETYPE=$core "$PY" "$ROOT/benchmarks/local_train/pytorch_ref.py" "${COMMON[@]}" \
+        --models "$m" --json "$OUT/pytorch_ref.$m.r$r.json"
   done
 done
 [[ $SYNTH -eq 1 ]] && { echo "run.sh: --synthetic: no PyTorch comparison"; exit 0; }
@@ -174,7 +179,8 @@ json.dump(ref, open(f"{out}/pytorch_ref.json", "w"), indent=2)
 theirs = {r["model"]: r for r in ref["results"]}
 print()
 print(f"samples/s, batch {ours['batch']}, {ours['threads']} threads, {ours['machine']}, "
-      f"commit {ours['commit']}, fedsilo kernels {ours.get('cpu_level')}, OpenBLAS {ours['openblas_core']}")
+      f"commit {ours['commit']}, fedsilo kernels {ours.get('cpu_level')}, OpenBLAS {ours['openblas_core']} "
+      f"(OpenBLAS alone: {ours.get('openblas_core_detected')}; PyTorch runs on the same family)")
 print(f"{rounds} interleaved rounds x {ours['repeats']} epochs each; ratio = median / median, "
       f"[range of the per-round ratios]")
 print(f"{'model':<10} {'fedsilo med':>12} {'[min, max]':>18} {'PyTorch med':>12} "
@@ -196,7 +202,8 @@ for r in ours["results"]:
 json.dump({"benchmark": "local_train_vs_pytorch", "machine": ours["machine"],
            "commit": ours["commit"], "threads": ours["threads"], "batch": ours["batch"],
            "rounds": rounds, "repeats_per_round": ours["repeats"],
-           "openblas_core": ours["openblas_core"], "libblas": blas, "torch": ref["torch"],
+           "openblas_core": ours["openblas_core"],
+           "openblas_core_detected": ours.get("openblas_core_detected"), "libblas": blas, "torch": ref["torch"],
            "cpu_level": ours.get("cpu_level"), "cpu_level_detected": ours.get("cpu_level_detected"),
            "forced_by_environment": forced, "rows": rows},
           open(f"{out}/local_train_vs_pytorch.json", "w"), indent=2)

@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
 #include "cli/bench/allreduce_bench.h"
+#include "kernels/cpu/gemm.h"
 
 namespace {
 
@@ -51,6 +52,8 @@ int check_subcommand(const CLI::App& app, const std::string& word) {
 
 int main(int argc, char** argv) {
   using namespace fedsilo::cli;
+  // Before anything else (MPI, threads): OpenBLAS's GEMMs at the level of fedsilo's kernels.
+  fedsilo::kernels::match_blas_core_to_cpu_level(argv);
   CLI::App app{"fedsilo: cross-silo federated learning for HPC clusters"};
   app.set_version_flag("--version", std::string("fedsilo ") + FEDSILO_VERSION);
   app.require_subcommand(1);

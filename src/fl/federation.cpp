@@ -29,6 +29,7 @@
 #include "model/trainer.h"
 #include "fl/update_exchange.h"
 #include "kernels/cpu/cpu_level.h"
+#include "kernels/cpu/gemm.h"
 #include "mpi/device_allreduce.h"
 
 namespace fedsilo::fl {
@@ -207,6 +208,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
   const std::string cpu_error = kernels::cpu_level_error();
   FEDSILO_CHECK(comm.agree(cpu_error.empty() ? Status() : invalid_argument(cpu_error)));
   const std::string cpu = kernels::cpu_level_name(kernels::cpu_level());
+  const std::string blas = kernels::blas_core_description();
 
   // ---- silos and ranks
   // Under the Slurm plugin the manifest defines the silos (it checked the task count).
@@ -340,7 +342,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
 
   if (leader && opts.progress) {
     const int gpus = model::cuda_device_count();
-    std::string where = "device cpu (" + cpu + " kernels), " + std::to_string(threads) + " threads/rank";
+    std::string where = "device cpu (" + cpu + " kernels, OpenBLAS " + blas + "), " + std::to_string(threads) + " threads/rank";
     if (device.cuda) {
       where = "device " + device.label;
       if (gpus > 1) where += " (ranks round-robin over " + std::to_string(gpus) + " GPUs a node)";
@@ -556,6 +558,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
                    {"reducer", reducer_label},
                    {"device", device.label},
                    {"cpu", cpu},
+                   {"blas", blas},
                    {"seconds", {{"train", times[0]}, {"aggregate", times[1]}, {"eval", times[2]},
                                 {"checkpoint", times[3]}, {"round", times[4]},
                                 {"compress", times[5]}, {"intra", times[6]}, {"inter", times[7]},

@@ -19,6 +19,8 @@
 #include "config/config.h"
 #include "core/h5.h"
 #include "data/dataset.h"
+#include "kernels/cpu/cpu_level.h"
+#include "kernels/cpu/gemm.h"
 #include "model/model.h"
 #include "model/trainer.h"
 
@@ -192,10 +194,39 @@ TEST_F(E2E, FourSilosTwoRoundsReachSixtyPercent) {
   EXPECT_NE(i.output.find("fc1.weight"), std::string::npos) << i.output;
 }
 
+TEST_F(E2E, OpenBlasRunsAtTheLevelOfTheKernels) {
+  // fedsilo re-runs itself with OPENBLAS_CORETYPE matching its kernel level when OpenBLAS picked
+  // a family of another level (0.3.21 picks SSE3 Prescott on Sapphire Rapids); a user's
+  // OPENBLAS_CORETYPE wins. Metrics record the family in use.
+  using namespace fedsilo::kernels;
+  if (detected_cpu_level() < CpuLevel::kAvx2) GTEST_SKIP() << "this CPU has no AVX2";
+  const char* natural = std::getenv("OPENBLAS_CORETYPE") == nullptr ? blas_core_name() : nullptr;
+  if (natural == nullptr || !blas_core_level(natural)) {
+    GTEST_SKIP() << "OpenBLAS's own family here is unknown to fedsilo's table (or forced)";
+  }
+  const auto cfg = write_file(kTmp + "/cfg/blas.toml", config_text("blas", silos_dir(2), 1));
+  const auto blas_of_run = [&](const std::string& env) {
+    auto r = train(2, cfg, "--overwrite", "env -u OPENBLAS_CORETYPE -u FEDSILO_BLAS_DETECTED " + env);
+    EXPECT_EQ(r.code, 0) << r.output;
+    const auto m = metrics_without_timings(run_dir("blas") + "/metrics.jsonl");
+    return m.empty() ? std::string() : m.front().value("blas", std::string());
+  };
+  const std::string avx2 = blas_of_run("FEDSILO_CPU=avx2");
+  EXPECT_EQ(avx2.rfind("Haswell", 0), 0u) << avx2 << " (OpenBLAS alone picks " << natural << ")";
+  if (std::string(natural) != "Haswell") {
+    EXPECT_NE(avx2.find(std::string("(OpenBLAS detected ") + natural + ")"), std::string::npos) << avx2;
+  }
+  EXPECT_EQ(blas_of_run("FEDSILO_CPU=avx2 OPENBLAS_CORETYPE=Prescott"), "Prescott");
+  EXPECT_EQ(blas_of_run("FEDSILO_CPU=generic"), natural);  // generic leaves OpenBLAS alone
+}
+
 TEST_F(E2E, OneRoundGivesTheSampleWeightedMeanOfLocalModels) {
   const std::string dir = silos_dir(2);
   const auto cfg = write_file(kTmp + "/cfg/mean.toml", config_text("mean", dir, 1));
-  auto r = train(2, cfg, "--overwrite");
+  // The replay below runs in this process, on the OpenBLAS family it loaded: the run must use
+  // the same one (else fedsilo may switch it to its kernel level, and the GEMMs round apart).
+  auto r = train(2, cfg, "--overwrite",
+                 std::string("OPENBLAS_CORETYPE=") + fedsilo::kernels::blas_core_name());
   ASSERT_EQ(r.code, 0) << r.output;
   const auto global = params_of(run_dir("mean") + "/model.h5");
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "kernels/cpu/cpu_level.h"
+#include "kernels/cpu/gemm.h"
 
 namespace fedsilo::kernels {
 namespace {
@@ -34,6 +35,29 @@ TEST(CpuLevel, TheLevelInUseIsTheRequestedOne) {
     EXPECT_EQ(std::string(cpu_level_name(cpu_level())), request);
   }
   EXPECT_LE(static_cast<int>(cpu_level()), static_cast<int>(detected_cpu_level()));
+}
+
+TEST(BlasCore, FamiliesMapToTheirVectorLevel) {
+  EXPECT_EQ(blas_core_level("SkylakeX"), CpuLevel::kAvx512);
+  EXPECT_EQ(blas_core_level("SapphireRapids"), CpuLevel::kAvx512);
+  EXPECT_EQ(blas_core_level("Haswell"), CpuLevel::kAvx2);
+  EXPECT_EQ(blas_core_level("Zen"), CpuLevel::kAvx2);
+  EXPECT_EQ(blas_core_level("Prescott"), CpuLevel::kGeneric);
+  EXPECT_EQ(blas_core_level("Sandybridge"), CpuLevel::kGeneric);
+  EXPECT_EQ(blas_core_level("NeoverseV1"), std::nullopt);  // not in the table: left alone
+}
+
+TEST(BlasCore, AsksForTheFamilyOfTheKernelLevelOnlyWhenOpenBlasPickedAnother) {
+  // OpenBLAS 0.3.21 on Sapphire Rapids: Prescott, while fedsilo's kernels run AVX-512.
+  EXPECT_STREQ(blas_core_to_request(CpuLevel::kAvx512, "Prescott", nullptr), "SkylakeX");
+  EXPECT_STREQ(blas_core_to_request(CpuLevel::kAvx2, "Prescott", ""), "Haswell");
+  // FEDSILO_CPU=avx2 on an AVX-512 CPU: the GEMMs follow it down, as on an AVX2 node.
+  EXPECT_STREQ(blas_core_to_request(CpuLevel::kAvx2, "SkylakeX", nullptr), "Haswell");
+  EXPECT_EQ(blas_core_to_request(CpuLevel::kAvx512, "Cooperlake", nullptr), nullptr);
+  EXPECT_EQ(blas_core_to_request(CpuLevel::kAvx2, "Zen", nullptr), nullptr);
+  EXPECT_EQ(blas_core_to_request(CpuLevel::kGeneric, "Prescott", nullptr), nullptr);
+  EXPECT_EQ(blas_core_to_request(CpuLevel::kAvx512, "NeoverseV1", nullptr), nullptr);
+  EXPECT_EQ(blas_core_to_request(CpuLevel::kAvx512, "Prescott", "Prescott"), nullptr);  // user's choice
 }
 
 }  // namespace
