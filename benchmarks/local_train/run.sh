@@ -92,7 +92,9 @@ if ! "$PY" -c 'import torch, numpy' 2>/dev/null; then
   apt-get update -qq >/dev/null
   apt_install python3-torch python3-numpy
 fi
-if ! dpkg -s libopenblas0 >/dev/null 2>&1; then
+# The machine's own architecture: with arm64 packages also installed (scripts/cross-aarch64.sh)
+# a bare name is ambiguous to dpkg.
+if ! dpkg -s "libopenblas0:$(dpkg --print-architecture)" >/dev/null 2>&1; then
   echo "run.sh: installing libopenblas0 (otherwise torch runs on the reference BLAS)"
   apt_install libopenblas0
 fi
