@@ -1,5 +1,6 @@
-// `fedsilo bench allreduce`: the driver. For every size x density x algorithm it checks the
-// result (-c), warms up, times the whole aggregation, and prints one row (table on stdout, JSON
+// `fedsilo bench allreduce`: the driver. For every size x density x algorithm it builds the
+// exchange training runs (fl::UpdateExchange, from a config::Config of the row's settings),
+// checks its result (-c), warms up, times exchange(), and prints one row (table on stdout, JSON
 // beside it). Time per iteration is the slowest rank's (what the round waits for); a row's
 // time is the median over iterations, with the min and max over iterations as its spread.
 #include "cli/bench/allreduce_bench.h"
@@ -8,21 +9,26 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <numeric>
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <span>
 #include <sstream>
 
-#include "cli/bench/aggregation.h"
 #include "cli/exit_codes.h"
+#include "compression/compressor.h"
+#include "config/config.h"
 #include "core/philox.h"
 #include "fl/update_exchange.h"
+#include "mpi/algorithm.h"
 #include "mpi/comm.h"
 #include "mpi/selector.h"
 #include "mpi/topology.h"
@@ -195,6 +201,27 @@ double median_of(std::vector<double> v) {
   return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
 }
 
+/// CPU seconds this process has run (any compressor or MPI progress threads included).
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+/// Adds one exchange's stats to a row's running sums.
+void accumulate(fl::ExchangeStats& sum, const fl::ExchangeStats& x) {
+  sum.intra_bytes_sent += x.intra_bytes_sent;
+  sum.intra_bytes_received += x.intra_bytes_received;
+  sum.inter_bytes_sent += x.inter_bytes_sent;
+  sum.inter_bytes_received += x.inter_bytes_received;
+  sum.payload_bytes += x.payload_bytes;
+  sum.dense_bytes += x.dense_bytes;
+  sum.compress_seconds += x.compress_seconds;
+  sum.intra_seconds += x.intra_seconds;
+  sum.inter_seconds += x.inter_seconds;
+  sum.decompress_seconds += x.decompress_seconds;
+}
+
 /// One row of the table.
 struct Row {
   int64_t bytes = 0, count = 0;
@@ -207,9 +234,10 @@ struct Row {
   double intra_sent = 0, inter_sent = 0;   // bytes per rank per iteration (mean over ranks)
   double inter_sent_total = 0;             // all ranks, per iteration
   double link_tx = -1, link_rx = -1;       // interface counters, all nodes, per iteration
-  double payload = 0, ratio = 0;           // compressed contribution's wire bytes, 4n / payload
+  double payload = 0, ratio = 0;           // contribution's wire bytes (ExchangeStats), 4n / it
   double select_ms = 0, intra_ms = 0, inter_ms = 0, decode_ms = 0;  // rank 0's means
-  double select_cpu_ms = 0;  // rank 0's compressor CPU time (wall - this = waiting for a core)
+  double exchange_cpu_ms = 0;  // rank 0's CPU time in exchange() (its wall - this = waiting
+                               // for a core shared with other ranks)
   std::string check = "-";
   double vs_dense = 0;  // dense-flat's median / this median
 };
@@ -233,7 +261,7 @@ json row_json(const Row& r) {
             {"compression_ratio", r.ratio},
             {"phase_ms_rank0",
              {{"select_encode", r.select_ms},
-              {"select_cpu", r.select_cpu_ms},
+              {"exchange_cpu", r.exchange_cpu_ms},
               {"intra", r.intra_ms},
               {"inter", r.inter_ms},
               {"decode_merge", r.decode_ms}}},
@@ -253,19 +281,21 @@ class Bench {
  private:
   [[nodiscard]] Status parse();
   [[nodiscard]] Status header(const std::string& commit);
-  /// One algorithm of a cell: its aggregation, iterations so far and their sums.
+  /// One algorithm of a cell: its exchange, iterations so far and their sums.
   struct Entry {
     Row row;
-    std::unique_ptr<Aggregation> agg;
-    std::span<float> out;  // where the aggregate lands (Aggregation::output)
+    config::Config cfg;  // what the exchange was built from
+    std::unique_ptr<fl::UpdateExchange> exchange;
+    std::span<float> buffer;  // the update goes in, the sum comes out (UpdateExchange::buffer)
+    bool compressed = false;  // whether contributions are compressed (else summed dense)
     std::vector<double> times;
-    AggregationStats sum;
+    fl::ExchangeStats sum;
+    double cpu_seconds = 0;            // this rank's CPU time in exchange(), timed iterations
     int64_t link_tx = 0, link_rx = 0;  // this node's link counters over the timed iterations
     uint32_t round = 1;
   };
-  /// Seconds per float of the leaders' compression at `density` (for auto at level node).
-  [[nodiscard]] Result<double> compression_cost(int64_t n, double density);
-  [[nodiscard]] Result<mpi::NodePhaseCost> node_phase_cost(int64_t n);
+  /// The config a training run with this row's settings would have.
+  [[nodiscard]] config::Config row_config(double density, const std::string& algorithm) const;
   /// Builds, checks (-c) and warms up one algorithm; null when the pair is skipped.
   [[nodiscard]] Result<std::unique_ptr<Entry>> setup(int64_t n, double density,
                                                      const std::string& requested);
@@ -275,18 +305,22 @@ class Bench {
   /// Every (density, algorithm) of one size and density cell.
   [[nodiscard]] Status measure_cell(int64_t n,
                                     const std::vector<std::pair<double, std::string>>& specs);
-  [[nodiscard]] Status check_row(Aggregation& agg, std::span<float> out, std::string& verdict);
+  /// The reference contribution of this rank to the check's sum, in `ref` (zeros if none).
+  [[nodiscard]] Status check_contribution(const Entry& e, std::span<float> ref);
+  [[nodiscard]] Status check_row(Entry& e, std::string& verdict);
   void print_row(const Row& r);
   [[nodiscard]] Status write_json();
   void summarize();
 
   const AllreduceBenchArgs& args_;
   mpi::Comm& world_;
+  // For the header, the link calibration and --netdev (each exchange builds its own).
   std::unique_ptr<mpi::Topology> topo_;
-  AggregationSettings settings_;
+  bool node_level_ = false;
+  kernels::ValueType value_type_ = kernels::ValueType::kFp32;
   std::vector<int64_t> sizes_;
   mpi::LinkModel link_;
-  std::vector<float> update_, exact_, out_, ref_;
+  std::vector<float> update_, exact_, out_, ref_, scratch_;
   std::vector<Row> rows_;
   std::set<std::string> skipped_;  // skip notes already printed
   json doc_;
@@ -315,16 +349,20 @@ Status Bench::parse() {
   if (args_.level != "silo" && args_.level != "node") {
     return invalid_argument("--level: silo or node");
   }
-  settings_.level =
-      args_.level == "node" ? mpi::CompressionLevel::kNode : mpi::CompressionLevel::kSilo;
-  FEDSILO_ASSIGN_OR_RETURN(settings_.method, compression::parse_method(args_.method));
-  if (settings_.method == compression::Method::kNone) {
+  node_level_ = args_.level == "node";
+  FEDSILO_ASSIGN_OR_RETURN(const compression::Method method,
+                           compression::parse_method(args_.method));
+  if (method == compression::Method::kNone) {
     return invalid_argument("--method: none is density 1; give topk, topk-sampled or randk");
   }
-  FEDSILO_ASSIGN_OR_RETURN(settings_.value_type, compression::parse_value_type(args_.value_type));
-  settings_.error_feedback = !args_.no_error_feedback;
-  settings_.threads = args_.threads;
-  settings_.seed = args_.seed;
+  FEDSILO_ASSIGN_OR_RETURN(value_type_, compression::parse_value_type(args_.value_type));
+  if (args_.threads != 1) {
+    // fl::UpdateExchange compresses with one thread per rank, as training does.
+    return invalid_argument(
+        "--threads: the exchange compresses with 1 thread per rank, as "
+        "training does; got " +
+        std::to_string(args_.threads));
+  }
   return {};
 }
 
@@ -356,13 +394,27 @@ Status Bench::header(const std::string& commit) {
       "# config: level %s, method %s, value type %s, error feedback %s, threads %d, "
       "seed %llu, -n %d -w %d%s%s\n",
       args_.level.c_str(), args_.method.c_str(), args_.value_type.c_str(),
-      settings_.error_feedback ? "on" : "off", settings_.threads,
-      static_cast<unsigned long long>(settings_.seed), args_.iterations, args_.warmup,
+      !args_.no_error_feedback ? "on" : "off", args_.threads,
+      static_cast<unsigned long long>(args_.seed), args_.iterations, args_.warmup,
       args_.check ? " -c" : "", args_.blocks ? " --blocks" : " (algorithms of a cell interleaved)");
-  std::printf("# link (for auto): inter %.3g Gbit/s, %.1f us; intra %.3g Gbit/s, %.1f us (%s)\n",
+  std::printf(
+      "# each row: fl::UpdateExchange::create from the row's config, then exchange() timed "
+      "(what a training round runs)\n");
+  std::printf("# link: inter %.3g Gbit/s, %.1f us; intra %.3g Gbit/s, %.1f us (%s)\n",
               link_.inter_bandwidth_Bps * 8e-9, link_.inter_latency_s * 1e6,
               link_.intra_bandwidth_Bps * 8e-9, link_.intra_latency_s * 1e6,
-              args_.link_gbps > 0 ? "given" : (link_.measured ? "calibrated" : "defaults"));
+              args_.link_gbps > 0
+                  ? "given: auto uses it and runs no trial, as in training"
+                  : (link_.measured ? "calibrated; auto calibrates again per row, as training's "
+                                      "start-up does"
+                                    : "defaults"));
+  if (node_level_ && std::find(args_.algorithms.begin(), args_.algorithms.end(), "sparse-hier") !=
+                         args_.algorithms.end()) {
+    // UpdateExchange::create pins sparse-hier's leaders to an allgather; only auto chooses.
+    std::printf(
+        "# note: sparse-hier rows exchange between leaders by allgather (sparse-hier/ag); a "
+        "config cannot pin recursive doubling, so there is no sparse-hier-rd row\n");
+  }
   std::printf(
       "# time: per iteration the slowest rank's; min/med/max = median over iterations of the "
       "min/median/max across ranks; spread = min..max over iterations of the slowest rank; "
@@ -388,9 +440,9 @@ Status Bench::header(const std::string& commit) {
        {{"level", args_.level},
         {"method", args_.method},
         {"value_type", args_.value_type},
-        {"error_feedback", settings_.error_feedback},
-        {"threads", settings_.threads},
-        {"seed", settings_.seed},
+        {"error_feedback", !args_.no_error_feedback},
+        {"threads", args_.threads},
+        {"seed", args_.seed},
         {"iterations", args_.iterations},
         {"warmup", args_.warmup},
         {"check", args_.check},
@@ -409,159 +461,167 @@ Status Bench::header(const std::string& commit) {
   return {};
 }
 
-Status Bench::check_row(Aggregation& agg, std::span<float> out, std::string& verdict) {
-  const size_t N = out.size();
-  const std::span<const float> in(exact_.data(), N);
-  const std::span<float> ref(ref_.data(), N);
-  agg.reset_state();
-  agg.set_capture(true);
-  AggregationStats st;
-  agg.prepare(in, out);
-  FEDSILO_CHECK(agg.run(0, in, out, st));
-  agg.set_capture(false);
-  // Reference: MPI_Allreduce of the densified contributions (the raw inputs when nothing is
-  // compressed; the leaders' compressed node sums at level node, zeros on other ranks).
-  if (agg.compressed()) {
-    std::fill(ref.begin(), ref.end(), 0.0f);
-    if (agg.contribution().length != 0) FEDSILO_CHECK(mpi::densify(agg.contribution(), ref));
-  } else {
-    std::copy(in.begin(), in.end(), ref.begin());
+config::Config Bench::row_config(double density, const std::string& algorithm) const {
+  config::Config c;
+  c.run.seed = args_.seed;
+  c.data.silos_dir = "-";  // read by nothing here; config::validate requires one
+  // Density 1 is no compression: the dense exchange, with no compressor, the same at either
+  // level (config::validate accepts it as level silo only). sparse-hier keeps level node, so
+  // that its skip says why.
+  const bool compress = density < 1.0;
+  c.compression.method = compress ? args_.method : "none";
+  c.compression.density = density;
+  c.compression.value_type = args_.value_type;
+  c.compression.error_feedback = !args_.no_error_feedback;
+  c.compression.level = compress || algorithm == "sparse-hier" ? args_.level : "silo";
+  c.allreduce.algorithm = algorithm;
+  c.allreduce.link_gbps = args_.link_gbps;
+  c.allreduce.link_latency_us = args_.link_latency_us;
+  c.topology.emulated_nodes = args_.emulated_nodes;
+  return c;
+}
+
+Status Bench::check_contribution(const Entry& e, std::span<float> ref) {
+  const size_t N = ref.size();
+  if (!e.compressed) {
+    std::copy(exact_.begin(), exact_.begin() + static_cast<std::ptrdiff_t>(N), ref.begin());
+    return {};
   }
+  std::fill(ref.begin(), ref.end(), 0.0f);
+  // At level node only the leaders contribute (a node's lowest rank, Topology's local rank 0):
+  // the compressed sum of their node's inputs. The nodes are the exchange's own (layout()).
+  std::vector<int> node_of;
+  if (node_level_) {
+    std::istringstream layout(e.exchange->layout());
+    for (std::string field; std::getline(layout, field, ',');) node_of.push_back(std::stoi(field));
+    const auto me = static_cast<size_t>(world_.rank());
+    if (node_of.size() != static_cast<size_t>(world_.size())) {
+      return internal_error("UpdateExchange::layout() \"" + e.exchange->layout() +
+                            "\" does not name a node for every rank");
+    }
+    if (std::find(node_of.begin(), node_of.end(), node_of[me]) - node_of.begin() !=
+        static_cast<std::ptrdiff_t>(me)) {
+      return {};
+    }
+  }
+  // The compressor the exchange runs (its config, one thread), with a fresh state, on the
+  // round-0 input: what a correct exchange sends from this rank.
+  const auto& z = e.cfg.compression;
+  FEDSILO_ASSIGN_OR_RETURN(
+      compression::CompressionConfig zcfg,
+      compression::make_compression_config(z.method, z.density, z.value_type, z.error_feedback,
+                                           z.momentum_correction));
+  zcfg.threads = 1;
+  FEDSILO_ASSIGN_OR_RETURN(auto compressor, compression::make_compressor(zcfg));
+  compression::CompressorState state;
+  if (zcfg.error_feedback) state.residual.assign(N, 0.0f);
+  if (zcfg.momentum_correction > 0.0) state.velocity.assign(N, 0.0f);
+  std::span<const float> input(exact_.data(), N);
+  if (node_level_) {
+    // Every rank's exact input is a Philox stream of its rank: the leader regenerates its
+    // node's and sums them, in any order (integer sums are exact).
+    scratch_.assign(2 * N, 0.0f);
+    const std::span<float> node_sum(scratch_.data(), N), peer(scratch_.data() + N, N);
+    const bool aligned = value_type_ == kernels::ValueType::kInt8;
+    for (int q = 0; q < world_.size(); ++q) {
+      if (node_of[static_cast<size_t>(q)] != node_of[static_cast<size_t>(world_.rank())]) continue;
+      fill_exact(peer, args_.seed, q, aligned);
+      for (size_t i = 0; i < N; ++i) node_sum[i] += peer[i];
+    }
+    input = node_sum;
+  }
+  FEDSILO_ASSIGN_OR_RETURN(
+      const kernels::SparseVector sent,
+      compressor->compress(input, state, args_.seed, 0, static_cast<uint32_t>(world_.rank())));
+  return mpi::densify(sent, ref);
+}
+
+/// Forgets the exchange's compressor state (a fresh start, as training's first round).
+void reset_state(fl::UpdateExchange& x) {
+  std::fill(x.residual().begin(), x.residual().end(), 0.0f);
+  std::fill(x.velocity().begin(), x.velocity().end(), 0.0f);
+}
+
+Status Bench::check_row(Entry& e, std::string& verdict) {
+  const size_t N = e.buffer.size();
+  const std::span<float> ref(ref_.data(), N);
+  reset_state(*e.exchange);
+  std::copy(exact_.begin(), exact_.begin() + static_cast<std::ptrdiff_t>(N), e.buffer.begin());
+  fl::ExchangeStats xs;
+  FEDSILO_CHECK(e.exchange->exchange(0, e.buffer, true, xs));
+  // Reference: MPI_Allreduce of the densified contributions (the raw inputs when nothing is
+  // compressed; the leaders' compressed node sums at level node, zeros on other ranks), each
+  // recomputed here by a compressor of the row's config.
+  FEDSILO_CHECK(world_.agree(check_contribution(e, ref)));
   FEDSILO_CHECK(world_.allreduce_sum(ref));
   int64_t bad[1] = {0};
-  for (size_t i = 0; i < N; ++i) bad[0] += out[i] != ref[i] ? 1 : 0;
+  for (size_t i = 0; i < N; ++i) bad[0] += e.buffer[i] != ref[i] ? 1 : 0;
   FEDSILO_CHECK(world_.allreduce_sum(std::span<int64_t>(bad, 1)));
   verdict = bad[0] == 0 ? "ok" : "FAIL(" + std::to_string(bad[0]) + ")";
   if (bad[0] != 0) ++failures_;
-  agg.reset_state();
+  reset_state(*e.exchange);
   return {};
-}
-
-Result<double> Bench::compression_cost(int64_t n, double density) {
-  // What `auto` measures in training: the leaders' compression, all leaders at once.
-  FEDSILO_ASSIGN_OR_RETURN(const double per_float,
-                           fl::measure_leader_compression(*topo_, settings_.compression_config(density),
-                                                          settings_.seed, n));
-  if (root()) {
-    std::printf("# auto: leaders' compression at density %g measured %.2f ns/float\n", density,
-                per_float * 1e9);
-  }
-  return per_float;
-}
-
-Result<mpi::NodePhaseCost> Bench::node_phase_cost(int64_t n) {
-  // What `auto` measures in training: sparse-hier's own costs, every node at once.
-  FEDSILO_ASSIGN_OR_RETURN(
-      const mpi::NodePhaseCost cost,
-      mpi::calibrate_node_phase(*topo_, n));
-  if (root()) {
-    std::printf("# auto: sparse-hier's node phase measured %.3f ms + %.2f ns/float\n",
-                cost.fixed_s * 1e3, cost.per_float_s * 1e9);
-  }
-  return cost;
 }
 
 Result<std::unique_ptr<Bench::Entry>> Bench::setup(int64_t n, double density,
                                                    const std::string& requested) {
-  std::string name = requested;
-  mpi::LeaderExchange exchange = mpi::LeaderExchange::kAllgather;
-  std::string chosen = requested;
-  if (requested == "auto") {
-    mpi::SelectorInput in;
-    in.density = density;
-    in.ranks = world_.size();
-    in.nodes = topo_->num_nodes();
-    in.message_bytes = 4 * n;
-    in.value_type = settings_.value_type;
-    in.level = settings_.level;
-    in.link = link_;
-    if (settings_.level == mpi::CompressionLevel::kNode && density < 1.0) {
-      FEDSILO_ASSIGN_OR_RETURN(in.compress_seconds_per_float, compression_cost(n, density));
-      FEDSILO_ASSIGN_OR_RETURN(in.node_phase, node_phase_cost(n));
-    }
-    // As in training: the model's shortlist, then a trial where it is cheap.
-    const auto model = mpi::select_algorithm(in);
-    const auto N = static_cast<size_t>(n);
-    std::vector<std::unique_ptr<Aggregation>> trials;
-    uint32_t trial_round = 1;
-    auto run_once = [&](const mpi::TrialCandidate& c, size_t i) -> Status {
-      if (trials.size() <= i) trials.resize(i + 1);
-      if (!trials[i]) {
-        FEDSILO_ASSIGN_OR_RETURN(trials[i], Aggregation::create(*topo_, settings_, density,
-                                                                c.algorithm, c.leader_exchange));
-      }
-      AggregationStats st;
-      trials[i]->prepare(std::span<const float>(update_.data(), N), std::span<float>(out_.data(), N));
-      return trials[i]->run(trial_round++, std::span<const float>(update_.data(), N),
-                            std::span<float>(out_.data(), N), st);
-    };
-    FEDSILO_ASSIGN_OR_RETURN(const auto c,
-                             mpi::refine_by_trial(*topo_, model, mpi::TrialPolicy{}, run_once));
-    for (auto& t : trials) t.reset();  // in index order on every rank (shared windows)
-    if (root() && !c.measured.empty()) {
-      std::string tried;
-      for (const auto& [a, t] : c.measured) {
-        char ms[32];
-        std::snprintf(ms, sizeof ms, " %.3f", t * 1e3);
-        tried += " " + a + ms;
-      }
-      std::printf("# auto: trial at %lld floats, density %g:%s ms -> %s\n",
-                  static_cast<long long>(n), density, tried.c_str(), c.algorithm.c_str());
-    }
-    name = c.algorithm;
-    exchange = c.leader_exchange;
-    chosen = name;
-  } else if (requested == "sparse-hier-rd") {
-    name = "sparse-hier";
-    exchange = mpi::LeaderExchange::kRecursiveDoubling;
-  }
-  if (name == "sparse-hier") {
-    chosen = exchange == mpi::LeaderExchange::kAllgather ? "sparse-hier/ag" : "sparse-hier/rd";
-  }
-  auto made = Aggregation::create(*topo_, settings_, density, name, exchange);
-  if (!made.ok()) {
-    // Said once per reason: the same pair is skipped at every size.
-    const std::string why = requested + ": " + made.status().message();
+  auto e = std::make_unique<Entry>();
+  e->cfg = row_config(density, requested);
+  // The pairs training refuses (sparse-hier at level silo, sparse-allgather/-rd at level node
+  // or without compression) are skipped, with training's reason, once per reason.
+  if (const Status valid = config::validate(e->cfg, "config"); !valid.ok()) {
+    const std::string why = requested + ": " + valid.message();
     if (root() && skipped_.insert(why).second) {
       std::printf("# skip %s (level %s)\n", why.c_str(), args_.level.c_str());
     }
     return std::unique_ptr<Entry>();
   }
-  auto e = std::make_unique<Entry>();
-  e->agg = std::move(made).value();
+  const auto t0 = Clock::now();
+  auto made = fl::UpdateExchange::create(e->cfg, world_, n, "");
+  FEDSILO_CHECK(world_.agree(made.status()));
+  e->exchange = std::move(made).value();
+  const double create_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  fl::UpdateExchange& x = *e->exchange;
   Row& r = e->row;
   r.bytes = 4 * n;
   r.count = n;
   r.density = density;
   r.algorithm = requested;
-  r.chosen = chosen;
-  const auto N = static_cast<size_t>(n);
-  FEDSILO_ASSIGN_OR_RETURN(e->out, e->agg->output(n, std::span<float>(out_.data(), N)));
-  if (args_.check) FEDSILO_CHECK(check_row(*e->agg, e->out, r.check));
-
-  const std::span<const float> update(update_.data(), N);
-  const std::span<float> out = e->out;
-  e->agg->set_capture(true);  // the warm-up's contribution gives the compression ratio
-  for (int i = 0; i < args_.warmup; ++i) {
-    AggregationStats st;
-    e->agg->prepare(update, out);
-    FEDSILO_CHECK(e->agg->run(e->round++, update, out, st));
+  // A pinned sparse-hier runs its leaders' allgather; auto's choice of leaders' exchange is
+  // not visible through UpdateExchange, so its row says plain "sparse-hier".
+  r.chosen =
+      x.algorithm() == "sparse-hier" && requested != "auto" ? "sparse-hier/ag" : x.algorithm();
+  if (requested == "auto" && root()) {
+    std::printf("# auto at %lld floats, density %g: UpdateExchange::create chose %s in %.3f s\n",
+                static_cast<long long>(n), density, x.algorithm().c_str(), create_s);
   }
-  e->agg->set_capture(args_.warmup == 0);
+  // Compressed unless the exchange is dense with nothing compressed (density 1; level node
+  // on a dense algorithm that auto chose: the node sums go uncompressed).
+  e->compressed = e->cfg.compression.method != "none" &&
+                  (e->cfg.compression.level == "silo" || x.algorithm() == "sparse-hier");
+  const auto N = static_cast<size_t>(n);
+  auto own = x.buffer();
+  FEDSILO_CHECK(world_.agree(own.status()));
+  e->buffer = own.value().empty() ? std::span<float>(out_.data(), N) : own.value();
+  if (args_.check) FEDSILO_CHECK(check_row(*e, r.check));
+
+  for (int i = 0; i < args_.warmup; ++i) {
+    std::copy(update_.begin(), update_.begin() + static_cast<std::ptrdiff_t>(N), e->buffer.begin());
+    fl::ExchangeStats xs;
+    FEDSILO_CHECK(x.exchange(e->round++, e->buffer, true, xs));
+  }
   return e;
 }
 
 Status Bench::timed_iteration(Entry& e) {
   const auto N = static_cast<size_t>(e.row.count);
-  const std::span<const float> update(update_.data(), N);
-  const std::span<float> out = e.out;
   // Node leaders read their link's counters between barriers: every byte of this iteration,
   // and only of it, is between the two readings (barrier traffic aside: a few hundred bytes).
   const bool counts_link = !args_.netdev.empty() && topo_->is_leader();
   std::array<int64_t, 2> link0{}, link1{};
   Status link_status;
-  AggregationStats st;
-  e.agg->prepare(update, out);
+  // Untimed: the update is written where the exchange reads it, as training writes it there.
+  std::copy(update_.begin(), update_.begin() + static_cast<std::ptrdiff_t>(N), e.buffer.begin());
   FEDSILO_CHECK(world_.barrier());
   if (counts_link) {
     auto c = netdev_bytes(args_.netdev);
@@ -569,9 +629,12 @@ Status Bench::timed_iteration(Entry& e) {
     if (c.ok()) link0 = c.value();
   }
   FEDSILO_CHECK(world_.barrier());
+  fl::ExchangeStats xs;  // fresh each time: exchange() assigns some fields and adds to others
+  const double cpu0 = process_cpu_seconds();
   const auto t0 = Clock::now();
-  FEDSILO_CHECK(e.agg->run(e.round++, update, out, st));
+  FEDSILO_CHECK(e.exchange->exchange(e.round++, e.buffer, true, xs));
   e.times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  e.cpu_seconds += process_cpu_seconds() - cpu0;
   FEDSILO_CHECK(world_.barrier());
   if (counts_link && link_status.ok()) {
     auto c = netdev_bytes(args_.netdev);
@@ -581,9 +644,7 @@ Status Bench::timed_iteration(Entry& e) {
   FEDSILO_CHECK(world_.agree(link_status));
   e.link_tx += link1[0] - link0[0];
   e.link_rx += link1[1] - link0[1];
-  e.sum.compress_seconds += st.compress_seconds;
-  e.sum.compress_cpu_seconds += st.compress_cpu_seconds;
-  e.sum.exchange.add(st.exchange);
+  accumulate(e.sum, xs);
   return {};
 }
 
@@ -603,41 +664,41 @@ Status Bench::measure_cell(int64_t n, const std::vector<std::pair<double, std::s
   // Interleaved: iteration i of every algorithm of the cell before iteration i + 1 of any, so
   // a slow phase of the machine (other jobs, the 4 emulated links' TCP work) hits them alike.
   // The order is a fresh permutation each iteration (mpi::interleave_order: the same on every
-  // rank), so each algorithm follows every other about equally often. Measured: without rotation two
-  // rows of the same algorithm differed by up to 16%; with a plain rotation, which keeps each
+  // rank), so each algorithm follows every other about equally often. Measured: without rotation
+  // two rows of the same algorithm differed by up to 16%; with a plain rotation, which keeps each
   // row's predecessor, auto's dense-flat row stayed 10-25% behind the dense-flat row.
   const size_t m = entries.size();
   for (int i = 0; i < args_.iterations; ++i) {
     for (const size_t j : mpi::interleave_order(m, i)) FEDSILO_CHECK(timed_iteration(*entries[j]));
   }
   for (auto& e : entries) FEDSILO_CHECK(finish(*e));
+  for (auto& e : entries) e.reset();  // in index order on every rank (shared windows)
   return {};
 }
 
 Status Bench::finish(Entry& entry) {
-  Aggregation& agg = *entry.agg;
   Row& r = entry.row;
   const int64_t n = r.count;
   const double density = r.density;
   const std::vector<double>& times = entry.times;
-  const AggregationStats& sum = entry.sum;
-  const std::array<int64_t, 2> link0{0, 0}, link1{entry.link_tx, entry.link_rx};
-  FEDSILO_ASSIGN_OR_RETURN(const int64_t payload, agg.contribution_wire_bytes());
+  const fl::ExchangeStats& e = entry.sum;
 
-  // Per-rank means per iteration, gathered on every rank (rank-major).
+  // Per-rank means per iteration, gathered on every rank (rank-major). compress_seconds is
+  // the compressor's wall time (level silo) plus the algorithm's encoding (at level node: the
+  // leader's compression of the node sum, inside sparse-hier).
   const double it = args_.iterations;
-  const auto& e = sum.exchange;
+  const double payload = static_cast<double>(e.payload_bytes) / it;
   const std::array<double, 11> mine = {static_cast<double>(e.intra_bytes_sent) / it,
                                        static_cast<double>(e.inter_bytes_sent) / it,
-                                       (sum.compress_seconds + e.encode_seconds) / it,
+                                       e.compress_seconds / it,
                                        e.intra_seconds / it,
                                        e.inter_seconds / it,
-                                       e.decode_seconds / it,
-                                       static_cast<double>(payload),
+                                       e.decompress_seconds / it,
+                                       payload,
                                        payload > 0 ? 1.0 : 0.0,
-                                       static_cast<double>(link1[0] - link0[0]) / it,
-                                       static_cast<double>(link1[1] - link0[1]) / it,
-                                       sum.compress_cpu_seconds / it};
+                                       static_cast<double>(entry.link_tx) / it,
+                                       static_cast<double>(entry.link_rx) / it,
+                                       entry.cpu_seconds / it};
   std::vector<double> per_rank, all_times;
   FEDSILO_CHECK(world_.allgather(mine, per_rank));
   FEDSILO_CHECK(world_.allgather(times, all_times));
@@ -671,7 +732,7 @@ Status Bench::finish(Entry& entry) {
       r.intra_ms = v[3] * 1e3;
       r.inter_ms = v[4] * 1e3;
       r.decode_ms = v[5] * 1e3;
-      r.select_cpu_ms = v[10] * 1e3;
+      r.exchange_cpu_ms = v[10] * 1e3;
     }
     payload_sum += v[6];
     payload_ranks += v[7];
@@ -713,16 +774,16 @@ void Bench::print_row(const Row& r) {
       r.algbw, r.busbw, human_bytes(r.intra_sent).c_str(), human_bytes(r.inter_sent).c_str(), link,
       r.ratio, vs, r.check.c_str());
   std::printf(
-      "#   rank 0's phases (mean ms): select+encode %.2f (compressor CPU %.2f), intra %.2f, "
-      "inter %.2f, decode+merge %.2f\n",
-      r.select_ms, r.select_cpu_ms, r.intra_ms, r.inter_ms, r.decode_ms);
+      "#   rank 0's phases (mean ms): select+encode %.2f, intra %.2f, inter %.2f, decode+merge "
+      "%.2f; CPU time in exchange() %.2f\n",
+      r.select_ms, r.intra_ms, r.inter_ms, r.decode_ms, r.exchange_cpu_ms);
   std::fflush(stdout);
 }
 
 /// auto against the fastest algorithm of each (size, density) cell. At level node the dense
 /// rows (measured once per size, uncompressed) belong to every density's cell.
 void Bench::summarize() {
-  const bool node_level = settings_.level == mpi::CompressionLevel::kNode;
+  const bool node_level = node_level_;
   json cells = json::array();
   for (const auto& a : rows_) {
     if (a.algorithm != "auto") continue;
@@ -777,19 +838,19 @@ Status Bench::run(const std::string& commit) {
   const auto max_n = static_cast<size_t>(sizes_.back());
   update_.resize(max_n);
   out_.resize(max_n);
-  fill_normal(update_, settings_.seed, world_.rank());
+  fill_normal(update_, args_.seed, world_.rank());
   if (args_.check) {
     exact_.resize(max_n);
     ref_.resize(max_n);
-    const bool aligned = settings_.value_type == kernels::ValueType::kInt8;
-    fill_exact(exact_, settings_.seed, world_.rank(), aligned);
+    const bool aligned = value_type_ == kernels::ValueType::kInt8;
+    fill_exact(exact_, args_.seed, world_.rank(), aligned);
     const double dmax = *std::max_element(args_.densities.begin(), args_.densities.end());
     if (aligned && root() && dmax < 1.0 && dmax > 0.5) {
       std::printf("# note: int8 checks are exact only at densities <= 0.5\n");
     }
   }
 
-  const bool node_level = settings_.level == mpi::CompressionLevel::kNode;
+  const bool node_level = node_level_;
   for (const int64_t n : sizes_) {
     bool dense_done = false;
     for (const double d : args_.densities) {
@@ -802,8 +863,6 @@ Status Bench::run(const std::string& commit) {
         if (node_level && dense && dense_done) continue;
         const double density = node_level && dense ? 1.0 : d;
         cell.emplace_back(density, a);
-        // Both leader exchanges, so `auto`'s pick between them can be judged.
-        if (a == "sparse-hier" && node_level) cell.emplace_back(density, "sparse-hier-rd");
       }
       FEDSILO_CHECK(measure_cell(n, cell));
       dense_done = true;
@@ -825,8 +884,9 @@ Status Bench::run(const std::string& commit) {
 CLI::App* add_allreduce_command(CLI::App& parent, AllreduceBenchArgs& a) {
   auto* s = parent.add_subcommand(
       "allreduce",
-      "Time the whole aggregation (error feedback, selection, encoding, exchange, merge) of "
-      "every allreduce algorithm; run under mpirun/srun, one rank per silo");
+      "Time training's update exchange (fl::UpdateExchange: error feedback, selection, "
+      "encoding, exchange, merge) with every allreduce algorithm; run under mpirun/srun, one "
+      "rank per silo");
   s->add_option("-b,--minbytes", a.min_bytes, "Smallest dense fp32 update, bytes (K/M/G)")
       ->capture_default_str();
   s->add_option("-e,--maxbytes", a.max_bytes, "Largest dense fp32 update, bytes (K/M/G)")
@@ -845,8 +905,8 @@ CLI::App* add_allreduce_command(CLI::App& parent, AllreduceBenchArgs& a) {
       ->delimiter(',')
       ->capture_default_str();
   s->add_option("--algorithms", a.algorithms,
-                "dense-flat, dense-hier, sparse-allgather, sparse-rd, sparse-hier (level node: "
-                "both leader exchanges), auto")
+                "dense-flat, dense-hier, sparse-allgather, sparse-rd, sparse-hier (leaders by "
+                "allgather), auto")
       ->delimiter(',')
       ->capture_default_str();
   s->add_option("--value-type", a.value_type, "fp32 | fp16 | bf16 | int8")
@@ -864,12 +924,14 @@ CLI::App* add_allreduce_command(CLI::App& parent, AllreduceBenchArgs& a) {
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   s->add_option("--link-gbps", a.link_gbps,
-                "Inter-node link speed for auto (0: calibrate with ping-pongs at start-up)")
+                "Inter-node link speed for auto, as allreduce.link_gbps: auto then decides by its "
+                "model, without a trial (0: each auto row calibrates, as training's start-up)")
       ->capture_default_str();
   s->add_option("--link-latency-us", a.link_latency_us,
                 "Inter-node latency for auto with --link-gbps")
       ->capture_default_str();
-  s->add_option("--threads", a.threads, "Compressor threads per rank (training uses 1)")
+  s->add_option("--threads", a.threads,
+                "Compressor threads per rank: 1 only (the exchange compresses with 1, as training)")
       ->capture_default_str();
   s->add_option("--seed", a.seed, "Input and compressor seed")->capture_default_str();
   s->add_option("--json", a.json, "Write the rows as JSON here (rank 0)");

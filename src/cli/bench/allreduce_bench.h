@@ -1,6 +1,7 @@
-// `fedsilo bench allreduce`: times the whole aggregation of a training round (error feedback,
-// selection, encoding, exchange, merge) for every allreduce algorithm, in the conventions of
-// nccl-tests and the OSU benchmarks (-b/-e/-f sizes, -n/-w iterations, -c checks results).
+// `fedsilo bench allreduce`: times the whole aggregation of a training round, the exchange
+// training runs (fl::UpdateExchange: error feedback, selection, encoding, exchange, merge), for
+// every allreduce algorithm, in the conventions of nccl-tests and the OSU benchmarks (-b/-e/-f
+// sizes, -n/-w iterations, -c checks results).
 #pragma once
 
 #include <cstdint>
@@ -31,9 +32,9 @@ struct AllreduceBenchArgs {
   std::string method = "topk";  // compressor for densities < 1
   bool no_error_feedback = false;
   int emulated_nodes = 0;  // 0: real nodes (or FEDSILO_EMULATED_NODES)
-  double link_gbps = 0.0;  // for auto; 0: calibrate the links at start-up
+  double link_gbps = 0.0;  // for auto (allreduce.link_gbps: no trial); 0: calibrate per auto row
   double link_latency_us = 50.0;
-  int threads = 1;  // compressor threads per rank (training uses 1)
+  int threads = 1;  // compressor threads per rank: 1 only (fl::UpdateExchange uses 1)
   uint64_t seed = 1;
   std::string json;    // write the rows here (rank 0)
   std::string netdev;  // read this interface's byte counters on each node leader
