@@ -86,22 +86,77 @@ Result<int> count_manifest_silos(const std::string& path) {
   return silos;
 }
 
+Result<NodeLayout> pinned_layout(const config::SlurmSection& slurm, int silos) {
+  if (silos <= 0) return invalid_argument("no silos to place");
+  if (slurm.nodes > silos) {
+    return invalid_argument("slurm.nodes = " + std::to_string(slurm.nodes) + " exceeds the " +
+                            std::to_string(silos) +
+                            " silos (one task per silo, at least one per node)");
+  }
+  NodeLayout l{slurm.nodes, slurm.ranks_per_node};
+  if (l.nodes == 0 && l.ranks_per_node == 0) l = {1, silos};  // nothing said: one node
+  if (l.nodes == 0 && silos % l.ranks_per_node == 0) l.nodes = silos / l.ranks_per_node;
+  if (l.ranks_per_node == 0 && silos % l.nodes == 0) l.ranks_per_node = silos / l.nodes;
+  if (l.nodes > 0 && l.ranks_per_node > 0 &&
+      static_cast<int64_t>(l.nodes) * l.ranks_per_node == silos) {
+    return l;
+  }
+
+  // Not even: say what was asked, what it would have meant, and which layouts exist.
+  std::string asked;
+  if (slurm.nodes > 0 && slurm.ranks_per_node > 0) {
+    asked = "slurm.nodes = " + std::to_string(slurm.nodes) + " x slurm.ranks_per_node = " +
+            std::to_string(slurm.ranks_per_node) + " places " +
+            std::to_string(static_cast<int64_t>(slurm.nodes) * slurm.ranks_per_node) +
+            " tasks, not the " + std::to_string(silos) + " silos (one task per silo)";
+  } else if (slurm.ranks_per_node > 0) {
+    asked = "slurm.ranks_per_node = " + std::to_string(slurm.ranks_per_node) +
+            " does not divide the " + std::to_string(silos) + " silos (" +
+            (slurm.ranks_per_node > silos
+                 ? std::string("more ranks per node than silos")
+                 : "the last node would hold " + std::to_string(silos % slurm.ranks_per_node)) +
+            ")";
+  } else {
+    asked = "slurm.nodes = " + std::to_string(slurm.nodes) + " does not divide the " +
+            std::to_string(silos) + " silos (" + std::to_string(silos / slurm.nodes) + " or " +
+            std::to_string(silos / slurm.nodes + 1) + " on a node)";
+  }
+  std::string even;
+  for (int n = 1; n <= silos; ++n) {
+    if (silos % n == 0) {
+      even += (even.empty() ? "" : ", ") + std::to_string(n) + " x " + std::to_string(silos / n);
+    }
+  }
+  return invalid_argument(
+      asked +
+      "; `fedsilo slurm` pins an even rank-to-node layout so that a requeued job gets the same "
+      "one (at compression.level = \"node\" a resume on another layout is refused). Even "
+      "layouts of " +
+      std::to_string(silos) + " silos (slurm.nodes x slurm.ranks_per_node): " + even);
+}
+
 Result<std::string> make_sbatch_script(const config::Config& cfg, const SbatchInputs& in) {
   const config::SlurmSection& s = cfg.slurm;
   const int silos = in.silos;
-  int nodes = s.nodes;
-  if (s.ranks_per_node > 0) {
-    const int needed = (silos + s.ranks_per_node - 1) / s.ranks_per_node;
-    if (nodes == 0) nodes = needed;
-    if (static_cast<int64_t>(nodes) * s.ranks_per_node < silos) {
-      return invalid_argument("slurm.nodes = " + std::to_string(nodes) + " x slurm.ranks_per_node = " +
-                              std::to_string(s.ranks_per_node) + " cannot hold " + std::to_string(silos) +
-                              " silos (one task per silo)");
-    }
-  }
-  if (nodes > silos) {
-    return invalid_argument("slurm.nodes = " + std::to_string(nodes) + " exceeds the " +
-                            std::to_string(silos) + " silos (one task per silo, at least one per node)");
+  auto layout = pinned_layout(s, silos);
+  if (!layout.ok()) return layout.status();
+  const NodeLayout l = layout.value();
+  // Why this layout, in the script's own words (comment lines).
+  const std::string from_silos = std::to_string(silos) + " silos";
+  std::string why;
+  if (s.nodes == 0 && s.ranks_per_node == 0) {
+    why = "[slurm] sets neither nodes nor ranks_per_node: all silos on one node. To spread them,\n"
+          "# set slurm.ranks_per_node (silos per node; it must divide the silo count).";
+  } else if (s.nodes == 0) {
+    why = "From slurm.ranks_per_node = " + std::to_string(s.ranks_per_node) + ": " + from_silos +
+          " / " + std::to_string(s.ranks_per_node) + " = " + std::to_string(l.nodes) +
+          (l.nodes == 1 ? " node." : " nodes.");
+  } else if (s.ranks_per_node == 0) {
+    why = "From slurm.nodes = " + std::to_string(s.nodes) + ": " + from_silos + " / " +
+          std::to_string(s.nodes) + " = " + std::to_string(l.ranks_per_node) + " ranks per node.";
+  } else {
+    why = "From slurm.nodes = " + std::to_string(s.nodes) + " and slurm.ranks_per_node = " +
+          std::to_string(s.ranks_per_node) + ".";
   }
   const std::string output = s.output.empty() ? in.submit_dir + "/fedsilo-" + cfg.run.name + "-%j.out"
                                               : absolute(s.output, in.submit_dir);
@@ -114,10 +169,17 @@ Result<std::string> make_sbatch_script(const config::Config& cfg, const SbatchIn
     << "# requeued one continues from its last checkpoint (--resume). Before the time limit (or on\n"
     << "# `scancel --batch --signal=USR1`) the script forwards USR1 to the ranks, which checkpoint at\n"
     << "# the next round boundary and exit " << kExitRequeue << "; the script then requeues its own job.\n"
+    << "# Rank-to-node layout, pinned: " << l.nodes << (l.nodes == 1 ? " node" : " nodes") << " x "
+    << l.ranks_per_node << (l.ranks_per_node == 1 ? " rank" : " ranks")
+    << ", consecutive ranks on the same node (block).\n"
+    << "# " << why << "\n"
+    << "# A requeued job gets the same layout: at compression.level = \"node\" the error-feedback\n"
+    << "# residuals live on the node leaders, and fedsilo refuses to resume on another layout.\n"
     << "#SBATCH --job-name=fedsilo-" << cfg.run.name << "\n"
-    << "#SBATCH --ntasks=" << silos << "\n";
-  if (nodes > 0) o << "#SBATCH --nodes=" << nodes << "\n";
-  if (s.ranks_per_node > 0) o << "#SBATCH --ntasks-per-node=" << s.ranks_per_node << "\n";
+    << "#SBATCH --ntasks=" << silos << "\n"
+    << "#SBATCH --nodes=" << l.nodes << "\n"
+    << "#SBATCH --ntasks-per-node=" << l.ranks_per_node << "\n"
+    << "#SBATCH --distribution=block\n";
   const int cpus = s.cpus_per_task > 0 ? s.cpus_per_task : std::max(1, cfg.local.threads);
   const int64_t task_mib = s.mem_per_task.empty() ? estimated_task_memory_mib(in.data_bytes)
                                                   : config::slurm_memory_mib(s.mem_per_task).value();
@@ -150,7 +212,7 @@ Result<std::string> make_sbatch_script(const config::Config& cfg, const SbatchIn
     << "}\n"
     << "trap forward_usr1 USR1\n"
     << "\n"
-    << "srun --mpi=" << s.mpi << " \"$FEDSILO\" train \"$CONFIG\" --resume &\n"
+    << "srun --mpi=" << s.mpi << " --distribution=block \"$FEDSILO\" train \"$CONFIG\" --resume &\n"
     << "step=$!\n"
     << "# A trapped signal interrupts `wait`; wait again until srun itself has finished.\n"
     << "while :; do\n"

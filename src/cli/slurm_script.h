@@ -17,16 +17,34 @@ struct SbatchInputs {
                              // file (0: unknown); sizes the memory request
 };
 
+/// Where the job's ranks go: `nodes` nodes of `ranks_per_node` ranks each, in blocks (ranks
+/// 0..ranks_per_node-1 on the first node, and so on). Always even, so that Slurm places a
+/// requeued job exactly as before.
+struct NodeLayout {
+  int nodes = 0;
+  int ranks_per_node = 0;
+};
+
+/// The pinned layout of `silos` ranks (one per silo) under [slurm] nodes / ranks_per_node, 0
+/// meaning "derive it": both 0, all silos on one node; one of them 0, the other divided into
+/// the silos; both set, their product must be the silo count. kInvalidArgument, naming the
+/// settings and listing the even layouts of this silo count, where the silos do not split
+/// evenly (an uneven split is not reproducible: Slurm may place it differently on a requeue,
+/// and at compression.level = "node" fedsilo then refuses to resume).
+[[nodiscard]] Result<NodeLayout> pinned_layout(const config::SlurmSection& slurm, int silos);
+
 /// Memory per task (MiB) for a silo whose data files take `data_bytes`: the data loaded twice
 /// over (samples, batches and evaluation buffers) plus 512 MiB for MPI, BLAS and the model,
 /// rounded up to 256 MiB.
 [[nodiscard]] int64_t estimated_task_memory_mib(int64_t data_bytes);
 
 /// The job script: one task per silo through `srun --mpi=<slurm.mpi>` with its cores
-/// (`--cpus-per-task`) and memory (`--mem-per-cpu`), `--resume` (a fresh job starts
-/// at round 0, a requeued one continues), `--requeue` and `--signal=B:USR1@S`, a USR1 trap that
-/// forwards the signal to the ranks and requeues the job when fedsilo exits with kExitRequeue.
-/// kInvalidArgument when the [slurm] settings cannot place the silos (nodes x ranks_per_node).
+/// (`--cpus-per-task`) and memory (`--mem-per-cpu`), the rank-to-node layout pinned
+/// (`--nodes` and `--ntasks-per-node` from pinned_layout(), `--distribution=block`), `--resume`
+/// (a fresh job starts at round 0, a requeued one continues), `--requeue` and
+/// `--signal=B:USR1@S`, a USR1 trap that forwards the signal to the ranks and requeues the job
+/// when fedsilo exits with kExitRequeue.
+/// pinned_layout()'s error when the [slurm] settings cannot place the silos evenly.
 [[nodiscard]] Result<std::string> make_sbatch_script(const config::Config& cfg, const SbatchInputs& in);
 
 /// Silos in a SPANK manifest (lines `NAME DATA_DIR STATE_DIR ALLOWED`, `#` comments, blank

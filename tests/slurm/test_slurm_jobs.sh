@@ -43,7 +43,6 @@ threads = 1
 [slurm]
 time = "00:10:00"
 signal_seconds = 60
-nodes = 1
 TOML
 }
 
@@ -60,10 +59,13 @@ case "$mode" in
 federation)
   write_config fed 4 2
   "$FEDSILO_BIN" slurm fed.toml > printed.sbatch || fail "fedsilo slurm (stdout) failed"
-  for want in "--ntasks=4" "--requeue" "--signal=B:USR1@60" "--open-mode=append" "--time=00:10:00"; do
-    grep -q -- "^#SBATCH $want" printed.sbatch || fail "script lacks #SBATCH $want"
+  # No slurm.nodes / ranks_per_node: the layout is still pinned, all 4 silos on one node.
+  for want in "--ntasks=4" "--nodes=1" "--ntasks-per-node=4" "--distribution=block" "--requeue" \
+              "--signal=B:USR1@60" "--open-mode=append" "--time=00:10:00"; do
+    grep -q -- "^#SBATCH $want\$" printed.sbatch || fail "script lacks #SBATCH $want"
   done
-  grep -q -- 'srun --mpi=pmix .* train .* --resume' printed.sbatch || fail "script does not srun fedsilo train --resume"
+  grep -q -- 'srun --mpi=pmix --distribution=block .* train .* --resume' printed.sbatch ||
+    fail "script does not srun fedsilo train --resume with a block distribution"
   bash -n printed.sbatch || fail "the generated script is not valid bash"
   job=$(submit fed)
   wait_job "$job" 300

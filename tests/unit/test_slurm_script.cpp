@@ -28,6 +28,11 @@ std::string bad_message(const std::string& slurm_table) {
 
 SbatchInputs inputs(int silos) { return {"/abs/cfg.toml", "/opt/fedsilo/bin/fedsilo", "/home/u/exp", silos}; }
 
+// The launch line of the script, with the block distribution that pins the layout.
+std::string srun_line(const std::string& mpi) {
+  return "srun --mpi=" + mpi + " --distribution=block \"$FEDSILO\" train \"$CONFIG\" --resume &";
+}
+
 bool has_line(const std::string& script, const std::string& line) {
   return script.find("\n" + line + "\n") != std::string::npos;
 }
@@ -81,22 +86,21 @@ TEST(SbatchScript, OneTaskPerSiloResumeRequeueAndSignal) {
                            "#SBATCH --open-mode=append", "#SBATCH --cpus-per-task=2",
                            "#SBATCH --chdir=/home/u/exp", "#SBATCH --output=/home/u/exp/fedsilo-job-%j.out",
                            "#SBATCH --job-name=fedsilo-job", "trap forward_usr1 USR1",
-                           "srun --mpi=pmix \"$FEDSILO\" train \"$CONFIG\" --resume &",
                            "FEDSILO='/opt/fedsilo/bin/fedsilo'", "CONFIG='/abs/cfg.toml'"}) {
     EXPECT_TRUE(has_line(t, line)) << "missing: " << line << "\n" << t;
   }
+  EXPECT_TRUE(has_line(t, srun_line("pmix"))) << t;
   EXPECT_TRUE(has_line(t, "EXIT_REQUEUE=" + std::to_string(kExitRequeue)));
   EXPECT_TRUE(has_line(t, "  scontrol requeue \"$SLURM_JOB_ID\""));
-  // No node count, no plugin option unless configured.
-  EXPECT_EQ(t.find("--nodes"), std::string::npos);
+  // No plugin option unless configured.
   EXPECT_EQ(t.find("--fedsilo-silos"), std::string::npos);
 }
 
 TEST(SbatchScript, NodesFromRanksPerNodeAndManifestOption) {
   auto s = make_sbatch_script(parse("[slurm]\nranks_per_node = 4\nmanifest = \"silos.txt\"\noutput = \"logs/%j.log\"\n"),
-                              inputs(10));
+                              inputs(12));
   ASSERT_TRUE(s.ok()) << s.status().message();
-  EXPECT_TRUE(has_line(s.value(), "#SBATCH --nodes=3"));  // ceil(10 / 4)
+  EXPECT_TRUE(has_line(s.value(), "#SBATCH --nodes=3"));  // 12 / 4
   EXPECT_TRUE(has_line(s.value(), "#SBATCH --ntasks-per-node=4"));
   EXPECT_TRUE(has_line(s.value(), "#SBATCH --fedsilo-silos=/home/u/exp/silos.txt"));
   EXPECT_TRUE(has_line(s.value(), "#SBATCH --output=/home/u/exp/logs/%j.log"));
@@ -111,6 +115,91 @@ TEST(SbatchScript, PlacementThatCannotHoldTheSilosIsRejected) {
   EXPECT_NE(t.status().message().find("slurm.nodes = 11"), std::string::npos);
 }
 
+// A requeued job must land on the same rank-to-node layout (at compression.level = "node" the
+// residuals live on the node leaders), so every script fixes the node count, the ranks per node
+// and a block distribution, also when [slurm] says nothing.
+TEST(SbatchScript, PinsTheRankToNodeLayoutAlsoByDefault) {
+  struct Case {
+    const char* slurm_table;
+    int silos, nodes, ranks_per_node;
+  };
+  for (const Case& c : {Case{"", 10, 1, 10},  // defaults: all silos on one node
+                        Case{"", 1, 1, 1},
+                        Case{"[slurm]\nranks_per_node = 4\n", 12, 3, 4},
+                        Case{"[slurm]\nranks_per_node = 4\n", 4, 1, 4},
+                        Case{"[slurm]\nranks_per_node = 1\n", 3, 3, 1},
+                        Case{"[slurm]\nnodes = 2\n", 10, 2, 5},
+                        Case{"[slurm]\nnodes = 10\n", 10, 10, 1},
+                        Case{"[slurm]\nnodes = 4\nranks_per_node = 2\n", 8, 4, 2}}) {
+    const std::string what = std::string(c.slurm_table) + std::to_string(c.silos) + " silos";
+    const config::Config cfg = parse(c.slurm_table);
+    auto l = pinned_layout(cfg.slurm, c.silos);
+    ASSERT_TRUE(l.ok()) << what << ": " << l.status().message();
+    EXPECT_EQ(l->nodes, c.nodes) << what;
+    EXPECT_EQ(l->ranks_per_node, c.ranks_per_node) << what;
+
+    auto s = make_sbatch_script(cfg, inputs(c.silos));
+    ASSERT_TRUE(s.ok()) << what << ": " << s.status().message();
+    const std::string& t = s.value();
+    for (const std::string& line : {"#SBATCH --ntasks=" + std::to_string(c.silos),
+                                    "#SBATCH --nodes=" + std::to_string(c.nodes),
+                                    "#SBATCH --ntasks-per-node=" + std::to_string(c.ranks_per_node),
+                                    std::string("#SBATCH --distribution=block"),
+                                    srun_line("pmix")}) {
+      EXPECT_TRUE(has_line(t, line)) << what << ": missing " << line << "\n" << t;
+    }
+    // Each flag once: nothing later in the script overrides it.
+    for (const char* flag : {"--nodes=", "--ntasks-per-node=", "#SBATCH --distribution="}) {
+      EXPECT_EQ(t.find(flag), t.rfind(flag)) << what << ": " << flag;
+    }
+  }
+  // The script says why: the default is explained where the user reads it.
+  auto d = make_sbatch_script(parse(""), inputs(6));
+  ASSERT_TRUE(d.ok());
+  EXPECT_NE(d->find("# Rank-to-node layout, pinned: 1 node x 6 ranks"), std::string::npos)
+      << d.value();
+  EXPECT_NE(d->find("all silos on one node"), std::string::npos) << d.value();
+  auto r = make_sbatch_script(parse("[slurm]\nranks_per_node = 2\n"), inputs(6));
+  ASSERT_TRUE(r.ok());
+  EXPECT_NE(r->find("# Rank-to-node layout, pinned: 3 nodes x 2 ranks"), std::string::npos)
+      << r.value();
+  EXPECT_NE(r->find("From slurm.ranks_per_node = 2: 6 silos / 2 = 3 nodes."), std::string::npos);
+}
+
+// An uneven split is not reproducible (Slurm may place 10 tasks on 3 nodes as 4,4,2 or 4,3,3):
+// refused, naming the settings and listing the even layouts.
+TEST(SbatchScript, UnevenLayoutIsRefusedNamingTheSettingsAndTheEvenOnes) {
+  auto rpn = make_sbatch_script(parse("[slurm]\nranks_per_node = 4\n"), inputs(10));
+  ASSERT_FALSE(rpn.ok());
+  EXPECT_EQ(rpn.status().code(), StatusCode::kInvalidArgument);
+  const std::string m = rpn.status().message();
+  for (const char* part : {"slurm.ranks_per_node = 4 does not divide the 10 silos",
+                           "the last node would hold 2",
+                           "slurm.nodes x slurm.ranks_per_node): 1 x 10, 2 x 5, 5 x 2, 10 x 1"}) {
+    EXPECT_NE(m.find(part), std::string::npos) << "missing '" << part << "' in: " << m;
+  }
+  auto nodes = pinned_layout(parse("[slurm]\nnodes = 3\n").slurm, 10);
+  ASSERT_FALSE(nodes.ok());
+  const std::string nodes_message = nodes.status().message();
+  EXPECT_NE(nodes_message.find("slurm.nodes = 3 does not divide the 10 silos (3 or 4 on a node)"),
+            std::string::npos)
+      << nodes_message;
+  auto both = pinned_layout(parse("[slurm]\nnodes = 3\nranks_per_node = 4\n").slurm, 10);
+  ASSERT_FALSE(both.ok());
+  EXPECT_NE(both.status().message().find("places 12 tasks, not the 10 silos"), std::string::npos)
+      << both.status().message();
+  auto wide = pinned_layout(parse("[slurm]\nranks_per_node = 8\n").slurm, 4);
+  ASSERT_FALSE(wide.ok());
+  EXPECT_NE(wide.status().message().find("more ranks per node than silos"), std::string::npos);
+  EXPECT_NE(wide.status().message().find("1 x 4, 2 x 2, 4 x 1"), std::string::npos)
+      << wide.status().message();
+  // A prime count has only the two trivial layouts.
+  auto prime = pinned_layout(parse("[slurm]\nranks_per_node = 2\n").slurm, 7);
+  ASSERT_FALSE(prime.ok());
+  EXPECT_NE(prime.status().message().find("): 1 x 7, 7 x 1"), std::string::npos)
+      << prime.status().message();
+}
+
 TEST(SbatchScript, CoresMemoryAndMpiPluginAreAlwaysRequested) {
   // threads = 0 (automatic) still asks for cores: one per task unless slurm.cpus_per_task says.
   config::Config automatic = parse("");
@@ -121,13 +210,13 @@ TEST(SbatchScript, CoresMemoryAndMpiPluginAreAlwaysRequested) {
   ASSERT_TRUE(a.ok()) << a.status().message();
   EXPECT_TRUE(has_line(a.value(), "#SBATCH --cpus-per-task=1")) << a.value();
   EXPECT_TRUE(has_line(a.value(), "#SBATCH --mem-per-cpu=1280M")) << a.value();
-  EXPECT_TRUE(has_line(a.value(), "srun --mpi=pmix \"$FEDSILO\" train \"$CONFIG\" --resume &"));
+  EXPECT_TRUE(has_line(a.value(), srun_line("pmix")));
 
   auto b = make_sbatch_script(parse("[slurm]\ncpus_per_task = 4\nmem_per_task = \"6G\"\nmpi = \"pmix_v4\"\n"), in);
   ASSERT_TRUE(b.ok()) << b.status().message();
   EXPECT_TRUE(has_line(b.value(), "#SBATCH --cpus-per-task=4")) << b.value();
   EXPECT_TRUE(has_line(b.value(), "#SBATCH --mem-per-cpu=1536M")) << b.value();  // 6 GiB / 4 cores
-  EXPECT_TRUE(has_line(b.value(), "srun --mpi=pmix_v4 \"$FEDSILO\" train \"$CONFIG\" --resume &"));
+  EXPECT_TRUE(has_line(b.value(), srun_line("pmix_v4")));
 
   EXPECT_EQ(estimated_task_memory_mib(0), 512);
   EXPECT_NE(bad_message("[slurm]\nmpi = \"pmix; rm\"\n").find("slurm.mpi"), std::string::npos);
