@@ -9,18 +9,9 @@
 
 #include <cstdint>
 
-namespace fedsilo::kernels {
+#include "kernels/params/conv2d.h"
 
-struct Conv2dShape {
-  int batch = 0;
-  int in_c = 0;
-  int in_h = 0;
-  int in_w = 0;
-  int out_c = 0;
-  int k = 0;  // square kernel k x k
-  [[nodiscard]] int out_h() const { return in_h - k + 1; }
-  [[nodiscard]] int out_w() const { return in_w - k + 1; }
-};
+namespace fedsilo::kernels {
 
 /// Bytes of scratch memory conv2d_forward / conv2d_backward need for `s` (per call; it does
 /// not grow with s.batch). 64-byte alignment is best; any alignment is correct.

@@ -2,13 +2,9 @@
 // backward pass. The GEMMs run on OpenBLAS; bias and ReLU on the kernels beside this file.
 #pragma once
 
-namespace fedsilo::kernels {
+#include "kernels/params/dense.h"
 
-struct DenseShape {
-  int batch = 0;
-  int in = 0;
-  int out = 0;
-};
+namespace fedsilo::kernels {
 
 /// y[batch x out] = act(x[batch x in] * w[out x in]^T + b[out]).
 template <typename T>

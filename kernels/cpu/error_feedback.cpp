@@ -28,6 +28,7 @@
 #include "kernels/cpu/randk.h"
 #include "kernels/cpu/reduce.h"
 #include "kernels/cpu/topk.h"
+#include "kernels/cpu/topk_sampled.h"
 
 namespace fedsilo::kernels {
 

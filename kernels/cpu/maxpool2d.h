@@ -4,16 +4,9 @@
 
 #include <cstdint>
 
-namespace fedsilo::kernels {
+#include "kernels/params/maxpool2d.h"
 
-struct Pool2dShape {
-  int batch = 0;
-  int c = 0;
-  int h = 0;
-  int w = 0;
-  [[nodiscard]] int out_h() const { return h / 2; }
-  [[nodiscard]] int out_w() const { return w / 2; }
-};
+namespace fedsilo::kernels {
 
 /// y[n][c][i][j] = max of the 2x2 window at (2i, 2j); argmax[...] = its position 0..3
 /// (row-major in the window; the first maximum wins on ties, as PyTorch).

@@ -8,6 +8,7 @@
 #include <span>
 
 #include "core/status.h"
+#include "kernels/params/quantize.h"
 #include "kernels/sparse_vector.h"
 
 namespace fedsilo::kernels {
@@ -29,24 +30,9 @@ inline float bf16_to_fp32(uint16_t b) {
 /// The largest finite binary16 value.
 inline constexpr float kFp16Max = 65504.0f;
 
-/// Where the random numbers of int8 stochastic rounding come from: for the value at position j
-/// of the encoded array, lane j % 4 of the Philox block with counter (j / 4, round,
-/// silo | kRoundingStreamBit, kCompression) and key seed. Position-addressed, so any blocking or
-/// threading gives the same bytes.
-struct RoundingStream {
-  uint64_t seed = 0;
-  uint32_t round = 0;
-  uint32_t silo = 0;  // must be < 2^30: the top bits tell sub-streams apart
-};
-inline constexpr uint32_t kRoundingStreamBit = 0x80000000u;
-
 /// Bytes that `count` values take encoded as `type`: 4, 2, 2 bytes per value, or for int8 one
 /// byte per value plus a 4-byte scale per started block of kInt8BlockSize values.
 int64_t encoded_value_bytes(ValueType type, int64_t count);
-
-/// int8 blocks whose largest magnitude is below this encode as scale 0 (all zeros): their
-/// values are far below anything an update carries, and it keeps the scale a normal float.
-inline constexpr float kInt8FlushBelow = 0x1p-100f;
 
 /// int8 block scale for a block whose largest magnitude is max_abs: max_abs / 127 rounded up to
 /// 16 significant bits (0 below kInt8FlushBelow). Rounding up keeps |v| / scale <= 127; 16 bits

@@ -4,15 +4,9 @@
 
 #include <cstdint>
 
-namespace fedsilo::kernels {
+#include "kernels/params/sgd.h"
 
-template <typename T>
-struct SgdHyper {
-  T lr = T{0.01};
-  T momentum = T{0};
-  T weight_decay = T{0};
-  T prox_mu = T{0};
-};
+namespace fedsilo::kernels {
 
 /// For i < n:
 ///   d = g[i] + weight_decay * w[i] + prox_mu * (w[i] - w_global[i])

@@ -1,13 +1,14 @@
 // 2-D convolution over NCHW device arrays, stride 1, no padding, with the bias and an optional
 // ReLU fused into the forward pass, and its backward pass (dx, dw, db): the CUDA twins of
-// kernels/cpu/conv2d.h (same Conv2dShape, same weight layout [out_c, in_c, k, k]).
+// kernels/cpu/conv2d.h (the same Conv2dShape, kernels/params/conv2d.h; the same weight layout
+// [out_c, in_c, k, k]).
 #pragma once
 
 #include <cstdint>
 
 #include "core/status.h"
-#include "kernels/cpu/conv2d.h"
 #include "kernels/cuda/device.h"
+#include "kernels/params/conv2d.h"
 
 namespace fedsilo::kernels::cuda {
 

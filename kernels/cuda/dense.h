@@ -1,11 +1,12 @@
 // Fully connected layer y = act(x W^T + b) with W in PyTorch's [out, in] layout, and its
-// backward pass, on device arrays: the CUDA twins of kernels/cpu/dense.h (same DenseShape).
+// backward pass, on device arrays: the CUDA twins of kernels/cpu/dense.h (the same DenseShape,
+// kernels/params/dense.h).
 // The GEMMs run on cuBLAS (gemm.h); bias, ReLU and the bias gradient on the kernels of bias.h.
 #pragma once
 
 #include "core/status.h"
-#include "kernels/cpu/dense.h"
 #include "kernels/cuda/gemm.h"
+#include "kernels/params/dense.h"
 
 namespace fedsilo::kernels::cuda {
 

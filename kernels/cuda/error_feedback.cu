@@ -15,6 +15,7 @@
 #include "kernels/cuda/randk.h"
 #include "kernels/cuda/sparse.h"
 #include "kernels/cuda/topk.h"
+#include "kernels/cuda/topk_sampled.h"
 
 namespace fedsilo::kernels::cuda {
 namespace {

@@ -5,8 +5,8 @@
 #include <cstdint>
 
 #include "core/status.h"
-#include "kernels/cpu/maxpool2d.h"
 #include "kernels/cuda/device.h"
+#include "kernels/params/maxpool2d.h"
 
 namespace fedsilo::kernels::cuda {
 

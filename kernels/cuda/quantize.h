@@ -2,7 +2,8 @@
 // same input and stream. fp16 and bf16 round to nearest even (integer arithmetic, as the CPU);
 // int8 uses a per-block fp32 scale (kInt8BlockSize values a block) and Philox stochastic
 // rounding, the random word of encoded position j being word j of the stream
-// (j / 4, round, silo | kRoundingStreamBit, kCompression) with key seed.
+// (j / 4, round, silo | kRoundingStreamBit, kCompression) with key seed. RoundingStream and the
+// constants are the CPU's own (kernels/params/quantize.h).
 #pragma once
 
 #include <cstdint>
@@ -10,20 +11,10 @@
 #include "core/status.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/workspace.h"
+#include "kernels/params/quantize.h"
 #include "kernels/sparse_vector.h"
 
 namespace fedsilo::kernels::cuda {
-
-/// The CPU's RoundingStream (kernels/cpu/quantize.h, a C++20 header the CUDA sources cannot
-/// include); silo < 2^30.
-struct RoundingStream {
-  uint64_t seed = 0;
-  uint32_t round = 0;
-  uint32_t silo = 0;
-};
-/// The CPU's constants, repeated (the GPU tests check they agree).
-inline constexpr uint32_t kRoundingStreamBit = 0x80000000u;
-inline constexpr float kInt8FlushBelow = 0x1p-100f;
 
 /// Replaces values[0, n) in place by what decode(encode(values)) gives: the twin of
 /// kernels::round_trip_values, bit for bit. fp32: unchanged.

@@ -5,8 +5,8 @@
 #include <cstdint>
 
 #include "core/status.h"
-#include "kernels/cpu/sgd.h"
 #include "kernels/cuda/device.h"
+#include "kernels/params/sgd.h"
 
 namespace fedsilo::kernels::cuda {
 

@@ -2,7 +2,8 @@
 // topk_sampled.h), selecting exactly the same set. The sample positions come from the same
 // Philox stream (word s of the stream picks sample s), the thresholds are the same order
 // statistics of the sample, the thresholding pass keeps the same candidates and the re-select
-// among them is the exact top-k (kernels/cuda/topk.h).
+// among them is the exact top-k (kernels/cuda/topk.h). The tolerance (sampled_topk_slack) and
+// SampledTopkStats are the CPU's own (kernels/params/topk_sampled.h).
 #pragma once
 
 #include <cstddef>
@@ -12,22 +13,9 @@
 #include "core/status.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/workspace.h"
+#include "kernels/params/topk_sampled.h"
 
 namespace fedsilo::kernels::cuda {
-
-// The CPU's contract (kernels/cpu/topk_sampled.h, which the C++17 CUDA sources cannot include:
-// it declares std::span functions), repeated; the GPU tests check the two agree.
-inline constexpr double kSampledTopkTolerance = 0.01;
-inline int64_t sampled_topk_slack(int64_t k) {
-  return static_cast<int64_t>(static_cast<double>(k) * kSampledTopkTolerance);
-}
-/// How a sampled selection went: kernels::SampledTopkStats, field for field.
-struct SampledTopkStats {
-  int64_t sample_size = 0;
-  int64_t candidates = 0;   // elements at or above the final threshold
-  int passes = 0;           // full thresholding passes over x
-  bool reselected = false;  // an exact select among the candidates trimmed them to k
-};
 
 /// A fresh Philox stream: what `Philox(seed, round, silo, purpose)` is before its first draw.
 struct PhiloxStream {

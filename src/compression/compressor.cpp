@@ -270,10 +270,9 @@ class CudaCompressor final : public CompressorBase {
                                          uint64_t seed, uint32_t round, uint32_t silo) override {
     FEDSILO_ASSIGN_OR_RETURN(const kernels::ErrorFeedbackParams p,
                              plan(update, state, seed, round, silo));
-    const kc::ErrorFeedbackParams dp = kc::to_cuda(p);
     const auto n = static_cast<int64_t>(update.size());
     FEDSILO_CHECK(kc::set_device(device_));
-    const auto cap = static_cast<size_t>(kc::error_feedback_capacity(n, dp));
+    const auto cap = static_cast<size_t>(kc::error_feedback_capacity(n, p));
     FEDSILO_CHECK(ensure(update_, static_cast<size_t>(n)));
     FEDSILO_CHECK(ensure(residual_, state.residual.size()));
     FEDSILO_CHECK(ensure(velocity_, state.velocity.size()));
@@ -282,11 +281,11 @@ class CudaCompressor final : public CompressorBase {
     FEDSILO_CHECK(upload(update_, update));
     FEDSILO_CHECK(upload(residual_, state.residual));
     FEDSILO_CHECK(upload(velocity_, state.velocity));
-    kc::ErrorFeedbackReport rep;
+    kernels::ErrorFeedbackReport rep;
     FEDSILO_ASSIGN_OR_RETURN(
         const int64_t count,
         kc::error_feedback_step(update_.data(), state.residual.empty() ? nullptr : residual_.data(),
-                                state.velocity.empty() ? nullptr : velocity_.data(), n, dp,
+                                state.velocity.empty() ? nullptr : velocity_.data(), n, p,
                                 indices_.data(), values_.data(), static_cast<int64_t>(cap), ws_,
                                 stream_, &rep));
     kernels::SparseVector out;

@@ -256,7 +256,7 @@ class CudaTopkSampled : public GpuTest {
     auto dx = to_device(x, stream_);
     auto di = poisoned<uint32_t>(static_cast<size_t>(cap) + kGuard, stream_);
     auto dv = poisoned<float>(static_cast<size_t>(cap) + kGuard, stream_);
-    kc::SampledTopkStats got_stats;
+    fk::SampledTopkStats got_stats;
     const auto r = kc::topk_sampled(dx.data(), n, k,
                                     kc::PhiloxStream{seed, round, silo, RngPurpose::kCompression},
                                     di.data(), dv.data(), cap, ws_, stream_, &got_stats);
@@ -403,20 +403,8 @@ class CudaQuantize : public GpuTest {
   kc::Workspace ws_;
 };
 
-TEST_F(CudaQuantize, ConstantsMatchTheCpu) {
-  EXPECT_EQ(kc::kRoundingStreamBit, fk::kRoundingStreamBit);
-  EXPECT_EQ(std::bit_cast<uint32_t>(kc::kInt8FlushBelow),
-            std::bit_cast<uint32_t>(fk::kInt8FlushBelow));
-  EXPECT_EQ(kc::kSamplingStreamBit, fk::kSamplingStreamBit);
-  EXPECT_EQ(kc::kSampledTopkTolerance, fk::kSampledTopkTolerance);
-  for (const int64_t k : {0, 1, 99, 100, 101, 12345, 1 << 20}) {
-    EXPECT_EQ(kc::sampled_topk_slack(k), fk::sampled_topk_slack(k));
-  }
-}
-
 TEST_F(CudaQuantize, RoundTripEqualsCpuBitForBit) {
   const fk::RoundingStream rs{77, 4, 2};
-  const kc::RoundingStream krs{77, 4, 2};
   for (const auto type :
        {fk::ValueType::kFp32, fk::ValueType::kFp16, fk::ValueType::kBf16, fk::ValueType::kInt8}) {
     for (const size_t n :
@@ -429,7 +417,7 @@ TEST_F(CudaQuantize, RoundTripEqualsCpuBitForBit) {
       fk::round_trip_values(type, want, rs);
       auto d = to_device(x, stream_);
       ASSERT_TRUE(
-          kc::round_trip_values(type, d.data(), static_cast<int64_t>(n), krs, stream_).ok());
+          kc::round_trip_values(type, d.data(), static_cast<int64_t>(n), rs, stream_).ok());
       EXPECT_EQ(bits_of(to_host(d, stream_)), bits_of(want))
           << "type " << static_cast<int>(type) << " n " << n;
     }
@@ -438,7 +426,6 @@ TEST_F(CudaQuantize, RoundTripEqualsCpuBitForBit) {
 
 TEST_F(CudaQuantize, EncodeGivesTheCpuBytesAtAnyAlignment) {
   const fk::RoundingStream rs{5, 1, 9};
-  const kc::RoundingStream krs{5, 1, 9};
   for (const auto type :
        {fk::ValueType::kFp32, fk::ValueType::kFp16, fk::ValueType::kBf16, fk::ValueType::kInt8}) {
     for (const size_t n : {size_t{1}, size_t{256}, size_t{1001}}) {
@@ -453,7 +440,7 @@ TEST_F(CudaQuantize, EncodeGivesTheCpuBytesAtAnyAlignment) {
         ASSERT_TRUE(out.ok());
         ASSERT_TRUE(kc::fill_bytes(out->data(), 0xFF, bytes + offset + kGuard, stream_).ok());
         ASSERT_TRUE(kc::encode_values(type, dx.data(), static_cast<int64_t>(n),
-                                      out->data() + offset, krs, stream_)
+                                      out->data() + offset, rs, stream_)
                         .ok());
         std::vector<uint8_t> got(bytes + offset + kGuard);
         ASSERT_TRUE(out->to_host(got, stream_).ok());
@@ -542,17 +529,16 @@ class CudaErrorFeedback : public GpuTest {
         fk::error_feedback_step(c.update, ef ? std::span<float>(res_c) : std::span<float>(),
                                 mom ? std::span<float>(vel_c) : std::span<float>(), c.p, &rep_c);
     // GPU.
-    const kc::ErrorFeedbackParams kp = kc::to_cuda(c.p);
-    const int64_t cap = kc::error_feedback_capacity(n, kp);
+    const int64_t cap = kc::error_feedback_capacity(n, c.p);
     auto du = to_device(c.update, stream_);
     auto dr = to_device(c.residual, stream_);
     auto dvel = to_device(c.velocity, stream_);
     auto di = poisoned<uint32_t>(static_cast<size_t>(cap) + kGuard, stream_);
     auto dv = poisoned<float>(static_cast<size_t>(cap) + kGuard, stream_);
-    kc::ErrorFeedbackReport rep_g;
+    fk::ErrorFeedbackReport rep_g;
     const auto r =
         kc::error_feedback_step(du.data(), ef ? dr.data() : nullptr, mom ? dvel.data() : nullptr, n,
-                                kp, di.data(), dv.data(), cap, ws_, stream_, &rep_g);
+                                c.p, di.data(), dv.data(), cap, ws_, stream_, &rep_g);
     ASSERT_TRUE(r.ok()) << c.what << ": " << r.status().to_string();
     EXPECT_EQ(rep_g.finite, rep_c.finite) << c.what;
     EXPECT_EQ(rep_g.overflow, rep_c.overflow) << c.what;

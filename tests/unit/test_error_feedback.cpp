@@ -14,6 +14,7 @@
 #include "core/philox.h"
 #include "kernels/cpu/error_feedback.h"
 #include "kernels/cpu/quantize.h"
+#include "kernels/cpu/topk_sampled.h"
 
 namespace fk = fedsilo::kernels;
 
