@@ -71,18 +71,10 @@ Status DensifyingAllreduce::sum(uint32_t round, const kernels::SparseVector& min
     local = Status(local.code(), "rank " + std::to_string(world_.rank()) + ": " + local.message());
   }
   FEDSILO_CHECK(world_.agree(local));
-  if (auto* d = dynamic_cast<DenseAllreduceAlgorithm*>(dense_.get())) {
-    AllreduceStats s;
-    FEDSILO_CHECK(d->reduce(round, out, s));
-    s.total_seconds = 0.0;
-    stats.add(s);
-  } else {
-    ReduceStats s;
-    FEDSILO_CHECK(dense_->sum(out, s));
-    (single_node_ ? stats.intra_bytes_sent : stats.inter_bytes_sent) += s.bytes_sent;
-    (single_node_ ? stats.intra_bytes_received : stats.inter_bytes_received) += s.bytes_received;
-    (single_node_ ? stats.intra_seconds : stats.inter_seconds) += s.seconds;
-  }
+  AllreduceStats s;
+  FEDSILO_CHECK(dense_->reduce(round, out, s));
+  s.total_seconds = 0.0;
+  stats.add(s);
   stats.total_seconds +=
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return {};

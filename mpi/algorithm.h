@@ -87,20 +87,16 @@ class SparseAllreduceAlgorithm {
 /// contribution is densified, then summed in place.
 class DensifyingAllreduce final : public SparseAllreduceAlgorithm {
  public:
-  /// `world` is where the ranks agree on a malformed contribution before summing;
-  /// `single_node` says whether bytes of reducers that do not split them are intra-node.
-  DensifyingAllreduce(Comm& world, bool single_node, std::unique_ptr<Reducer> dense)
-      : world_(world), single_node_(single_node), dense_(std::move(dense)) {}
+  /// `world` is where the ranks agree on a malformed contribution before summing.
+  DensifyingAllreduce(Comm& world, std::unique_ptr<DenseAllreduceAlgorithm> dense)
+      : world_(world), dense_(std::move(dense)) {}
   [[nodiscard]] std::string name() const override { return dense_->name(); }
-  /// Reducers that are not DenseAllreduceAlgorithms (dense-flat) report bytes and time as
-  /// inter-node, or intra-node on a single node.
   [[nodiscard]] Status sum(uint32_t round, const kernels::SparseVector& mine, std::span<float> out,
                            AllreduceStats& stats) override;
 
  private:
   Comm& world_;
-  bool single_node_;
-  std::unique_ptr<Reducer> dense_;
+  std::unique_ptr<DenseAllreduceAlgorithm> dense_;
 };
 
 /// Seconds since `t0` (phase timings of the algorithms).

@@ -1,7 +1,7 @@
 // The dense reduction interface: how a float buffer is summed in place across ranks. Its
-// implementations are dense-flat (mpi/dense_allreduce.h, one MPI_Allreduce) and, through
-// mpi::DenseAllreduceAlgorithm, dense-hier and sparse-hier (mpi/dense_hier.h, mpi/sparse_hier.h);
-// per-silo compressed contributions go through mpi::SparseAllreduceAlgorithm (mpi/algorithm.h).
+// implementations are the dense algorithms (mpi::DenseAllreduceAlgorithm in mpi/algorithm.h:
+// dense-flat, dense-hier, sparse-hier); per-silo compressed contributions go through
+// mpi::SparseAllreduceAlgorithm.
 #pragma once
 
 #include <cstdint>

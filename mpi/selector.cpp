@@ -490,13 +490,14 @@ Status unknown_algorithm(const std::string& name) {
 
 }  // namespace
 
-Result<std::unique_ptr<Reducer>> make_dense_allreduce(Topology& topology,
-                                                          const AlgorithmConfig& config) {
+Result<std::unique_ptr<DenseAllreduceAlgorithm>> make_dense_allreduce(
+    Topology& topology, const AlgorithmConfig& config) {
   if (config.name == "dense-flat") {
-    return std::unique_ptr<Reducer>(std::make_unique<DenseAllreduce>(topology.world()));
+    return std::unique_ptr<DenseAllreduceAlgorithm>(
+        std::make_unique<DenseAllreduce>(topology.world(), topology.num_nodes() == 1));
   }
   if (config.name == "dense-hier") {
-    return std::unique_ptr<Reducer>(std::make_unique<DenseHier>(topology));
+    return std::unique_ptr<DenseAllreduceAlgorithm>(std::make_unique<DenseHier>(topology));
   }
   if (config.name == "sparse-hier") {
     if (!config.compressor) {
@@ -504,7 +505,7 @@ Result<std::unique_ptr<Reducer>> make_dense_allreduce(Topology& topology,
           "allreduce.algorithm = \"sparse-hier\" needs a node compressor "
           "(compression.level = \"node\")");
     }
-    return std::unique_ptr<Reducer>(std::make_unique<SparseHier>(
+    return std::unique_ptr<DenseAllreduceAlgorithm>(std::make_unique<SparseHier>(
         topology, config.compressor, config.leader_exchange, config.sparse));
   }
   if (config.name == "sparse-allgather" || config.name == "sparse-rd") {
@@ -525,8 +526,8 @@ Result<std::unique_ptr<SparseAllreduceAlgorithm>> make_sparse_allreduce(
         topology.world(), topology.world_peers(), config.sparse));
   }
   FEDSILO_ASSIGN_OR_RETURN(auto dense, make_dense_allreduce(topology, config));
-  return std::unique_ptr<SparseAllreduceAlgorithm>(std::make_unique<DensifyingAllreduce>(
-      topology.world(), topology.num_nodes() == 1, std::move(dense)));
+  return std::unique_ptr<SparseAllreduceAlgorithm>(
+      std::make_unique<DensifyingAllreduce>(topology.world(), std::move(dense)));
 }
 
 }  // namespace fedsilo::mpi

@@ -199,9 +199,9 @@ struct AlgorithmConfig {
   NodeCompressor compressor;  // sparse-hier only
 };
 
-/// The dense family by name (dense-flat, dense-hier, sparse-hier), as the round driver's
-/// Reducer. kInvalidArgument naming `allreduce.algorithm` for other names.
-[[nodiscard]] Result<std::unique_ptr<Reducer>> make_dense_allreduce(
+/// The dense family by name (dense-flat, dense-hier, sparse-hier). kInvalidArgument naming
+/// `allreduce.algorithm` for other names.
+[[nodiscard]] Result<std::unique_ptr<DenseAllreduceAlgorithm>> make_dense_allreduce(
     Topology& topology, const AlgorithmConfig& config);
 /// Any algorithm by name in the sparse family (the dense ones densify the contribution).
 [[nodiscard]] Result<std::unique_ptr<SparseAllreduceAlgorithm>> make_sparse_allreduce(

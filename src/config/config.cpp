@@ -1,6 +1,7 @@
 // TOML config parsing (toml++), validation and canonical form. Exceptions from toml++ stop here
 // and become Status.
 #include "config/config.h"
+#include "fl/transform.h"
 
 #include <charconv>
 #include <cmath>
@@ -354,15 +355,12 @@ Status validate(const Config& c, const std::string& source) {
   if (alg == "sparse-hier" && z.level != "node") {
     return bad("allreduce.algorithm", "\"sparse-hier\" compresses node sums: it needs compression.level = \"node\"");
   }
-  if (z.method == "none" && (alg == "sparse-allgather" || alg == "sparse-rd")) {
-    return bad("allreduce.algorithm", "\"" + alg + "\" exchanges sparse updates; it needs a compression.method other than \"none\"");
-  }
   if (!(c.allreduce.link_gbps >= 0.0)) return bad("allreduce.link_gbps", "must be >= 0 (0 = measure)");
   if (!(c.allreduce.link_latency_us >= 0.0)) return bad("allreduce.link_latency_us", "must be >= 0");
   if (c.topology.emulated_nodes < 0) return bad("topology.emulated_nodes", "must be >= 0 (0 = real nodes)");
   if (auto t = slurm_time_seconds(c.slurm.time); !t.ok()) return bad("slurm.time", t.status().message());
-  if (c.slurm.nodes < 0) return bad("slurm.nodes", "must be >= 0 (0 = from ranks_per_node, or Slurm's choice)");
-  if (c.slurm.ranks_per_node < 0) return bad("slurm.ranks_per_node", "must be >= 0 (0 = no constraint)");
+  if (c.slurm.nodes < 0) return bad("slurm.nodes", "must be >= 0 (0 = silos / ranks_per_node, or 1)");
+  if (c.slurm.ranks_per_node < 0) return bad("slurm.ranks_per_node", "must be >= 0 (0 = silos / nodes, all on one node when both are 0)");
   if (c.slurm.signal_seconds < 1 || c.slurm.signal_seconds > 65535) {
     return bad("slurm.signal_seconds", "must be in [1, 65535], got " + std::to_string(c.slurm.signal_seconds));
   }
@@ -399,8 +397,13 @@ Status validate(const Config& c, const std::string& source) {
   if (reduce != "auto" && c.device.kind == "cpu") {
     return bad("device.reduce", "\"" + reduce + "\" sums updates on GPUs: it needs device.kind = \"cuda\" or \"auto\", not \"cpu\"");
   }
-  if (reduce == "nccl" && z.method != "none") {
-    return bad("device.reduce", "\"nccl\" sums dense updates: it needs compression.method = \"none\" (compressed updates are exchanged on the host), not \"" + z.method + "\"");
+  if (reduce == "nccl" && z.method != "none" && z.level == "node") {  // the leaders compress on the host
+    return bad("device.reduce", "\"nccl\" sums dense updates: it cannot carry compression.method = \"" + z.method +
+                                    "\" at compression.level = \"node\" (node sums are compressed on the host)");
+  }
+  // The silo's transform chain against the aggregation it goes through (fl/transform.h).
+  if (Status st = fl::validate_chain(fl::configured_chain(c), fl::configured_aggregation(c)); !st.ok()) {
+    return invalid_argument(source + ": " + st.message());
   }
   if (c.eval.every < 1) return bad("eval.every", "must be >= 1");
   if (c.eval.batch_size < 1) return bad("eval.batch_size", "must be >= 1");

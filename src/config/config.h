@@ -63,8 +63,8 @@ struct SlurmSection {
   std::string partition;          // empty: the cluster's default partition
   std::string account;            // empty: the user's default account
   std::string time = "01:00:00";  // job time limit, Slurm's format ([D-]HH:MM:SS, MM:SS, minutes)
-  int nodes = 0;                  // 0: ceil(silos / ranks_per_node), or Slurm's choice
-  int ranks_per_node = 0;         // silos per node; 0: no constraint
+  int nodes = 0;                  // 0: silos / ranks_per_node (1 when both are 0)
+  int ranks_per_node = 0;         // silos per node; 0: silos / nodes (all on one node when both are 0)
   std::string manifest;           // SPANK plugin silo manifest (--fedsilo-silos); empty: none
   int signal_seconds = 300;       // USR1 this long before the time limit (give it > one round)
   std::string output;             // job log; default <submit dir>/fedsilo-<run.name>-%j.out

@@ -166,9 +166,7 @@ Status layout_changed(int64_t round, const std::string& before, const std::strin
 }
 
 // The silo-private vectors a checkpoint keeps, by dataset name.
-checkpoint::SiloState private_state(UpdateExchange& x) {
-  return {{"residual", &x.residual()}, {"velocity", &x.velocity()}};
-}
+checkpoint::SiloState private_state(UpdateExchange& x) { return x.private_state(); }
 
 }  // namespace
 

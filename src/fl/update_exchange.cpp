@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "compression/compressor.h"
+#include "fl/transform.h"
 #include "mpi/algorithm.h"
 #include "mpi/selector.h"
 #include "mpi/topology.h"
@@ -21,10 +22,15 @@ struct UpdateExchange::Impl {
   bool node_level = false;
   bool node_compresses = false;  // level node on sparse-hier (not a dense algorithm chosen by auto)
   compression::CompressionConfig zcfg;
-  std::unique_ptr<compression::Compressor> compressor;  // null: method none
-  compression::CompressorState state;
-  std::unique_ptr<mpi::SparseAllreduceAlgorithm> sparse;  // level silo with compression
-  std::unique_ptr<mpi::Reducer> dense;                      // no compression, or level node
+  // This silo's transforms (compression at level silo), in order; `compression` is the one
+  // among them that compresses, whose state residual()/velocity() give.
+  std::vector<std::unique_ptr<SiloTransform>> chain;
+  CompressionTransform* compression = nullptr;
+  // Level node: the leader's compressor of its node's sum, and its state.
+  std::unique_ptr<compression::Compressor> node_compressor;
+  compression::CompressorState node_state;
+  std::unique_ptr<mpi::SparseAllreduceAlgorithm> sparse;  // the chain ends in a sparse update
+  std::unique_ptr<mpi::DenseAllreduceAlgorithm> dense;    // it ends dense (or is empty)
   std::string algorithm;
   uint32_t round = 0;                  // for the node compressor callback
   int64_t node_payload_bytes = 0;      // the leader's compressed node sum on the wire
@@ -33,8 +39,26 @@ struct UpdateExchange::Impl {
 UpdateExchange::UpdateExchange(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 UpdateExchange::~UpdateExchange() = default;
 const std::string& UpdateExchange::algorithm() const { return impl_->algorithm; }
-std::vector<float>& UpdateExchange::residual() { return impl_->state.residual; }
-std::vector<float>& UpdateExchange::velocity() { return impl_->state.velocity; }
+std::vector<float>& UpdateExchange::residual() {
+  return impl_->compression ? impl_->compression->compressor_state().residual
+                            : impl_->node_state.residual;
+}
+std::vector<float>& UpdateExchange::velocity() {
+  return impl_->compression ? impl_->compression->compressor_state().velocity
+                            : impl_->node_state.velocity;
+}
+
+std::vector<std::pair<std::string, std::vector<float>*>> UpdateExchange::private_state() {
+  std::vector<std::pair<std::string, std::vector<float>*>> out;
+  for (auto& t : impl_->chain) {
+    for (auto& named : t->state()) out.push_back(named);
+  }
+  if (impl_->node_compressor) {
+    out.emplace_back("residual", &impl_->node_state.residual);
+    out.emplace_back("velocity", &impl_->node_state.velocity);
+  }
+  return out;
+}
 
 std::string UpdateExchange::topology() const {
   const auto& t = *impl_->topology;
@@ -106,10 +130,23 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
     impl->zcfg = zcfg;
     impl->node_level = z.level == "node";
     impl->algorithm = name;
-    if (z.method != "none") {
-      FEDSILO_ASSIGN_OR_RETURN(impl->compressor, make_rank_compressor(zcfg, cuda_device));
-      if (z.error_feedback) impl->state.residual.assign(static_cast<size_t>(length), 0.0f);
-      if (z.momentum_correction > 0.0) impl->state.velocity.assign(static_cast<size_t>(length), 0.0f);
+    // The chain the config asks for (validated with the config): each transform here.
+    for (const TransformSpec& spec : configured_chain(cfg)) {
+      if (spec.name != "compression") {
+        return internal_error("update exchange: no transform named '" + spec.name + "'");
+      }
+      FEDSILO_ASSIGN_OR_RETURN(auto compressor, make_rank_compressor(zcfg, cuda_device));
+      auto t = std::make_unique<CompressionTransform>(std::move(compressor), spec, length,
+                                                      cfg.run.seed);
+      impl->compression = t.get();
+      impl->chain.push_back(std::move(t));
+    }
+    if (impl->node_level && z.method != "none") {
+      FEDSILO_ASSIGN_OR_RETURN(impl->node_compressor, make_rank_compressor(zcfg, cuda_device));
+      if (z.error_feedback) impl->node_state.residual.assign(static_cast<size_t>(length), 0.0f);
+      if (z.momentum_correction > 0.0) {
+        impl->node_state.velocity.assign(static_cast<size_t>(length), 0.0f);
+      }
     }
     mpi::AlgorithmConfig ac;
     ac.name = name;
@@ -123,7 +160,8 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
       // The node leader compresses the node's sum with its own residual.
       ac.compressor = [self](std::span<const float> own,
                              std::span<const float* const> peers) -> Result<kernels::SparseVector> {
-        auto out = self->compressor->compress_sum(own, peers, self->state, self->cfg.run.seed,
+        auto out = self->node_compressor->compress_sum(own, peers, self->node_state,
+                                                       self->cfg.run.seed,
                                                   self->round,
                                                   static_cast<uint32_t>(self->world->rank()));
         if (out.ok()) {
@@ -137,7 +175,9 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
         return out;
       };
     }
-    if (impl->compressor && !impl->node_level) {
+    const bool ends_sparse =
+        !impl->chain.empty() && impl->chain.back()->spec().need != Need::kFloatSum;
+    if (ends_sparse) {
       FEDSILO_ASSIGN_OR_RETURN(impl->sparse, mpi::make_sparse_allreduce(*topology, ac));
     } else {
       FEDSILO_ASSIGN_OR_RETURN(impl->dense, mpi::make_dense_allreduce(*topology, ac));
@@ -211,43 +251,36 @@ Status UpdateExchange::exchange(uint32_t round, std::span<float> update, bool tr
   Impl& m = *impl_;
   m.round = round;
   m.node_payload_bytes = 0;
+  stats = ExchangeStats{};  // this exchange's only (a caller may reuse one across rounds)
   stats.dense_bytes = 4 * static_cast<int64_t>(update.size());
   mpi::AllreduceStats as;
 
   if (m.sparse) {
-    // Level silo: each silo compresses its own update (an untrained silo sends nothing and
-    // keeps its residual).
-    kernels::SparseVector mine;
-    mine.length = static_cast<int64_t>(update.size());
+    // The chain runs on this silo's update (an untrained silo sends nothing and keeps its
+    // state), then the sparse sum.
+    SiloUpdate mine;
+    mine.dense = update;
+    mine.sparse.length = static_cast<int64_t>(update.size());
     Status st;
     const auto t0 = Clock::now();
     if (trained) {
-      auto c = m.compressor->compress(update, m.state, m.cfg.run.seed, round,
-                                      static_cast<uint32_t>(m.world->rank()));
-      st = c.status();
-      if (c.ok()) mine = std::move(c).value();
+      for (auto& t : m.chain) {
+        st = t->apply(round, static_cast<uint32_t>(m.world->rank()), mine);
+        if (!st.ok()) break;
+      }
     }
     stats.compress_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-    FEDSILO_CHECK(m.world->agree(st.ok() ? st
-                                          : Status(st.code(), "compression: " + st.message())));
+    FEDSILO_CHECK(m.world->agree(st));
     std::vector<uint8_t> wire;
     mpi::EncodeOptions eo;
     eo.value_type = m.zcfg.value_type;
-    if (trained && mpi::encode_sparse(mine, round, m.world->rank(), eo, wire).ok()) {
+    if (trained && mpi::encode_sparse(mine.sparse, round, m.world->rank(), eo, wire).ok()) {
       stats.payload_bytes = static_cast<int64_t>(wire.size());
     }
-    FEDSILO_CHECK(m.sparse->sum(round, mine, update, as));
-  } else if (auto* alg = dynamic_cast<mpi::DenseAllreduceAlgorithm*>(m.dense.get())) {
-    FEDSILO_CHECK(alg->reduce(round, update, as));
-    stats.payload_bytes = m.node_compresses ? m.node_payload_bytes : stats.dense_bytes;
+    FEDSILO_CHECK(m.sparse->sum(round, mine.sparse, update, as));
   } else {
-    mpi::ReduceStats rs;
-    FEDSILO_CHECK(m.dense->sum(update, rs));
-    const bool single = m.topology->num_nodes() == 1;
-    (single ? as.intra_bytes_sent : as.inter_bytes_sent) = rs.bytes_sent;
-    (single ? as.intra_bytes_received : as.inter_bytes_received) = rs.bytes_received;
-    (single ? as.intra_seconds : as.inter_seconds) = rs.seconds;
-    stats.payload_bytes = stats.dense_bytes;
+    FEDSILO_CHECK(m.dense->reduce(round, update, as));
+    stats.payload_bytes = m.node_compresses ? m.node_payload_bytes : stats.dense_bytes;
   }
   stats.take(as);
   return {};

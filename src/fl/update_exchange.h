@@ -7,6 +7,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "compression/compressor.h"
@@ -73,7 +74,8 @@ class UpdateExchange {
   [[nodiscard]] bool state_on_leaders() const;
 
   /// In place: `update` (this rank's weighted update, zeros if it did not train) becomes the
-  /// sum over all ranks, after compression. Collective; errors are agreed.
+  /// sum over all ranks, after the silo's transform chain; `stats` becomes this exchange's.
+  /// Collective; errors are agreed.
   [[nodiscard]] Status exchange(uint32_t round, std::span<float> update, bool trained,
                                 ExchangeStats& stats);
 
@@ -86,6 +88,9 @@ class UpdateExchange {
   /// the silo's checkpoint, never sent. Empty vectors when unused.
   [[nodiscard]] std::vector<float>& residual();
   [[nodiscard]] std::vector<float>& velocity();
+  /// Every private vector of this rank by checkpoint name: each transform's of the silo's chain
+  /// (fl/transform.h), and at level node the leader's compressor state.
+  [[nodiscard]] std::vector<std::pair<std::string, std::vector<float>*>> private_state();
 
  private:
   struct Impl;
