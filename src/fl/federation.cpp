@@ -21,6 +21,7 @@
 #include "data/partition.h"
 #include "fl/aggregation.h"
 #include "fl/backend.h"
+#include "fl/report.h"
 #include "fl/round_step.h"
 #include "fl/run_dir.h"
 #include "fl/strategy.h"
@@ -482,7 +483,10 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     const auto t_eval = Clock::now();
     const bool do_eval = round % cfg.eval.every == 0 || round == cfg.run.rounds;
     double global_acc = std::nan(""), global_loss = std::nan("");
-    std::vector<double> per_silo;
+    RankReport report;
+    report.sampled = sampled;
+    report.samples = static_cast<int64_t>(silo.train.size());
+    report.train_loss = train_loss;
     if (do_eval) {
       model::EvalStats g, s;
       Status est = [&]() -> Status {
@@ -498,13 +502,8 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
       FEDSILO_CHECK(comm.allreduce_sum(std::span<double>(sums, 2)));
       global_loss = sums[0] / static_cast<double>(silo.global_test_size);
       global_acc = sums[1] / static_cast<double>(silo.global_test_size);
-      const double mine[5] = {sampled ? 1.0 : 0.0, static_cast<double>(silo.train.size()),
-                              train_loss, s.accuracy, s.mean_loss};
-      FEDSILO_CHECK(comm.allgather(std::span<const double>(mine, 5), per_silo));
-    } else {
-      const double mine[5] = {sampled ? 1.0 : 0.0, static_cast<double>(silo.train.size()),
-                              train_loss, std::nan(""), std::nan("")};
-      FEDSILO_CHECK(comm.allgather(std::span<const double>(mine, 5), per_silo));
+      report.test_accuracy = s.accuracy;
+      report.test_loss = s.mean_loss;
     }
     const double eval_seconds = seconds_since(t_eval);
 
@@ -517,53 +516,38 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     }
     const double ckpt_seconds = seconds_since(t_ckpt);
 
-    // Phase timings: the slowest rank's.
-    double times[9] = {train_seconds, agg_seconds, eval_seconds, ckpt_seconds,
-                       seconds_since(t_round), xs.compress_seconds, xs.intra_seconds,
-                       xs.inter_seconds, xs.decompress_seconds};
-    FEDSILO_CHECK(comm.allreduce_max(std::span<double>(times, 9)));
+    // The round's report: every rank's record, gathered once.
+    report.seconds = {train_seconds, agg_seconds, eval_seconds, ckpt_seconds,
+                      seconds_since(t_round), xs.compress_seconds, xs.intra_seconds,
+                      xs.inter_seconds, xs.decompress_seconds};
+    auto reports_r = gather_reports(comm, report);
+    FEDSILO_CHECK(reports_r.status());
+    const std::vector<RankReport>& reports = reports_r.value();
 
     if (leader) {
-      json silos = json::array();
-      std::vector<int> sampled_ids;
-      double acc_min = 1.0, acc_max = 0.0, acc_sum = 0.0;
-      for (int s = 0; s < size; ++s) {
-        const double* v = &per_silo[static_cast<size_t>(s) * 5];
-        json js = {{"silo", s}, {"sampled", v[0] != 0.0}, {"samples", static_cast<int64_t>(v[1])}};
-        if (v[0] != 0.0) {
-          js["train_loss"] = v[2];
-          sampled_ids.push_back(s);
-        }
-        if (do_eval) {
-          js["test_accuracy"] = v[3];
-          js["test_loss"] = v[4];
-          acc_min = std::min(acc_min, v[3]);
-          acc_max = std::max(acc_max, v[3]);
-          acc_sum += v[3];
-        }
-        silos.push_back(js);
-      }
-      json line = {{"round", round},
-                   {"sampled", sampled_ids},
-                   {"silos", silos},
-                   {"bytes_sent", xs.bytes_sent()},
-                   {"bytes_received", xs.bytes_received()},
-                   {"bytes", {{"intra_sent", xs.intra_bytes_sent},
-                              {"intra_received", xs.intra_bytes_received},
-                              {"inter_sent", xs.inter_bytes_sent},
-                              {"inter_received", xs.inter_bytes_received}}},
-                   {"compression_ratio", compression_ratio},
-                   {"reducer", reducer_label},
-                   {"device", device.label},
-                   {"cpu", cpu},
-                   {"blas", blas},
-                   {"seconds", {{"train", times[0]}, {"aggregate", times[1]}, {"eval", times[2]},
-                                {"checkpoint", times[3]}, {"round", times[4]},
-                                {"compress", times[5]}, {"intra", times[6]}, {"inter", times[7]},
-                                {"decompress", times[8]}}}};
-      if (do_eval) {
-        line["accuracy"] = global_acc;
-        line["loss"] = global_loss;
+      RoundSummary summary;
+      summary.round = round;
+      summary.evaluated = do_eval;
+      summary.accuracy = global_acc;
+      summary.loss = global_loss;
+      summary.bytes_sent = xs.bytes_sent();
+      summary.bytes_received = xs.bytes_received();
+      summary.intra_sent = xs.intra_bytes_sent;
+      summary.intra_received = xs.intra_bytes_received;
+      summary.inter_sent = xs.inter_bytes_sent;
+      summary.inter_received = xs.inter_bytes_received;
+      summary.compression_ratio = compression_ratio;
+      summary.reducer = reducer_label;
+      summary.device = device.label;
+      summary.cpu = cpu;
+      summary.blas = blas;
+      const json line = round_line(summary, reports);
+      double acc_min = 1.0, acc_max = 0.0, acc_sum = 0.0, round_seconds = 0.0;
+      for (const RankReport& r : reports) {
+        acc_min = std::min(acc_min, r.test_accuracy);
+        acc_max = std::max(acc_max, r.test_accuracy);
+        acc_sum += r.test_accuracy;
+        round_seconds = std::max(round_seconds, r.seconds[4]);
       }
       // One line per round, flushed, so a crash loses at most the round in flight.
       std::ofstream out(run_dir + "/metrics.jsonl", std::ios::app);
@@ -580,10 +564,10 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
           std::printf("round %3lld/%d  acc %6.2f%%  loss %.4f  silo acc %5.1f/%5.1f/%5.1f%%  %5.2fs  ETA %s\n",
                       static_cast<long long>(round), cfg.run.rounds, 100.0 * global_acc,
                       global_loss, 100.0 * acc_min, 100.0 * acc_sum / size, 100.0 * acc_max,
-                      times[4], format_duration(eta).c_str());
+                      round_seconds, format_duration(eta).c_str());
         } else {
           std::printf("round %3lld/%d  (no eval)  %5.2fs  ETA %s\n", static_cast<long long>(round),
-                      cfg.run.rounds, times[4], format_duration(eta).c_str());
+                      cfg.run.rounds, round_seconds, format_duration(eta).c_str());
         }
         std::fflush(stdout);
       }
