@@ -72,6 +72,91 @@ Status read_bool(const toml::node& n, bool& out, const std::string& where) {
   return {};
 }
 
+// Each choice-valued setting's values and their TOML strings, in the order messages list them.
+template <typename E>
+struct Choices;
+template <>
+struct Choices<Arch> {
+  static constexpr std::pair<Arch, const char*> kAll[] = {
+      {Arch::kLogreg, "logreg"}, {Arch::kMlp, "mlp"}, {Arch::kNiidCnn, "niid-cnn"}};
+};
+template <>
+struct Choices<StrategyName> {
+  static constexpr std::pair<StrategyName, const char*> kAll[] = {
+      {StrategyName::kFedAvg, "fedavg"}, {StrategyName::kFedProx, "fedprox"}};
+};
+// Compression's names are its own (compression::method_name, value_type_name).
+template <>
+struct Choices<compression::Method> {
+  using M = compression::Method;
+  static inline const std::pair<M, const char*> kAll[] = {
+      {M::kNone, compression::method_name(M::kNone)},
+      {M::kTopk, compression::method_name(M::kTopk)},
+      {M::kTopkSampled, compression::method_name(M::kTopkSampled)},
+      {M::kRandk, compression::method_name(M::kRandk)}};
+};
+template <>
+struct Choices<kernels::ValueType> {
+  using V = kernels::ValueType;
+  static inline const std::pair<V, const char*> kAll[] = {
+      {V::kFp32, compression::value_type_name(V::kFp32)},
+      {V::kFp16, compression::value_type_name(V::kFp16)},
+      {V::kBf16, compression::value_type_name(V::kBf16)},
+      {V::kInt8, compression::value_type_name(V::kInt8)}};
+};
+template <>
+struct Choices<CompressionLevel> {
+  static constexpr std::pair<CompressionLevel, const char*> kAll[] = {
+      {CompressionLevel::kSilo, "silo"}, {CompressionLevel::kNode, "node"}};
+};
+template <>
+struct Choices<Algorithm> {
+  static constexpr std::pair<Algorithm, const char*> kAll[] = {
+      {Algorithm::kAuto, "auto"},
+      {Algorithm::kDenseFlat, "dense-flat"},
+      {Algorithm::kDenseHier, "dense-hier"},
+      {Algorithm::kSparseAllgather, "sparse-allgather"},
+      {Algorithm::kSparseRd, "sparse-rd"},
+      {Algorithm::kSparseHier, "sparse-hier"}};
+};
+template <>
+struct Choices<DeviceKind> {
+  static constexpr std::pair<DeviceKind, const char*> kAll[] = {
+      {DeviceKind::kCpu, "cpu"}, {DeviceKind::kCuda, "cuda"}, {DeviceKind::kAuto, "auto"}};
+};
+template <>
+struct Choices<DeviceReduce> {
+  static constexpr std::pair<DeviceReduce, const char*> kAll[] = {
+      {DeviceReduce::kAuto, "auto"}, {DeviceReduce::kNccl, "nccl"}, {DeviceReduce::kHost, "host"}};
+};
+
+template <typename E>
+const char* choice_name(E v) {
+  for (const auto& [value, text] : Choices<E>::kAll) {
+    if (value == v) return text;
+  }
+  return "?";
+}
+
+template <typename E>
+Result<E> find_choice(std::string_view text, const std::string& where) {
+  std::string expected;
+  for (const auto& [value, name] : Choices<E>::kAll) {
+    if (text == name) return value;
+    expected += (expected.empty() ? "" : ", ") + std::string(name);
+  }
+  return invalid_argument(where + ": unknown value '" + std::string(text) + "' (expected " +
+                          expected + ")");
+}
+
+template <typename E>
+Status read_choice(const toml::node& n, E& out, const std::string& where) {
+  std::string text;
+  FEDSILO_CHECK(read_string(n, text, where));
+  FEDSILO_ASSIGN_OR_RETURN(out, find_choice<E>(text, where));
+  return {};
+}
+
 Status read_int_list(const toml::node& n, std::vector<int>& out, const std::string& where) {
   const auto* a = n.as_array();
   if (a == nullptr) return type_error(where, "an array of integers", n);
@@ -121,6 +206,10 @@ std::string int_list_text(const std::vector<int>& v) {
   KeySpec{tbl, #k,                                                                             \
           [](const toml::node& n, Config& c, const std::string& w) { return read_double(n, c.field, w); }, \
           [](const Config& c) { return double_text(c.field); }}
+#define FEDSILO_KEY_CHOICE(tbl, k, field)                                                       \
+  KeySpec{tbl, #k,                                                                             \
+          [](const toml::node& n, Config& c, const std::string& w) { return read_choice(n, c.field, w); }, \
+          [](const Config& c) { return string_text(choice_name(c.field)); }}
 #define FEDSILO_KEY_STR(tbl, k, field)                                                         \
   KeySpec{tbl, #k,                                                                             \
           [](const toml::node& n, Config& c, const std::string& w) { return read_string(n, c.field, w); }, \
@@ -137,7 +226,7 @@ const std::vector<KeySpec>& key_specs() {
       FEDSILO_KEY_INT("run", keep_checkpoints, run.keep_checkpoints),
       FEDSILO_KEY_STR("data", silos_dir, data.silos_dir),
       FEDSILO_KEY_STR("data", test_file, data.test_file),
-      FEDSILO_KEY_STR("model", arch, model.arch),
+      FEDSILO_KEY_CHOICE("model", arch, model.arch),
       KeySpec{"model", "hidden",
               [](const toml::node& n, Config& c, const std::string& w) {
                 return read_int_list(n, c.model.hidden, w);
@@ -149,22 +238,22 @@ const std::vector<KeySpec>& key_specs() {
       FEDSILO_KEY_DBL("local", momentum, local.momentum),
       FEDSILO_KEY_DBL("local", weight_decay, local.weight_decay),
       FEDSILO_KEY_INT("local", threads, local.threads),
-      FEDSILO_KEY_STR("strategy", name, strategy.name),
+      FEDSILO_KEY_CHOICE("strategy", name, strategy.name),
       FEDSILO_KEY_DBL("strategy", mu, strategy.mu),
       FEDSILO_KEY_DBL("strategy", fraction, strategy.fraction),
       FEDSILO_KEY_INT("eval", every, eval.every),
       FEDSILO_KEY_INT("eval", batch_size, eval.batch_size),
-      FEDSILO_KEY_STR("compression", method, compression.method),
+      FEDSILO_KEY_CHOICE("compression", method, compression.method),
       FEDSILO_KEY_DBL("compression", density, compression.density),
-      FEDSILO_KEY_STR("compression", value_type, compression.value_type),
+      FEDSILO_KEY_CHOICE("compression", value_type, compression.value_type),
       KeySpec{"compression", "error_feedback",
               [](const toml::node& n, Config& c, const std::string& w) {
                 return read_bool(n, c.compression.error_feedback, w);
               },
               [](const Config& c) { return std::string(c.compression.error_feedback ? "true" : "false"); }},
       FEDSILO_KEY_DBL("compression", momentum_correction, compression.momentum_correction),
-      FEDSILO_KEY_STR("compression", level, compression.level),
-      FEDSILO_KEY_STR("allreduce", algorithm, allreduce.algorithm),
+      FEDSILO_KEY_CHOICE("compression", level, compression.level),
+      FEDSILO_KEY_CHOICE("allreduce", algorithm, allreduce.algorithm),
       FEDSILO_KEY_DBL("allreduce", link_gbps, allreduce.link_gbps),
       FEDSILO_KEY_DBL("allreduce", link_latency_us, allreduce.link_latency_us),
       FEDSILO_KEY_INT("topology", emulated_nodes, topology.emulated_nodes),
@@ -179,8 +268,8 @@ const std::vector<KeySpec>& key_specs() {
       FEDSILO_KEY_STR("slurm", mpi, slurm.mpi),
       FEDSILO_KEY_INT("slurm", cpus_per_task, slurm.cpus_per_task),
       FEDSILO_KEY_STR("slurm", mem_per_task, slurm.mem_per_task),
-      FEDSILO_KEY_STR("device", kind, device.kind),
-      FEDSILO_KEY_STR("device", reduce, device.reduce),
+      FEDSILO_KEY_CHOICE("device", kind, device.kind),
+      FEDSILO_KEY_CHOICE("device", reduce, device.reduce),
   };
   return specs;
 }
@@ -188,6 +277,7 @@ const std::vector<KeySpec>& key_specs() {
 #undef FEDSILO_KEY_INT
 #undef FEDSILO_KEY_DBL
 #undef FEDSILO_KEY_STR
+#undef FEDSILO_KEY_CHOICE
 
 // Every key with its value text, in canonical order; with `effective_only`, the keys without
 // effect under the other settings are left out.
@@ -278,139 +368,166 @@ Result<Config> load_config(const std::string& path) {
   return parse_config(text, path);
 }
 
-Status validate(const Config& c, const std::string& source) {
-  auto bad = [&](const std::string& key, const std::string& why) {
-    return invalid_argument(source + ": " + key + ": " + why);
-  };
-  if (c.run.name.empty()) return bad("run.name", "must not be empty");
-  if (c.run.rounds < 1) return bad("run.rounds", "must be >= 1, got " + std::to_string(c.run.rounds));
-  if (c.run.checkpoint_every < 1) return bad("run.checkpoint_every", "must be >= 1");
-  if (c.run.keep_checkpoints < 1) return bad("run.keep_checkpoints", "must be >= 1");
-  if (c.data.silos_dir.empty()) return bad("data.silos_dir", "is required (a directory from `fedsilo partition`)");
-  if (c.model.arch != "logreg" && c.model.arch != "mlp" && c.model.arch != "niid-cnn") {
-    return bad("model.arch", "unknown arch '" + c.model.arch + "' (expected logreg, mlp, niid-cnn)");
-  }
-  if (c.model.arch == "mlp" && c.model.hidden.empty()) {
+namespace {
+
+// One validator per section: each checks its own values (a choice's value was checked when it
+// was read) and returns kInvalidArgument "table.key: why"; validate() adds the file.
+Status bad(const std::string& key, const std::string& why) { return invalid_argument(key + ": " + why); }
+
+Status validate_run(const RunSection& r) {
+  if (r.name.empty()) return bad("run.name", "must not be empty");
+  if (r.rounds < 1) return bad("run.rounds", "must be >= 1, got " + std::to_string(r.rounds));
+  if (r.checkpoint_every < 1) return bad("run.checkpoint_every", "must be >= 1");
+  if (r.keep_checkpoints < 1) return bad("run.keep_checkpoints", "must be >= 1");
+  return {};
+}
+
+Status validate_data(const DataSection& d) {
+  if (d.silos_dir.empty()) return bad("data.silos_dir", "is required (a directory from `fedsilo partition`)");
+  return {};
+}
+
+Status validate_model(const ModelSection& m) {
+  if (m.arch == Arch::kMlp && m.hidden.empty()) {
     return bad("model.hidden", "mlp needs hidden sizes, e.g. hidden = [200, 200]");
   }
-  for (int h : c.model.hidden) {
+  for (int h : m.hidden) {
     if (h < 1) return bad("model.hidden", "sizes must be >= 1, got " + std::to_string(h));
   }
-  if (c.local.epochs < 1) return bad("local.epochs", "must be >= 1");
-  if (c.local.batch_size < 1) return bad("local.batch_size", "must be >= 1");
-  if (!(c.local.lr > 0.0) || !std::isfinite(c.local.lr)) {
-    return bad("local.lr", "must be > 0, got " + std::to_string(c.local.lr));
+  return {};
+}
+
+Status validate_local(const LocalSection& l) {
+  if (l.epochs < 1) return bad("local.epochs", "must be >= 1");
+  if (l.batch_size < 1) return bad("local.batch_size", "must be >= 1");
+  if (!(l.lr > 0.0) || !std::isfinite(l.lr)) return bad("local.lr", "must be > 0, got " + std::to_string(l.lr));
+  if (!(l.momentum >= 0.0 && l.momentum < 1.0)) return bad("local.momentum", "must be in [0, 1)");
+  if (!(l.weight_decay >= 0.0) || !std::isfinite(l.weight_decay)) return bad("local.weight_decay", "must be >= 0");
+  if (l.threads < 0) return bad("local.threads", "must be >= 0 (0 = automatic)");
+  return {};
+}
+
+Status validate_strategy(const StrategySection& s) {
+  if (!(s.mu >= 0.0) || !std::isfinite(s.mu)) return bad("strategy.mu", "must be >= 0");
+  if (!(s.fraction > 0.0 && s.fraction <= 1.0)) {
+    return bad("strategy.fraction", "must be in (0, 1], got " + std::to_string(s.fraction));
   }
-  if (!(c.local.momentum >= 0.0 && c.local.momentum < 1.0)) return bad("local.momentum", "must be in [0, 1)");
-  if (!(c.local.weight_decay >= 0.0) || !std::isfinite(c.local.weight_decay)) {
-    return bad("local.weight_decay", "must be >= 0");
-  }
-  if (c.local.threads < 0) return bad("local.threads", "must be >= 0 (0 = automatic)");
-  if (c.strategy.name != "fedavg" && c.strategy.name != "fedprox") {
-    return bad("strategy.name", "unknown strategy '" + c.strategy.name + "' (expected fedavg, fedprox)");
-  }
-  if (!(c.strategy.mu >= 0.0) || !std::isfinite(c.strategy.mu)) return bad("strategy.mu", "must be >= 0");
-  if (!(c.strategy.fraction > 0.0 && c.strategy.fraction <= 1.0)) {
-    return bad("strategy.fraction", "must be in (0, 1], got " + std::to_string(c.strategy.fraction));
-  }
-  const auto& z = c.compression;
-  static const char* const kMethods[] = {"none", "topk", "topk-sampled", "randk"};
-  static const char* const kValueTypes[] = {"fp32", "fp16", "bf16", "int8"};
-  static const char* const kAlgorithms[] = {"auto", "dense-flat", "dense-hier", "sparse-allgather",
-                                            "sparse-rd", "sparse-hier"};
-  auto one_of = [](const std::string& v, const auto& list) {
-    for (const char* x : list) {
-      if (v == x) return true;
-    }
-    return false;
-  };
-  if (!one_of(z.method, kMethods)) {
-    return bad("compression.method", "unknown method '" + z.method + "' (expected none, topk, topk-sampled, randk)");
-  }
-  if (!(z.density > 0.0 && z.density <= 1.0)) {
-    return bad("compression.density", "must be in (0, 1], got " + std::to_string(z.density));
-  }
-  if (!one_of(z.value_type, kValueTypes)) {
-    return bad("compression.value_type", "unknown value type '" + z.value_type + "' (expected fp32, fp16, bf16, int8)");
-  }
-  if (!(z.momentum_correction >= 0.0 && z.momentum_correction < 1.0)) {
-    return bad("compression.momentum_correction", "must be in [0, 1)");
-  }
-  if (z.momentum_correction > 0.0 && !z.error_feedback) {
-    return bad("compression.momentum_correction", "needs compression.error_feedback = true");
-  }
-  if (z.level != "silo" && z.level != "node") {
-    return bad("compression.level", "must be \"silo\" or \"node\", got '" + z.level + "'");
-  }
-  const std::string& alg = c.allreduce.algorithm;
-  if (!one_of(alg, kAlgorithms)) {
-    return bad("allreduce.algorithm", "unknown algorithm '" + alg + "' (expected auto, dense-flat, dense-hier, sparse-allgather, sparse-rd, sparse-hier)");
-  }
-  if (z.level == "node" && alg != "sparse-hier" && alg != "auto") {
-    return bad("compression.level", "\"node\" runs on allreduce.algorithm = \"sparse-hier\" (or \"auto\"), not \"" + alg + "\"");
-  }
-  if (z.level == "node" && z.method == "none") {
+  return {};
+}
+
+Status validate_eval(const EvalSection& e) {
+  if (e.every < 1) return bad("eval.every", "must be >= 1");
+  if (e.batch_size < 1) return bad("eval.batch_size", "must be >= 1");
+  return {};
+}
+
+// The compressor's own validator (compression::validate), plus the level.
+Status validate_compression(const CompressionSection& z) {
+  FEDSILO_CHECK(compression::validate(compression_config(z)));
+  if (z.level == CompressionLevel::kNode && z.method == compression::Method::kNone) {
     return bad("compression.level", "\"node\" needs a compression.method other than \"none\"");
   }
-  if (alg == "sparse-hier" && z.level != "node") {
-    return bad("allreduce.algorithm", "\"sparse-hier\" compresses node sums: it needs compression.level = \"node\"");
+  return {};
+}
+
+Status validate_allreduce(const AllreduceSection& a) {
+  if (!(a.link_gbps >= 0.0)) return bad("allreduce.link_gbps", "must be >= 0 (0 = measure)");
+  if (!(a.link_latency_us >= 0.0)) return bad("allreduce.link_latency_us", "must be >= 0");
+  return {};
+}
+
+Status validate_topology(const TopologySection& t) {
+  if (t.emulated_nodes < 0) return bad("topology.emulated_nodes", "must be >= 0 (0 = real nodes)");
+  return {};
+}
+
+Status validate_slurm(const SlurmSection& s) {
+  auto limit = slurm_time_seconds(s.time);
+  if (!limit.ok()) return bad("slurm.time", limit.status().message());
+  if (s.nodes < 0) return bad("slurm.nodes", "must be >= 0 (0 = silos / ranks_per_node, or 1)");
+  if (s.ranks_per_node < 0) {
+    return bad("slurm.ranks_per_node", "must be >= 0 (0 = silos / nodes, all on one node when both are 0)");
   }
-  if (!(c.allreduce.link_gbps >= 0.0)) return bad("allreduce.link_gbps", "must be >= 0 (0 = measure)");
-  if (!(c.allreduce.link_latency_us >= 0.0)) return bad("allreduce.link_latency_us", "must be >= 0");
-  if (c.topology.emulated_nodes < 0) return bad("topology.emulated_nodes", "must be >= 0 (0 = real nodes)");
-  if (auto t = slurm_time_seconds(c.slurm.time); !t.ok()) return bad("slurm.time", t.status().message());
-  if (c.slurm.nodes < 0) return bad("slurm.nodes", "must be >= 0 (0 = silos / ranks_per_node, or 1)");
-  if (c.slurm.ranks_per_node < 0) return bad("slurm.ranks_per_node", "must be >= 0 (0 = silos / nodes, all on one node when both are 0)");
-  if (c.slurm.signal_seconds < 1 || c.slurm.signal_seconds > 65535) {
-    return bad("slurm.signal_seconds", "must be in [1, 65535], got " + std::to_string(c.slurm.signal_seconds));
+  if (s.signal_seconds < 1 || s.signal_seconds > 65535) {
+    return bad("slurm.signal_seconds", "must be in [1, 65535], got " + std::to_string(s.signal_seconds));
   }
-  if (c.slurm.signal_seconds >= slurm_time_seconds(c.slurm.time).value()) {
-    return bad("slurm.signal_seconds", std::to_string(c.slurm.signal_seconds) +
-                                           " s must be below the time limit slurm.time = \"" + c.slurm.time + "\"");
+  if (s.signal_seconds >= limit.value()) {
+    return bad("slurm.signal_seconds", std::to_string(s.signal_seconds) +
+                                           " s must be below the time limit slurm.time = \"" + s.time + "\"");
   }
-  for (const auto* v : {&c.slurm.partition, &c.slurm.account, &c.slurm.manifest, &c.slurm.output}) {
+  const std::pair<const std::string*, const char*> text_keys[] = {
+      {&s.partition, "slurm.partition"}, {&s.account, "slurm.account"},
+      {&s.manifest, "slurm.manifest"}, {&s.output, "slurm.output"}};
+  for (const auto& [v, key] : text_keys) {
     if (v->find_first_of(" \t\n'\"$`\\") != std::string::npos) {
-      return bad(v == &c.slurm.partition ? "slurm.partition" : v == &c.slurm.account ? "slurm.account"
-                 : v == &c.slurm.manifest ? "slurm.manifest" : "slurm.output",
-                 "must not contain blanks, quotes, '$', '`' or '\\' (it goes into #SBATCH lines)");
+      return bad(key, "must not contain blanks, quotes, '$', '`' or '\\' (it goes into #SBATCH lines)");
     }
   }
-  if (c.slurm.mpi.empty() ||
-      c.slurm.mpi.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") != std::string::npos) {
-    return bad("slurm.mpi", "'" + c.slurm.mpi + "' is not an srun --mpi plugin name (e.g. pmix, pmix_v4, pmi2)");
+  if (s.mpi.empty() || s.mpi.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") != std::string::npos) {
+    return bad("slurm.mpi", "'" + s.mpi + "' is not an srun --mpi plugin name (e.g. pmix, pmix_v4, pmi2)");
   }
-  if (c.slurm.cpus_per_task < 0) return bad("slurm.cpus_per_task", "must be >= 0 (0 = local.threads, or 1)");
+  if (s.cpus_per_task < 0) return bad("slurm.cpus_per_task", "must be >= 0 (0 = local.threads, or 1)");
+  if (!s.mem_per_task.empty()) {
+    if (auto m = slurm_memory_mib(s.mem_per_task); !m.ok()) return bad("slurm.mem_per_task", m.status().message());
+  }
+  return {};
+}
+
+// The rules that tie sections together.
+Status validate_across_sections(const Config& c) {
+  const auto& z = c.compression;
+  const Algorithm alg = c.allreduce.algorithm;
+  const std::string alg_name = name(alg);
+  if (z.level == CompressionLevel::kNode && alg != Algorithm::kSparseHier && alg != Algorithm::kAuto) {
+    return bad("compression.level", "\"node\" runs on allreduce.algorithm = \"sparse-hier\" (or \"auto\"), not \"" + alg_name + "\"");
+  }
+  if (alg == Algorithm::kSparseHier && z.level != CompressionLevel::kNode) {
+    return bad("allreduce.algorithm", "\"sparse-hier\" compresses node sums: it needs compression.level = \"node\"");
+  }
   if (c.slurm.cpus_per_task > 0 && c.local.threads > 0 && c.slurm.cpus_per_task < c.local.threads) {
     return bad("slurm.cpus_per_task", std::to_string(c.slurm.cpus_per_task) + " is below local.threads = " +
                                           std::to_string(c.local.threads) + " (each rank would oversubscribe its cores)");
   }
-  if (!c.slurm.mem_per_task.empty()) {
-    if (auto m = slurm_memory_mib(c.slurm.mem_per_task); !m.ok()) return bad("slurm.mem_per_task", m.status().message());
+  const DeviceReduce reduce = c.device.reduce;
+  if (reduce != DeviceReduce::kAuto && c.device.kind == DeviceKind::kCpu) {
+    return bad("device.reduce", "\"" + std::string(name(reduce)) +
+                                    "\" sums updates on GPUs: it needs device.kind = \"cuda\" or \"auto\", not \"cpu\"");
   }
-  if (c.device.kind != "cpu" && c.device.kind != "cuda" && c.device.kind != "auto") {
-    return bad("device.kind", "unknown device kind '" + c.device.kind + "' (expected cpu, cuda, auto)");
-  }
-  const std::string& reduce = c.device.reduce;
-  if (reduce != "auto" && reduce != "nccl" && reduce != "host") {
-    return bad("device.reduce", "unknown reduction '" + reduce + "' (expected auto, nccl, host)");
-  }
-  if (reduce != "auto" && c.device.kind == "cpu") {
-    return bad("device.reduce", "\"" + reduce + "\" sums updates on GPUs: it needs device.kind = \"cuda\" or \"auto\", not \"cpu\"");
-  }
-  if (reduce == "nccl" && z.method != "none" && z.level == "node") {  // the leaders compress on the host
-    return bad("device.reduce", "\"nccl\" sums dense updates: it cannot carry compression.method = \"" + z.method +
+  if (reduce == DeviceReduce::kNccl && z.method != compression::Method::kNone &&
+      z.level == CompressionLevel::kNode) {  // the leaders compress on the host
+    return bad("device.reduce", "\"nccl\" sums dense updates: it cannot carry compression.method = \"" +
+                                    std::string(name(z.method)) +
                                     "\" at compression.level = \"node\" (node sums are compressed on the host)");
   }
   // The silo's transform chain against the aggregation it goes through (fl/transform.h).
-  if (Status st = fl::validate_chain(fl::configured_chain(c), fl::configured_aggregation(c)); !st.ok()) {
-    return invalid_argument(source + ": " + st.message());
+  return fl::validate_chain(fl::configured_chain(c), fl::configured_aggregation(c));
+}
+
+}  // namespace
+
+compression::CompressionConfig compression_config(const CompressionSection& z) {
+  compression::CompressionConfig out;
+  out.method = z.method;
+  out.density = z.density;
+  out.value_type = z.value_type;
+  out.error_feedback = z.error_feedback;
+  out.momentum_correction = z.momentum_correction;
+  return out;
+}
+
+Status validate(const Config& c, const std::string& source) {
+  for (Status st : {validate_run(c.run), validate_data(c.data), validate_model(c.model),
+                    validate_local(c.local), validate_strategy(c.strategy), validate_eval(c.eval),
+                    validate_compression(c.compression), validate_allreduce(c.allreduce),
+                    validate_topology(c.topology), validate_slurm(c.slurm),
+                    validate_across_sections(c)}) {
+    if (!st.ok()) return invalid_argument(source + ": " + st.message());
   }
-  if (c.eval.every < 1) return bad("eval.every", "must be >= 1");
-  if (c.eval.batch_size < 1) return bad("eval.batch_size", "must be >= 1");
   // Last, so that a value that is wrong in itself is reported as such first.
   for (const std::string& key : c.written) {
     if (auto why = without_effect(c, key)) {
-      return bad(key, "has no effect with " + *why + "; remove it (or change that setting)");
+      return invalid_argument(source + ": " + key + ": has no effect with " + *why +
+                              "; remove it (or change that setting)");
     }
   }
   return {};
@@ -418,28 +535,55 @@ Status validate(const Config& c, const std::string& source) {
 
 std::optional<std::string> without_effect(const Config& c, const std::string& key) {
   const auto& z = c.compression;
-  const auto is = [](const std::string& k, const std::string& v) { return k + " = \"" + v + "\""; };
-  if (key == "strategy.mu" && c.strategy.name != "fedprox") return is("strategy.name", c.strategy.name);
-  if (key == "model.hidden" && c.model.arch != "mlp") return is("model.arch", c.model.arch);
-  if (key.starts_with("compression.") && key != "compression.method" && z.method == "none") {
+  const auto is = [](const std::string& k, const char* v) { return k + " = \"" + v + "\""; };
+  if (key == "strategy.mu" && c.strategy.name != StrategyName::kFedProx) {
+    return is("strategy.name", name(c.strategy.name));
+  }
+  if (key == "model.hidden" && c.model.arch != Arch::kMlp) return is("model.arch", name(c.model.arch));
+  if (key.starts_with("compression.") && key != "compression.method" &&
+      z.method == compression::Method::kNone) {
     return is("compression.method", "none");
   }
   if (key == "compression.momentum_correction" && !z.error_feedback) {
     return std::string("compression.error_feedback = false");
   }
   if ((key == "allreduce.link_gbps" || key == "allreduce.link_latency_us") &&
-      c.allreduce.algorithm != "auto") {
-    return is("allreduce.algorithm", c.allreduce.algorithm);
+      c.allreduce.algorithm != Algorithm::kAuto) {
+    return is("allreduce.algorithm", name(c.allreduce.algorithm));
   }
   if (key == "allreduce.link_latency_us" && c.allreduce.link_gbps == 0.0) {
     return std::string("allreduce.link_gbps = 0 (the links are measured)");
   }
   if (key == "device.reduce") {
-    if (c.device.kind == "cpu") return is("device.kind", "cpu");
-    if (z.method != "none") return is("compression.method", z.method) + " (compressed updates are summed on the host)";
+    if (c.device.kind == DeviceKind::kCpu) return is("device.kind", "cpu");
+    if (z.method != compression::Method::kNone) {
+      return is("compression.method", name(z.method)) + " (compressed updates are summed on the host)";
+    }
   }
   return std::nullopt;
 }
+
+template <typename E>
+Result<E> parse_choice(std::string_view text, const std::string& key) {
+  return find_choice<E>(text, key);
+}
+template Result<Arch> parse_choice(std::string_view, const std::string&);
+template Result<StrategyName> parse_choice(std::string_view, const std::string&);
+template Result<CompressionLevel> parse_choice(std::string_view, const std::string&);
+template Result<Algorithm> parse_choice(std::string_view, const std::string&);
+template Result<DeviceKind> parse_choice(std::string_view, const std::string&);
+template Result<DeviceReduce> parse_choice(std::string_view, const std::string&);
+template Result<compression::Method> parse_choice(std::string_view, const std::string&);
+template Result<kernels::ValueType> parse_choice(std::string_view, const std::string&);
+
+const char* name(Arch v) { return choice_name(v); }
+const char* name(StrategyName v) { return choice_name(v); }
+const char* name(CompressionLevel v) { return choice_name(v); }
+const char* name(Algorithm v) { return choice_name(v); }
+const char* name(DeviceKind v) { return choice_name(v); }
+const char* name(DeviceReduce v) { return choice_name(v); }
+const char* name(compression::Method v) { return choice_name(v); }
+const char* name(kernels::ValueType v) { return choice_name(v); }
 
 std::string to_toml(const Config& c) {
   std::string out, table;

@@ -8,9 +8,35 @@
 #include <string>
 #include <vector>
 
+#include "compression/compressor.h"
 #include "core/status.h"
+#include "kernels/sparse_vector.h"
 
 namespace fedsilo::config {
+
+// The values of the settings that name a choice, parsed from their TOML strings (the canonical
+// text and the resume hash write the same strings back).
+enum class Arch : uint8_t { kLogreg, kMlp, kNiidCnn };
+enum class StrategyName : uint8_t { kFedAvg, kFedProx };
+enum class CompressionLevel : uint8_t { kSilo, kNode };
+enum class Algorithm : uint8_t { kAuto, kDenseFlat, kDenseHier, kSparseAllgather, kSparseRd, kSparseHier };
+enum class DeviceKind : uint8_t { kCpu, kCuda, kAuto };
+enum class DeviceReduce : uint8_t { kAuto, kNccl, kHost };
+
+/// The TOML string of a value ("niid-cnn", "fedprox", "node", "sparse-rd", "cuda", "nccl", and
+/// compression's "topk", "fp16", ...).
+const char* name(Arch v);
+const char* name(StrategyName v);
+const char* name(CompressionLevel v);
+const char* name(Algorithm v);
+const char* name(DeviceKind v);
+const char* name(DeviceReduce v);
+const char* name(compression::Method v);
+const char* name(kernels::ValueType v);
+/// The value of E that `text` names; kInvalidArgument "KEY: unknown value 'TEXT' (expected
+/// ...)" otherwise. For E among the enums above, compression::Method and kernels::ValueType.
+template <typename E>
+[[nodiscard]] Result<E> parse_choice(std::string_view text, const std::string& key);
 
 struct RunSection {
   std::string name = "fedsilo";
@@ -25,7 +51,7 @@ struct DataSection {
   std::string test_file;        // global test split; default <silos_dir>/test.h5
 };
 struct ModelSection {
-  std::string arch = "niid-cnn";
+  Arch arch = Arch::kNiidCnn;
   std::vector<int> hidden;      // mlp hidden sizes
 };
 struct LocalSection {
@@ -37,21 +63,20 @@ struct LocalSection {
   int threads = 0;              // 0 = cores / ranks per node, at least 1
 };
 struct StrategySection {
-  std::string name = "fedavg";  // fedavg | fedprox
+  StrategyName name = StrategyName::kFedAvg;
   double mu = 0.0;              // FedProx proximal weight
   double fraction = 1.0;        // silos sampled per round, in (0, 1]
 };
 struct CompressionSection {
-  std::string method = "none";      // none | topk | topk-sampled | randk
+  compression::Method method = compression::Method::kNone;
   double density = 0.01;            // fraction of coordinates sent, in (0, 1]
-  std::string value_type = "fp32";  // fp32 | fp16 | bf16 | int8
+  kernels::ValueType value_type = kernels::ValueType::kFp32;
   bool error_feedback = true;
   double momentum_correction = 0.0; // DGC momentum factor in [0, 1); 0 = off
-  std::string level = "silo";       // silo: each silo's update; node: each node's sum
+  CompressionLevel level = CompressionLevel::kSilo;  // silo: each silo's update; node: each node's sum
 };
 struct AllreduceSection {
-  std::string algorithm = "dense-flat";  // auto | dense-flat | dense-hier | sparse-allgather |
-                                         // sparse-rd | sparse-hier
+  Algorithm algorithm = Algorithm::kDenseFlat;
   double link_gbps = 0.0;           // inter-node link for `auto`; 0 = measure at start-up
   double link_latency_us = 50.0;
 };
@@ -75,8 +100,8 @@ struct SlurmSection {
 /// Where local training and evaluation run (not how the job is submitted: a non-default kind
 /// enters the resume hash, the default "cpu" does not, so configs from before [device] resume).
 struct DeviceSection {
-  std::string kind = "cpu";       // cpu | cuda | auto (cuda when this process sees a GPU)
-  std::string reduce = "auto";    // dense sums of GPU ranks: auto | nccl | host (pinned + MPI)
+  DeviceKind kind = DeviceKind::kCpu;           // auto: cuda when this process sees a GPU
+  DeviceReduce reduce = DeviceReduce::kAuto;    // dense sums of GPU ranks (host: pinned + MPI)
 };
 struct EvalSection {
   int every = 1;                // evaluate every N rounds (and always the last)
@@ -113,8 +138,12 @@ struct Config {
 [[nodiscard]] Result<Config> parse_config(const std::string& text, const std::string& source);
 /// Reads and parses a config file.
 [[nodiscard]] Result<Config> load_config(const std::string& path);
-/// Checks value ranges and cross-key rules (called by parse_config). A key the user wrote that
-/// takes no effect under the other settings is an error naming both keys.
+/// The compressor settings of a [compression] section (threads left at the default).
+[[nodiscard]] compression::CompressionConfig compression_config(const CompressionSection& z);
+
+/// Checks value ranges and cross-key rules (called by parse_config): one validator per section,
+/// then the rules across sections (the silo's transform chain against its aggregation, fl/transform.h).
+/// A key the user wrote that takes no effect under the other settings is an error naming both keys.
 [[nodiscard]] Status validate(const Config& cfg, const std::string& source);
 /// Where `key` ("table.key") has no effect under the other settings of `cfg`: the setting that
 /// makes it so, e.g. `strategy.name = "fedavg"` for strategy.mu; nullopt where it takes effect.

@@ -90,11 +90,11 @@ Status check_finite(std::span<const float> v, const std::string& what) {
 Result<std::unique_ptr<Aggregation>> make_aggregation(const config::Config& cfg, mpi::Comm& comm,
                                                      Backend& backend, int cuda_device,
                                                      UpdateExchange& exchange, int64_t length) {
-  if (backend.gpu() != nullptr && cfg.compression.method == "none") {
+  if (backend.gpu() != nullptr && cfg.compression.method == compression::Method::kNone) {
     auto topo = mpi::Topology::create(comm, cfg.topology.emulated_nodes);
     FEDSILO_CHECK(comm.agree(topo.status()));
     auto device = std::make_unique<DeviceAggregation>(*backend.gpu(), std::move(topo).value(), length);
-    FEDSILO_CHECK(device->init(cuda_device, cfg.device.reduce));
+    FEDSILO_CHECK(device->init(cuda_device, config::name(cfg.device.reduce)));
     return std::unique_ptr<Aggregation>(std::move(device));
   }
   auto buffer = exchange.buffer();

@@ -226,17 +226,17 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
   FEDSILO_CHECK(comm.agree(load_silo(cfg, rank, size, silo)));
 
   // ---- model
-  model::ModelSpec spec{cfg.model.arch, cfg.model.hidden, silo.train.chw, silo.train.num_classes};
+  model::ModelSpec spec{config::name(cfg.model.arch), cfg.model.hidden, silo.train.chw, silo.train.num_classes};
   auto built = model::Model::build(spec);
   FEDSILO_CHECK(comm.agree(built.status()));
   const model::Model& net = built.value();
   const int threads = cfg.local.threads > 0 ? cfg.local.threads : default_threads(comm);
 
   // ---- device ([device] kind): every rank resolves it, then all agree on one backend
-  auto chosen = model::choose_device(cfg.device.kind, comm.local_rank());
+  auto chosen = model::choose_device(config::name(cfg.device.kind), comm.local_rank());
   FEDSILO_CHECK(comm.agree(chosen.status()));
   model::DeviceChoice device = chosen.value();
-  if (cfg.device.kind == "auto") {
+  if (cfg.device.kind == config::DeviceKind::kAuto) {
     // CUDA only when every rank has a device: one backend for the whole federation.
     double with_gpu = device.cuda ? 1.0 : 0.0;
     FEDSILO_CHECK(comm.allreduce_sum(std::span<double>(&with_gpu, 1)));
@@ -347,7 +347,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
       if (gpus > 1) where += " (ranks round-robin over " + std::to_string(gpus) + " GPUs a node)";
     }
     std::printf("fedsilo: %s, %d silos on %s, %s (%lld parameters), %s, %s, %s, rounds %lld..%d%s\n",
-                cfg.run.name.c_str(), size, exchange.topology().c_str(), cfg.model.arch.c_str(),
+                cfg.run.name.c_str(), size, exchange.topology().c_str(), config::name(cfg.model.arch),
                 static_cast<long long>(net.num_params()), strategy.name().c_str(),
                 reducer_label.c_str(), where.c_str(),
                 static_cast<long long>(start_round + 1), cfg.run.rounds,

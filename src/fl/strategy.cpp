@@ -52,11 +52,14 @@ void FedProx::configure_local(model::LocalTrainOptions& opts) const {
 
 Result<std::unique_ptr<Strategy>> make_strategy(const config::Config& cfg) {
   const auto& s = cfg.strategy;
-  if (s.name == "fedavg") return std::unique_ptr<Strategy>(new FedAvg(cfg.run.seed, s.fraction));
-  if (s.name == "fedprox") {
-    return std::unique_ptr<Strategy>(new FedProx(cfg.run.seed, s.fraction, s.mu));
+  switch (s.name) {
+    case config::StrategyName::kFedAvg:
+      return std::unique_ptr<Strategy>(new FedAvg(cfg.run.seed, s.fraction));
+    case config::StrategyName::kFedProx:
+      return std::unique_ptr<Strategy>(new FedProx(cfg.run.seed, s.fraction, s.mu));
   }
-  return invalid_argument("strategy.name: unknown strategy '" + s.name + "'");
+  return invalid_argument("strategy.name: unknown strategy " +
+                          std::to_string(static_cast<int>(s.name)));
 }
 
 }  // namespace fedsilo::fl

@@ -94,22 +94,22 @@ Status validate_chain(std::span<const TransformSpec> chain, const AggregationSpe
 std::vector<TransformSpec> configured_chain(const config::Config& cfg) {
   std::vector<TransformSpec> chain;
   const auto& z = cfg.compression;
-  if (z.method != "none" && z.level == "silo") {
+  if (z.method != compression::Method::kNone && z.level == config::CompressionLevel::kSilo) {
     // Top-k selects from the silo's own values: each silo its own coordinates. Rand-k draws
     // them from (seed, round): one set shared by every silo.
-    chain.push_back({"compression", quoted("compression.method", z.method),
+    chain.push_back({"compression", quoted("compression.method", config::name(z.method)),
                      z.error_feedback ? Stage::kAddResidual : Stage::kSelect, Stage::kEncode,
-                     z.method == "randk" ? Need::kSharedIndexSet : Need::kSparseSum});
+                     z.method == compression::Method::kRandk ? Need::kSharedIndexSet : Need::kSparseSum});
   }
   return chain;
 }
 
 AggregationSpec configured_aggregation(const config::Config& cfg) {
-  if (cfg.device.reduce == "nccl") {
+  if (cfg.device.reduce == config::DeviceReduce::kNccl) {
     return {"device-nccl", quoted("device.reduce", "nccl") + " (it sums dense updates on the GPUs)",
             {Need::kFloatSum}};
   }
-  const std::string& alg = cfg.allreduce.algorithm;
+  const std::string alg = config::name(cfg.allreduce.algorithm);
   const std::string setting = quoted("allreduce.algorithm", alg);
   if (alg == "sparse-allgather" || alg == "sparse-rd") {
     return {alg, setting, {Need::kSparseSum, Need::kSharedIndexSet}};

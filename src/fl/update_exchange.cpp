@@ -110,10 +110,8 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
   const auto& z = cfg.compression;
   FEDSILO_ASSIGN_OR_RETURN(mpi::Topology topo, mpi::Topology::create(world, cfg.topology.emulated_nodes));
   auto topology = std::make_shared<mpi::Topology>(std::move(topo));
-  FEDSILO_ASSIGN_OR_RETURN(compression::CompressionConfig zcfg,
-                           compression::make_compression_config(z.method, z.density, z.value_type,
-                                                                z.error_feedback,
-                                                                z.momentum_correction));
+  compression::CompressionConfig zcfg = config::compression_config(z);
+  FEDSILO_CHECK(compression::validate(zcfg));
   // One thread: at level silo every rank compresses at once; at level node a multi-threaded
   // leader measured no faster on the emulated nodes (whose leaders share the cores) and ranks
   // are usually bound to one core each.
@@ -128,7 +126,7 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
     impl->length = length;
     impl->topology = topology;
     impl->zcfg = zcfg;
-    impl->node_level = z.level == "node";
+    impl->node_level = z.level == config::CompressionLevel::kNode;
     impl->algorithm = name;
     // The chain the config asks for (validated with the config): each transform here.
     for (const TransformSpec& spec : configured_chain(cfg)) {
@@ -141,7 +139,7 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
       impl->compression = t.get();
       impl->chain.push_back(std::move(t));
     }
-    if (impl->node_level && z.method != "none") {
+    if (impl->node_level && z.method != compression::Method::kNone) {
       FEDSILO_ASSIGN_OR_RETURN(impl->node_compressor, make_rank_compressor(zcfg, cuda_device));
       if (z.error_feedback) impl->node_state.residual.assign(static_cast<size_t>(length), 0.0f);
       if (z.momentum_correction > 0.0) {
@@ -186,7 +184,7 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
   };
 
   // Which algorithm: pinned, recorded by the checkpoint we resume, or chosen by `auto`.
-  std::string name = cfg.allreduce.algorithm;
+  std::string name = config::name(cfg.allreduce.algorithm);
   mpi::LeaderExchange leaders = mpi::LeaderExchange::kAllgather;
   if (!resolved_algorithm.empty()) {
     name = resolved_algorithm;
@@ -199,14 +197,15 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
       FEDSILO_ASSIGN_OR_RETURN(link, mpi::calibrate_links(*topology, link));
     }
     mpi::SelectorInput in;
-    in.density = z.method == "none" ? 1.0 : z.density;
+    in.density = z.method == compression::Method::kNone ? 1.0 : z.density;
     in.ranks = world.size();
     in.nodes = topology->num_nodes();
     in.message_bytes = 4 * length;
     in.value_type = zcfg.value_type;
-    in.level = z.level == "node" ? mpi::CompressionLevel::kNode : mpi::CompressionLevel::kSilo;
+    in.level = z.level == config::CompressionLevel::kNode ? mpi::CompressionLevel::kNode
+                                                          : mpi::CompressionLevel::kSilo;
     in.link = link;
-    if (in.level == mpi::CompressionLevel::kNode && z.method != "none") {
+    if (in.level == mpi::CompressionLevel::kNode && z.method != compression::Method::kNone) {
       FEDSILO_ASSIGN_OR_RETURN(in.compress_seconds_per_float,
                                measure_leader_compression(*topology, zcfg, cfg.run.seed, length,
                                                           cuda_device));

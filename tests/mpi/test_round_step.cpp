@@ -38,7 +38,7 @@ struct Fixture {
 };
 
 void make(mpi::Comm& world, const std::string& algorithm, int64_t n, Fixture& f) {
-  f.cfg.allreduce.algorithm = algorithm;
+  f.cfg.allreduce.algorithm = config::parse_choice<config::Algorithm>(algorithm, "algorithm").value();
   auto s = make_strategy(f.cfg);
   ASSERT_TRUE(s.ok()) << s.status().message();
   f.strategy = std::move(s).value();

@@ -45,7 +45,7 @@ TEST(Config, ParsesAllSectionsAndFillsDefaults) {
   EXPECT_EQ(c->data.test_file, "silos/test.h5");
   EXPECT_EQ(c->model.hidden, (std::vector<int>{200, 200}));
   EXPECT_DOUBLE_EQ(c->local.lr, 0.05);
-  EXPECT_EQ(c->strategy.name, "fedprox");
+  EXPECT_EQ(std::string(fedsilo::config::name(c->strategy.name)), "fedprox");
   EXPECT_DOUBLE_EQ(c->strategy.fraction, 0.5);
 }
 

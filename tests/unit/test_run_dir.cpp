@@ -23,7 +23,7 @@ fedsilo::config::Config config_in(const std::string& dir, int rounds) {
   fedsilo::config::Config c;
   c.run.out_dir = dir + "/run";
   c.run.rounds = rounds;
-  c.model.arch = "logreg";
+  c.model.arch = fedsilo::config::Arch::kLogreg;
   c.data.silos_dir = dir + "/silos";
   c.data.test_file = dir + "/silos/test.h5";
   return c;

@@ -71,7 +71,7 @@ TEST(TransformChain, RefusesAnAggregationThatCannotCarryTheChainNamingBoth) {
 TEST(TransformChain, ConfigAsksForCompressionAtLevelSiloOnly) {
   config::Config c;
   EXPECT_TRUE(configured_chain(c).empty());
-  c.compression.method = "topk";
+  c.compression.method = compression::Method::kTopk;
   const auto chain = configured_chain(c);
   ASSERT_EQ(chain.size(), 1u);
   EXPECT_EQ(chain[0].name, "compression");
@@ -80,13 +80,13 @@ TEST(TransformChain, ConfigAsksForCompressionAtLevelSiloOnly) {
   EXPECT_EQ(chain[0].need, Need::kSparseSum);
   c.compression.error_feedback = false;
   EXPECT_EQ(configured_chain(c)[0].first, Stage::kSelect);
-  c.compression.method = "randk";  // drawn from (seed, round): the same set on every silo
+  c.compression.method = compression::Method::kRandk;  // drawn from (seed, round): the same set on every silo
   EXPECT_EQ(configured_chain(c)[0].need, Need::kSharedIndexSet);
-  c.compression.level = "node";  // the leaders compress node sums inside the aggregation
+  c.compression.level = config::CompressionLevel::kNode;  // the leaders compress node sums inside the aggregation
   EXPECT_TRUE(configured_chain(c).empty());
-  c.allreduce.algorithm = "sparse-rd";
+  c.allreduce.algorithm = config::Algorithm::kSparseRd;
   EXPECT_EQ(configured_aggregation(c).name, "sparse-rd");
-  c.device.reduce = "nccl";
+  c.device.reduce = config::DeviceReduce::kNccl;
   EXPECT_EQ(configured_aggregation(c).name, "device-nccl");
 }
 

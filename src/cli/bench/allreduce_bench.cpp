@@ -318,6 +318,7 @@ class Bench {
   std::unique_ptr<mpi::Topology> topo_;
   bool node_level_ = false;
   kernels::ValueType value_type_ = kernels::ValueType::kFp32;
+  compression::Method method_ = compression::Method::kTopk;
   std::vector<int64_t> sizes_;
   mpi::LinkModel link_;
   std::vector<float> update_, exact_, out_, ref_, scratch_;
@@ -350,9 +351,8 @@ Status Bench::parse() {
     return invalid_argument("--level: silo or node");
   }
   node_level_ = args_.level == "node";
-  FEDSILO_ASSIGN_OR_RETURN(const compression::Method method,
-                           compression::parse_method(args_.method));
-  if (method == compression::Method::kNone) {
+  FEDSILO_ASSIGN_OR_RETURN(method_, compression::parse_method(args_.method));
+  if (method_ == compression::Method::kNone) {
     return invalid_argument("--method: none is density 1; give topk, topk-sampled or randk");
   }
   FEDSILO_ASSIGN_OR_RETURN(value_type_, compression::parse_value_type(args_.value_type));
@@ -468,13 +468,20 @@ config::Config Bench::row_config(double density, const std::string& algorithm) c
   // Density 1 is no compression: the dense exchange, with no compressor, the same at either
   // level (config::validate accepts it as level silo only). sparse-hier keeps level node, so
   // that its skip says why.
+  // The names were checked when the flags were parsed (run()): a failed parse cannot happen.
+  const auto choice = [](auto fallback, const std::string& text, const char* key) {
+    auto v = config::parse_choice<decltype(fallback)>(text, key);
+    return v.ok() ? v.value() : fallback;
+  };
   const bool compress = density < 1.0;
-  c.compression.method = compress ? args_.method : "none";
+  c.compression.method = compress ? method_ : compression::Method::kNone;
   c.compression.density = density;
-  c.compression.value_type = args_.value_type;
+  c.compression.value_type = value_type_;
   c.compression.error_feedback = !args_.no_error_feedback;
-  c.compression.level = compress || algorithm == "sparse-hier" ? args_.level : "silo";
-  c.allreduce.algorithm = algorithm;
+  c.compression.level = compress || algorithm == "sparse-hier"
+                            ? choice(config::CompressionLevel::kSilo, args_.level, "--level")
+                            : config::CompressionLevel::kSilo;
+  c.allreduce.algorithm = choice(config::Algorithm::kDenseFlat, algorithm, "--algorithms");
   c.allreduce.link_gbps = args_.link_gbps;
   c.allreduce.link_latency_us = args_.link_latency_us;
   c.topology.emulated_nodes = args_.emulated_nodes;
@@ -507,10 +514,7 @@ Status Bench::check_contribution(const Entry& e, std::span<float> ref) {
   // The compressor the exchange runs (its config, one thread), with a fresh state, on the
   // round-0 input: what a correct exchange sends from this rank.
   const auto& z = e.cfg.compression;
-  FEDSILO_ASSIGN_OR_RETURN(
-      compression::CompressionConfig zcfg,
-      compression::make_compression_config(z.method, z.density, z.value_type, z.error_feedback,
-                                           z.momentum_correction));
+  compression::CompressionConfig zcfg = config::compression_config(z);
   zcfg.threads = 1;
   FEDSILO_ASSIGN_OR_RETURN(auto compressor, compression::make_compressor(zcfg));
   compression::CompressorState state;
@@ -597,8 +601,9 @@ Result<std::unique_ptr<Bench::Entry>> Bench::setup(int64_t n, double density,
   }
   // Compressed unless the exchange is dense with nothing compressed (density 1; level node
   // on a dense algorithm that auto chose: the node sums go uncompressed).
-  e->compressed = e->cfg.compression.method != "none" &&
-                  (e->cfg.compression.level == "silo" || x.algorithm() == "sparse-hier");
+  e->compressed = e->cfg.compression.method != compression::Method::kNone &&
+                  (e->cfg.compression.level == config::CompressionLevel::kSilo ||
+                   x.algorithm() == "sparse-hier");
   const auto N = static_cast<size_t>(n);
   auto own = x.buffer();
   FEDSILO_CHECK(world_.agree(own.status()));
