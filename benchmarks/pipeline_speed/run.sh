@@ -101,7 +101,7 @@ for b in ["base", "head"]:
                 v[b].append(x["time_ms"]["median_rank"])
 row("allreduce 1 Gbit/s cell (ms)", "ms", v, False, 0.10)
 json.dump({"benchmark": "pipeline_speed", "base": base, "head": head, "repetitions": reps,
-           "openblas_coretype": core, "machine": open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": "),
+           "openblas_coretype": core, "machine": open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(" \t:"),
            "rows": rows}, open(f"{out}/pipeline_speed.json", "w"), indent=2)
 print(f"wrote {out}/pipeline_speed.json")
 PYEOF
