@@ -9,6 +9,11 @@ find_package(spdlog REQUIRED)
 find_package(fmt REQUIRED)
 find_package(nlohmann_json 3.10 REQUIRED)
 find_package(Threads REQUIRED)
+# Secure aggregation's primitives: X25519, BLAKE2b, guarded memory (libsodium, which ships a
+# pkg-config file and no CMake package) and AES-128-CTR (OpenSSL's libcrypto).
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(sodium REQUIRED IMPORTED_TARGET libsodium)
+find_package(OpenSSL REQUIRED COMPONENTS Crypto)
 
 # OpenBLAS ships a CMake config on Debian (variables only): wrap it in an imported target.
 find_package(OpenBLAS CONFIG QUIET)

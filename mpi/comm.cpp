@@ -139,6 +139,9 @@ Status Comm::allreduce_sum(std::span<double> d) {
 Status Comm::allreduce_sum(std::span<int64_t> d) {
   return allreduce_chunked(h_->world, d.data(), d.size(), MPI_INT64_T, MPI_SUM);
 }
+Status Comm::allreduce_sum(std::span<uint32_t> d) {
+  return allreduce_chunked(h_->world, d.data(), d.size(), MPI_UINT32_T, MPI_SUM);
+}
 Status Comm::allreduce_max(std::span<double> d) {
   return allreduce_chunked(h_->world, d.data(), d.size(), MPI_DOUBLE, MPI_MAX);
 }

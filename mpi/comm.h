@@ -55,6 +55,8 @@ class Comm {
   [[nodiscard]] Status allreduce_sum(std::span<float> data);
   [[nodiscard]] Status allreduce_sum(std::span<double> data);
   [[nodiscard]] Status allreduce_sum(std::span<int64_t> data);
+  /// Modulo 2^32 (unsigned arithmetic wraps): secure aggregation's masked integer sum.
+  [[nodiscard]] Status allreduce_sum(std::span<uint32_t> data);
   [[nodiscard]] Status allreduce_max(std::span<double> data);
   /// Every rank contributes `mine` (same length everywhere); result is size() * mine.size(),
   /// rank-major.

@@ -40,8 +40,9 @@ if [[ ${1:-} == --project ]]; then
   PBUILD=${FEDSILO_BUILD_DIR:-$ROOT/build/cross-aarch64-project}
   PKGS=(libopenmpi-dev libhdf5-dev libslurm-dev zlib1g-dev libtomlplusplus-dev libcli11-dev
         libspdlog-dev libfmt-dev nlohmann-json3-dev libopenblas-dev libgtest-dev libbenchmark-dev
-        libstdc++-12-dev libgomp1)
-  if [[ ! -f $SYSROOT/.fedsilo-sysroot ]]; then
+        libsodium-dev libssl-dev libstdc++-12-dev libgomp1)
+  # The marker holds the package list: a sysroot made for another list is made again.
+  if [[ "$(cat "$SYSROOT/.fedsilo-sysroot" 2>/dev/null)" != "${PKGS[*]}" ]]; then
     # apt resolves the packages and their dependencies for arm64 as if nothing were installed
     # (an empty status file) and only downloads them; dpkg-deb unpacks them into the sysroot.
     apt_dir=$SYSROOT.apt
@@ -61,7 +62,7 @@ if [[ ${1:-} == --project ]]; then
     find "$SYSROOT" -type l -lname '/*' -print0 | while IFS= read -r -d '' link; do
       ln -sfn "$SYSROOT$(readlink "$link")" "$link"
     done
-    touch "$SYSROOT/.fedsilo-sysroot"
+    echo "${PKGS[*]}" > "$SYSROOT/.fedsilo-sysroot"
   fi
   lib=$SYSROOT/usr/lib/aarch64-linux-gnu
   # What the packages' postinst scripts would set up with update-alternatives: OpenBLAS (pthread

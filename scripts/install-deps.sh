@@ -11,7 +11,7 @@ PACKAGES=(
   libopenblas-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
-  libsodium-dev zlib1g-dev
+  libsodium-dev libssl-dev zlib1g-dev
   dataset-fashion-mnist
   lmod
   slurmctld slurmd slurm-client slurm-wlm-basic-plugins libslurm-dev munge libpmix-dev

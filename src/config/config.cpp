@@ -243,6 +243,14 @@ const std::vector<KeySpec>& key_specs() {
       FEDSILO_KEY_DBL("strategy", fraction, strategy.fraction),
       FEDSILO_KEY_INT("eval", every, eval.every),
       FEDSILO_KEY_INT("eval", batch_size, eval.batch_size),
+      KeySpec{"secure_aggregation", "enabled",
+              [](const toml::node& n, Config& c, const std::string& w) {
+                return read_bool(n, c.secure_aggregation.enabled, w);
+              },
+              [](const Config& c) { return std::string(c.secure_aggregation.enabled ? "true" : "false"); }},
+      FEDSILO_KEY_DBL("secure_aggregation", range, secure_aggregation.range),
+      FEDSILO_KEY_INT("secure_aggregation", bits, secure_aggregation.bits),
+      FEDSILO_KEY_DBL("secure_aggregation", max_weight, secure_aggregation.max_weight),
       FEDSILO_KEY_CHOICE("compression", method, compression.method),
       FEDSILO_KEY_DBL("compression", density, compression.density),
       FEDSILO_KEY_CHOICE("compression", value_type, compression.value_type),
@@ -329,7 +337,7 @@ Result<Config> parse_config(const std::string& text, const std::string& source) 
     for (const auto& s : specs) known_table = known_table || table == s.table;
     if (!known_table) {
       return invalid_argument(source + ": unknown config table or key '" + table +
-                              "' (known tables: run, data, model, local, strategy, eval, compression, allreduce, "
+                              "' (known tables: run, data, model, local, strategy, eval, secure_aggregation, compression, allreduce, "
                               "topology, slurm, device)");
     }
     const auto* tbl = table_node.as_table();
@@ -436,6 +444,22 @@ Status validate_allreduce(const AllreduceSection& a) {
   return {};
 }
 
+Status validate_secure_aggregation(const SecureAggregationSection& s) {
+  if (!s.enabled) return {};
+  if (!(s.range > 0.0) || !std::isfinite(s.range)) {
+    return bad("secure_aggregation.range", "must be > 0, got " + std::to_string(s.range));
+  }
+  if (s.bits < 1 || s.bits > 30) {
+    return bad("secure_aggregation.bits", "must be in [1, 30], got " + std::to_string(s.bits));
+  }
+  if (!(s.max_weight > 0.0) || !std::isfinite(s.max_weight)) {
+    return bad("secure_aggregation.max_weight",
+               "is required with secure_aggregation.enabled = true: at least the largest silo's "
+               "training-set size (a silo's weight is its sample count / max_weight, at most 1)");
+  }
+  return {};
+}
+
 Status validate_topology(const TopologySection& t) {
   if (t.emulated_nodes < 0) return bad("topology.emulated_nodes", "must be >= 0 (0 = real nodes)");
   return {};
@@ -499,6 +523,18 @@ Status validate_across_sections(const Config& c) {
                                     std::string(name(z.method)) +
                                     "\" at compression.level = \"node\" (node sums are compressed on the host)");
   }
+  if (c.secure_aggregation.enabled) {
+    if (c.device.kind != DeviceKind::kCpu) {
+      return bad("secure_aggregation.enabled",
+                 "true needs device.kind = \"cpu\" for now, not \"" + std::string(name(c.device.kind)) +
+                     "\" (the masked sum of GPU ranks is not implemented yet)");
+    }
+    if (z.method == compression::Method::kRandk) {
+      return bad("secure_aggregation.enabled",
+                 "true with compression.method = \"randk\" (a shared index set) is not implemented "
+                 "yet: use compression.method = \"none\"");
+    }
+  }
   // The silo's transform chain against the aggregation it goes through (fl/transform.h).
   return fl::validate_chain(fl::configured_chain(c), fl::configured_aggregation(c));
 }
@@ -519,6 +555,7 @@ Status validate(const Config& c, const std::string& source) {
   for (Status st : {validate_run(c.run), validate_data(c.data), validate_model(c.model),
                     validate_local(c.local), validate_strategy(c.strategy), validate_eval(c.eval),
                     validate_compression(c.compression), validate_allreduce(c.allreduce),
+                    validate_secure_aggregation(c.secure_aggregation),
                     validate_topology(c.topology), validate_slurm(c.slurm),
                     validate_across_sections(c)}) {
     if (!st.ok()) return invalid_argument(source + ": " + st.message());
@@ -543,6 +580,10 @@ std::optional<std::string> without_effect(const Config& c, const std::string& ke
   if (key.starts_with("compression.") && key != "compression.method" &&
       z.method == compression::Method::kNone) {
     return is("compression.method", "none");
+  }
+  if (key.starts_with("secure_aggregation.") && key != "secure_aggregation.enabled" &&
+      !c.secure_aggregation.enabled) {
+    return std::string("secure_aggregation.enabled = false");
   }
   if (key == "compression.momentum_correction" && !z.error_feedback) {
     return std::string("compression.error_feedback = false");

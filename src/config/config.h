@@ -107,6 +107,14 @@ struct EvalSection {
   int every = 1;                // evaluate every N rounds (and always the last)
   int batch_size = 500;
 };
+/// Secure aggregation (src/secagg/, docs/threat-model.md): only the sum of the sampled silos'
+/// updates (and of their weights) is revealed.
+struct SecureAggregationSection {
+  bool enabled = false;
+  double range = 1.0;       // each coordinate of the weighted update is clipped to [-range, range]
+  int bits = 16;            // fixed point: a value x is sent as stochastic_round(x * 2^bits) mod 2^32
+  double max_weight = 0.0;  // a silo's weight is its sample count / max_weight (<= 1); required
+};
 
 struct Config {
   RunSection run;
@@ -120,6 +128,7 @@ struct Config {
   TopologySection topology;
   SlurmSection slurm;
   DeviceSection device;
+  SecureAggregationSection secure_aggregation;
   /// The keys the user's file set ("table.key"); defaults are never in it. Only written keys
   /// can be "set but without effect" (an error).
   std::set<std::string> written;

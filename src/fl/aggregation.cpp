@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "fl/secure_aggregation.h"
 #include "mpi/device_allreduce.h"
 #include "mpi/topology.h"
 
@@ -10,12 +11,19 @@ namespace fedsilo::fl {
 
 namespace {
 
+// The weights' sum over ranks (a double allreduce: each weight is a silo's sample count).
+Result<double> weight_sum(mpi::Comm& comm, bool trained, double weight) {
+  double w = trained ? weight : 0.0;
+  FEDSILO_CHECK(comm.allreduce_sum(std::span<double>(&w, 1)));
+  return w;
+}
+
 // The host exchange. The update is written where the exchange reads it without a copy when it
 // has such memory (sparse-hier: this rank's segment of the node-shared window), else in a vector.
 class HostAggregation final : public Aggregation {
  public:
-  HostAggregation(UpdateExchange& exchange, std::span<float> update, int64_t length)
-      : exchange_(exchange), update_(update) {
+  HostAggregation(mpi::Comm& comm, UpdateExchange& exchange, std::span<float> update, int64_t length)
+      : comm_(comm), exchange_(exchange), update_(update) {
     if (update_.empty()) {
       storage_.resize(static_cast<size_t>(length));
       update_ = storage_;
@@ -24,6 +32,7 @@ class HostAggregation final : public Aggregation {
   std::string name() const override { return exchange_.algorithm(); }
   Status contribute(std::span<const float> local, std::span<const float> global, float weight,
                     bool trained) override {
+    weight_ = weight;
     if (!trained) {
       std::fill(update_.begin(), update_.end(), 0.0f);
       return {};
@@ -31,13 +40,15 @@ class HostAggregation final : public Aggregation {
     for (size_t i = 0; i < update_.size(); ++i) update_[i] = weight * (local[i] - global[i]);
     return check_finite(update_, "update");
   }
-  Result<std::span<const float>> combine(uint32_t round, bool trained,
-                                         ExchangeStats& stats) override {
+  Result<Combined> combine(uint32_t round, bool trained, ExchangeStats& stats) override {
     FEDSILO_CHECK(exchange_.exchange(round, update_, trained, stats));
-    return std::span<const float>(update_);
+    FEDSILO_ASSIGN_OR_RETURN(const double w, weight_sum(comm_, trained, weight_));
+    return Combined{std::span<const float>(update_), w};
   }
 
  private:
+  mpi::Comm& comm_;
+  double weight_ = 0.0;
   UpdateExchange& exchange_;
   std::span<float> update_;
   std::vector<float> storage_;
@@ -47,8 +58,9 @@ class HostAggregation final : public Aggregation {
 // it, and only the sum comes back to the host.
 class DeviceAggregation final : public Aggregation {
  public:
-  DeviceAggregation(model::GpuTrainer& gpu, mpi::Topology topology, int64_t length)
-      : gpu_(gpu), topology_(std::move(topology)), sum_(static_cast<size_t>(length)) {}
+  /// `topology` is the exchange's (UpdateExchange::node_topology), which outlives this.
+  DeviceAggregation(model::GpuTrainer& gpu, mpi::Topology& topology, int64_t length)
+      : gpu_(gpu), topology_(topology), sum_(static_cast<size_t>(length)) {}
   Status init(int device, const std::string& reduce) {
     FEDSILO_ASSIGN_OR_RETURN(sum_op_, mpi::DeviceAllreduce::create(topology_, device, reduce));
     return {};
@@ -56,9 +68,10 @@ class DeviceAggregation final : public Aggregation {
   std::string name() const override { return "device-" + sum_op_->name(); }
   Status contribute(std::span<const float>, std::span<const float> global, float weight,
                     bool trained) override {
+    weight_ = weight;
     return trained ? gpu_.weighted_update(global, weight) : gpu_.clear_update();
   }
-  Result<std::span<const float>> combine(uint32_t, bool, ExchangeStats& stats) override {
+  Result<Combined> combine(uint32_t, bool trained, ExchangeStats& stats) override {
     mpi::AllreduceStats as;
     const auto n = static_cast<int64_t>(sum_.size());
     FEDSILO_CHECK(sum_op_->reduce(gpu_.update_device(), n, gpu_.stream(), as));
@@ -66,12 +79,14 @@ class DeviceAggregation final : public Aggregation {
     stats.take(as);
     stats.dense_bytes = 4 * n;
     stats.payload_bytes = stats.dense_bytes;
-    return std::span<const float>(sum_);
+    FEDSILO_ASSIGN_OR_RETURN(const double w, weight_sum(topology_.world(), trained, weight_));
+    return Combined{std::span<const float>(sum_), w};
   }
 
  private:
+  double weight_ = 0.0;
   model::GpuTrainer& gpu_;
-  mpi::Topology topology_;
+  mpi::Topology& topology_;
   std::unique_ptr<mpi::DeviceAllreduce> sum_op_;
   std::vector<float> sum_;
 };
@@ -90,16 +105,18 @@ Status check_finite(std::span<const float> v, const std::string& what) {
 Result<std::unique_ptr<Aggregation>> make_aggregation(const config::Config& cfg, mpi::Comm& comm,
                                                      Backend& backend, int cuda_device,
                                                      UpdateExchange& exchange, int64_t length) {
+  if (cfg.secure_aggregation.enabled) {
+    FEDSILO_ASSIGN_OR_RETURN(auto secure, SecureAggregation::create(cfg, comm, length));
+    return std::unique_ptr<Aggregation>(std::move(secure));
+  }
   if (backend.gpu() != nullptr && cfg.compression.method == compression::Method::kNone) {
-    auto topo = mpi::Topology::create(comm, cfg.topology.emulated_nodes);
-    FEDSILO_CHECK(comm.agree(topo.status()));
-    auto device = std::make_unique<DeviceAggregation>(*backend.gpu(), std::move(topo).value(), length);
+    auto device = std::make_unique<DeviceAggregation>(*backend.gpu(), exchange.node_topology(), length);
     FEDSILO_CHECK(device->init(cuda_device, config::name(cfg.device.reduce)));
     return std::unique_ptr<Aggregation>(std::move(device));
   }
   auto buffer = exchange.buffer();
   FEDSILO_CHECK(comm.agree(buffer.status()));
-  return std::unique_ptr<Aggregation>(new HostAggregation(exchange, buffer.value(), length));
+  return std::unique_ptr<Aggregation>(new HostAggregation(comm, exchange, buffer.value(), length));
 }
 
 }  // namespace fedsilo::fl

@@ -17,6 +17,12 @@
 
 namespace fedsilo::fl {
 
+/// What one round's aggregation gives every rank.
+struct Combined {
+  std::span<const float> sum;  // the sum of the contributions
+  double weight_sum = 0.0;     // the sum of the weights
+};
+
 class Aggregation {
  public:
   virtual ~Aggregation() = default;
@@ -28,15 +34,17 @@ class Aggregation {
   [[nodiscard]] virtual Status contribute(std::span<const float> local,
                                           std::span<const float> global, float weight,
                                           bool trained) = 0;
-  /// The sum of every rank's contribution, on the host. Collective; errors are agreed.
-  [[nodiscard]] virtual Result<std::span<const float>> combine(uint32_t round, bool trained,
-                                                               ExchangeStats& stats) = 0;
+  /// The sum of every rank's contribution, on the host, and the sum of their weights (the
+  /// weights given to contribute, 0 where a silo did not train). Collective; errors are agreed.
+  [[nodiscard]] virtual Result<Combined> combine(uint32_t round, bool trained,
+                                                 ExchangeStats& stats) = 0;
 };
 
 /// kDiverged "WHAT is not finite (element I)" naming the first non-finite element, else OK.
 [[nodiscard]] Status check_finite(std::span<const float> v, const std::string& what);
 
-/// The device sum where the backend is a GPU and the update is not compressed, else the host
+/// Secure aggregation where `[secure_aggregation] enabled` (fl/secure_aggregation.h); else the
+/// device sum where the backend is a GPU and the update is not compressed; else the host
 /// exchange (which `exchange` is, and outlives the result). Collective.
 [[nodiscard]] Result<std::unique_ptr<Aggregation>> make_aggregation(const config::Config& cfg,
                                                                    mpi::Comm& comm,

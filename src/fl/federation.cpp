@@ -55,6 +55,35 @@ std::string format_duration(double s) {
   return buf;
 }
 
+// The progress line of a round (rank 0): the global model's scores, the silos' own accuracy
+// (min/mean/max; not under secure aggregation, where it stays with each silo), the slowest
+// rank's round time and the time left.
+void print_progress(int64_t round, int64_t start_round, int rounds, double elapsed, bool evaluated,
+                    double accuracy, double loss, std::span<const RankReport> reports, bool secure) {
+  double acc_min = 1.0, acc_max = 0.0, acc_sum = 0.0, round_seconds = 0.0;
+  for (const RankReport& r : reports) {
+    acc_min = std::min(acc_min, r.test_accuracy);
+    acc_max = std::max(acc_max, r.test_accuracy);
+    acc_sum += r.test_accuracy;
+    round_seconds = std::max(round_seconds, r.seconds[4]);
+  }
+  const double eta = elapsed / static_cast<double>(round - start_round) * static_cast<double>(rounds - round);
+  const auto r = static_cast<long long>(round);
+  if (evaluated && secure) {
+    std::printf("round %3lld/%d  acc %6.2f%%  loss %.4f  (secure aggregation)  %5.2fs  ETA %s\n", r,
+                rounds, 100.0 * accuracy, loss, round_seconds, format_duration(eta).c_str());
+  } else if (evaluated) {
+    std::printf("round %3lld/%d  acc %6.2f%%  loss %.4f  silo acc %5.1f/%5.1f/%5.1f%%  %5.2fs  ETA %s\n",
+                r, rounds, 100.0 * accuracy, loss, 100.0 * acc_min,
+                100.0 * acc_sum / static_cast<double>(reports.size()), 100.0 * acc_max, round_seconds,
+                format_duration(eta).c_str());
+  } else {
+    std::printf("round %3lld/%d  (no eval)  %5.2fs  ETA %s\n", r, rounds, round_seconds,
+                format_duration(eta).c_str());
+  }
+  std::fflush(stdout);
+}
+
 std::string format_bytes(double b) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   int u = 0;
@@ -200,6 +229,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
   const auto t_start = Clock::now();
   const int rank = comm.rank(), size = comm.size();
   const bool leader = rank == 0;
+  const bool secure = cfg.secure_aggregation.enabled;  // only sums leave a silo
   const std::string run_dir = cfg.run.out_dir;
   const std::string hash = config::resume_hash(cfg);
 
@@ -306,6 +336,10 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
         // The silo's private state must exist for the round we resume from.
         st = checkpoint::check_silo_state(silo.private_dir, start_round, silo.name);
       }
+      if (st.ok()) {  // the silo's own metrics (secure aggregation), cut back like the shared file
+        std::vector<json> mine;
+        st = truncate_metrics(silo.private_dir + "/metrics.jsonl", start_round, mine);
+      }
     }
     FEDSILO_CHECK(comm.agree(st));
     if (leader) {
@@ -355,8 +389,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     std::fflush(stdout);
   }
 
-  // ---- rounds
-  std::vector<float> local(global.size());
+  // ---- checkpoints and totals
   int64_t total_bytes_sent = 0, total_bytes_received = 0;
   for (const auto& h : history) {
     total_bytes_sent += h.value("bytes_sent", int64_t{0});
@@ -399,137 +432,113 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
   // The round the newest complete checkpoint holds (0: none yet, a fresh start).
   int64_t checkpointed_round = start_round;
 
-  const auto loop_start = Clock::now();
-  for (int64_t round = start_round + 1; round <= cfg.run.rounds; ++round) {
-    const auto t_round = Clock::now();
-    const RoundPlan plan = strategy.configure_round(static_cast<int>(round), size);
-    const bool sampled = plan.includes(rank);
-
-    // Local training.
-    const auto t_train = Clock::now();
-    double train_loss = 0.0;
-    double weight = 0.0;
-    Status st;
-    if (sampled) {
-      std::copy(global.begin(), global.end(), local.begin());
-      model::LocalTrainOptions lo;
-      lo.epochs = cfg.local.epochs;
-      lo.batch_size = cfg.local.batch_size;
-      lo.lr = static_cast<float>(cfg.local.lr);
-      lo.momentum = static_cast<float>(cfg.local.momentum);
-      lo.weight_decay = static_cast<float>(cfg.local.weight_decay);
-      lo.threads = threads;
-      lo.seed = cfg.run.seed;
-      lo.round = static_cast<uint32_t>(round);
-      lo.silo = static_cast<uint32_t>(rank);
-      lo.stop = opts.cancel_requested;
-      strategy.configure_local(lo);
-      auto stats = backend.train(local, global, lo);
-      if (!stats.ok()) {
-        st = {stats.status().code(), "round " + std::to_string(round) + ", " + silo.name + ": " +
-                                         stats.status().message()};
-      } else {
-        train_loss = stats->mean_loss;
-        weight = static_cast<double>(silo.train.size());
-        // Weighted update n_s * (w_local - w_global), summed across ranks below.
-        st = step.contribute(local, global, weight, true);
-        if (!st.ok()) {
-          st = {st.code(), "round " + std::to_string(round) + ", " + silo.name + ": " + st.message()};
-        }
-        if (st.ok() && !std::isfinite(train_loss)) {
-          st = {StatusCode::kDiverged, "round " + std::to_string(round) + ", " + silo.name +
-                                           ": training loss is not finite"};
-        }
-      }
-    } else {
-      st = step.contribute(local, global, 0.0, false);
+  // ---- the round's steps, each a function of the round; the loop below reads as the round.
+  std::vector<float> local(global.size());
+  // Local training of a sampled silo, then its contribution (zeros where not sampled). Local:
+  // the caller agrees on the Status.
+  auto train_and_contribute = [&](int64_t round, bool sampled, RankReport& report) -> Status {
+    if (!sampled) return step.contribute(local, global, 0.0, false);
+    const std::string where = "round " + std::to_string(round) + ", " + silo.name + ": ";
+    std::copy(global.begin(), global.end(), local.begin());
+    model::LocalTrainOptions lo;
+    lo.epochs = cfg.local.epochs;
+    lo.batch_size = cfg.local.batch_size;
+    lo.lr = static_cast<float>(cfg.local.lr);
+    lo.momentum = static_cast<float>(cfg.local.momentum);
+    lo.weight_decay = static_cast<float>(cfg.local.weight_decay);
+    lo.threads = threads;
+    lo.seed = cfg.run.seed;
+    lo.round = static_cast<uint32_t>(round);
+    lo.silo = static_cast<uint32_t>(rank);
+    lo.stop = opts.cancel_requested;
+    strategy.configure_local(lo);
+    auto stats = backend.train(local, global, lo);
+    if (!stats.ok()) return {stats.status().code(), where + stats.status().message()};
+    report.train_loss = stats->mean_loss;
+    // Weighted update n_s * (w_local - w_global), summed across ranks by the aggregation.
+    Status st = step.contribute(local, global, static_cast<double>(silo.train.size()), true);
+    if (!st.ok()) return {st.code(), where + st.message()};
+    if (!std::isfinite(report.train_loss)) {
+      return {StatusCode::kDiverged, where + "training loss is not finite"};
     }
-    const double train_seconds = seconds_since(t_train);
-    st = comm.agree(st);
-    if (st.code() == StatusCode::kCancelled) {
-      // SIGINT/SIGTERM during local training: this round is dropped; the global model and every
-      // silo's private state are still those of the round before, which is checkpointed if it
-      // is not already.
-      const int64_t last = round - 1;
-      if (last > checkpointed_round) FEDSILO_CHECK(write_checkpoint(last));
-      return cancelled(last, last > 0);
-    }
-    FEDSILO_CHECK(st);
+    return {};
+  };
 
-    // Aggregation: one sum of the weighted updates, one of the weights.
-    const auto t_agg = Clock::now();
-    ExchangeStats xs;
-    FEDSILO_CHECK(step.finish(static_cast<uint32_t>(round), sampled, weight, global, xs));
-    const double agg_seconds = seconds_since(t_agg);
-    total_bytes_sent += xs.bytes_sent();
-    total_bytes_received += xs.bytes_received();
-    // Mean compression ratio over the silos that sent something this round; the same sum
-    // tells every rank whether any rank was asked to stop (SIGUSR1) or to cancel (SIGINT,
-    // SIGTERM) during the round.
+  // After the sum, one small allreduce: the mean compression ratio over the silos that sent
+  // something, and whether any rank was asked to stop (SIGUSR1) or to cancel (SIGINT, SIGTERM).
+  struct AfterSum {
+    double compression_ratio = 1.0;
+    bool stopping = false, cancelling = false;
+  };
+  auto after_sum = [&](int64_t round, bool sampled, const ExchangeStats& xs) -> Result<AfterSum> {
     const bool stop_here = opts.stop_requested != nullptr && *opts.stop_requested != 0;
     const bool cancel_here = opts.cancel_requested != nullptr && *opts.cancel_requested != 0;
-    double ratio_parts[4] = {xs.payload_bytes > 0 && sampled
-                                 ? static_cast<double>(xs.dense_bytes) / static_cast<double>(xs.payload_bytes)
-                                 : 0.0,
-                             xs.payload_bytes > 0 && sampled ? 1.0 : 0.0, stop_here ? 1.0 : 0.0,
-                             cancel_here ? 1.0 : 0.0};
-    FEDSILO_CHECK(comm.allreduce_sum(std::span<double>(ratio_parts, 4)));
-    const bool cancelling = ratio_parts[3] > 0.0 && round < cfg.run.rounds;
-    const bool stopping = (ratio_parts[2] > 0.0 || cancelling) && round < cfg.run.rounds;
-    const double compression_ratio = ratio_parts[1] > 0 ? ratio_parts[0] / ratio_parts[1] : 1.0;
+    const bool sent = xs.payload_bytes > 0 && sampled;
+    double parts[4] = {sent ? static_cast<double>(xs.dense_bytes) / static_cast<double>(xs.payload_bytes) : 0.0,
+                       sent ? 1.0 : 0.0, stop_here ? 1.0 : 0.0, cancel_here ? 1.0 : 0.0};
+    FEDSILO_CHECK(comm.allreduce_sum(std::span<double>(parts, 4)));
+    AfterSum a;
+    a.cancelling = parts[3] > 0.0 && round < cfg.run.rounds;
+    a.stopping = (parts[2] > 0.0 || a.cancelling) && round < cfg.run.rounds;
+    a.compression_ratio = parts[1] > 0 ? parts[0] / parts[1] : 1.0;
+    return a;
+  };
 
-    // Evaluation: the global test split is shared out across ranks; each silo also evaluates
-    // the global model on its own test split.
-    const auto t_eval = Clock::now();
-    const bool do_eval = round % cfg.eval.every == 0 || round == cfg.run.rounds;
-    double global_acc = std::nan(""), global_loss = std::nan("");
-    RankReport report;
-    report.sampled = sampled;
-    report.samples = static_cast<int64_t>(silo.train.size());
-    report.train_loss = train_loss;
-    if (do_eval) {
-      model::EvalStats g, s;
-      Status est = [&]() -> Status {
-        FEDSILO_ASSIGN_OR_RETURN(g, backend.evaluate(global, TestSet::kGlobalSlice, cfg.eval.batch_size));
-        FEDSILO_ASSIGN_OR_RETURN(s, backend.evaluate(global, TestSet::kOwn, cfg.eval.batch_size));
-        return {};
-      }();
-      if (!est.ok()) {
-        est = {est.code(), "round " + std::to_string(round) + ", " + silo.name + ": " + est.message()};
+  // Evaluation every eval.every rounds and in the last: the global test split is shared out
+  // across ranks (its loss and accuracy summed), and each silo scores the global model on its
+  // own test split (into its report).
+  struct Scores {
+    bool evaluated = false;
+    double accuracy = std::nan(""), loss = std::nan("");
+  };
+  auto evaluate = [&](int64_t round, RankReport& report) -> Result<Scores> {
+    Scores out;
+    out.evaluated = round % cfg.eval.every == 0 || round == cfg.run.rounds;
+    if (!out.evaluated) return out;
+    model::EvalStats g, s;
+    Status st = [&]() -> Status {
+      FEDSILO_ASSIGN_OR_RETURN(g, backend.evaluate(global, TestSet::kGlobalSlice, cfg.eval.batch_size));
+      FEDSILO_ASSIGN_OR_RETURN(s, backend.evaluate(global, TestSet::kOwn, cfg.eval.batch_size));
+      return {};
+    }();
+    if (!st.ok()) st = {st.code(), "round " + std::to_string(round) + ", " + silo.name + ": " + st.message()};
+    FEDSILO_CHECK(comm.agree(st));
+    double sums[2] = {g.mean_loss * static_cast<double>(g.samples), static_cast<double>(g.correct)};
+    FEDSILO_CHECK(comm.allreduce_sum(std::span<double>(sums, 2)));
+    out.loss = sums[0] / static_cast<double>(silo.global_test_size);
+    out.accuracy = sums[1] / static_cast<double>(silo.global_test_size);
+    report.test_accuracy = s.accuracy;
+    report.test_loss = s.mean_loss;
+    return out;
+  };
+
+  // The report: every rank's record, gathered once; rank 0 appends the metrics line and prints
+  // the progress line. Under secure aggregation the silo-private fields stay home: each silo
+  // appends them to its private directory. Collective.
+  const auto loop_start = Clock::now();
+  auto record = [&](int64_t round, const RankReport& report, const Scores& scores,
+                    const ExchangeStats& xs, double compression_ratio) -> Status {
+    if (secure) {
+      json mine = {{"round", round}, {"sampled", report.sampled}, {"samples", report.samples}};
+      if (report.sampled) mine["train_loss"] = report.train_loss;
+      if (scores.evaluated) {
+        mine["test_accuracy"] = report.test_accuracy;
+        mine["test_loss"] = report.test_loss;
       }
-      FEDSILO_CHECK(comm.agree(est));
-      double sums[2] = {g.mean_loss * static_cast<double>(g.samples), static_cast<double>(g.correct)};
-      FEDSILO_CHECK(comm.allreduce_sum(std::span<double>(sums, 2)));
-      global_loss = sums[0] / static_cast<double>(silo.global_test_size);
-      global_acc = sums[1] / static_cast<double>(silo.global_test_size);
-      report.test_accuracy = s.accuracy;
-      report.test_loss = s.mean_loss;
+      std::ofstream out(silo.private_dir + "/metrics.jsonl", std::ios::app);
+      out << mine.dump() << "\n";
+      out.flush();
+      FEDSILO_CHECK(comm.agree(out ? Status() : io_error("cannot append to " + silo.private_dir + "/metrics.jsonl")));
     }
-    const double eval_seconds = seconds_since(t_eval);
-
-    // Checkpoint: each silo's private state, then the global state, then the marker.
-    const auto t_ckpt = Clock::now();
-    const bool do_ckpt = round % cfg.run.checkpoint_every == 0 || round == cfg.run.rounds || stopping;
-    if (do_ckpt) {
-      FEDSILO_CHECK(write_checkpoint(round));
-      checkpointed_round = round;
-    }
-    const double ckpt_seconds = seconds_since(t_ckpt);
-
-    // The round's report: every rank's record, gathered once.
-    report.seconds = {train_seconds, agg_seconds, eval_seconds, ckpt_seconds,
-                      seconds_since(t_round), xs.compress_seconds, xs.intra_seconds,
-                      xs.inter_seconds, xs.decompress_seconds};
-    auto reports_r = gather_reports(comm, report);
-    FEDSILO_CHECK(reports_r.status());
-    const std::vector<RankReport>& reports = reports_r.value();
-
+    FEDSILO_ASSIGN_OR_RETURN(const std::vector<RankReport> reports,
+                             gather_reports(comm, secure ? public_part(report) : report));
+    Status st;
     if (leader) {
       RoundSummary summary;
       summary.round = round;
-      summary.evaluated = do_eval;
-      summary.accuracy = global_acc;
-      summary.loss = global_loss;
+      summary.evaluated = scores.evaluated;
+      summary.accuracy = scores.accuracy;
+      summary.loss = scores.loss;
       summary.bytes_sent = xs.bytes_sent();
       summary.bytes_received = xs.bytes_received();
       summary.intra_sent = xs.intra_bytes_sent;
@@ -541,40 +550,66 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
       summary.device = device.label;
       summary.cpu = cpu;
       summary.blas = blas;
+      summary.silo_fields = !secure;
       const json line = round_line(summary, reports);
-      double acc_min = 1.0, acc_max = 0.0, acc_sum = 0.0, round_seconds = 0.0;
-      for (const RankReport& r : reports) {
-        acc_min = std::min(acc_min, r.test_accuracy);
-        acc_max = std::max(acc_max, r.test_accuracy);
-        acc_sum += r.test_accuracy;
-        round_seconds = std::max(round_seconds, r.seconds[4]);
-      }
       // One line per round, flushed, so a crash loses at most the round in flight.
       std::ofstream out(run_dir + "/metrics.jsonl", std::ios::app);
       out << line.dump() << "\n";
       out.flush();
       if (!out) st = io_error("cannot append to " + run_dir + "/metrics.jsonl");
       history.push_back(line);
-
-      if (opts.progress) {
-        const double elapsed = seconds_since(loop_start);
-        const double per_round = elapsed / static_cast<double>(round - start_round);
-        const double eta = per_round * static_cast<double>(cfg.run.rounds - round);
-        if (do_eval) {
-          std::printf("round %3lld/%d  acc %6.2f%%  loss %.4f  silo acc %5.1f/%5.1f/%5.1f%%  %5.2fs  ETA %s\n",
-                      static_cast<long long>(round), cfg.run.rounds, 100.0 * global_acc,
-                      global_loss, 100.0 * acc_min, 100.0 * acc_sum / size, 100.0 * acc_max,
-                      round_seconds, format_duration(eta).c_str());
-        } else {
-          std::printf("round %3lld/%d  (no eval)  %5.2fs  ETA %s\n", static_cast<long long>(round),
-                      cfg.run.rounds, round_seconds, format_duration(eta).c_str());
-        }
-        std::fflush(stdout);
-      }
+      if (opts.progress) print_progress(round, start_round, cfg.run.rounds, seconds_since(loop_start),
+                                        scores.evaluated, scores.accuracy, scores.loss, reports, secure);
     }
-    FEDSILO_CHECK(comm.agree(st));
-    if (cancelling) return cancelled(round, true);
-    if (stopping) {
+    return comm.agree(st);
+  };
+
+  // ---- rounds
+  for (int64_t round = start_round + 1; round <= cfg.run.rounds; ++round) {
+    const auto t_round = Clock::now();
+    const bool sampled = strategy.configure_round(static_cast<int>(round), size).includes(rank);
+    RankReport report;
+    report.sampled = sampled;
+    report.samples = static_cast<int64_t>(silo.train.size());
+
+    auto t = Clock::now();
+    const Status st = comm.agree(train_and_contribute(round, sampled, report));
+    const double train_seconds = seconds_since(t);
+    if (st.code() == StatusCode::kCancelled) {
+      // SIGINT/SIGTERM during local training: this round is dropped; the global model and every
+      // silo's private state are still those of the round before, which is checkpointed if it
+      // is not already.
+      const int64_t last = round - 1;
+      if (last > checkpointed_round) FEDSILO_CHECK(write_checkpoint(last));
+      return cancelled(last, last > 0);
+    }
+    FEDSILO_CHECK(st);
+
+    t = Clock::now();  // the sums of the weighted updates and of the weights, the server step
+    ExchangeStats xs;
+    FEDSILO_CHECK(step.finish(static_cast<uint32_t>(round), sampled, global, xs));
+    const double agg_seconds = seconds_since(t);
+    total_bytes_sent += xs.bytes_sent();
+    total_bytes_received += xs.bytes_received();
+    FEDSILO_ASSIGN_OR_RETURN(const AfterSum after, after_sum(round, sampled, xs));
+
+    t = Clock::now();
+    FEDSILO_ASSIGN_OR_RETURN(const Scores scores, evaluate(round, report));
+    const double eval_seconds = seconds_since(t);
+
+    t = Clock::now();
+    if (round % cfg.run.checkpoint_every == 0 || round == cfg.run.rounds || after.stopping) {
+      FEDSILO_CHECK(write_checkpoint(round));
+      checkpointed_round = round;
+    }
+    const double ckpt_seconds = seconds_since(t);
+
+    report.seconds = {train_seconds, agg_seconds, eval_seconds, ckpt_seconds,
+                      seconds_since(t_round), xs.compress_seconds, xs.intra_seconds,
+                      xs.inter_seconds, xs.decompress_seconds};
+    FEDSILO_CHECK(record(round, report, scores, xs, after.compression_ratio));
+    if (after.cancelling) return cancelled(round, true);
+    if (after.stopping) {
       return {StatusCode::kInterrupted,
               "SIGUSR1: stopped after round " + std::to_string(round) + " of " +
                   std::to_string(cfg.run.rounds) + ", checkpointed; continue with --resume " +
@@ -608,6 +643,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     int cnt = 0;
     if (!last_eval.is_null()) {
       for (const auto& s : last_eval["silos"]) {
+        if (!s.contains("test_accuracy")) continue;  // secure aggregation: kept by each silo
         const double a = s["test_accuracy"].get<double>();
         mn = std::min(mn, a);
         mx = std::max(mx, a);

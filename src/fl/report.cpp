@@ -46,6 +46,13 @@ RankReport unpack(std::span<const double> v) {
   return r;
 }
 
+RankReport public_part(const RankReport& r) {
+  RankReport out;
+  out.sampled = r.sampled;
+  out.seconds = r.seconds;
+  return out;
+}
+
 Result<std::vector<RankReport>> gather_reports(mpi::Comm& comm, const RankReport& mine) {
   const std::vector<double> packed = pack(mine);
   std::vector<double> all;
@@ -63,12 +70,11 @@ nlohmann::json round_line(const RoundSummary& s, std::span<const RankReport> rep
   std::vector<int> sampled;
   for (size_t i = 0; i < reports.size(); ++i) {
     const RankReport& r = reports[i];
-    json js = {{"silo", static_cast<int>(i)}, {"sampled", r.sampled}, {"samples", r.samples}};
-    if (r.sampled) {
-      js["train_loss"] = r.train_loss;
-      sampled.push_back(static_cast<int>(i));
-    }
-    if (s.evaluated) {
+    json js = {{"silo", static_cast<int>(i)}, {"sampled", r.sampled}};
+    if (r.sampled) sampled.push_back(static_cast<int>(i));
+    if (s.silo_fields) js["samples"] = r.samples;
+    if (s.silo_fields && r.sampled) js["train_loss"] = r.train_loss;
+    if (s.silo_fields && s.evaluated) {
       js["test_accuracy"] = r.test_accuracy;
       js["test_loss"] = r.test_loss;
     }

@@ -49,6 +49,10 @@ struct ReportField {
 [[nodiscard]] std::vector<double> pack(const RankReport& r);
 [[nodiscard]] RankReport unpack(std::span<const double> v);
 
+/// The report with its silo-private fields cleared (all but `sampled`, which is public: the
+/// sampling is): what a rank shares under secure aggregation.
+[[nodiscard]] RankReport public_part(const RankReport& r);
+
 /// Every rank's report, in rank order, on every rank: one allgather. Collective.
 [[nodiscard]] Result<std::vector<RankReport>> gather_reports(mpi::Comm& comm, const RankReport& mine);
 
@@ -62,6 +66,9 @@ struct RoundSummary {
   int64_t intra_sent = 0, intra_received = 0, inter_sent = 0, inter_received = 0;
   double compression_ratio = 1.0;
   std::string reducer, device, cpu, blas;
+  /// false under secure aggregation: the line leaves out every silo-private field (each silo
+  /// keeps its own in its private directory).
+  bool silo_fields = true;
 };
 
 /// The metrics.jsonl line: `silos` (each silo's sample count, sampled flag, train loss where it

@@ -28,17 +28,18 @@ class RoundStep {
     return aggregation_.contribute(local, global, static_cast<float>(weight), trained);
   }
 
-  /// The sum of the contributions and of the weights over all ranks, then the strategy's server
-  /// step: `global` becomes the next global model (finite, or kDiverged). Collective.
-  [[nodiscard]] Status finish(uint32_t round, bool trained, double weight,
-                              std::span<float> global, ExchangeStats& stats);
+  /// The sum of the contributions and of the weights over all ranks (the aggregation's), then
+  /// the strategy's server step: `global` becomes the next global model (finite, or kDiverged).
+  /// Collective.
+  [[nodiscard]] Status finish(uint32_t round, bool trained, std::span<float> global,
+                              ExchangeStats& stats);
 
   /// contribute (its Status agreed) then finish: for a caller that trained elsewhere.
   /// Collective.
   [[nodiscard]] Status run(uint32_t round, std::span<const float> local, double weight,
                            bool trained, std::span<float> global, ExchangeStats& stats) {
     FEDSILO_CHECK(comm_.agree(contribute(local, global, weight, trained)));
-    return finish(round, trained, weight, global, stats);
+    return finish(round, trained, global, stats);
   }
 
  private:

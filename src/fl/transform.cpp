@@ -97,9 +97,16 @@ std::vector<TransformSpec> configured_chain(const config::Config& cfg) {
   if (z.method != compression::Method::kNone && z.level == config::CompressionLevel::kSilo) {
     // Top-k selects from the silo's own values: each silo its own coordinates. Rand-k draws
     // them from (seed, round): one set shared by every silo.
+    // Values go as fp32 (no encoding stage) or in a narrower value type.
+    const Stage last = z.value_type == kernels::ValueType::kFp32 ? Stage::kSelect : Stage::kEncode;
     chain.push_back({"compression", quoted("compression.method", config::name(z.method)),
-                     z.error_feedback ? Stage::kAddResidual : Stage::kSelect, Stage::kEncode,
+                     z.error_feedback ? Stage::kAddResidual : Stage::kSelect, last,
                      z.method == compression::Method::kRandk ? Need::kSharedIndexSet : Need::kSparseSum});
+  }
+  if (cfg.secure_aggregation.enabled) {
+    // Fixed-point coding and the pairwise masks: integers summed modulo 2^32.
+    chain.push_back({"secure aggregation", "secure_aggregation.enabled = true", Stage::kMask,
+                     Stage::kMask, Need::kIntegerSum});
   }
   return chain;
 }
@@ -119,8 +126,12 @@ AggregationSpec configured_aggregation(const config::Config& cfg) {
     return {alg, setting + " (it compresses node sums: compression.level = \"node\")",
             {Need::kFloatSum}};
   }
-  // dense-flat, dense-hier (a sparse contribution is densified first) and auto.
-  return {alg, setting, {Need::kFloatSum, Need::kSparseSum, Need::kSharedIndexSet}};
+  if (alg == "dense-hier") {  // a sparse contribution is densified first; floats only
+    return {alg, setting, {Need::kFloatSum, Need::kSparseSum, Need::kSharedIndexSet}};
+  }
+  // dense-flat (MPI_Allreduce: floats, or uint32 modulo 2^32) and auto (which picks dense-flat
+  // for an integer sum).
+  return {alg, setting, {Need::kFloatSum, Need::kSparseSum, Need::kSharedIndexSet, Need::kIntegerSum}};
 }
 
 CompressionTransform::CompressionTransform(std::unique_ptr<compression::Compressor> compressor,

@@ -77,6 +77,8 @@ std::string UpdateExchange::layout() const {
 
 bool UpdateExchange::state_on_leaders() const { return impl_->node_level; }
 
+mpi::Topology& UpdateExchange::node_topology() { return *impl_->topology; }
+
 namespace {
 // The compressor a rank uses: on its GPU when it trains on one (bit for bit the CPU's).
 Result<std::unique_ptr<compression::Compressor>> make_rank_compressor(
@@ -130,6 +132,8 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
     impl->algorithm = name;
     // The chain the config asks for (validated with the config): each transform here.
     for (const TransformSpec& spec : configured_chain(cfg)) {
+      // Coding and masking are SecureAggregation's, which sums without this exchange.
+      if (spec.name == "secure aggregation") continue;
       if (spec.name != "compression") {
         return internal_error("update exchange: no transform named '" + spec.name + "'");
       }

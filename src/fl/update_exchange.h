@@ -67,6 +67,9 @@ class UpdateExchange {
   [[nodiscard]] const std::string& algorithm() const;
   /// "4 nodes x 2 ranks (emulated)", for the start-up line.
   [[nodiscard]] std::string topology() const;
+  /// The ranks' nodes as the exchange sees them (real or emulated): the one Topology of the
+  /// run, which the device sum uses too. Valid for the exchange's life.
+  [[nodiscard]] mpi::Topology& node_topology();
   /// The node of each rank, "0,0,1,1": what a checkpoint records of the placement.
   [[nodiscard]] std::string layout() const;
   /// Whether compressor state (residual, velocity) lives on the node leaders (level node), so

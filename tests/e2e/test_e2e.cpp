@@ -220,6 +220,74 @@ TEST_F(E2E, OpenBlasRunsAtTheLevelOfTheKernels) {
   EXPECT_EQ(blas_of_run("FEDSILO_CPU=generic"), natural);  // generic leaves OpenBLAS alone
 }
 
+TEST_F(E2E, SecureAggregationMatchesThePlainRunAndKeepsSiloFieldsHome) {
+  // 4 silos, 2 rounds, 20 bits: the decoded sum is within 4 x 2^-20 of the float sum per
+  // coordinate, so the accuracy follows the plain run's; metrics.jsonl and the log carry no
+  // silo's sample count, loss or accuracy, which each silo keeps in its private directory.
+  const std::string dir = silos_dir(4);
+  const std::string secure = "[secure_aggregation]\nenabled = true\nrange = 1.0\nbits = 20\nmax_weight = 4000\n";
+  const auto plain = write_file(kTmp + "/cfg/plain.toml", config_text("plainsa", dir, 2));
+  const auto sec = write_file(kTmp + "/cfg/secure.toml", config_text("securesa", dir, 2) + secure);
+  ASSERT_EQ(train(4, plain, "--overwrite").code, 0);
+  auto r = train(4, sec, "--overwrite");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const auto p = metrics_without_timings(run_dir("plainsa") + "/metrics.jsonl");
+  const auto m = metrics_without_timings(run_dir("securesa") + "/metrics.jsonl");
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_NEAR(m.back()["accuracy"].get<double>(), p.back()["accuracy"].get<double>(), 0.005);
+  EXPECT_EQ(m.back()["reducer"], "secure-dense-flat");
+  for (const auto& line : m) {
+    for (const auto& silo : line["silos"]) {
+      for (const char* key : {"samples", "train_loss", "test_accuracy", "test_loss"}) {
+        EXPECT_FALSE(silo.contains(key)) << key << " in " << silo.dump();
+      }
+    }
+  }
+  for (int s = 0; s < 4; ++s) {
+    const auto own = metrics_without_timings(run_dir("securesa") + "/private/silo-0" + std::to_string(s) + "/metrics.jsonl");
+    ASSERT_EQ(own.size(), 2u) << s;
+    EXPECT_TRUE(own.back().contains("samples"));
+    EXPECT_TRUE(own.back().contains("test_accuracy"));
+  }
+  // The model after secure rounds stays close to the plain one (the rounding is unbiased).
+  const auto a = params_of(run_dir("plainsa") + "/model.h5");
+  const auto b = params_of(run_dir("securesa") + "/model.h5");
+  ASSERT_EQ(a.size(), b.size());
+  double max_diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) max_diff = std::max(max_diff, static_cast<double>(std::abs(a[i] - b[i])));
+  EXPECT_LT(max_diff, 1e-3);
+  // With the progress lines on, no per-silo accuracy is printed.
+  const std::string inner = kBin + " train " + sec + " --overwrite";
+  auto loud = run("timeout 120 " + kMpi + " -np 4 " + inner);
+  ASSERT_EQ(loud.code, 0) << loud.output;
+  EXPECT_EQ(loud.output.find("silo acc"), std::string::npos) << loud.output;
+  EXPECT_EQ(loud.output.find("per-silo accuracy"), std::string::npos) << loud.output;
+}
+
+TEST_F(E2E, SecureAggregationRefusesWhatItCannotProtect) {
+  const std::string dir4 = silos_dir(4), dir2 = silos_dir(2);
+  const std::string secure = "[secure_aggregation]\nenabled = true\nmax_weight = 4000\n";
+  // Per-silo top-k: each silo's index set differs, so the masks could not cancel.
+  auto topk = write_file(kTmp + "/cfg/satopk.toml", config_text("satopk", dir4, 1) + secure +
+                                                      "[compression]\nmethod = \"topk\"\ndensity = 0.1\n");
+  expect_clean_failure(train(4, topk, "--overwrite"), "compression.method = \"topk\"", "satopk", 2);
+  auto r = train(4, topk, "--overwrite");
+  EXPECT_NE(r.output.find("secure_aggregation.enabled = true"), std::string::npos) << r.output;
+  // Two silos: the sum would reveal the other's update.
+  auto two = write_file(kTmp + "/cfg/satwo.toml", config_text("satwo", dir2, 1) + secure);
+  expect_clean_failure(train(2, two, "--overwrite"), "at least 3 silos", "satwo", 2);
+  // 20 bits and range 1000 do not fit 2^32 for 4 silos: the numbers are in the message.
+  auto wide = write_file(kTmp + "/cfg/sawide.toml", config_text("sawide", dir4, 1) +
+                                                      "[secure_aggregation]\nenabled = true\nmax_weight = 4000\n"
+                                                      "range = 1000.0\nbits = 20\n");
+  expect_clean_failure(train(4, wide, "--overwrite"), "do not fit 2^32 for 4 silos", "sawide", 2);
+  // Half of 4 silos per round is 2 that train: refused in the first round, on every rank.
+  auto half = write_file(kTmp + "/cfg/sahalf.toml",
+                         std::regex_replace(config_text("sahalf", dir4, 1), std::regex("fraction = 1.0"),
+                                            "fraction = 0.5") + secure);
+  expect_clean_failure(train(4, half, "--overwrite"), "round 1 had 2", "sahalf", 2);
+}
+
 TEST_F(E2E, OneRoundGivesTheSampleWeightedMeanOfLocalModels) {
   const std::string dir = silos_dir(2);
   const auto cfg = write_file(kTmp + "/cfg/mean.toml", config_text("mean", dir, 1));
