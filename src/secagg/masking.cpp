@@ -59,20 +59,23 @@ Status add_masks(std::span<uint32_t> v, int self, std::span<const MaskPeer> peer
   if (block_words == 0 || block_words % 4 != 0) {
     return invalid_argument("add_masks: block_words must be a positive multiple of 4");
   }
-  std::vector<uint32_t> mask(block_words);
+  std::vector<Keystream> streams;
   for (const MaskPeer& p : peers) {
     if (p.silo == self) return invalid_argument("add_masks: silo " + std::to_string(self) + " is its own peer");
     FEDSILO_ASSIGN_OR_RETURN(Keystream ks, Keystream::create(std::span<const uint8_t>(p.seed.data(), 16)));
-    const bool add = self < p.silo;
-    for (size_t at = 0; at < v.size(); at += block_words) {
-      const size_t n = std::min(block_words, v.size() - at);
-      const size_t padded = (n + 3) / 4 * 4;
-      if (Status st = ks.fill(at / 4, std::span<uint32_t>(mask.data(), padded)); !st.ok()) {
-        sodium_memzero(mask.data(), mask.size() * sizeof(uint32_t));
-        return st;
-      }
-      uint32_t* x = v.data() + at;
-      if (add) {
+    streams.push_back(std::move(ks));
+  }
+  // Block by block, every peer's mask while the block of `v` stays in cache.
+  std::vector<uint32_t> mask(block_words);
+  Status st;
+  for (size_t at = 0; at < v.size() && st.ok(); at += block_words) {
+    const size_t n = std::min(block_words, v.size() - at);
+    const size_t padded = (n + 3) / 4 * 4;
+    uint32_t* x = v.data() + at;
+    for (size_t k = 0; k < streams.size() && st.ok(); ++k) {
+      st = streams[k].fill(at / 4, std::span<uint32_t>(mask.data(), padded));
+      if (!st.ok()) break;
+      if (self < peers[k].silo) {
         for (size_t i = 0; i < n; ++i) x[i] += mask[i];
       } else {
         for (size_t i = 0; i < n; ++i) x[i] -= mask[i];
@@ -80,7 +83,7 @@ Status add_masks(std::span<uint32_t> v, int self, std::span<const MaskPeer> peer
     }
   }
   sodium_memzero(mask.data(), mask.size() * sizeof(uint32_t));
-  return {};
+  return st;
 }
 
 }  // namespace fedsilo::secagg
