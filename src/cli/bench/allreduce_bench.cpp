@@ -27,6 +27,7 @@
 #include "compression/compressor.h"
 #include "config/config.h"
 #include "core/philox.h"
+#include "fl/secure_aggregation.h"
 #include "fl/update_exchange.h"
 #include "mpi/algorithm.h"
 #include "mpi/comm.h"
@@ -49,8 +50,10 @@ constexpr uint32_t kCheckSharedStream = 0xBE4C0003u;
 constexpr double kUpdateSigma = 1e-3;
 
 const std::vector<std::string>& known_algorithms() {
+  // "secure": secure aggregation (fl::SecureAggregation: fixed point, pairwise masks, a uint32
+  // MPI_Allreduce, decoding) of the dense update.
   static const std::vector<std::string> k = {"dense-flat", "dense-hier",  "sparse-allgather",
-                                             "sparse-rd",  "sparse-hier", "auto"};
+                                             "sparse-rd",  "sparse-hier", "auto", "secure"};
   return k;
 }
 
@@ -286,6 +289,7 @@ class Bench {
     Row row;
     config::Config cfg;  // what the exchange was built from
     std::unique_ptr<fl::UpdateExchange> exchange;
+    std::unique_ptr<fl::SecureAggregation> secure;  // the "secure" row (no exchange)
     std::span<float> buffer;  // the update goes in, the sum comes out (UpdateExchange::buffer)
     bool compressed = false;  // whether contributions are compressed (else summed dense)
     std::vector<double> times;
@@ -299,6 +303,8 @@ class Bench {
   /// Builds, checks (-c) and warms up one algorithm; null when the pair is skipped.
   [[nodiscard]] Result<std::unique_ptr<Entry>> setup(int64_t n, double density,
                                                      const std::string& requested);
+  /// The "secure" row: fl::SecureAggregation instead of an exchange.
+  [[nodiscard]] Result<std::unique_ptr<Entry>> setup_secure(std::unique_ptr<Entry> e, int64_t n);
   [[nodiscard]] Status timed_iteration(Entry& e);
   /// Gathers the entry's numbers on rank 0 and prints its row.
   [[nodiscard]] Status finish(Entry& e);
@@ -321,7 +327,7 @@ class Bench {
   compression::Method method_ = compression::Method::kTopk;
   std::vector<int64_t> sizes_;
   mpi::LinkModel link_;
-  std::vector<float> update_, exact_, out_, ref_, scratch_;
+  std::vector<float> update_, exact_, out_, ref_, scratch_, zeros_;
   std::vector<Row> rows_;
   std::set<std::string> skipped_;  // skip notes already printed
   json doc_;
@@ -465,6 +471,14 @@ config::Config Bench::row_config(double density, const std::string& algorithm) c
   config::Config c;
   c.run.seed = args_.seed;
   c.data.silos_dir = "-";  // read by nothing here; config::validate requires one
+  if (algorithm == "secure") {
+    // The dense update (values ~1e-3) at 2^-20 resolution, each rank's weight 1.
+    c.secure_aggregation.enabled = true;
+    c.secure_aggregation.range = 1.0;
+    c.secure_aggregation.bits = 20;
+    c.secure_aggregation.max_weight = 1.0;
+    return c;
+  }
   // Density 1 is no compression: the dense exchange, with no compressor, the same at either
   // level (config::validate accepts it as level silo only). sparse-hier keeps level node, so
   // that its skip says why.
@@ -580,6 +594,7 @@ Result<std::unique_ptr<Bench::Entry>> Bench::setup(int64_t n, double density,
     }
     return std::unique_ptr<Entry>();
   }
+  if (requested == "secure") return setup_secure(std::move(e), n);
   const auto t0 = Clock::now();
   auto made = fl::UpdateExchange::create(e->cfg, world_, n, "");
   FEDSILO_CHECK(world_.agree(made.status()));
@@ -618,6 +633,44 @@ Result<std::unique_ptr<Bench::Entry>> Bench::setup(int64_t n, double density,
   return e;
 }
 
+Result<std::unique_ptr<Bench::Entry>> Bench::setup_secure(std::unique_ptr<Entry> e, int64_t n) {
+  auto made = fl::SecureAggregation::create(e->cfg, world_, n);
+  FEDSILO_CHECK(world_.agree(made.status()));
+  e->secure = std::move(made).value();
+  Row& r = e->row;
+  r.bytes = 4 * n;
+  r.count = n;
+  r.density = 1.0;
+  r.algorithm = "secure";
+  r.chosen = e->secure->name();
+  const auto N = static_cast<size_t>(n);
+  zeros_.assign(N, 0.0f);
+  if (args_.check) {
+    // The exact inputs / 128 (multiples of 2^-7 in [-1, 1]: exact in the 20-bit code, no
+    // rounding) must come back as their float sum, bit for bit, through codes, masks and sum.
+    std::vector<float> x(N);
+    for (size_t i = 0; i < N; ++i) x[i] = exact_[i] / 128.0f;
+    FEDSILO_CHECK(world_.agree(e->secure->contribute(x, zeros_, 1.0f, true)));
+    fl::ExchangeStats xs;
+    FEDSILO_ASSIGN_OR_RETURN(const fl::Combined got, e->secure->combine(0, true, xs));
+    std::copy(x.begin(), x.end(), ref_.begin());
+    const std::span<float> ref(ref_.data(), N);
+    FEDSILO_CHECK(world_.allreduce_sum(ref));
+    int64_t bad[1] = {0};
+    for (size_t i = 0; i < N; ++i) bad[0] += got.sum[i] != ref[i] ? 1 : 0;
+    bad[0] += got.weight_sum != static_cast<double>(world_.size()) ? 1 : 0;
+    FEDSILO_CHECK(world_.allreduce_sum(std::span<int64_t>(bad, 1)));
+    r.check = bad[0] == 0 ? "ok" : "FAIL(" + std::to_string(bad[0]) + ")";
+    if (bad[0] != 0) ++failures_;
+  }
+  for (int i = 0; i < args_.warmup; ++i) {
+    FEDSILO_CHECK(world_.agree(e->secure->contribute(std::span<const float>(update_.data(), N), zeros_, 1.0f, true)));
+    fl::ExchangeStats xs;
+    FEDSILO_CHECK(e->secure->combine(e->round++, true, xs).status());
+  }
+  return e;
+}
+
 Status Bench::timed_iteration(Entry& e) {
   const auto N = static_cast<size_t>(e.row.count);
   // Node leaders read their link's counters between barriers: every byte of this iteration,
@@ -626,7 +679,7 @@ Status Bench::timed_iteration(Entry& e) {
   std::array<int64_t, 2> link0{}, link1{};
   Status link_status;
   // Untimed: the update is written where the exchange reads it, as training writes it there.
-  std::copy(update_.begin(), update_.begin() + static_cast<std::ptrdiff_t>(N), e.buffer.begin());
+  if (!e.secure) std::copy(update_.begin(), update_.begin() + static_cast<std::ptrdiff_t>(N), e.buffer.begin());
   FEDSILO_CHECK(world_.barrier());
   if (counts_link) {
     auto c = netdev_bytes(args_.netdev);
@@ -637,7 +690,13 @@ Status Bench::timed_iteration(Entry& e) {
   fl::ExchangeStats xs;  // fresh each time: exchange() assigns some fields and adds to others
   const double cpu0 = process_cpu_seconds();
   const auto t0 = Clock::now();
-  FEDSILO_CHECK(e.exchange->exchange(e.round++, e.buffer, true, xs));
+  if (e.secure) {
+    // Scaling by the weight, the code, the masks, the sum and the decoding.
+    FEDSILO_CHECK(world_.agree(e.secure->contribute(std::span<const float>(update_.data(), N), zeros_, 1.0f, true)));
+    FEDSILO_CHECK(e.secure->combine(e.round++, true, xs).status());
+  } else {
+    FEDSILO_CHECK(e.exchange->exchange(e.round++, e.buffer, true, xs));
+  }
   e.times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
   e.cpu_seconds += process_cpu_seconds() - cpu0;
   FEDSILO_CHECK(world_.barrier());
@@ -861,7 +920,7 @@ Status Bench::run(const std::string& commit) {
     for (const double d : args_.densities) {
       std::vector<std::pair<double, std::string>> cell;
       for (const auto& a : args_.algorithms) {
-        const bool dense = a == "dense-flat" || a == "dense-hier";
+        const bool dense = a == "dense-flat" || a == "dense-hier" || a == "secure";
         // Level node: dense algorithms carry the uncompressed update whatever the density
         // (as in training), so they are measured once per size, as density 1, in the cell of
         // the first density.
@@ -911,7 +970,7 @@ CLI::App* add_allreduce_command(CLI::App& parent, AllreduceBenchArgs& a) {
       ->capture_default_str();
   s->add_option("--algorithms", a.algorithms,
                 "dense-flat, dense-hier, sparse-allgather, sparse-rd, sparse-hier (leaders by "
-                "allgather), auto")
+                "allgather), auto, secure (secure aggregation of the dense update)")
       ->delimiter(',')
       ->capture_default_str();
   s->add_option("--value-type", a.value_type, "fp32 | fp16 | bf16 | int8")
