@@ -84,7 +84,7 @@ if [[ ${1:-} == --project ]]; then
   file "$PBUILD/fedsilo" | sed 's/,.*//'
   # The unit tests that need neither MPI ranks nor threads, under qemu with the sysroot's loader.
   OPENBLAS_NUM_THREADS=1 qemu-aarch64 -L "$SYSROOT" "$PBUILD/tests/fedsilo_unit_tests" \
-    "--gtest_filter=${FEDSILO_CROSS_FILTER:-Kernels.*:Shapes/Conv2dFast.*:CpuLevel.*:Philox.*:Int8.*:Fp16.*:Bf16.*:Randk.*:Sgd.*:QuantizeEncoding.*:Config*.*:H5*.*:WireFormat.*:Idx.*:Dataset.*:Partition*.*:Sampler.*:Slurm*.*:SbatchScript.*:Manifest.*:FedAvg.*:FedProx.*}"
+    "--gtest_filter=${FEDSILO_CROSS_FILTER:-Kernels.*:Shapes/Conv2dFast.*:CpuLevel.*:Philox.*:Int8.*:Fp16.*:Bf16.*:Randk.*:Sgd.*:QuantizeEncoding.*:Config*.*:H5*.*:WireFormat.*:Idx.*:Dataset.*:Partition*.*:Sampler.*:Slurm*.*:SbatchScript.*:Manifest.*:FedAvg.*:FedProx.*:Secagg*.*:TransformChain.*:Report.*:BlasCore.*}"
   exit
 fi
 cmake -S "$ROOT/tests/cross" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
