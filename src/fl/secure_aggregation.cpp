@@ -20,6 +20,7 @@ SecureAggregation::SecureAggregation(mpi::Comm& comm, const config::Config& cfg,
       seed_(cfg.run.seed),
       scaled_(static_cast<size_t>(length)),
       codes_(static_cast<size_t>(length) + 1),
+      random_(static_cast<size_t>(length) + 1),
       sum_(static_cast<size_t>(length)) {}
 
 Result<std::unique_ptr<SecureAggregation>> SecureAggregation::create(const config::Config& cfg,
@@ -97,7 +98,7 @@ Result<Combined> SecureAggregation::combine(uint32_t round, bool trained, Exchan
 
   // Fixed point: the update, then the weight (whose range is at least 1: w <= 1).
   auto t0 = Clock::now();
-  std::vector<uint32_t> random(n + 1);
+  std::vector<uint32_t>& random = random_;
   Philox rng(seed_, round, static_cast<uint32_t>(comm_.rank()), RngPurpose::kSecureRounding);
   for (auto& r : random) r = rng.next_u32();
   clipped_ = secagg::encode(scaled_, fp_, std::span<const uint32_t>(random.data(), n),

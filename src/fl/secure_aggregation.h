@@ -53,6 +53,7 @@ class SecureAggregation final : public Aggregation {
   std::vector<float> scaled_;           // w * (local - global), w = weight / max_weight
   float w_ = 0.0f;
   std::vector<uint32_t> codes_;         // n + 1 words: the coded update, then the weight
+  std::vector<uint32_t> random_;        // n + 1 stochastic-rounding words (reused each round)
   std::vector<float> sum_;
   int64_t clipped_ = 0;
 };

@@ -190,7 +190,10 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
   // Which algorithm: pinned, recorded by the checkpoint we resume, or chosen by `auto`.
   std::string name = config::name(cfg.allreduce.algorithm);
   mpi::LeaderExchange leaders = mpi::LeaderExchange::kAllgather;
-  if (!resolved_algorithm.empty()) {
+  if (cfg.secure_aggregation.enabled && resolved_algorithm.empty()) {
+    // SecureAggregation sums on its own (a uint32 MPI_Allreduce): nothing for `auto` to calibrate.
+    name = "dense-flat";
+  } else if (!resolved_algorithm.empty()) {
     name = resolved_algorithm;
   } else if (name == "auto") {
     mpi::LinkModel link;
