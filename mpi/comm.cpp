@@ -9,32 +9,9 @@
 #include <cstring>
 #include <ctime>
 
+#include "mpi/comm_handles.h"
+
 namespace fedsilo::mpi {
-namespace {
-
-Status check(int rc, const char* call) {
-  if (rc == MPI_SUCCESS) return {};
-  char msg[MPI_MAX_ERROR_STRING];
-  int len = 0;
-  MPI_Error_string(rc, msg, &len);
-  return {StatusCode::kCommError, std::string(call) + " failed: " + std::string(msg, len)};
-}
-
-#define FEDSILO_MPI(call) FEDSILO_CHECK(check((call), #call))
-
-}  // namespace
-
-struct Comm::Handles {
-  MPI_Comm world = MPI_COMM_NULL;
-  MPI_Comm node = MPI_COMM_NULL;
-  ~Handles() {
-    int finalized = 0;
-    MPI_Finalized(&finalized);
-    if (finalized) return;
-    if (node != MPI_COMM_NULL) MPI_Comm_free(&node);
-    if (world != MPI_COMM_NULL) MPI_Comm_free(&world);
-  }
-};
 
 Result<std::unique_ptr<Runtime>> Runtime::init(int* argc, char*** argv) {
   int initialized = 0;

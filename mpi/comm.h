@@ -108,6 +108,7 @@ class Comm {
 
  private:
   friend class SharedWindow;
+  friend class IntegerSum;
   Comm() = default;
   /// Fills rank/size/local info and the error handler once h_->world is set.
   [[nodiscard]] Status finish_init();

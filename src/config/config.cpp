@@ -502,7 +502,16 @@ Status validate_across_sections(const Config& c) {
   const auto& z = c.compression;
   const Algorithm alg = c.allreduce.algorithm;
   const std::string alg_name = name(alg);
-  if (z.level == CompressionLevel::kNode && alg != Algorithm::kSparseHier && alg != Algorithm::kAuto) {
+  if (z.level == CompressionLevel::kNode && c.secure_aggregation.enabled &&
+      alg != Algorithm::kDenseHier && alg != Algorithm::kAuto) {
+    // Each silo compresses its own update (a shared index set) and the masked words are summed
+    // node by node: a leader never holds anything unmasked.
+    return bad("compression.level", "\"node\" with secure_aggregation.enabled = true sums masked words "
+                                    "node by node: it runs on allreduce.algorithm = \"dense-hier\" (or "
+                                    "\"auto\"), not \"" + alg_name + "\"");
+  }
+  if (z.level == CompressionLevel::kNode && !c.secure_aggregation.enabled &&
+      alg != Algorithm::kSparseHier && alg != Algorithm::kAuto) {
     return bad("compression.level", "\"node\" runs on allreduce.algorithm = \"sparse-hier\" (or \"auto\"), not \"" + alg_name + "\"");
   }
   if (alg == Algorithm::kSparseHier && z.level != CompressionLevel::kNode) {
@@ -528,11 +537,6 @@ Status validate_across_sections(const Config& c) {
       return bad("secure_aggregation.enabled",
                  "true needs device.kind = \"cpu\" for now, not \"" + std::string(name(c.device.kind)) +
                      "\" (the masked sum of GPU ranks is not implemented yet)");
-    }
-    if (z.method == compression::Method::kRandk) {
-      return bad("secure_aggregation.enabled",
-                 "true with compression.method = \"randk\" (a shared index set) is not implemented "
-                 "yet: use compression.method = \"none\"");
     }
   }
   // The silo's transform chain against the aggregation it goes through (fl/transform.h).

@@ -1,11 +1,12 @@
-// Secure aggregation: fixed point, pairwise masks, a uint32 MPI_Allreduce, decoding.
+// Secure aggregation: shared-index selection, fixed point, pairwise masks, a pipelined uint32
+// sum, decoding.
 #include "fl/secure_aggregation.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 
-#include "core/philox.h"
+#include "kernels/cpu/randk.h"
 
 namespace fedsilo::fl {
 namespace {
@@ -13,19 +14,32 @@ using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 }  // namespace
 
-SecureAggregation::SecureAggregation(mpi::Comm& comm, const config::Config& cfg, int64_t length)
+SecureAggregation::SecureAggregation(mpi::Comm& comm, UpdateExchange& exchange,
+                                     const config::Config& cfg, int64_t length)
     : comm_(comm),
+      exchange_(exchange),
       fp_{cfg.secure_aggregation.range, cfg.secure_aggregation.bits},
       max_weight_(cfg.secure_aggregation.max_weight),
       seed_(cfg.run.seed),
       scaled_(static_cast<size_t>(length)),
-      codes_(static_cast<size_t>(length) + 1),
-      random_(static_cast<size_t>(length) + 1),
-      sum_(static_cast<size_t>(length)) {}
+      total_(static_cast<size_t>(length)) {
+  if (exchange.has_chain()) {
+    shared_count_ = compression::selected_count(config::compression_config(cfg.compression), length);
+  }
+  codes_.resize(static_cast<size_t>(shared_count_ > 0 ? shared_count_ : length) + 1);
+}
 
 Result<std::unique_ptr<SecureAggregation>> SecureAggregation::create(const config::Config& cfg,
-                                                                     mpi::Comm& comm, int64_t length) {
-  std::unique_ptr<SecureAggregation> self(new SecureAggregation(comm, cfg, length));
+                                                                     mpi::Comm& comm,
+                                                                     UpdateExchange& exchange,
+                                                                     int64_t length) {
+  std::unique_ptr<SecureAggregation> self(new SecureAggregation(comm, exchange, cfg, length));
+  // The masked words are summed in the exchange's shape: flat, or node by node.
+  auto sum = mpi::IntegerSum::create(exchange.node_topology(), exchange.algorithm() == "dense-hier"
+                                                                   ? mpi::IntegerSum::Shape::kHier
+                                                                   : mpi::IntegerSum::Shape::kFlat);
+  FEDSILO_CHECK(comm.agree(sum.status()));
+  self->sum_ = std::move(sum).value();
   FEDSILO_CHECK(comm.agree(secagg::check_fits(self->fp_, comm.size())));
   if (comm.size() < 3) {
     FEDSILO_CHECK(comm.agree(invalid_argument(
@@ -83,6 +97,30 @@ Status SecureAggregation::contribute(std::span<const float> local, std::span<con
   return check_finite(scaled_, "update");
 }
 
+Status SecureAggregation::select(uint32_t round, bool trained) {
+  if (shared_count_ == 0) {
+    values_ = scaled_;
+    return {};
+  }
+  // The round's shared index set (rand-k of the run seed and the round): every silo knows it,
+  // so an untrained silo sends zeros at it and every rank places the decoded sum.
+  const auto n = static_cast<int64_t>(scaled_.size());
+  indices_ = kernels::randk_indices(n, shared_count_, seed_, round);
+  selected_.assign(indices_.size(), 0.0f);
+  values_ = selected_;
+  SiloUpdate mine;
+  mine.dense = scaled_;
+  FEDSILO_CHECK(exchange_.run_chain(round, trained, mine));
+  if (!trained) return {};
+  if (!mine.is_sparse || mine.sparse.indices != indices_) {
+    return internal_error("secure aggregation: the compressor's coordinates of round " +
+                          std::to_string(round) + " are not the shared index set");
+  }
+  selected_ = std::move(mine.sparse.values);
+  values_ = selected_;
+  return {};
+}
+
 Result<Combined> SecureAggregation::combine(uint32_t round, bool trained, ExchangeStats& stats) {
   stats = ExchangeStats{};
   const size_t n = scaled_.size();
@@ -96,52 +134,75 @@ Result<Combined> SecureAggregation::combine(uint32_t round, bool trained, Exchan
         " (raise strategy.fraction, or run more silos)")));
   }
 
-  // Fixed point: the update, then the weight (whose range is at least 1: w <= 1).
   auto t0 = Clock::now();
-  std::vector<uint32_t>& random = random_;
-  Philox rng(seed_, round, static_cast<uint32_t>(comm_.rank()), RngPurpose::kSecureRounding);
-  for (auto& r : random) r = rng.next_u32();
-  clipped_ = secagg::encode(scaled_, fp_, std::span<const uint32_t>(random.data(), n),
-                            std::span<uint32_t>(codes_.data(), n));
-  const secagg::FixedPoint weight_fp{std::max(fp_.range, 1.0), fp_.bits};
-  const float w[1] = {w_};
-  secagg::encode(w, weight_fp, std::span<const uint32_t>(random.data() + n, 1),
-                 std::span<uint32_t>(codes_.data() + n, 1));
-  // The pairwise masks of this round, from each pair's seed.
-  Status st = [&]() -> Status {
+  FEDSILO_CHECK(comm_.agree(select(round, trained)));
+  // This round's masker: the rounding words' key and every pair's seed.
+  auto masker = [&]() -> Result<secagg::RoundMasker> {
     std::vector<secagg::MaskPeer> peers;
     for (const auto& [p, secret] : shared_) {
       FEDSILO_ASSIGN_OR_RETURN(secagg::Secret seed, secagg::round_seed(secret, run_id_, round));
       peers.push_back({p, std::move(seed)});
     }
-    return secagg::add_masks(codes_, comm_.rank(), peers);
+    const auto key = secagg::rounding_key(seed_, round, static_cast<uint32_t>(comm_.rank()));
+    return secagg::RoundMasker::create(key, comm_.rank(), peers);
   }();
-  FEDSILO_CHECK(comm_.agree(st));
-  stats.compress_seconds = since(t0);
+  FEDSILO_CHECK(comm_.agree(masker.status()));
 
-  // The masked sum, modulo 2^32 (bytes as the ring model counts them).
-  t0 = Clock::now();
-  FEDSILO_CHECK(comm_.allreduce_sum(std::span<uint32_t>(codes_)));
-  const int P = comm_.size();
-  const int64_t bytes = 4 * static_cast<int64_t>(codes_.size());
-  const int64_t moved = P > 1 ? 2 * bytes * (P - 1) / P : 0;
-  const bool one_node = comm_.local_size() == P;
-  (one_node ? stats.intra_bytes_sent : stats.inter_bytes_sent) = moved;
-  (one_node ? stats.intra_bytes_received : stats.inter_bytes_received) = moved;
-  (one_node ? stats.intra_seconds : stats.inter_seconds) = since(t0);
+  // Words [0, m) code the values, word m the weight (whose range is at least 1: w <= 1). The
+  // pipeline: each piece is coded and masked, then its sum starts and moves on while the next
+  // piece is coded (the masker lets it progress after every block).
+  const size_t m = values_.size(), words = m + 1;
+  const secagg::FixedPoint weight_fp{std::max(fp_.range, 1.0), fp_.bits};
+  const float w[1] = {w_};
+  const size_t piece = std::clamp<size_t>((words / 8 + 3) / 4 * 4, 4096, size_t{1} << 20);
+  const auto progress = [this] { sum_->progress(); };
+  Status st;
+  clipped_ = 0;
+  double masking = since(t0);  // the selection, then every piece's code and masks
+  for (size_t first = 0; first < words; first += piece) {
+    const size_t len = std::min(piece, words - first);
+    const size_t nv = first < m ? std::min(len, m - first) : 0;
+    const auto tm = Clock::now();
+    if (st.ok()) {
+      auto c = masker->code_and_mask(values_.subspan(first, nv), fp_, first,
+                                     std::span<uint32_t>(codes_.data() + first, nv), progress);
+      if (c.ok()) clipped_ += c.value();
+      st = c.status();
+    }
+    if (st.ok() && first + len == words) {
+      st = masker->code_and_mask(w, weight_fp, m, std::span<uint32_t>(codes_.data() + m, 1)).status();
+    }
+    masking += since(tm);
+    // A failed rank still starts every piece (the others wait for it); the outcome is agreed
+    // after the sum.
+    const Status started = sum_->start(std::span<uint32_t>(codes_.data() + first, len));
+    if (st.ok()) st = started;
+  }
+  stats.compress_seconds = masking;
+  mpi::AllreduceStats as;
+  const Status summed = sum_->finish(as);
+  FEDSILO_CHECK(comm_.agree(st.ok() ? summed : st));
+  stats.take(as);
 
   t0 = Clock::now();
-  secagg::decode(std::span<const uint32_t>(codes_.data(), n), fp_, sum_);
   float weight_sum[1];
-  secagg::decode(std::span<const uint32_t>(codes_.data() + n, 1), weight_fp, weight_sum);
+  secagg::decode(std::span<const uint32_t>(codes_.data() + m, 1), weight_fp, weight_sum);
+  if (shared_count_ == 0) {
+    secagg::decode(std::span<const uint32_t>(codes_.data(), m), fp_, total_);
+  } else {
+    decoded_.resize(m);
+    secagg::decode(std::span<const uint32_t>(codes_.data(), m), fp_, decoded_);
+    std::fill(total_.begin(), total_.end(), 0.0f);
+    for (size_t i = 0; i < m; ++i) total_[indices_[i]] = decoded_[i];
+  }
   stats.decompress_seconds = since(t0);
   stats.dense_bytes = 4 * static_cast<int64_t>(n);
-  stats.payload_bytes = bytes;
+  stats.payload_bytes = 4 * static_cast<int64_t>(words);
   if (!(weight_sum[0] > 0.0f)) {
     FEDSILO_CHECK(comm_.agree(internal_error("secure aggregation: the decoded weight sum of round " +
                                              std::to_string(round) + " is not positive")));
   }
-  return Combined{std::span<const float>(sum_), static_cast<double>(weight_sum[0])};
+  return Combined{std::span<const float>(total_), static_cast<double>(weight_sum[0])};
 }
 
 }  // namespace fedsilo::fl

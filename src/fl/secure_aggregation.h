@@ -1,7 +1,11 @@
 // Secure aggregation over MPI (docs/threat-model.md): each silo clips its weighted update,
 // codes it in fixed point modulo 2^32 together with its weight, adds pairwise masks that cancel
-// in the sum, and the ranks sum the masked integers with MPI_Allreduce; every rank decodes the
-// sum. No rank, node leader or launcher sees another silo's update or weight, only their sums.
+// in the sum, and the ranks sum the masked integers (flat or node by node, mpi::IntegerSum);
+// every rank decodes the sum. With compression.method = "randk" a silo sends only the round's
+// shared index set (the same for every silo, from the run seed and the round), keeping the rest
+// in its own error-feedback residual. Coding, masking and summing run as a pipeline: piece p's
+// sum is on the wire while piece p + 1 is coded and masked. No rank, node leader or launcher
+// sees another silo's update or weight, only their sums.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +18,7 @@
 #include "core/status.h"
 #include "fl/aggregation.h"
 #include "mpi/comm.h"
+#include "mpi/integer_sum.h"
 #include "secagg/crypto.h"
 #include "secagg/masking.h"
 
@@ -26,15 +31,20 @@ class SecureAggregation final : public Aggregation {
   /// every other rank (a malformed or low-order key is an error naming the rank, on every rank);
   /// rank 0 draws the run id (16 random bytes) that keys every round's masks. The secret key is
   /// dropped once the shared secrets exist. Collective.
+  /// `exchange` (which outlives this) gives the topology and the silo's transform chain.
   static Result<std::unique_ptr<SecureAggregation>> create(const config::Config& cfg,
-                                                           mpi::Comm& comm, int64_t length);
+                                                           mpi::Comm& comm,
+                                                           UpdateExchange& exchange,
+                                                           int64_t length);
 
-  [[nodiscard]] std::string name() const override { return "secure-dense-flat"; }
+  /// "secure-dense-flat" or "secure-dense-hier" (the shape of the integer sum).
+  [[nodiscard]] std::string name() const override { return "secure-" + sum_->name(); }
   /// Keeps weight / max_weight and (local - global) scaled by it; zeros where not trained.
   [[nodiscard]] Status contribute(std::span<const float> local, std::span<const float> global,
                                   float weight, bool trained) override;
-  /// Codes, masks, sums and decodes; kInvalidArgument on every rank when fewer than 3 silos
-  /// trained this round (the sum of two would give each the other's update).
+  /// Compresses (where the chain selects), codes, masks, sums and decodes; kInvalidArgument on
+  /// every rank when fewer than 3 silos trained this round (the sum of two would give each the
+  /// other's update).
   [[nodiscard]] Result<Combined> combine(uint32_t round, bool trained, ExchangeStats& stats) override;
 
   /// How many coordinates were clipped to [-range, range] in this rank's last round (a silo's
@@ -42,9 +52,18 @@ class SecureAggregation final : public Aggregation {
   [[nodiscard]] int64_t clipped() const { return clipped_; }
 
  private:
-  SecureAggregation(mpi::Comm& comm, const config::Config& cfg, int64_t length);
+  SecureAggregation(mpi::Comm& comm, UpdateExchange& exchange, const config::Config& cfg,
+                    int64_t length);
+  // This silo's values of the round (every coordinate, or the shared index set's) into values_.
+  [[nodiscard]] Status select(uint32_t round, bool trained);
 
   mpi::Comm& comm_;
+  UpdateExchange& exchange_;
+  std::unique_ptr<mpi::IntegerSum> sum_;
+  int64_t shared_count_ = 0;              // k of the shared index set; 0: every coordinate
+  std::vector<uint32_t> indices_;         // the round's shared index set
+  std::vector<float> selected_;           // this silo's values at indices_
+  std::span<const float> values_;         // what is coded: scaled_ or selected_
   secagg::FixedPoint fp_;
   double max_weight_ = 1.0;
   uint64_t seed_ = 0;
@@ -52,9 +71,9 @@ class SecureAggregation final : public Aggregation {
   std::vector<std::pair<int, secagg::Secret>> shared_;  // (peer rank, shared secret)
   std::vector<float> scaled_;           // w * (local - global), w = weight / max_weight
   float w_ = 0.0f;
-  std::vector<uint32_t> codes_;         // n + 1 words: the coded update, then the weight
-  std::vector<uint32_t> random_;        // n + 1 stochastic-rounding words (reused each round)
-  std::vector<float> sum_;
+  std::vector<uint32_t> codes_;         // m + 1 words: the coded values, then the weight
+  std::vector<float> decoded_;          // the decoded sum of the shared index set's values
+  std::vector<float> total_;            // the dense sum every rank gets
   int64_t clipped_ = 0;
 };
 

@@ -94,7 +94,10 @@ Status validate_chain(std::span<const TransformSpec> chain, const AggregationSpe
 std::vector<TransformSpec> configured_chain(const config::Config& cfg) {
   std::vector<TransformSpec> chain;
   const auto& z = cfg.compression;
-  if (z.method != compression::Method::kNone && z.level == config::CompressionLevel::kSilo) {
+  // Under secure aggregation a silo compresses its own update at either level: a node leader
+  // only ever carries masked words.
+  if (z.method != compression::Method::kNone &&
+      (z.level == config::CompressionLevel::kSilo || cfg.secure_aggregation.enabled)) {
     // Top-k selects from the silo's own values: each silo its own coordinates. Rand-k draws
     // them from (seed, round): one set shared by every silo.
     // Values go as fp32 (no encoding stage) or in a narrower value type.
@@ -126,11 +129,8 @@ AggregationSpec configured_aggregation(const config::Config& cfg) {
     return {alg, setting + " (it compresses node sums: compression.level = \"node\")",
             {Need::kFloatSum}};
   }
-  if (alg == "dense-hier") {  // a sparse contribution is densified first; floats only
-    return {alg, setting, {Need::kFloatSum, Need::kSparseSum, Need::kSharedIndexSet}};
-  }
-  // dense-flat (MPI_Allreduce: floats, or uint32 modulo 2^32) and auto (which picks dense-flat
-  // for an integer sum).
+  // dense-flat and dense-hier: floats (a sparse contribution densified first), or uint32
+  // words modulo 2^32 (mpi::IntegerSum); auto picks among them.
   return {alg, setting, {Need::kFloatSum, Need::kSparseSum, Need::kSharedIndexSet, Need::kIntegerSum}};
 }
 

@@ -128,7 +128,9 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
     impl->length = length;
     impl->topology = topology;
     impl->zcfg = zcfg;
-    impl->node_level = z.level == config::CompressionLevel::kNode;
+    // Under secure aggregation every silo keeps its own residual, also at level node (a leader
+    // never holds anything unmasked).
+    impl->node_level = z.level == config::CompressionLevel::kNode && !cfg.secure_aggregation.enabled;
     impl->algorithm = name;
     // The chain the config asks for (validated with the config): each transform here.
     for (const TransformSpec& spec : configured_chain(cfg)) {
@@ -150,6 +152,9 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
         impl->node_state.velocity.assign(static_cast<size_t>(length), 0.0f);
       }
     }
+    // SecureAggregation sums the masked words itself (mpi::IntegerSum, in this algorithm's
+    // shape); the exchange holds the topology and the silo's chain.
+    if (cfg.secure_aggregation.enabled) return std::unique_ptr<UpdateExchange>(new UpdateExchange(std::move(impl)));
     mpi::AlgorithmConfig ac;
     ac.name = name;
     ac.sparse.value_type = zcfg.value_type;
@@ -191,8 +196,9 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
   std::string name = config::name(cfg.allreduce.algorithm);
   mpi::LeaderExchange leaders = mpi::LeaderExchange::kAllgather;
   if (cfg.secure_aggregation.enabled && resolved_algorithm.empty()) {
-    // SecureAggregation sums on its own (a uint32 MPI_Allreduce): nothing for `auto` to calibrate.
-    name = "dense-flat";
+    // Masked words are summed dense, whatever the density: `auto` takes dense-hier's shape
+    // (which sums flat where it cannot help: mpi::IntegerSum), with nothing to calibrate.
+    name = name == "dense-flat" ? "dense-flat" : "dense-hier";
   } else if (!resolved_algorithm.empty()) {
     name = resolved_algorithm;
   } else if (name == "auto") {
@@ -252,6 +258,17 @@ Result<std::span<float>> UpdateExchange::buffer() {
   return impl_->dense->buffer(impl_->length);
 }
 
+Status UpdateExchange::run_chain(uint32_t round, bool trained, SiloUpdate& mine) {
+  mine.sparse.length = static_cast<int64_t>(mine.dense.size());
+  if (!trained) return {};
+  for (auto& t : impl_->chain) {
+    FEDSILO_CHECK(t->apply(round, static_cast<uint32_t>(impl_->world->rank()), mine));
+  }
+  return {};
+}
+
+bool UpdateExchange::has_chain() const { return !impl_->chain.empty(); }
+
 Status UpdateExchange::exchange(uint32_t round, std::span<float> update, bool trained,
                                 ExchangeStats& stats) {
   Impl& m = *impl_;
@@ -266,15 +283,8 @@ Status UpdateExchange::exchange(uint32_t round, std::span<float> update, bool tr
     // state), then the sparse sum.
     SiloUpdate mine;
     mine.dense = update;
-    mine.sparse.length = static_cast<int64_t>(update.size());
-    Status st;
     const auto t0 = Clock::now();
-    if (trained) {
-      for (auto& t : m.chain) {
-        st = t->apply(round, static_cast<uint32_t>(m.world->rank()), mine);
-        if (!st.ok()) break;
-      }
-    }
+    const Status st = run_chain(round, trained, mine);
     stats.compress_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     FEDSILO_CHECK(m.world->agree(st));
     std::vector<uint8_t> wire;

@@ -12,6 +12,7 @@
 
 #include "compression/compressor.h"
 #include "config/config.h"
+#include "fl/transform.h"
 #include "core/status.h"
 #include "mpi/algorithm.h"
 #include "mpi/comm.h"
@@ -81,6 +82,13 @@ class UpdateExchange {
   /// Collective; errors are agreed.
   [[nodiscard]] Status exchange(uint32_t round, std::span<float> update, bool trained,
                                 ExchangeStats& stats);
+
+  /// Runs this silo's transform chain (compression at level silo, or under secure
+  /// aggregation) on `mine.dense` where it trained: `mine` ends sparse if the chain selects.
+  /// An untrained silo's state stays as it was. Errors name the transform; not agreed.
+  [[nodiscard]] Status run_chain(uint32_t round, bool trained, SiloUpdate& mine);
+  /// Whether the silo's chain holds a transform (run_chain changes the update).
+  [[nodiscard]] bool has_chain() const;
 
   /// Where this rank's update can be written so that the exchange reads it without a copy
   /// (mpi::Reducer::buffer: at level node on sparse-hier, the rank's segment of the node-shared

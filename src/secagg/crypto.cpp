@@ -80,6 +80,17 @@ Result<Secret> round_seed(const Secret& shared, std::span<const uint8_t> run_id,
   return seed;
 }
 
+std::array<uint8_t, 16> rounding_key(uint64_t seed, uint32_t round, uint32_t silo) {
+  uint8_t in[8 + 8 + 4 + 4] = {'f', 's', 'r', 'o', 'u', 'n', 'd', '1'};
+  for (int b = 0; b < 8; ++b) in[8 + b] = static_cast<uint8_t>(seed >> (8 * b));
+  for (int b = 0; b < 4; ++b) in[16 + b] = static_cast<uint8_t>(round >> (8 * b));
+  for (int b = 0; b < 4; ++b) in[20 + b] = static_cast<uint8_t>(silo >> (8 * b));
+  std::array<uint8_t, 16> key{};
+  (void)init_sodium();  // BLAKE2b works without it (the portable code), only slower
+  crypto_generichash(key.data(), key.size(), in, sizeof in, nullptr, 0);  // cannot fail at 16 bytes
+  return key;
+}
+
 struct Keystream::Impl {
   EVP_CIPHER_CTX* ctx = nullptr;
   std::array<uint8_t, 16> key{};
@@ -102,6 +113,10 @@ Result<Keystream> Keystream::create(std::span<const uint8_t> key16) {
   std::copy(key16.begin(), key16.end(), impl->key.begin());
   impl->ctx = EVP_CIPHER_CTX_new();
   if (impl->ctx == nullptr) return internal_error("OpenSSL: EVP_CIPHER_CTX_new failed");
+  // The key schedule once; each fill only sets the counter.
+  if (EVP_EncryptInit_ex(impl->ctx, EVP_aes_128_ctr(), nullptr, impl->key.data(), nullptr) != 1) {
+    return internal_error("OpenSSL: EVP_EncryptInit_ex(aes-128-ctr) failed");
+  }
   return Keystream(std::move(impl));
 }
 
@@ -117,7 +132,7 @@ Status Keystream::fill(uint64_t first_block, std::span<uint32_t> out) {
 }
 
 Status Keystream::apply(const std::array<uint8_t, 16>& counter, std::span<uint8_t> data) {
-  if (EVP_EncryptInit_ex(impl_->ctx, EVP_aes_128_ctr(), nullptr, impl_->key.data(), counter.data()) != 1) {
+  if (EVP_EncryptInit_ex(impl_->ctx, nullptr, nullptr, nullptr, counter.data()) != 1) {
     return internal_error("OpenSSL: EVP_EncryptInit_ex(aes-128-ctr) failed");
   }
   // In place, in chunks an int can count.

@@ -60,6 +60,11 @@ struct KeyPair {
 [[nodiscard]] Result<Secret> round_seed(const Secret& shared, std::span<const uint8_t> run_id,
                                         uint64_t round);
 
+/// The key of one silo's stochastic-rounding words in one round: BLAKE2b-128 of ("fsround1",
+/// seed, round, silo). Public (the run seed is in config.toml), deterministic, and different
+/// for every (seed, round, silo).
+[[nodiscard]] std::array<uint8_t, 16> rounding_key(uint64_t seed, uint32_t round, uint32_t silo);
+
 /// AES-128-CTR keystream words: `out` gets the keystream's bytes as host-order 32-bit words,
 /// for key `key` (16 bytes) with the 128-bit big-endian counter starting at `first_block` (a
 /// block is 16 bytes, 4 words): so a mask can be generated block by block, in any order, with

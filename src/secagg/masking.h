@@ -4,8 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/status.h"
@@ -41,13 +43,46 @@ struct MaskPeer {
   Secret seed;
 };
 
-/// In place: v += mask(seed of p) for every peer p with a higher id than `self`, and -= for
-/// every lower one (modulo 2^32), so the masks cancel in the sum over all sampled silos. The
-/// masks are AES-128-CTR keystreams of the pair seeds' first 16 bytes (word i of a mask is word
-/// i of its keystream), generated `block_words` at a time (a multiple of 4) and added as they
-/// come, never held whole; the buffer is wiped after use. Any length: the last block's unused
-/// words are dropped.
-[[nodiscard]] Status add_masks(std::span<uint32_t> v, int self, std::span<const MaskPeer> peers,
-                               size_t block_words = 16384);
+/// One silo's coding and masking for one round, in one pass over the vector, block by block
+/// (a block of the vector stays in cache while it is coded and every mask is added):
+/// - the stochastic-rounding words of the code come from an AES-128-CTR keystream under the
+///   round's public rounding key (rounding_key: deterministic in the run seed, round and silo,
+///   so the decoded sum is reproducible; it hides nothing and needs not to: only sums leave);
+/// - word i of the masked vector gets + mask_p[i] for every peer p with a higher id than this
+///   silo, - mask_p[i] for every lower one (modulo 2^32), mask_p being the AES-128-CTR
+///   keystream of the pair's seed (its first 16 bytes), so the masks cancel in the sum over the
+///   sampled silos. Word i of any stream is word i of the masked vector: pieces can be coded
+///   in any order and at any offset.
+class RoundMasker {
+ public:
+  /// kInvalidArgument when a peer is this silo itself or block_words is not a positive
+  /// multiple of 4.
+  static Result<RoundMasker> create(std::span<const uint8_t> rounding_key, int self,
+                                    std::span<const MaskPeer> peers, size_t block_words = 16384);
+  RoundMasker(RoundMasker&&) noexcept = default;
+  RoundMasker& operator=(RoundMasker&&) noexcept = default;
+  ~RoundMasker();  // wipes the keystream buffers
+
+  /// out[i] = encode(v[i]) (rounding word first + i) + the masks' words first + i, for
+  /// v.size() == out.size() words at position `first` of the masked vector. Calls
+  /// `between_blocks` (if set) after each block: the pipeline's chance to move its sums.
+  /// Returns how many values were clipped.
+  Result<int64_t> code_and_mask(std::span<const float> v, const FixedPoint& fp, uint64_t first,
+                                std::span<uint32_t> out,
+                                const std::function<void()>& between_blocks = {});
+
+ private:
+  explicit RoundMasker(Keystream rounding) : rounding_(std::move(rounding)) {}
+  // Words [first, first + count) of `ks` into `buf` (from buf[first % 4]); returns them.
+  static Result<const uint32_t*> words(Keystream& ks, uint64_t first, size_t count,
+                                       std::vector<uint32_t>& buf);
+
+  int self_ = 0;
+  size_t block_words_ = 0;
+  Keystream rounding_;
+  std::vector<Keystream> masks_;
+  std::vector<bool> add_;  // + (peer above) or - (peer below) for each mask
+  std::vector<uint32_t> buf_, random_;  // mask and rounding words of one block
+};
 
 }  // namespace fedsilo::secagg

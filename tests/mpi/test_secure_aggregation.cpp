@@ -1,16 +1,22 @@
 // fl::SecureAggregation on 1-8 ranks: the decoded masked sum equals the plain fixed-point sum of
-// the silos that trained, bit for bit (partial participation included), the weight sum too;
-// fewer than 3 silos are refused on every rank.
+// the silos that trained, bit for bit (partial participation included), the weight sum too, for
+// both shapes of the integer sum (flat, node by node on emulated nodes), dense and with a shared
+// rand-k index set (each silo's error feedback replayed here); fewer than 3 silos are refused on
+// every rank.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "compression/compressor.h"
 #include "config/config.h"
-#include "core/philox.h"
 #include "fl/secure_aggregation.h"
+#include "fl/update_exchange.h"
+#include "kernels/cpu/randk.h"
 #include "mpi/comm.h"
+#include "secagg/crypto.h"
 #include "secagg/masking.h"
 
 namespace fedsilo::fl {
@@ -31,61 +37,134 @@ float delta(int q, uint32_t round, size_t i) {
   return static_cast<float>(static_cast<int>((i * 7919 + q * 104729 + round * 31) % 6001) - 3000) / 1000.0f;
 }
 
+// Silo q's plain fixed-point code of `values` at word `first` onwards: the masker of no peers.
+std::vector<uint32_t> plain_code(const config::Config& cfg, int q, uint32_t round,
+                                 std::span<const float> values, const secagg::FixedPoint& fp,
+                                 uint64_t first) {
+  const auto key = secagg::rounding_key(cfg.run.seed, round, static_cast<uint32_t>(q));
+  auto coder = secagg::RoundMasker::create(key, q, {});
+  EXPECT_TRUE(coder.ok());
+  std::vector<uint32_t> out(values.size());
+  EXPECT_TRUE(coder->code_and_mask(values, fp, first, out).ok());
+  return out;
+}
+
+struct Case {
+  config::Algorithm algorithm;
+  int emulated_nodes;
+  bool randk;
+  std::string name() const {
+    return std::string(config::name(algorithm)) + ", " + std::to_string(emulated_nodes) +
+           " emulated nodes" + (randk ? ", randk 10%" : "");
+  }
+};
+
+struct Made {
+  std::unique_ptr<UpdateExchange> exchange;
+  std::unique_ptr<SecureAggregation> aggregation;
+};
+
+Result<Made> make(const config::Config& cfg, mpi::Comm& world, int64_t n) {
+  Made m;
+  FEDSILO_ASSIGN_OR_RETURN(m.exchange, UpdateExchange::create(cfg, world, n, ""));
+  FEDSILO_ASSIGN_OR_RETURN(m.aggregation, SecureAggregation::create(cfg, world, *m.exchange, n));
+  return m;
+}
+
 TEST(SecureAggregation, DecodedSumIsTheFixedPointSumOfTheSilosThatTrained) {
   auto world = mpi::Comm::world();
   ASSERT_TRUE(world.ok());
   const int P = world->size(), me = world->rank();
-  const config::Config cfg = secure_config();
-  const int64_t n = 1001;
-  auto agg = SecureAggregation::create(cfg, world.value(), n);
-  if (P < 3) {
-    ASSERT_FALSE(agg.ok());
-    EXPECT_NE(agg.status().message().find("at least 3 silos"), std::string::npos) << agg.status().message();
-    return;
+  // Several pipeline pieces (at least 4096 words each), a length no piece divides.
+  const int64_t n = 20001;
+  std::vector<Case> cases = {{config::Algorithm::kDenseFlat, 0, false},
+                             {config::Algorithm::kDenseFlat, 0, true}};
+  if (P % 2 == 0 && P >= 4) {
+    cases.push_back({config::Algorithm::kDenseHier, 2, false});
+    cases.push_back({config::Algorithm::kDenseHier, 2, true});
+    cases.push_back({config::Algorithm::kDenseFlat, 2, false});
   }
-  ASSERT_TRUE(agg.ok()) << agg.status().message();
-  const secagg::FixedPoint fp{cfg.secure_aggregation.range, cfg.secure_aggregation.bits};
-  const secagg::FixedPoint weight_fp{std::max(fp.range, 1.0), fp.bits};
-  std::vector<float> global(n);
-  for (int64_t i = 0; i < n; ++i) global[i] = 0.25f * static_cast<float>(i % 8);
-  for (uint32_t round = 1; round <= 3; ++round) {
-    // With 4 or more ranks the last one sits a round out (partial participation).
-    const auto trains = [&](int q) { return P == 3 || q != P - 1 || round == 2; };
-    std::vector<float> local(n);
-    for (int64_t i = 0; i < n; ++i) local[i] = global[i] + delta(me, round, i);
-    const float weight = 100.0f * static_cast<float>(me + 1);
-    ASSERT_TRUE((*agg)->contribute(local, global, weight, trains(me)).ok());
-    ExchangeStats stats;
-    auto got = (*agg)->combine(round, trains(me), stats);
-    ASSERT_TRUE(got.ok()) << got.status().message();
-
-    // The plain fixed-point sum: every silo's code, as that silo made it, summed modulo 2^32.
-    std::vector<uint32_t> sum(n, 0u);
-    uint32_t weight_code_sum = 0;
-    for (int q = 0; q < P; ++q) {
-      if (!trains(q)) continue;
-      const auto w = static_cast<float>(100.0 * (q + 1) / cfg.secure_aggregation.max_weight);
-      std::vector<float> scaled(n);
-      for (int64_t i = 0; i < n; ++i) scaled[i] = w * ((global[i] + delta(q, round, i)) - global[i]);
-      std::vector<uint32_t> random(n + 1), code(n + 1);
-      Philox rng(cfg.run.seed, round, static_cast<uint32_t>(q), RngPurpose::kSecureRounding);
-      for (auto& r : random) r = rng.next_u32();
-      secagg::encode(scaled, fp, std::span<const uint32_t>(random.data(), n), std::span<uint32_t>(code.data(), n));
-      const float wv[1] = {w};
-      secagg::encode(wv, weight_fp, std::span<const uint32_t>(random.data() + n, 1),
-                     std::span<uint32_t>(code.data() + n, 1));
-      for (int64_t i = 0; i < n; ++i) sum[i] += code[i];
-      weight_code_sum += code[n];
+  if (P % 3 == 0 && P >= 6) cases.push_back({config::Algorithm::kAuto, 3, true});
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name());
+    config::Config cfg = secure_config();
+    cfg.allreduce.algorithm = c.algorithm;
+    cfg.topology.emulated_nodes = c.emulated_nodes;
+    if (c.randk) {
+      cfg.compression.method = compression::Method::kRandk;
+      cfg.compression.density = 0.1;
+      cfg.compression.error_feedback = true;
     }
-    std::vector<float> want(n);
-    secagg::decode(sum, fp, want);
-    float want_weight[1];
-    const uint32_t wc[1] = {weight_code_sum};
-    secagg::decode(wc, weight_fp, want_weight);
-    ASSERT_EQ(got->sum.size(), static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(got->sum[i], want[i]) << "round " << round << ", i " << i;
-    EXPECT_EQ(got->weight_sum, static_cast<double>(want_weight[0])) << "round " << round;
-    EXPECT_GT(stats.bytes_sent(), 0);
+    auto made = make(cfg, world.value(), n);
+    if (P < 3) {
+      ASSERT_FALSE(made.ok());
+      EXPECT_NE(made.status().message().find("at least 3 silos"), std::string::npos) << made.status().message();
+      return;
+    }
+    ASSERT_TRUE(made.ok()) << made.status().message();
+    SecureAggregation& agg = *made->aggregation;
+    const bool hier = c.algorithm != config::Algorithm::kDenseFlat && c.emulated_nodes > 1;
+    EXPECT_EQ(agg.name(), hier ? "secure-dense-hier" : "secure-dense-flat");
+    const secagg::FixedPoint fp{cfg.secure_aggregation.range, cfg.secure_aggregation.bits};
+    const secagg::FixedPoint weight_fp{std::max(fp.range, 1.0), fp.bits};
+    // Every silo's compressor state, replayed on every rank for the reference.
+    const auto zcfg = config::compression_config(cfg.compression);
+    auto compressor = compression::make_compressor(zcfg);
+    ASSERT_TRUE(compressor.ok());
+    std::vector<compression::CompressorState> states(static_cast<size_t>(P));
+    const int64_t k = c.randk ? compression::selected_count(zcfg, n) : 0;
+
+    std::vector<float> global(n);
+    for (int64_t i = 0; i < n; ++i) global[i] = 0.25f * static_cast<float>(i % 8);
+    for (uint32_t round = 1; round <= 3; ++round) {
+      // With 4 or more ranks the last one sits a round out (partial participation).
+      const auto trains = [&](int q) { return P == 3 || q != P - 1 || round == 2; };
+      std::vector<float> local(n);
+      for (int64_t i = 0; i < n; ++i) local[i] = global[i] + delta(me, round, i);
+      const float weight = 100.0f * static_cast<float>(me + 1);
+      ASSERT_TRUE(agg.contribute(local, global, weight, trains(me)).ok());
+      ExchangeStats stats;
+      auto got = agg.combine(round, trains(me), stats);
+      ASSERT_TRUE(got.ok()) << got.status().message();
+
+      // The plain fixed-point sum: every silo's code, as that silo made it, summed modulo 2^32.
+      const std::vector<uint32_t> shared =
+          c.randk ? kernels::randk_indices(n, k, cfg.run.seed, round) : std::vector<uint32_t>{};
+      const size_t m = c.randk ? static_cast<size_t>(k) : static_cast<size_t>(n);
+      std::vector<uint32_t> sum(m, 0u);
+      uint32_t weight_code_sum = 0;
+      for (int q = 0; q < P; ++q) {
+        if (!trains(q)) continue;
+        const auto w = static_cast<float>(100.0 * (q + 1) / cfg.secure_aggregation.max_weight);
+        std::vector<float> scaled(n);
+        for (int64_t i = 0; i < n; ++i) scaled[i] = w * ((global[i] + delta(q, round, i)) - global[i]);
+        std::vector<float> values = scaled;
+        if (c.randk) {
+          if (states[q].residual.empty()) states[q].residual.assign(n, 0.0f);
+          auto sent = (*compressor)->compress(scaled, states[q], cfg.run.seed, round, static_cast<uint32_t>(q));
+          ASSERT_TRUE(sent.ok());
+          ASSERT_EQ(sent->indices, shared);
+          values = sent->values;
+        }
+        const auto code = plain_code(cfg, q, round, values, fp, 0);
+        const float wv[1] = {w};
+        const auto wcode = plain_code(cfg, q, round, wv, weight_fp, m);
+        for (size_t i = 0; i < m; ++i) sum[i] += code[i];
+        weight_code_sum += wcode[0];
+      }
+      std::vector<float> decoded(m);
+      secagg::decode(sum, fp, decoded);
+      std::vector<float> want(n, 0.0f);
+      for (size_t i = 0; i < m; ++i) want[c.randk ? shared[i] : i] = decoded[i];
+      float want_weight[1];
+      const uint32_t wc[1] = {weight_code_sum};
+      secagg::decode(wc, weight_fp, want_weight);
+      ASSERT_EQ(got->sum.size(), static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(got->sum[i], want[i]) << "round " << round << ", i " << i;
+      EXPECT_EQ(got->weight_sum, static_cast<double>(want_weight[0])) << "round " << round;
+      EXPECT_EQ(stats.payload_bytes, 4 * static_cast<int64_t>(m + 1));
+      EXPECT_GT(stats.bytes_sent(), 0);
+    }
   }
 }
 
@@ -94,13 +173,13 @@ TEST(SecureAggregation, FewerThanThreeTrainedSilosAreRefusedOnEveryRank) {
   ASSERT_TRUE(world.ok());
   if (world->size() < 3) GTEST_SKIP() << "needs 3 ranks";
   const int64_t n = 16;
-  auto agg = SecureAggregation::create(secure_config(), world.value(), n);
-  ASSERT_TRUE(agg.ok()) << agg.status().message();
+  auto made = make(secure_config(), world.value(), n);
+  ASSERT_TRUE(made.ok()) << made.status().message();
   const bool trains = world->rank() < 2;
   std::vector<float> local(n, 1.0f), global(n, 0.0f);
-  ASSERT_TRUE((*agg)->contribute(local, global, 10.0f, trains).ok());
+  ASSERT_TRUE(made->aggregation->contribute(local, global, 10.0f, trains).ok());
   ExchangeStats stats;
-  auto got = (*agg)->combine(7, trains, stats);
+  auto got = made->aggregation->combine(7, trains, stats);
   ASSERT_FALSE(got.ok());
   EXPECT_NE(got.status().message().find("round 7 had 2"), std::string::npos) << got.status().message();
 }

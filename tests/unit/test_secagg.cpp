@@ -146,6 +146,7 @@ TEST(SecaggFixedPoint, DecodedSumIsTheFixedPointSumAndWithinSilosTimesResolution
 }
 
 TEST(SecaggMasks, CancelInTheSumOfEverySampledSiloAndHideEachUpdate) {
+  const FixedPoint fp{1.0, 16};
   for (int silos = 3; silos <= 8; ++silos) {
     // Pairwise seeds from real key pairs, as the protocol makes them.
     std::vector<KeyPair> keys;
@@ -157,8 +158,8 @@ TEST(SecaggMasks, CancelInTheSumOfEverySampledSiloAndHideEachUpdate) {
     const size_t n = 1001;  // not whole blocks
     std::vector<uint32_t> plain_sum(n, 0u), masked_sum(n, 0u);
     for (int s = 0; s < silos; ++s) {
-      std::vector<uint32_t> v(n);
-      for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint32_t>(i * 2654435761u + s);
+      std::vector<float> v(n);
+      for (size_t i = 0; i < n; ++i) v[i] = static_cast<float>((i * 37 + s) % 200) / 100.0f - 1.0f;
       std::vector<MaskPeer> peers;
       for (int p = 0; p < silos; ++p) {
         if (p == s) continue;
@@ -168,18 +169,52 @@ TEST(SecaggMasks, CancelInTheSumOfEverySampledSiloAndHideEachUpdate) {
         ASSERT_TRUE(seed.ok());
         peers.push_back({p, std::move(seed).value()});
       }
-      std::vector<uint32_t> masked = v;
-      ASSERT_TRUE(add_masks(masked, s, peers, 64).ok());
+      const auto key = rounding_key(7, 1, static_cast<uint32_t>(s));
+      auto coder = RoundMasker::create(key, s, {});
+      auto masker = RoundMasker::create(key, s, peers, 64);
+      ASSERT_TRUE(coder.ok() && masker.ok());
+      std::vector<uint32_t> plain(n), masked(n), pieces(n);
+      ASSERT_TRUE(coder->code_and_mask(v, fp, 0, plain).ok());
+      int blocks = 0;
+      ASSERT_TRUE(masker->code_and_mask(v, fp, 0, masked, [&] { ++blocks; }).ok());
+      EXPECT_EQ(blocks, 16);  // ceil(1001 / 64)
+      // Coded in two pieces at an unaligned offset: the same words.
+      const size_t cut = 333;
+      const std::span<const float> vs(v);
+      ASSERT_TRUE(masker->code_and_mask(vs.first(cut), fp, 0, std::span<uint32_t>(pieces).first(cut)).ok());
+      ASSERT_TRUE(masker->code_and_mask(vs.subspan(cut), fp, cut, std::span<uint32_t>(pieces).subspan(cut)).ok());
+      EXPECT_EQ(pieces, masked) << "silo " << s;
       size_t same = 0;
       for (size_t i = 0; i < n; ++i) {
-        plain_sum[i] += v[i];
+        plain_sum[i] += plain[i];
         masked_sum[i] += masked[i];
-        same += masked[i] == v[i];
+        same += masked[i] == plain[i];
       }
       EXPECT_LT(same, 3u) << "silo " << s << " of " << silos;
     }
     EXPECT_EQ(masked_sum, plain_sum) << silos << " silos";
   }
+}
+
+TEST(SecaggMasks, RoundingKeysDifferBySeedRoundAndSiloAndTheCodeUsesThem) {
+  const auto a = rounding_key(1, 2, 3);
+  EXPECT_EQ(a, rounding_key(1, 2, 3));
+  EXPECT_NE(a, rounding_key(2, 2, 3));
+  EXPECT_NE(a, rounding_key(1, 3, 3));
+  EXPECT_NE(a, rounding_key(1, 2, 4));
+  // The rounding words are the keystream's: word i rounds value i.
+  const FixedPoint fp{1.0, 4};
+  std::vector<float> v(64, 0.03125f);  // half a unit: rounds up exactly when u >= 1/2
+  auto coder = RoundMasker::create(a, 0, {});
+  ASSERT_TRUE(coder.ok());
+  std::vector<uint32_t> code(64);
+  ASSERT_TRUE(coder->code_and_mask(v, fp, 0, code).ok());
+  auto ks = Keystream::create(a);
+  ASSERT_TRUE(ks.ok());
+  std::vector<uint32_t> words(64);
+  ASSERT_TRUE(ks->fill(0, words).ok());
+  for (size_t i = 0; i < 64; ++i) EXPECT_EQ(code[i], words[i] >= 0x80000000u ? 1u : 0u) << i;
+  EXPECT_FALSE(RoundMasker::create(a, 0, {}, 6).ok());  // blocks of whole AES blocks
 }
 
 }  // namespace

@@ -28,6 +28,7 @@
 #include "config/config.h"
 #include "core/philox.h"
 #include "fl/secure_aggregation.h"
+#include "kernels/cpu/randk.h"
 #include "fl/update_exchange.h"
 #include "mpi/algorithm.h"
 #include "mpi/comm.h"
@@ -50,10 +51,12 @@ constexpr uint32_t kCheckSharedStream = 0xBE4C0003u;
 constexpr double kUpdateSigma = 1e-3;
 
 const std::vector<std::string>& known_algorithms() {
-  // "secure": secure aggregation (fl::SecureAggregation: fixed point, pairwise masks, a uint32
-  // MPI_Allreduce, decoding) of the dense update.
+  // "secure", "secure-hier": secure aggregation (fl::SecureAggregation: fixed point, pairwise
+  // masks, a pipelined uint32 sum, flat or node by node, decoding) of the dense update, or at
+  // a density below 1 of the round's shared rand-k index set.
   static const std::vector<std::string> k = {"dense-flat", "dense-hier",  "sparse-allgather",
-                                             "sparse-rd",  "sparse-hier", "auto", "secure"};
+                                             "sparse-rd",  "sparse-hier", "auto",
+                                             "secure",     "secure-hier"};
   return k;
 }
 
@@ -289,7 +292,7 @@ class Bench {
     Row row;
     config::Config cfg;  // what the exchange was built from
     std::unique_ptr<fl::UpdateExchange> exchange;
-    std::unique_ptr<fl::SecureAggregation> secure;  // the "secure" row (no exchange)
+    std::unique_ptr<fl::SecureAggregation> secure;  // the secure rows (around `exchange`)
     std::span<float> buffer;  // the update goes in, the sum comes out (UpdateExchange::buffer)
     bool compressed = false;  // whether contributions are compressed (else summed dense)
     std::vector<double> times;
@@ -303,7 +306,8 @@ class Bench {
   /// Builds, checks (-c) and warms up one algorithm; null when the pair is skipped.
   [[nodiscard]] Result<std::unique_ptr<Entry>> setup(int64_t n, double density,
                                                      const std::string& requested);
-  /// The "secure" row: fl::SecureAggregation instead of an exchange.
+  /// The secure rows: fl::SecureAggregation around an exchange that holds the topology and the
+  /// silo's compression.
   [[nodiscard]] Result<std::unique_ptr<Entry>> setup_secure(std::unique_ptr<Entry> e, int64_t n);
   [[nodiscard]] Status timed_iteration(Entry& e);
   /// Gathers the entry's numbers on rank 0 and prints its row.
@@ -471,12 +475,21 @@ config::Config Bench::row_config(double density, const std::string& algorithm) c
   config::Config c;
   c.run.seed = args_.seed;
   c.data.silos_dir = "-";  // read by nothing here; config::validate requires one
-  if (algorithm == "secure") {
-    // The dense update (values ~1e-3) at 2^-20 resolution, each rank's weight 1.
+  if (algorithm == "secure" || algorithm == "secure-hier") {
+    // The update (values ~1e-3) at 2^-20 resolution, each rank's weight 1; below density 1 the
+    // shared rand-k set with error feedback.
     c.secure_aggregation.enabled = true;
     c.secure_aggregation.range = 1.0;
     c.secure_aggregation.bits = 20;
     c.secure_aggregation.max_weight = 1.0;
+    c.allreduce.algorithm = algorithm == "secure" ? config::Algorithm::kDenseFlat
+                                                  : config::Algorithm::kDenseHier;
+    if (density < 1.0) {
+      c.compression.method = compression::Method::kRandk;
+      c.compression.density = density;
+      c.compression.error_feedback = !args_.no_error_feedback;
+    }
+    c.topology.emulated_nodes = args_.emulated_nodes;
     return c;
   }
   // Density 1 is no compression: the dense exchange, with no compressor, the same at either
@@ -594,7 +607,7 @@ Result<std::unique_ptr<Bench::Entry>> Bench::setup(int64_t n, double density,
     }
     return std::unique_ptr<Entry>();
   }
-  if (requested == "secure") return setup_secure(std::move(e), n);
+  if (requested == "secure" || requested == "secure-hier") return setup_secure(std::move(e), n);
   const auto t0 = Clock::now();
   auto made = fl::UpdateExchange::create(e->cfg, world_, n, "");
   FEDSILO_CHECK(world_.agree(made.status()));
@@ -634,20 +647,25 @@ Result<std::unique_ptr<Bench::Entry>> Bench::setup(int64_t n, double density,
 }
 
 Result<std::unique_ptr<Bench::Entry>> Bench::setup_secure(std::unique_ptr<Entry> e, int64_t n) {
-  auto made = fl::SecureAggregation::create(e->cfg, world_, n);
+  auto exchange = fl::UpdateExchange::create(e->cfg, world_, n, "");
+  FEDSILO_CHECK(world_.agree(exchange.status()));
+  e->exchange = std::move(exchange).value();
+  auto made = fl::SecureAggregation::create(e->cfg, world_, *e->exchange, n);
   FEDSILO_CHECK(world_.agree(made.status()));
   e->secure = std::move(made).value();
+  const bool shared = e->cfg.compression.method == compression::Method::kRandk;
   Row& r = e->row;
   r.bytes = 4 * n;
   r.count = n;
-  r.density = 1.0;
-  r.algorithm = "secure";
+  r.density = shared ? e->cfg.compression.density : 1.0;
+  r.algorithm = e->cfg.allreduce.algorithm == config::Algorithm::kDenseHier ? "secure-hier" : "secure";
   r.chosen = e->secure->name();
   const auto N = static_cast<size_t>(n);
   zeros_.assign(N, 0.0f);
   if (args_.check) {
     // The exact inputs / 128 (multiples of 2^-7 in [-1, 1]: exact in the 20-bit code, no
-    // rounding) must come back as their float sum, bit for bit, through codes, masks and sum.
+    // rounding) must come back as their float sum, bit for bit, through codes, masks and sum;
+    // with a shared rand-k set (round 0, residuals still zero), at that set and zero elsewhere.
     std::vector<float> x(N);
     for (size_t i = 0; i < N; ++i) x[i] = exact_[i] / 128.0f;
     FEDSILO_CHECK(world_.agree(e->secure->contribute(x, zeros_, 1.0f, true)));
@@ -656,6 +674,13 @@ Result<std::unique_ptr<Bench::Entry>> Bench::setup_secure(std::unique_ptr<Entry>
     std::copy(x.begin(), x.end(), ref_.begin());
     const std::span<float> ref(ref_.data(), N);
     FEDSILO_CHECK(world_.allreduce_sum(ref));
+    if (shared) {
+      const auto zcfg = config::compression_config(e->cfg.compression);
+      const auto set = kernels::randk_indices(n, compression::selected_count(zcfg, n), e->cfg.run.seed, 0);
+      std::vector<float> kept(N, 0.0f);
+      for (uint32_t i : set) kept[i] = ref[i];
+      std::copy(kept.begin(), kept.end(), ref.begin());
+    }
     int64_t bad[1] = {0};
     for (size_t i = 0; i < N; ++i) bad[0] += got.sum[i] != ref[i] ? 1 : 0;
     bad[0] += got.weight_sum != static_cast<double>(world_.size()) ? 1 : 0;
@@ -920,7 +945,7 @@ Status Bench::run(const std::string& commit) {
     for (const double d : args_.densities) {
       std::vector<std::pair<double, std::string>> cell;
       for (const auto& a : args_.algorithms) {
-        const bool dense = a == "dense-flat" || a == "dense-hier" || a == "secure";
+        const bool dense = a == "dense-flat" || a == "dense-hier";
         // Level node: dense algorithms carry the uncompressed update whatever the density
         // (as in training), so they are measured once per size, as density 1, in the cell of
         // the first density.
@@ -970,7 +995,8 @@ CLI::App* add_allreduce_command(CLI::App& parent, AllreduceBenchArgs& a) {
       ->capture_default_str();
   s->add_option("--algorithms", a.algorithms,
                 "dense-flat, dense-hier, sparse-allgather, sparse-rd, sparse-hier (leaders by "
-                "allgather), auto, secure (secure aggregation of the dense update)")
+                "allgather), auto, secure, secure-hier (secure aggregation, flat or node by node: the "
+                "dense update, or below density 1 a shared rand-k set)")
       ->delimiter(',')
       ->capture_default_str();
   s->add_option("--value-type", a.value_type, "fp32 | fp16 | bf16 | int8")
