@@ -14,10 +14,11 @@ namespace fedsilo::mpi {
 struct IntegerSum::Impl {
   // One piece's sum in flight: the step whose request is outstanding (or kDone).
   struct Piece {
-    uint32_t* data = nullptr;
+    const uint32_t* in = nullptr;
+    uint32_t* out = nullptr;
     int count = 0;
     std::vector<int> counts, displs;  // hier: each local rank's part of the piece
-    std::vector<uint32_t> part;       // hier: this rank's part
+    std::vector<uint32_t> part, sum;  // hier: this rank's part, its node's, then everyone's sum
     int step = 0;
     MPI_Request request = MPI_REQUEST_NULL;
   };
@@ -33,7 +34,9 @@ struct IntegerSum::Impl {
   MPI_Comm world() const { return topology->world().h_->world; }
 
   // Starts `p`'s step `step` (0: the first). Flat: 0 = allreduce. Hier: 0 = reduce-scatter in
-  // the node, 1 = allreduce across nodes, 2 = allgather in the node.
+  // the node, 1 = allreduce across nodes, 2 = allgather in the node. Never in place: Open MPI's
+  // libnbc runs an in-place MPI_Iallreduce as a binomial tree (the whole vector through the
+  // root, log P times), its out-of-place one bandwidth-optimally.
   Status start_step(Piece& p, int step) {
     p.step = step;
     if (!hier) {
@@ -41,22 +44,21 @@ struct IntegerSum::Impl {
         p.step = kDone;
         return {};
       }
-      FEDSILO_MPI(MPI_Iallreduce(MPI_IN_PLACE, p.data, p.count, MPI_UINT32_T, MPI_SUM, world(),
-                                 &p.request));
+      FEDSILO_MPI(MPI_Iallreduce(p.in, p.out, p.count, MPI_UINT32_T, MPI_SUM, world(), &p.request));
       return {};
     }
     switch (step) {
       case 0:
-        FEDSILO_MPI(MPI_Ireduce_scatter(p.data, p.part.data(), p.counts.data(), MPI_UINT32_T,
+        FEDSILO_MPI(MPI_Ireduce_scatter(p.in, p.part.data(), p.counts.data(), MPI_UINT32_T,
                                         MPI_SUM, scatter->h_->world, &p.request));
         return {};
       case 1:
-        FEDSILO_MPI(MPI_Iallreduce(MPI_IN_PLACE, p.part.data(), static_cast<int>(p.part.size()),
+        FEDSILO_MPI(MPI_Iallreduce(p.part.data(), p.sum.data(), static_cast<int>(p.part.size()),
                                    MPI_UINT32_T, MPI_SUM, topology->cross().h_->world, &p.request));
         return {};
       case 2:
-        FEDSILO_MPI(MPI_Iallgatherv(p.part.data(), static_cast<int>(p.part.size()), MPI_UINT32_T,
-                                    p.data, p.counts.data(), p.displs.data(), MPI_UINT32_T,
+        FEDSILO_MPI(MPI_Iallgatherv(p.sum.data(), static_cast<int>(p.sum.size()), MPI_UINT32_T,
+                                    p.out, p.counts.data(), p.displs.data(), MPI_UINT32_T,
                                     gather->h_->world, &p.request));
         return {};
       default:
@@ -115,14 +117,16 @@ Result<std::unique_ptr<IntegerSum>> IntegerSum::create(Topology& topology, Shape
 
 std::string IntegerSum::name() const { return impl_->hier ? "dense-hier" : "dense-flat"; }
 
-Status IntegerSum::start(std::span<uint32_t> piece) {
+Status IntegerSum::start(std::span<const uint32_t> piece, std::span<uint32_t> sum) {
   Impl& m = *impl_;
-  if (piece.size() > static_cast<size_t>(INT_MAX)) {
+  if (piece.size() > static_cast<size_t>(INT_MAX) || sum.size() != piece.size()) {
     return invalid_argument("integer sum: a piece of " + std::to_string(piece.size()) +
-                            " words is above 2^31 - 1");
+                            " words into " + std::to_string(sum.size()) +
+                            " (at most 2^31 - 1, the same)");
   }
   Impl::Piece& p = m.pieces.emplace_back();
-  p.data = piece.data();
+  p.in = piece.data();
+  p.out = sum.data();
   p.count = static_cast<int>(piece.size());
   m.words += p.count;
   if (m.hier) {
@@ -136,6 +140,7 @@ Status IntegerSum::start(std::span<uint32_t> piece) {
       at += p.counts[q];
     }
     p.part.resize(static_cast<size_t>(p.counts[m.topology->local_rank()]));
+    p.sum.resize(p.part.size());
   }
   p.step = -1;
   return m.start_step(p, 0);

@@ -35,13 +35,14 @@ class IntegerSum {
 
   /// "dense-flat" or "dense-hier": the shape in use.
   [[nodiscard]] std::string name() const;
-  /// Starts the sum of `piece` in place (at most 2^31 - 1 words). Every rank starts the same
-  /// pieces, of the same lengths, in the same order; a piece stays untouched until finish().
-  [[nodiscard]] Status start(std::span<uint32_t> piece);
+  /// Starts summing `piece` into `sum` (as long, at most 2^31 - 1 words, not overlapping it).
+  /// Every rank starts the same pieces, of the same lengths, in the same order; both stay
+  /// untouched until finish().
+  [[nodiscard]] Status start(std::span<const uint32_t> piece, std::span<uint32_t> sum);
   /// Lets the started sums advance (a test of each outstanding request): call it often while
   /// working. An error is kept for finish().
   void progress();
-  /// Waits for every started piece; then every piece holds the sum over all ranks. Adds this
+  /// Waits for every started piece; then every `sum` holds its piece's sum over all ranks. Adds this
   /// round's bytes (ring model, per level) and the seconds spent waiting to `stats`.
   [[nodiscard]] Status finish(AllreduceStats& stats);
 

@@ -27,12 +27,14 @@ SecureAggregation::SecureAggregation(mpi::Comm& comm, UpdateExchange& exchange,
     shared_count_ = compression::selected_count(config::compression_config(cfg.compression), length);
   }
   codes_.resize(static_cast<size_t>(shared_count_ > 0 ? shared_count_ : length) + 1);
+  sums_.resize(codes_.size());
 }
 
 Result<std::unique_ptr<SecureAggregation>> SecureAggregation::create(const config::Config& cfg,
                                                                      mpi::Comm& comm,
                                                                      UpdateExchange& exchange,
-                                                                     int64_t length) {
+                                                                     int64_t length,
+                                                                     const KeyHook& key_hook) {
   std::unique_ptr<SecureAggregation> self(new SecureAggregation(comm, exchange, cfg, length));
   // The masked words are summed in the exchange's shape: flat, or node by node.
   auto sum = mpi::IntegerSum::create(exchange.node_topology(), exchange.algorithm() == "dense-hier"
@@ -48,10 +50,18 @@ Result<std::unique_ptr<SecureAggregation>> SecureAggregation::create(const confi
   }
   // This rank's key pair; the public keys go to every rank.
   auto keys = secagg::generate_keypair();
-  FEDSILO_CHECK(comm.agree(keys.status()));
+  Status made = keys.status();
+  std::vector<uint8_t> mine;
+  if (made.ok()) mine.assign(keys->public_key.begin(), keys->public_key.end());
+  if (made.ok() && key_hook) made = key_hook(mine);
+  if (!made.ok()) {
+    made = Status(made.code(), "secure aggregation: rank " + std::to_string(comm.rank()) +
+                                   " could not make its key pair: " + made.message());
+  }
+  FEDSILO_CHECK(comm.agree(made));
   std::vector<uint8_t> all;
   std::vector<int64_t> offsets;
-  FEDSILO_CHECK(comm.allgatherv_bytes(keys->public_key, all, offsets));
+  FEDSILO_CHECK(comm.allgatherv_bytes(mine, all, offsets));
   Status st;
   for (int p = 0; p < comm.size() && st.ok(); ++p) {
     if (p == comm.rank()) continue;
@@ -175,7 +185,8 @@ Result<Combined> SecureAggregation::combine(uint32_t round, bool trained, Exchan
     masking += since(tm);
     // A failed rank still starts every piece (the others wait for it); the outcome is agreed
     // after the sum.
-    const Status started = sum_->start(std::span<uint32_t>(codes_.data() + first, len));
+    const Status started = sum_->start(std::span<const uint32_t>(codes_.data() + first, len),
+                                       std::span<uint32_t>(sums_.data() + first, len));
     if (st.ok()) st = started;
   }
   stats.compress_seconds = masking;
@@ -186,12 +197,12 @@ Result<Combined> SecureAggregation::combine(uint32_t round, bool trained, Exchan
 
   t0 = Clock::now();
   float weight_sum[1];
-  secagg::decode(std::span<const uint32_t>(codes_.data() + m, 1), weight_fp, weight_sum);
+  secagg::decode(std::span<const uint32_t>(sums_.data() + m, 1), weight_fp, weight_sum);
   if (shared_count_ == 0) {
-    secagg::decode(std::span<const uint32_t>(codes_.data(), m), fp_, total_);
+    secagg::decode(std::span<const uint32_t>(sums_.data(), m), fp_, total_);
   } else {
     decoded_.resize(m);
-    secagg::decode(std::span<const uint32_t>(codes_.data(), m), fp_, decoded_);
+    secagg::decode(std::span<const uint32_t>(sums_.data(), m), fp_, decoded_);
     std::fill(total_.begin(), total_.end(), 0.0f);
     for (size_t i = 0; i < m; ++i) total_[indices_[i]] = decoded_[i];
   }

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -31,11 +32,15 @@ class SecureAggregation final : public Aggregation {
   /// every other rank (a malformed or low-order key is an error naming the rank, on every rank);
   /// rank 0 draws the run id (16 random bytes) that keys every round's masks. The secret key is
   /// dropped once the shared secrets exist. Collective.
+  /// Tests only: called on this rank's public key before it is sent; it may change the key
+  /// (a malformed or low-order key) or fail (a rank whose key exchange fails).
+  using KeyHook = std::function<Status(std::vector<uint8_t>& public_key)>;
   /// `exchange` (which outlives this) gives the topology and the silo's transform chain.
   static Result<std::unique_ptr<SecureAggregation>> create(const config::Config& cfg,
                                                            mpi::Comm& comm,
                                                            UpdateExchange& exchange,
-                                                           int64_t length);
+                                                           int64_t length,
+                                                           const KeyHook& key_hook = {});
 
   /// "secure-dense-flat" or "secure-dense-hier" (the shape of the integer sum).
   [[nodiscard]] std::string name() const override { return "secure-" + sum_->name(); }
@@ -72,6 +77,7 @@ class SecureAggregation final : public Aggregation {
   std::vector<float> scaled_;           // w * (local - global), w = weight / max_weight
   float w_ = 0.0f;
   std::vector<uint32_t> codes_;         // m + 1 words: the coded values, then the weight
+  std::vector<uint32_t> sums_;          // their sum over the ranks
   std::vector<float> decoded_;          // the decoded sum of the shared index set's values
   std::vector<float> total_;            // the dense sum every rank gets
   int64_t clipped_ = 0;

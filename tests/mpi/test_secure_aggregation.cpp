@@ -64,10 +64,11 @@ struct Made {
   std::unique_ptr<SecureAggregation> aggregation;
 };
 
-Result<Made> make(const config::Config& cfg, mpi::Comm& world, int64_t n) {
+Result<Made> make(const config::Config& cfg, mpi::Comm& world, int64_t n,
+                  const SecureAggregation::KeyHook& hook = {}) {
   Made m;
   FEDSILO_ASSIGN_OR_RETURN(m.exchange, UpdateExchange::create(cfg, world, n, ""));
-  FEDSILO_ASSIGN_OR_RETURN(m.aggregation, SecureAggregation::create(cfg, world, *m.exchange, n));
+  FEDSILO_ASSIGN_OR_RETURN(m.aggregation, SecureAggregation::create(cfg, world, *m.exchange, n, hook));
   return m;
 }
 
@@ -182,6 +183,44 @@ TEST(SecureAggregation, FewerThanThreeTrainedSilosAreRefusedOnEveryRank) {
   auto got = made->aggregation->combine(7, trains, stats);
   ASSERT_FALSE(got.ok());
   EXPECT_NE(got.status().message().find("round 7 had 2"), std::string::npos) << got.status().message();
+}
+
+TEST(SecureAggregation, ABadKeyOrAFailedKeyExchangeOnOneRankIsOneClearErrorOnEveryRank) {
+  auto world = mpi::Comm::world();
+  ASSERT_TRUE(world.ok());
+  if (world->size() < 3) GTEST_SKIP() << "needs 3 ranks";
+  const bool culprit = world->rank() == 1;
+  struct BadKey {
+    SecureAggregation::KeyHook hook;
+    std::string want;
+  };
+  const std::vector<BadKey> cases = {
+      {[](std::vector<uint8_t>& key) {
+         key.pop_back();  // truncated
+         return Status();
+       },
+       "rank 1 sent a public key of 31 bytes, not 32"},
+      {[](std::vector<uint8_t>& key) {
+         std::fill(key.begin(), key.end(), 0);  // the point of order 1 (low order)
+         return Status();
+       },
+       "rank 1's public key 0000000000000000000000000000000000000000000000000000000000000000 is "
+       "malformed or of low order"},
+      {[](std::vector<uint8_t>& key) {
+         key.assign(32, 0);
+         key[0] = 1;  // order 4: low order too
+         return Status();
+       },
+       "rank 1's public key 0100000000000000000000000000000000000000000000000000000000000000 is "
+       "malformed or of low order"},
+      {[](std::vector<uint8_t>&) { return internal_error("the random source failed"); },
+       "rank 1 could not make its key pair: the random source failed"},
+  };
+  for (const BadKey& c : cases) {
+    auto made = make(secure_config(), world.value(), 16, culprit ? c.hook : SecureAggregation::KeyHook());
+    ASSERT_FALSE(made.ok());
+    EXPECT_NE(made.status().message().find(c.want), std::string::npos) << made.status().message();
+  }
 }
 
 }  // namespace
