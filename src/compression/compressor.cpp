@@ -21,8 +21,10 @@ Result<Method> parse_method(std::string_view name) {
   if (name == "topk") return Method::kTopk;
   if (name == "topk-sampled") return Method::kTopkSampled;
   if (name == "randk") return Method::kRandk;
+  if (name == "topk-previous") return Method::kTopkPrevious;
   return invalid_argument("compression.method = \"" + std::string(name) +
-                          "\": expected \"none\", \"topk\", \"topk-sampled\" or \"randk\"");
+                          "\": expected \"none\", \"topk\", \"topk-sampled\", \"randk\" or "
+                          "\"topk-previous\"");
 }
 
 const char* method_name(Method m) {
@@ -35,6 +37,8 @@ const char* method_name(Method m) {
       return "topk-sampled";
     case Method::kRandk:
       return "randk";
+    case Method::kTopkPrevious:
+      return "topk-previous";
   }
   return "?";
 }
@@ -68,6 +72,7 @@ Status validate(const CompressionConfig& c) {
     case Method::kTopk:
     case Method::kTopkSampled:
     case Method::kRandk:
+    case Method::kTopkPrevious:
       break;
     default:
       return invalid_argument("compression.method: unknown value " +
@@ -202,6 +207,8 @@ class CompressorBase : public Compressor {
         return kernels::SelectMethod::kTopkSampled;
       case Method::kRandk:
         return kernels::SelectMethod::kRandk;
+      case Method::kTopkPrevious:  // never a Compressor's (make_compressor refuses it)
+        return kernels::SelectMethod::kAll;
     }
     return kernels::SelectMethod::kAll;
   }
@@ -330,14 +337,25 @@ class CudaCompressor final : public CompressorBase {
 
 }  // namespace
 
+namespace {
+Status refuse_topk_previous(const CompressionConfig& config) {
+  if (config.method != Method::kTopkPrevious) return {};
+  return invalid_argument(
+      "compression.method = \"topk-previous\" selects from the previous round's aggregate, "
+      "not from a silo's update: it is secure aggregation's shared index set, not a compressor");
+}
+}  // namespace
+
 Result<std::unique_ptr<Compressor>> make_compressor(const CompressionConfig& config) {
   FEDSILO_CHECK(validate(config));
+  FEDSILO_CHECK(refuse_topk_previous(config));
   return std::unique_ptr<Compressor>(std::make_unique<CpuCompressor>(config));
 }
 
 Result<std::unique_ptr<Compressor>> make_cuda_compressor(const CompressionConfig& config,
                                                          int device) {
   FEDSILO_CHECK(validate(config));
+  FEDSILO_CHECK(refuse_topk_previous(config));
 #ifdef FEDSILO_HAVE_CUDA
   FEDSILO_CHECK(kc::set_device(device));
   FEDSILO_ASSIGN_OR_RETURN(const kc::Stream stream, kc::create_stream());

@@ -14,7 +14,9 @@
 
 namespace fedsilo::compression {
 
-enum class Method : uint8_t { kNone = 0, kTopk = 1, kTopkSampled = 2, kRandk = 3 };
+/// kTopkPrevious: the top-k of the previous round's public aggregate, one index set for every
+/// silo (secure aggregation's fl::SharedTopkTransform; no Compressor runs it).
+enum class Method : uint8_t { kNone = 0, kTopk = 1, kTopkSampled = 2, kRandk = 3, kTopkPrevious = 4 };
 
 /// `[compression]` settings that shape one silo's compressor.
 struct CompressionConfig {
@@ -26,7 +28,8 @@ struct CompressionConfig {
   int threads = 0;                   // CPU threads for the kernels; <= 0: OpenMP's default
 };
 
-/// "none" | "topk" | "topk-sampled" | "randk"; kInvalidArgument naming compression.method.
+/// "none" | "topk" | "topk-sampled" | "randk" | "topk-previous"; kInvalidArgument naming
+/// compression.method.
 Result<Method> parse_method(std::string_view name);
 const char* method_name(Method m);
 /// "fp32" | "fp16" | "bf16" | "int8"; kInvalidArgument naming compression.value_type.

@@ -93,7 +93,8 @@ struct Choices<compression::Method> {
       {M::kNone, compression::method_name(M::kNone)},
       {M::kTopk, compression::method_name(M::kTopk)},
       {M::kTopkSampled, compression::method_name(M::kTopkSampled)},
-      {M::kRandk, compression::method_name(M::kRandk)}};
+      {M::kRandk, compression::method_name(M::kRandk)},
+      {M::kTopkPrevious, compression::method_name(M::kTopkPrevious)}};
 };
 template <>
 struct Choices<kernels::ValueType> {
@@ -502,6 +503,10 @@ Status validate_across_sections(const Config& c) {
   const auto& z = c.compression;
   const Algorithm alg = c.allreduce.algorithm;
   const std::string alg_name = name(alg);
+  if (z.method == compression::Method::kTopkPrevious && !c.secure_aggregation.enabled) {
+    return bad("compression.method", "\"topk-previous\" is secure aggregation's shared index set: it "
+                                     "needs secure_aggregation.enabled = true (without it, use \"topk\")");
+  }
   if (z.level == CompressionLevel::kNode && c.secure_aggregation.enabled &&
       alg != Algorithm::kDenseHier && alg != Algorithm::kAuto) {
     // Each silo compresses its own update (a shared index set) and the masked words are summed
@@ -533,6 +538,17 @@ Status validate_across_sections(const Config& c) {
                                     "\" at compression.level = \"node\" (node sums are compressed on the host)");
   }
   if (c.secure_aggregation.enabled) {
+    if (z.method != compression::Method::kNone && z.momentum_correction > 0.0) {
+      return bad("compression.momentum_correction",
+                 "> 0 is not supported with secure_aggregation.enabled = true (the shared index "
+                 "set's error feedback has no DGC momentum): set it to 0");
+    }
+    if (z.method != compression::Method::kNone && z.value_type != kernels::ValueType::kFp32) {
+      return bad("compression.value_type",
+                 "\"" + std::string(name(z.value_type)) + "\" does not apply with "
+                 "secure_aggregation.enabled = true (values travel in its fixed-point code, "
+                 "secure_aggregation.bits): use \"fp32\"");
+    }
     if (c.device.kind != DeviceKind::kCpu) {
       return bad("secure_aggregation.enabled",
                  "true needs device.kind = \"cpu\" for now, not \"" + std::string(name(c.device.kind)) +

@@ -6,7 +6,6 @@
 #include <chrono>
 #include <cmath>
 
-#include "kernels/cpu/randk.h"
 
 namespace fedsilo::fl {
 namespace {
@@ -23,7 +22,7 @@ SecureAggregation::SecureAggregation(mpi::Comm& comm, UpdateExchange& exchange,
       seed_(cfg.run.seed),
       scaled_(static_cast<size_t>(length)),
       total_(static_cast<size_t>(length)) {
-  if (exchange.has_chain()) {
+  if (exchange.shared_index_transform() != nullptr) {
     shared_count_ = compression::selected_count(config::compression_config(cfg.compression), length);
   }
   codes_.resize(static_cast<size_t>(shared_count_ > 0 ? shared_count_ : length) + 1);
@@ -108,24 +107,22 @@ Status SecureAggregation::contribute(std::span<const float> local, std::span<con
 }
 
 Status SecureAggregation::select(uint32_t round, bool trained) {
-  if (shared_count_ == 0) {
+  SharedIndexTransform* shared = exchange_.shared_index_transform();
+  if (shared == nullptr) {
     values_ = scaled_;
     return {};
   }
-  // The round's shared index set (rand-k of the run seed and the round): every silo knows it,
-  // so an untrained silo sends zeros at it and every rank places the decoded sum.
+  // The round's shared index set: every silo knows it, so an untrained silo sends zeros at it
+  // and every rank places the decoded sum.
   const auto n = static_cast<int64_t>(scaled_.size());
-  indices_ = kernels::randk_indices(n, shared_count_, seed_, round);
+  indices_ = shared->indices(round, n);
   selected_.assign(indices_.size(), 0.0f);
   values_ = selected_;
   SiloUpdate mine;
   mine.dense = scaled_;
+  mine.shared = indices_;
   FEDSILO_CHECK(exchange_.run_chain(round, trained, mine));
   if (!trained) return {};
-  if (!mine.is_sparse || mine.sparse.indices != indices_) {
-    return internal_error("secure aggregation: the compressor's coordinates of round " +
-                          std::to_string(round) + " are not the shared index set");
-  }
   selected_ = std::move(mine.sparse.values);
   values_ = selected_;
   return {};
@@ -205,6 +202,8 @@ Result<Combined> SecureAggregation::combine(uint32_t round, bool trained, Exchan
     secagg::decode(std::span<const uint32_t>(sums_.data(), m), fp_, decoded_);
     std::fill(total_.begin(), total_.end(), 0.0f);
     for (size_t i = 0; i < m; ++i) total_[indices_[i]] = decoded_[i];
+    // The public aggregate: what the next round's top-k-previous set is drawn from.
+    exchange_.shared_index_transform()->remember(total_);
   }
   stats.decompress_seconds = since(t0);
   stats.dense_bytes = 4 * static_cast<int64_t>(n);

@@ -1,9 +1,10 @@
 // Secure aggregation over MPI (docs/threat-model.md): each silo clips its weighted update,
 // codes it in fixed point modulo 2^32 together with its weight, adds pairwise masks that cancel
 // in the sum, and the ranks sum the masked integers (flat or node by node, mpi::IntegerSum);
-// every rank decodes the sum. With compression.method = "randk" a silo sends only the round's
-// shared index set (the same for every silo, from the run seed and the round), keeping the rest
-// in its own error-feedback residual. Coding, masking and summing run as a pipeline: piece p's
+// every rank decodes the sum. With compression.method = "randk" or "topk-previous" a silo sends
+// only the round's shared index set (fl::SharedIndexTransform: the same for every silo, from the
+// run seed and the round, or the top-k of the previous round's public aggregate), keeping the
+// rest in its own error-feedback residual. Coding, masking and summing run as a pipeline: piece p's
 // sum is on the wire while piece p + 1 is coded and masked. No rank, node leader or launcher
 // sees another silo's update or weight, only their sums.
 #pragma once

@@ -3,8 +3,11 @@
 #include "fl/transform.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "config/config.h"
+#include "kernels/cpu/randk.h"
+#include "kernels/cpu/topk.h"
 
 namespace fedsilo::fl {
 
@@ -104,7 +107,9 @@ std::vector<TransformSpec> configured_chain(const config::Config& cfg) {
     const Stage last = z.value_type == kernels::ValueType::kFp32 ? Stage::kSelect : Stage::kEncode;
     chain.push_back({"compression", quoted("compression.method", config::name(z.method)),
                      z.error_feedback ? Stage::kAddResidual : Stage::kSelect, last,
-                     z.method == compression::Method::kRandk ? Need::kSharedIndexSet : Need::kSparseSum});
+                     z.method == compression::Method::kRandk || z.method == compression::Method::kTopkPrevious
+                         ? Need::kSharedIndexSet
+                         : Need::kSparseSum});
   }
   if (cfg.secure_aggregation.enabled) {
     // Fixed-point coding and the pairwise masks: integers summed modulo 2^32.
@@ -155,6 +160,77 @@ Status CompressionTransform::apply(uint32_t round, uint32_t silo, SiloUpdate& up
 
 std::vector<std::pair<std::string, std::vector<float>*>> CompressionTransform::state() {
   return {{"residual", &state_.residual}, {"velocity", &state_.velocity}};
+}
+
+SharedIndexTransform::SharedIndexTransform(TransformSpec spec, compression::Method method,
+                                           int64_t length, int64_t k, bool error_feedback,
+                                           uint64_t seed)
+    : spec_(std::move(spec)), method_(method), k_(k), error_feedback_(error_feedback), seed_(seed) {
+  if (error_feedback_) residual_.assign(static_cast<size_t>(length), 0.0f);
+  if (method_ == compression::Method::kTopkPrevious) previous_.assign(static_cast<size_t>(length), 0.0f);
+}
+
+std::vector<uint32_t> SharedIndexTransform::indices(uint32_t round, int64_t n) const {
+  // Until an aggregate exists (a fresh run's first round) the previous top-k has nothing to
+  // select from: that round takes rand-k's set.
+  const bool have_previous = std::any_of(previous_.begin(), previous_.end(), [](float x) { return x != 0.0f; });
+  if (method_ == compression::Method::kTopkPrevious && have_previous) {
+    return kernels::topk_indices(previous_, k_, 1);
+  }
+  return kernels::randk_indices(n, k_, seed_, round);
+}
+
+void SharedIndexTransform::remember(std::span<const float> aggregate) {
+  if (method_ == compression::Method::kTopkPrevious) std::copy(aggregate.begin(), aggregate.end(), previous_.begin());
+}
+
+Status SharedIndexTransform::apply(uint32_t round, uint32_t silo, SiloUpdate& update) {
+  if (update.is_sparse) {
+    return invalid_argument("compression: the update is already sparse (a selection ran before)");
+  }
+  const auto n = static_cast<int64_t>(update.dense.size());
+  if (error_feedback_ && residual_.size() != update.dense.size()) {
+    return invalid_argument("compression: the residual has " + std::to_string(residual_.size()) +
+                            " floats, the update " + std::to_string(n));
+  }
+  update.sparse.length = n;
+  update.sparse.indices = update.shared.empty() ? indices(round, n) : update.shared;
+  update.sparse.values.resize(update.sparse.indices.size());
+  bool finite = true;
+  if (error_feedback_) {
+    // residual += update (one pass, counting non-finite sums: r - r is 0 only for finite r);
+    // the set's values leave, the rest stays.
+    int64_t bad = 0;
+    float* r = residual_.data();
+    const float* u = update.dense.data();
+    for (size_t i = 0; i < residual_.size(); ++i) {
+      r[i] += u[i];
+      bad += static_cast<int64_t>((r[i] - r[i]) != 0.0f);
+    }
+    finite = bad == 0;
+    for (size_t j = 0; j < update.sparse.indices.size(); ++j) {
+      float& x = residual_[update.sparse.indices[j]];
+      update.sparse.values[j] = x;
+      x = 0.0f;
+    }
+  } else {
+    for (size_t j = 0; j < update.sparse.indices.size(); ++j) {
+      update.sparse.values[j] = update.dense[update.sparse.indices[j]];
+    }
+  }
+  for (float v : update.sparse.values) finite = finite && std::isfinite(v);
+  if (!finite) {
+    return Status(StatusCode::kDiverged, "compression: the update" +
+                                             std::string(error_feedback_ ? " plus residual" : "") +
+                                             " has a non-finite value (round " + std::to_string(round) +
+                                             ", silo " + std::to_string(silo) + ")");
+  }
+  update.is_sparse = true;
+  return {};
+}
+
+std::vector<std::pair<std::string, std::vector<float>*>> SharedIndexTransform::state() {
+  return {{"residual", &residual_}, {"previous_aggregate", &previous_}};
 }
 
 }  // namespace fedsilo::fl

@@ -73,6 +73,7 @@ struct SiloUpdate {
   std::span<const float> dense;
   kernels::SparseVector sparse;
   bool is_sparse = false;
+  std::vector<uint32_t> shared;  // the round's shared index set where the caller knows it
 };
 
 /// One transform of a silo's chain.
@@ -105,6 +106,33 @@ class CompressionTransform final : public SiloTransform {
   TransformSpec spec_;
   compression::CompressorState state_;
   uint64_t seed_;
+};
+
+/// Selection at an index set every silo shares, under secure aggregation: rand-k of (seed,
+/// round), or the top-k of the previous round's public aggregate (rand-k's set while there is
+/// none). Each silo keeps its own error-feedback residual; the previous aggregate is kept with
+/// it (public, but needed to resume bitwise).
+class SharedIndexTransform final : public SiloTransform {
+ public:
+  SharedIndexTransform(TransformSpec spec, compression::Method method, int64_t length, int64_t k,
+                       bool error_feedback, uint64_t seed);
+  [[nodiscard]] const TransformSpec& spec() const override { return spec_; }
+  /// The round's set (ascending), the same on every rank: what apply() selects.
+  [[nodiscard]] std::vector<uint32_t> indices(uint32_t round, int64_t n) const;
+  /// The round's public aggregate, for the next round's top-k (every rank, every round).
+  void remember(std::span<const float> aggregate);
+  /// Adds the residual, keeps the set's values (update.shared, else indices(round)), keeps
+  /// the rest in the residual. kDiverged naming the round and silo for a non-finite value.
+  [[nodiscard]] Status apply(uint32_t round, uint32_t silo, SiloUpdate& update) override;
+  [[nodiscard]] std::vector<std::pair<std::string, std::vector<float>*>> state() override;
+
+ private:
+  TransformSpec spec_;
+  compression::Method method_;
+  int64_t k_;
+  bool error_feedback_;
+  uint64_t seed_;
+  std::vector<float> residual_, previous_;
 };
 
 }  // namespace fedsilo::fl

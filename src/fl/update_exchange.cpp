@@ -26,6 +26,7 @@ struct UpdateExchange::Impl {
   // among them that compresses, whose state residual()/velocity() give.
   std::vector<std::unique_ptr<SiloTransform>> chain;
   CompressionTransform* compression = nullptr;
+  SharedIndexTransform* shared = nullptr;  // under secure aggregation, with compression
   // Level node: the leader's compressor of its node's sum, and its state.
   std::unique_ptr<compression::Compressor> node_compressor;
   compression::CompressorState node_state;
@@ -138,6 +139,15 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
       if (spec.name == "secure aggregation") continue;
       if (spec.name != "compression") {
         return internal_error("update exchange: no transform named '" + spec.name + "'");
+      }
+      if (cfg.secure_aggregation.enabled) {
+        // Secure aggregation masks one index set that every silo shares.
+        auto t = std::make_unique<SharedIndexTransform>(spec, z.method, length,
+                                                        compression::selected_count(zcfg, length),
+                                                        z.error_feedback, cfg.run.seed);
+        impl->shared = t.get();
+        impl->chain.push_back(std::move(t));
+        continue;
       }
       FEDSILO_ASSIGN_OR_RETURN(auto compressor, make_rank_compressor(zcfg, cuda_device));
       auto t = std::make_unique<CompressionTransform>(std::move(compressor), spec, length,
@@ -267,7 +277,7 @@ Status UpdateExchange::run_chain(uint32_t round, bool trained, SiloUpdate& mine)
   return {};
 }
 
-bool UpdateExchange::has_chain() const { return !impl_->chain.empty(); }
+SharedIndexTransform* UpdateExchange::shared_index_transform() { return impl_->shared; }
 
 Status UpdateExchange::exchange(uint32_t round, std::span<float> update, bool trained,
                                 ExchangeStats& stats) {

@@ -87,8 +87,9 @@ class UpdateExchange {
   /// aggregation) on `mine.dense` where it trained: `mine` ends sparse if the chain selects.
   /// An untrained silo's state stays as it was. Errors name the transform; not agreed.
   [[nodiscard]] Status run_chain(uint32_t round, bool trained, SiloUpdate& mine);
-  /// Whether the silo's chain holds a transform (run_chain changes the update).
-  [[nodiscard]] bool has_chain() const;
+  /// Under secure aggregation with compression: the chain's selection at the shared index set
+  /// (which the aggregation asks for each round's set); else null.
+  [[nodiscard]] SharedIndexTransform* shared_index_transform();
 
   /// Where this rank's update can be written so that the exchange reads it without a copy
   /// (mpi::Reducer::buffer: at level node on sparse-hier, the rank's segment of the node-shared

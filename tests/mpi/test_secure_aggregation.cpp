@@ -1,8 +1,8 @@
 // fl::SecureAggregation on 1-8 ranks: the decoded masked sum equals the plain fixed-point sum of
 // the silos that trained, bit for bit (partial participation included), the weight sum too, for
 // both shapes of the integer sum (flat, node by node on emulated nodes), dense and with a shared
-// rand-k index set (each silo's error feedback replayed here); fewer than 3 silos are refused on
-// every rank.
+// index set (rand-k, or the top-k of the previous round's sum; each silo's error feedback
+// replayed here); fewer than 3 silos, bad keys and a failed key pair are refused on every rank.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -15,6 +15,7 @@
 #include "fl/secure_aggregation.h"
 #include "fl/update_exchange.h"
 #include "kernels/cpu/randk.h"
+#include "kernels/cpu/topk.h"
 #include "mpi/comm.h"
 #include "secagg/crypto.h"
 #include "secagg/masking.h"
@@ -52,10 +53,10 @@ std::vector<uint32_t> plain_code(const config::Config& cfg, int q, uint32_t roun
 struct Case {
   config::Algorithm algorithm;
   int emulated_nodes;
-  bool randk;
+  compression::Method method = compression::Method::kNone;  // none, randk, topk-previous (10%)
   std::string name() const {
     return std::string(config::name(algorithm)) + ", " + std::to_string(emulated_nodes) +
-           " emulated nodes" + (randk ? ", randk 10%" : "");
+           " emulated nodes, " + compression::method_name(method);
   }
 };
 
@@ -78,21 +79,24 @@ TEST(SecureAggregation, DecodedSumIsTheFixedPointSumOfTheSilosThatTrained) {
   const int P = world->size(), me = world->rank();
   // Several pipeline pieces (at least 4096 words each), a length no piece divides.
   const int64_t n = 20001;
-  std::vector<Case> cases = {{config::Algorithm::kDenseFlat, 0, false},
-                             {config::Algorithm::kDenseFlat, 0, true}};
+  using M = compression::Method;
+  std::vector<Case> cases = {{config::Algorithm::kDenseFlat, 0, M::kNone},
+                             {config::Algorithm::kDenseFlat, 0, M::kRandk},
+                             {config::Algorithm::kDenseFlat, 0, M::kTopkPrevious}};
   if (P % 2 == 0 && P >= 4) {
-    cases.push_back({config::Algorithm::kDenseHier, 2, false});
-    cases.push_back({config::Algorithm::kDenseHier, 2, true});
-    cases.push_back({config::Algorithm::kDenseFlat, 2, false});
+    cases.push_back({config::Algorithm::kDenseHier, 2, M::kNone});
+    cases.push_back({config::Algorithm::kDenseHier, 2, M::kRandk});
+    cases.push_back({config::Algorithm::kDenseFlat, 2, M::kNone});
   }
-  if (P % 3 == 0 && P >= 6) cases.push_back({config::Algorithm::kAuto, 3, true});
+  if (P % 3 == 0 && P >= 6) cases.push_back({config::Algorithm::kAuto, 3, M::kTopkPrevious});
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name());
     config::Config cfg = secure_config();
     cfg.allreduce.algorithm = c.algorithm;
     cfg.topology.emulated_nodes = c.emulated_nodes;
-    if (c.randk) {
-      cfg.compression.method = compression::Method::kRandk;
+    const bool shared_set = c.method != M::kNone;
+    if (shared_set) {
+      cfg.compression.method = c.method;
       cfg.compression.density = 0.1;
       cfg.compression.error_feedback = true;
     }
@@ -108,12 +112,11 @@ TEST(SecureAggregation, DecodedSumIsTheFixedPointSumOfTheSilosThatTrained) {
     EXPECT_EQ(agg.name(), hier ? "secure-dense-hier" : "secure-dense-flat");
     const secagg::FixedPoint fp{cfg.secure_aggregation.range, cfg.secure_aggregation.bits};
     const secagg::FixedPoint weight_fp{std::max(fp.range, 1.0), fp.bits};
-    // Every silo's compressor state, replayed on every rank for the reference.
+    // Every silo's error-feedback residual and the previous aggregate, replayed on every rank.
     const auto zcfg = config::compression_config(cfg.compression);
-    auto compressor = compression::make_compressor(zcfg);
-    ASSERT_TRUE(compressor.ok());
-    std::vector<compression::CompressorState> states(static_cast<size_t>(P));
-    const int64_t k = c.randk ? compression::selected_count(zcfg, n) : 0;
+    std::vector<std::vector<float>> residuals(static_cast<size_t>(P), std::vector<float>(n, 0.0f));
+    std::vector<float> previous;  // the previous round's decoded sum
+    const int64_t k = shared_set ? compression::selected_count(zcfg, n) : 0;
 
     std::vector<float> global(n);
     for (int64_t i = 0; i < n; ++i) global[i] = 0.25f * static_cast<float>(i % 8);
@@ -129,9 +132,14 @@ TEST(SecureAggregation, DecodedSumIsTheFixedPointSumOfTheSilosThatTrained) {
       ASSERT_TRUE(got.ok()) << got.status().message();
 
       // The plain fixed-point sum: every silo's code, as that silo made it, summed modulo 2^32.
-      const std::vector<uint32_t> shared =
-          c.randk ? kernels::randk_indices(n, k, cfg.run.seed, round) : std::vector<uint32_t>{};
-      const size_t m = c.randk ? static_cast<size_t>(k) : static_cast<size_t>(n);
+      // The round's set: rand-k, or the top-k of the previous round's sum once there is one.
+      std::vector<uint32_t> shared;
+      if (shared_set) {
+        shared = c.method == M::kTopkPrevious && !previous.empty()
+                     ? kernels::topk_indices(previous, k, 1)
+                     : kernels::randk_indices(n, k, cfg.run.seed, round);
+      }
+      const size_t m = shared_set ? static_cast<size_t>(k) : static_cast<size_t>(n);
       std::vector<uint32_t> sum(m, 0u);
       uint32_t weight_code_sum = 0;
       for (int q = 0; q < P; ++q) {
@@ -140,12 +148,14 @@ TEST(SecureAggregation, DecodedSumIsTheFixedPointSumOfTheSilosThatTrained) {
         std::vector<float> scaled(n);
         for (int64_t i = 0; i < n; ++i) scaled[i] = w * ((global[i] + delta(q, round, i)) - global[i]);
         std::vector<float> values = scaled;
-        if (c.randk) {
-          if (states[q].residual.empty()) states[q].residual.assign(n, 0.0f);
-          auto sent = (*compressor)->compress(scaled, states[q], cfg.run.seed, round, static_cast<uint32_t>(q));
-          ASSERT_TRUE(sent.ok());
-          ASSERT_EQ(sent->indices, shared);
-          values = sent->values;
+        if (shared_set) {
+          std::vector<float>& r = residuals[q];
+          for (int64_t i = 0; i < n; ++i) r[i] += scaled[i];
+          values.assign(m, 0.0f);
+          for (size_t j = 0; j < m; ++j) {
+            values[j] = r[shared[j]];
+            r[shared[j]] = 0.0f;
+          }
         }
         const auto code = plain_code(cfg, q, round, values, fp, 0);
         const float wv[1] = {w};
@@ -156,7 +166,8 @@ TEST(SecureAggregation, DecodedSumIsTheFixedPointSumOfTheSilosThatTrained) {
       std::vector<float> decoded(m);
       secagg::decode(sum, fp, decoded);
       std::vector<float> want(n, 0.0f);
-      for (size_t i = 0; i < m; ++i) want[c.randk ? shared[i] : i] = decoded[i];
+      for (size_t i = 0; i < m; ++i) want[shared_set ? shared[i] : i] = decoded[i];
+      previous = want;
       float want_weight[1];
       const uint32_t wc[1] = {weight_code_sum};
       secagg::decode(wc, weight_fp, want_weight);

