@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 
 
 namespace fedsilo::fl {
@@ -47,8 +49,16 @@ Result<std::unique_ptr<SecureAggregation>> SecureAggregation::create(const confi
         "secure_aggregation.enabled = true needs at least 3 silos (with 2, the sum reveals the "
         "other's update); this run has " + std::to_string(comm.size()))));
   }
-  // This rank's key pair; the public keys go to every rank.
-  auto keys = secagg::generate_keypair();
+  // This rank's key pair; the public keys go to every rank. FEDSILO_INSECURE_TEST_KEYS (tests
+  // only) derives every key pair from its value, so that a test can look for the keys.
+  const char* test_keys = std::getenv("FEDSILO_INSECURE_TEST_KEYS");
+  const bool insecure = test_keys != nullptr && *test_keys != '\0';
+  if (insecure && comm.rank() == 0) {
+    std::fprintf(stderr,
+                 "fedsilo: warning: FEDSILO_INSECURE_TEST_KEYS is set: every silo's key pair derives "
+                 "from it, so secure aggregation hides nothing (for tests only)\n");
+  }
+  auto keys = insecure ? secagg::test_keypair(test_keys, comm.rank()) : secagg::generate_keypair();
   Status made = keys.status();
   std::vector<uint8_t> mine;
   if (made.ok()) mine.assign(keys->public_key.begin(), keys->public_key.end());

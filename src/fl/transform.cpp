@@ -174,10 +174,24 @@ std::vector<uint32_t> SharedIndexTransform::indices(uint32_t round, int64_t n) c
   // Until an aggregate exists (a fresh run's first round) the previous top-k has nothing to
   // select from: that round takes rand-k's set.
   const bool have_previous = std::any_of(previous_.begin(), previous_.end(), [](float x) { return x != 0.0f; });
-  if (method_ == compression::Method::kTopkPrevious && have_previous) {
-    return kernels::topk_indices(previous_, k_, 1);
+  if (method_ != compression::Method::kTopkPrevious || !have_previous) {
+    return kernels::randk_indices(n, k_, seed_, round);
   }
-  return kernels::randk_indices(n, k_, seed_, round);
+  // The previous aggregate is itself nonzero only on the previous set: its top-k alone would
+  // pick the same set for ever. Half the set is its top-k, half is drawn at random among the
+  // other coordinates (the first of rand-2k's draws that are not taken), so every coordinate
+  // keeps a chance to be sent and the residuals drain.
+  const int64_t top = k_ / 2;
+  std::vector<uint32_t> set = kernels::topk_indices(previous_, top, 1);
+  const std::vector<uint32_t> draws = kernels::randk_indices(n, std::min(n, 2 * k_), seed_, round);
+  std::vector<uint32_t> extra;
+  for (uint32_t i : draws) {
+    if (static_cast<int64_t>(extra.size()) == k_ - top) break;
+    if (!std::binary_search(set.begin(), set.end(), i)) extra.push_back(i);
+  }
+  std::vector<uint32_t> out(set.size() + extra.size());
+  std::merge(set.begin(), set.end(), extra.begin(), extra.end(), out.begin());
+  return out;
 }
 
 void SharedIndexTransform::remember(std::span<const float> aggregate) {

@@ -109,8 +109,8 @@ class CompressionTransform final : public SiloTransform {
 };
 
 /// Selection at an index set every silo shares, under secure aggregation: rand-k of (seed,
-/// round), or the top-k of the previous round's public aggregate (rand-k's set while there is
-/// none). Each silo keeps its own error-feedback residual; the previous aggregate is kept with
+/// round), or "topk-previous": the top k/2 of the previous round's public aggregate and k - k/2
+/// coordinates drawn at random among the others (rand-k's set while there is no aggregate). Each silo keeps its own error-feedback residual; the previous aggregate is kept with
 /// it (public, but needed to resume bitwise).
 class SharedIndexTransform final : public SiloTransform {
  public:

@@ -57,6 +57,19 @@ Result<KeyPair> generate_keypair() {
   return kp;
 }
 
+Result<KeyPair> test_keypair(std::string_view text, int silo) {
+  FEDSILO_CHECK(init_sodium());
+  std::string in = "fstestk1";
+  in += text;
+  for (int b = 0; b < 4; ++b) in += static_cast<char>((static_cast<uint32_t>(silo) >> (8 * b)) & 0xff);
+  std::array<uint8_t, kKeyBytes> secret{};
+  crypto_generichash(secret.data(), secret.size(), reinterpret_cast<const uint8_t*>(in.data()),
+                     in.size(), nullptr, 0);
+  auto kp = keypair_from_secret(secret);
+  sodium_memzero(secret.data(), secret.size());
+  return kp;
+}
+
 Result<Secret> shared_secret(const Secret& secret, const PublicKey& peer, const std::string& peer_name) {
   FEDSILO_ASSIGN_OR_RETURN(Secret out, Secret::allocate());
   if (crypto_scalarmult(out.data(), secret.data(), peer.data()) != 0) {

@@ -10,6 +10,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/status.h"
@@ -48,6 +49,11 @@ struct KeyPair {
 [[nodiscard]] Result<KeyPair> generate_keypair();
 /// The key pair of a given secret scalar (for known-answer tests).
 [[nodiscard]] Result<KeyPair> keypair_from_secret(std::span<const uint8_t, kKeyBytes> secret);
+
+/// Tests only (it voids every guarantee): the key pair of `silo` derived from `text`, the secret
+/// scalar BLAKE2b-256 of ("fstestk1", text, silo), so a test can recompute every key and search
+/// outputs for them.
+[[nodiscard]] Result<KeyPair> test_keypair(std::string_view text, int silo);
 
 /// X25519(secret, peer): the shared secret. kInvalidArgument naming `peer_name` for a peer key
 /// that is malformed or of low order (the result would be all zeros: libsodium refuses it).

@@ -23,6 +23,7 @@
 #include "kernels/cpu/gemm.h"
 #include "model/model.h"
 #include "model/trainer.h"
+#include "secagg/crypto.h"
 
 namespace {
 namespace stdfs = std::filesystem;
@@ -273,6 +274,10 @@ TEST_F(E2E, SecureAggregationRefusesWhatItCannotProtect) {
   expect_clean_failure(train(4, topk, "--overwrite"), "compression.method = \"topk\"", "satopk", 2);
   auto r = train(4, topk, "--overwrite");
   EXPECT_NE(r.output.find("secure_aggregation.enabled = true"), std::string::npos) << r.output;
+  // The previous aggregate's top-k is secure aggregation's shared set: refused without it.
+  auto prev = write_file(kTmp + "/cfg/saprev.toml", config_text("saprev", dir4, 1) +
+                                                      "[compression]\nmethod = \"topk-previous\"\ndensity = 0.1\n");
+  expect_clean_failure(train(4, prev, "--overwrite"), "needs secure_aggregation.enabled = true", "saprev", 2);
   // Two silos: the sum would reveal the other's update.
   auto two = write_file(kTmp + "/cfg/satwo.toml", config_text("satwo", dir2, 1) + secure);
   expect_clean_failure(train(2, two, "--overwrite"), "at least 3 silos", "satwo", 2);
@@ -286,6 +291,91 @@ TEST_F(E2E, SecureAggregationRefusesWhatItCannotProtect) {
                          std::regex_replace(config_text("sahalf", dir4, 1), std::regex("fraction = 1.0"),
                                             "fraction = 0.5") + secure);
   expect_clean_failure(train(4, half, "--overwrite"), "round 1 had 2", "sahalf", 2);
+}
+
+// Every file under `dir`, whole.
+std::vector<std::pair<std::string, std::string>> files_under(const std::string& dir) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& e : stdfs::recursive_directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    std::ifstream in(e.path(), std::ios::binary);
+    out.emplace_back(e.path().string(), std::string(std::istreambuf_iterator<char>(in), {}));
+  }
+  return out;
+}
+
+TEST_F(E2E, SecureSharedIndexRunResumesBitwiseAndKeepsKeyMaterialOut) {
+  // Secure aggregation with the top-k 10% of the previous aggregate, summed node by node on 2
+  // emulated nodes at level node: 4 rounds straight equal 2 + 2 resumed, bit for bit (each
+  // silo's residual and the previous aggregate are restored). The key pairs come from
+  // FEDSILO_INSECURE_TEST_KEYS, so this test can recompute every secret scalar and shared secret
+  // and look for them (raw and in hex) in every file of both runs and in their output.
+  const std::string extra =
+      "[secure_aggregation]\nenabled = true\nrange = 1.0\nbits = 20\nmax_weight = 4000\n"
+      "[compression]\nmethod = \"topk-previous\"\ndensity = 0.1\nerror_feedback = true\n"
+      "level = \"node\"\n[allreduce]\nalgorithm = \"dense-hier\"\n[topology]\nemulated_nodes = 2\n";
+  const std::string dir = silos_dir(4);
+  const auto full = write_file(kTmp + "/cfg/skfull.toml", config_text("skfull", dir, 4) + extra);
+  const auto part2 = write_file(kTmp + "/cfg/skpart2.toml", config_text("skpart", dir, 2) + extra);
+  const auto part4 = write_file(kTmp + "/cfg/skpart4.toml", config_text("skpart", dir, 4) + extra);
+  const std::string keys = "FEDSILO_INSECURE_TEST_KEYS=e2e-keys";
+  std::string output;
+  for (const auto& [cfg, flags] : {std::pair{full, "--overwrite"}, std::pair{part2, "--overwrite"},
+                                   std::pair{part4, "--resume"}}) {
+    auto r = train(4, cfg, flags, keys);
+    ASSERT_EQ(r.code, 0) << r.output;
+    EXPECT_NE(r.output.find("FEDSILO_INSECURE_TEST_KEYS is set"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("hides nothing"), std::string::npos) << r.output;
+    output += r.output;
+  }
+  const auto a = params_of(run_dir("skfull") + "/model.h5");
+  const auto b = params_of(run_dir("skpart") + "/model.h5");
+  ASSERT_FALSE(a.empty());
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
+  const auto m = metrics_without_timings(run_dir("skfull") + "/metrics.jsonl");
+  EXPECT_EQ(m, metrics_without_timings(run_dir("skpart") + "/metrics.jsonl"));
+  ASSERT_EQ(m.size(), 4u);
+  EXPECT_EQ(m.back()["reducer"], "secure-dense-hier");
+  EXPECT_GT(m.back()["compression_ratio"].get<double>(), 5.0);
+  EXPECT_GT(m.back()["accuracy"].get<double>(), 0.3);
+  auto f = fedsilo::h5::File::open_read(run_dir("skpart") + "/private/silo-03/ckpt-000004.h5");
+  ASSERT_TRUE(f.ok());
+  EXPECT_TRUE(f->has("residual"));
+  EXPECT_TRUE(f->has("previous_aggregate"));
+
+  // The key material of the run: each silo's secret scalar and every pair's shared secret.
+  std::vector<std::string> secrets;
+  std::vector<fedsilo::secagg::KeyPair> pairs;
+  for (int s = 0; s < 4; ++s) {
+    auto kp = fedsilo::secagg::test_keypair("e2e-keys", s);
+    ASSERT_TRUE(kp.ok());
+    pairs.push_back(std::move(kp).value());
+  }
+  for (int s = 0; s < 4; ++s) {
+    secrets.emplace_back(reinterpret_cast<const char*>(pairs[s].secret.data()), 32);
+    for (int p = s + 1; p < 4; ++p) {
+      auto shared = fedsilo::secagg::shared_secret(pairs[s].secret, pairs[p].public_key, "peer");
+      ASSERT_TRUE(shared.ok());
+      secrets.emplace_back(reinterpret_cast<const char*>(shared->data()), 32);
+    }
+  }
+  ASSERT_EQ(secrets.size(), 10u);
+  auto searched = files_under(run_dir("skfull"));
+  for (auto& named : files_under(run_dir("skpart"))) searched.push_back(std::move(named));
+  searched.emplace_back("the runs' output", output);
+  ASSERT_GT(searched.size(), 20u);  // config, metrics, checkpoints, markers, private state
+  for (const std::string& key : secrets) {
+    const std::string hex = fedsilo::secagg::to_hex(
+        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(key.data()), key.size()));
+    // Any 16 bytes of a key, raw or in hex, would be a leak.
+    for (const auto& [path, bytes] : searched) {
+      EXPECT_EQ(bytes.find(key.substr(0, 16)), std::string::npos) << path;
+      EXPECT_EQ(bytes.find(key.substr(16)), std::string::npos) << path;
+      EXPECT_EQ(bytes.find(hex.substr(0, 32)), std::string::npos) << path;
+      EXPECT_EQ(bytes.find(hex.substr(32)), std::string::npos) << path;
+    }
+  }
 }
 
 TEST_F(E2E, OneRoundGivesTheSampleWeightedMeanOfLocalModels) {

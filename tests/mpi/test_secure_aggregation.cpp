@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -133,11 +135,18 @@ TEST(SecureAggregation, DecodedSumIsTheFixedPointSumOfTheSilosThatTrained) {
 
       // The plain fixed-point sum: every silo's code, as that silo made it, summed modulo 2^32.
       // The round's set: rand-k, or the top-k of the previous round's sum once there is one.
+      // (topk-previous: its top k/2, then the first of rand-2k's draws not among them).
       std::vector<uint32_t> shared;
-      if (shared_set) {
-        shared = c.method == M::kTopkPrevious && !previous.empty()
-                     ? kernels::topk_indices(previous, k, 1)
-                     : kernels::randk_indices(n, k, cfg.run.seed, round);
+      if (shared_set && (c.method == M::kRandk || previous.empty())) {
+        shared = kernels::randk_indices(n, k, cfg.run.seed, round);
+      } else if (shared_set) {
+        std::set<uint32_t> chosen;
+        for (uint32_t i : kernels::topk_indices(previous, k / 2, 1)) chosen.insert(i);
+        for (uint32_t i : kernels::randk_indices(n, 2 * k, cfg.run.seed, round)) {
+          if (static_cast<int64_t>(chosen.size()) == k) break;
+          chosen.insert(i);
+        }
+        shared.assign(chosen.begin(), chosen.end());
       }
       const size_t m = shared_set ? static_cast<size_t>(k) : static_cast<size_t>(n);
       std::vector<uint32_t> sum(m, 0u);
@@ -194,6 +203,32 @@ TEST(SecureAggregation, FewerThanThreeTrainedSilosAreRefusedOnEveryRank) {
   auto got = made->aggregation->combine(7, trains, stats);
   ASSERT_FALSE(got.ok());
   EXPECT_NE(got.status().message().find("round 7 had 2"), std::string::npos) << got.status().message();
+}
+
+TEST(SecureAggregation, InsecureTestKeysAreTheOnesTestsRecompute) {
+  // The end-to-end test looks for the keys of FEDSILO_INSECURE_TEST_KEYS in a run's outputs:
+  // that search only means something if the run uses exactly secagg::test_keypair's keys.
+  auto world = mpi::Comm::world();
+  ASSERT_TRUE(world.ok());
+  if (world->size() < 3) GTEST_SKIP() << "needs 3 ranks";
+  setenv("FEDSILO_INSECURE_TEST_KEYS", "mpi-test", 1);
+  std::vector<uint8_t> sent;
+  auto made = make(secure_config(), world.value(), 16, [&](std::vector<uint8_t>& key) {
+    sent = key;
+    return Status();
+  });
+  unsetenv("FEDSILO_INSECURE_TEST_KEYS");
+  ASSERT_TRUE(made.ok()) << made.status().message();
+  auto want = secagg::test_keypair("mpi-test", world->rank());
+  ASSERT_TRUE(want.ok());
+  EXPECT_EQ(sent, std::vector<uint8_t>(want->public_key.begin(), want->public_key.end()));
+  // Without the variable the keys are fresh.
+  auto fresh = make(secure_config(), world.value(), 16, [&](std::vector<uint8_t>& key) {
+    sent = key;
+    return Status();
+  });
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_NE(sent, std::vector<uint8_t>(want->public_key.begin(), want->public_key.end()));
 }
 
 TEST(SecureAggregation, ABadKeyOrAFailedKeyExchangeOnOneRankIsOneClearErrorOnEveryRank) {
