@@ -244,6 +244,7 @@ struct Row {
   double select_ms = 0, intra_ms = 0, inter_ms = 0, decode_ms = 0;  // rank 0's means
   double exchange_cpu_ms = 0;  // rank 0's CPU time in exchange() (its wall - this = waiting
                                // for a core shared with other ranks)
+  std::vector<double> cpu_ms_by_rank;  // every rank's CPU time per iteration
   std::string check = "-";
   double vs_dense = 0;  // dense-flat's median / this median
 };
@@ -271,6 +272,7 @@ json row_json(const Row& r) {
               {"intra", r.intra_ms},
               {"inter", r.inter_ms},
               {"decode_merge", r.decode_ms}}},
+            {"cpu_ms_per_rank", r.cpu_ms_by_rank},
             {"check", r.check},
             {"speedup_vs_dense_flat", r.vs_dense}};
   if (r.link_tx >= 0) j["link_bytes_all_nodes"] = {{"tx", r.link_tx}, {"rx", r.link_rx}};
@@ -828,6 +830,7 @@ Status Bench::finish(Entry& entry) {
       r.decode_ms = v[5] * 1e3;
       r.exchange_cpu_ms = v[10] * 1e3;
     }
+    r.cpu_ms_by_rank.push_back(v[10] * 1e3);
     payload_sum += v[6];
     payload_ranks += v[7];
     tx += v[8];
@@ -867,10 +870,12 @@ void Bench::print_row(const Row& r) {
       r.algorithm.c_str(), r.chosen.c_str(), r.t_min * 1e3, r.t_med * 1e3, r.t_max * 1e3, spread,
       r.algbw, r.busbw, human_bytes(r.intra_sent).c_str(), human_bytes(r.inter_sent).c_str(), link,
       r.ratio, vs, r.check.c_str());
+  const auto [cpu_lo, cpu_hi] = std::minmax_element(r.cpu_ms_by_rank.begin(), r.cpu_ms_by_rank.end());
   std::printf(
       "#   rank 0's phases (mean ms): select+encode %.2f, intra %.2f, inter %.2f, decode+merge "
-      "%.2f; CPU time in exchange() %.2f\n",
-      r.select_ms, r.intra_ms, r.inter_ms, r.decode_ms, r.exchange_cpu_ms);
+      "%.2f; CPU time in exchange() %.2f (all ranks %.2f..%.2f)\n",
+      r.select_ms, r.intra_ms, r.inter_ms, r.decode_ms, r.exchange_cpu_ms,
+      r.cpu_ms_by_rank.empty() ? 0.0 : *cpu_lo, r.cpu_ms_by_rank.empty() ? 0.0 : *cpu_hi);
   std::fflush(stdout);
 }
 
