@@ -20,7 +20,6 @@ enum class RngPurpose : uint32_t {
   kDropout = 7,      // reserved: no layer draws dropout masks
   kCompression = 8,  // random-k, sampled top-k's sample, int8 stochastic rounding
   kPrivacy = 9,      // reserved for DP noise (fedsilo has no privacy module)
-  kSecureRounding = 10,  // secure aggregation's stochastic rounding to fixed point
 };
 
 /// One Philox4x32-10 block: 4 x 32-bit outputs for a 128-bit counter and 64-bit key.
