@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <numeric>
 
 
 namespace fedsilo::fl {
@@ -142,8 +143,12 @@ Result<Combined> SecureAggregation::combine(uint32_t round, bool trained, Exchan
   stats = ExchangeStats{};
   const size_t n = scaled_.size();
   // How many silos trained is public (the sampling is); fewer than 3 would reveal updates.
-  int64_t count = trained ? 1 : 0;
-  FEDSILO_CHECK(comm_.allreduce_sum(std::span<int64_t>(&count, 1)));
+  // Only they take part: the masks are between pairs of silos that trained, and a silo that did
+  // not sends zeros, unmasked (everyone knows it sat out), and skips the code and masks.
+  const int64_t mine[1] = {trained ? 1 : 0};
+  std::vector<int64_t> trained_by_rank;
+  FEDSILO_CHECK(comm_.allgather(std::span<const int64_t>(mine, 1), trained_by_rank));
+  const int64_t count = std::accumulate(trained_by_rank.begin(), trained_by_rank.end(), int64_t{0});
   if (count < 3) {
     FEDSILO_CHECK(comm_.agree(invalid_argument(
         "secure aggregation needs at least 3 silos that train in a round; round " +
@@ -157,6 +162,7 @@ Result<Combined> SecureAggregation::combine(uint32_t round, bool trained, Exchan
   auto masker = [&]() -> Result<secagg::RoundMasker> {
     std::vector<secagg::MaskPeer> peers;
     for (const auto& [p, secret] : shared_) {
+      if (!trained || trained_by_rank[static_cast<size_t>(p)] == 0) continue;
       FEDSILO_ASSIGN_OR_RETURN(secagg::Secret seed, secagg::round_seed(secret, run_id_, round));
       peers.push_back({p, std::move(seed)});
     }
@@ -180,13 +186,15 @@ Result<Combined> SecureAggregation::combine(uint32_t round, bool trained, Exchan
     const size_t len = std::min(piece, words - first);
     const size_t nv = first < m ? std::min(len, m - first) : 0;
     const auto tm = Clock::now();
-    if (st.ok()) {
+    if (!trained) {
+      std::fill_n(codes_.begin() + static_cast<std::ptrdiff_t>(first), len, 0u);
+    } else if (st.ok()) {
       auto c = masker->code_and_mask(values_.subspan(first, nv), fp_, first,
                                      std::span<uint32_t>(codes_.data() + first, nv), progress);
       if (c.ok()) clipped_ += c.value();
       st = c.status();
     }
-    if (st.ok() && first + len == words) {
+    if (trained && st.ok() && first + len == words) {
       st = masker->code_and_mask(w, weight_fp, m, std::span<uint32_t>(codes_.data() + m, 1)).status();
     }
     masking += since(tm);
