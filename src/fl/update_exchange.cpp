@@ -286,6 +286,10 @@ Status UpdateExchange::exchange(uint32_t round, std::span<float> update, bool tr
   m.node_payload_bytes = 0;
   stats = ExchangeStats{};  // this exchange's only (a caller may reuse one across rounds)
   stats.dense_bytes = 4 * static_cast<int64_t>(update.size());
+  if (!m.sparse && !m.dense) {
+    return internal_error("update exchange: under secure aggregation the sum is "
+                          "SecureAggregation's; this exchange has no algorithm");
+  }
   mpi::AllreduceStats as;
 
   if (m.sparse) {

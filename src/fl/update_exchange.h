@@ -79,7 +79,8 @@ class UpdateExchange {
 
   /// In place: `update` (this rank's weighted update, zeros if it did not train) becomes the
   /// sum over all ranks, after the silo's transform chain; `stats` becomes this exchange's.
-  /// Collective; errors are agreed.
+  /// Collective; errors are agreed. Under secure aggregation there is no algorithm here
+  /// (SecureAggregation sums): kInternal.
   [[nodiscard]] Status exchange(uint32_t round, std::span<float> update, bool trained,
                                 ExchangeStats& stats);
 
