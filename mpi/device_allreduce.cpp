@@ -7,6 +7,7 @@
 // the node sum with MPI, as every other algorithm does (one transport for bytes between nodes).
 #include "mpi/device_allreduce.h"
 
+#include <algorithm>
 #include <chrono>
 #include <span>
 #include <utility>
@@ -97,6 +98,11 @@ Status DeviceAllreduce::reduce(float*, int64_t, void*, AllreduceStats&) {
   return failed_precondition("DeviceAllreduce: built without CUDA");
 }
 
+Status DeviceAllreduce::reduce_words(std::span<const uint32_t>, std::span<uint32_t>,
+                                     AllreduceStats&) {
+  return failed_precondition("DeviceAllreduce: built without CUDA");
+}
+
 #else  // FEDSILO_HAVE_CUDA
 
 namespace {
@@ -117,14 +123,15 @@ Status nccl_status(ncclResult_t r, const char* call) {
   } while (0)
 #endif
 
-/// Page-locked host memory (cudaMallocHost), grown on demand, for the device-host copies and
-/// the MPI calls on them: copies run at full PCIe speed and need no bounce buffer.
-class PinnedFloats {
+/// Page-locked host memory (cudaMallocHost) of 4-byte elements (floats or uint32 words), grown
+/// on demand, for the device-host copies and the MPI calls on them: copies run at full PCIe
+/// speed and need no bounce buffer.
+class PinnedWords {
  public:
-  PinnedFloats() = default;
-  PinnedFloats(const PinnedFloats&) = delete;
-  PinnedFloats& operator=(const PinnedFloats&) = delete;
-  ~PinnedFloats() {
+  PinnedWords() = default;
+  PinnedWords(const PinnedWords&) = delete;
+  PinnedWords& operator=(const PinnedWords&) = delete;
+  ~PinnedWords() {
     if (p_ != nullptr) cudaFreeHost(p_);
   }
   Status reserve(size_t n) {
@@ -132,18 +139,48 @@ class PinnedFloats {
     if (p_ != nullptr) cudaFreeHost(p_);
     p_ = nullptr;
     n_ = 0;
-    void* p = nullptr;
-    FEDSILO_CUDA_TRY(cudaMallocHost(&p, n * sizeof(float)));
-    p_ = static_cast<float*>(p);
+    FEDSILO_CUDA_TRY(cudaMallocHost(&p_, n * 4));
     n_ = n;
     return {};
   }
-  std::span<float> span(size_t n) { return {p_, n}; }
+  void* data() { return p_; }
+  std::span<float> floats(size_t n) { return {static_cast<float*>(p_), n}; }
+  std::span<uint32_t> words(size_t n) { return {static_cast<uint32_t*>(p_), n}; }
 
  private:
-  float* p_ = nullptr;
+  void* p_ = nullptr;
   size_t n_ = 0;
 };
+
+/// Device memory for the masked words of secure aggregation, grown on demand.
+class DeviceWords {
+ public:
+  DeviceWords() = default;
+  DeviceWords(const DeviceWords&) = delete;
+  DeviceWords& operator=(const DeviceWords&) = delete;
+  ~DeviceWords() {
+    if (p_ != nullptr) cudaFree(p_);
+  }
+  Status reserve(size_t n) {
+    if (n <= n_) return {};
+    if (p_ != nullptr) cudaFree(p_);
+    p_ = nullptr;
+    n_ = 0;
+    void* p = nullptr;
+    FEDSILO_CUDA_TRY(cudaMalloc(&p, n * sizeof(uint32_t)));
+    p_ = static_cast<uint32_t*>(p);
+    n_ = n;
+    return {};
+  }
+  uint32_t* data() { return p_; }
+
+ private:
+  uint32_t* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+/// What a sum adds: floats, or uint32 words modulo 2^32 (both 4 bytes an element).
+enum class Elem : uint8_t { kFloat, kWord };
 
 cudaStream_t as_stream(void* s) {
   return static_cast<cudaStream_t>(s);
@@ -155,7 +192,8 @@ struct DeviceAllreduce::Impl {
   Topology* topo = nullptr;
   int device = 0;
   std::string name;
-  PinnedFloats host;
+  PinnedWords host;
+  DeviceWords words;                // reduce_words' device copy (the NCCL path)
   std::unique_ptr<DenseHier> hier;  // the host path
 #ifdef FEDSILO_HAVE_NCCL
   ncclComm_t nccl = nullptr;
@@ -178,7 +216,7 @@ struct DeviceAllreduce::Impl {
   Status reduce_host(float* data, int64_t n, cudaStream_t s, AllreduceStats& stats);
 #ifdef FEDSILO_HAVE_NCCL
   Status init_nccl();
-  Status reduce_nccl(float* data, int64_t n, cudaStream_t s, AllreduceStats& stats);
+  Status reduce_nccl(void* data, int64_t n, Elem elem, cudaStream_t s, AllreduceStats& stats);
 #endif
 };
 
@@ -296,12 +334,13 @@ Status DeviceAllreduce::Impl::init_nccl() {
   return world.agree(st);
 }
 
-Status DeviceAllreduce::Impl::reduce_nccl(float* data, int64_t n, cudaStream_t s,
+Status DeviceAllreduce::Impl::reduce_nccl(void* data, int64_t n, Elem elem, cudaStream_t s,
                                           AllreduceStats& stats) {
   Comm& world = topo->world();
   const int L = topo->local_size(), N = topo->num_nodes();
   const auto count = static_cast<size_t>(n);
-  const int64_t bytes = n * static_cast<int64_t>(sizeof(float));
+  const int64_t bytes = n * 4;  // floats and words alike
+  const ncclDataType_t type = elem == Elem::kFloat ? ncclFloat : ncclUint32;
   // Any agreed failure below may leave a peer's NCCL operation waiting forever on its stream.
   auto agree = [&](const Status& st) -> Status {
     Status all = world.agree(st);
@@ -313,7 +352,7 @@ Status DeviceAllreduce::Impl::reduce_nccl(float* data, int64_t n, cudaStream_t s
     // One node: NCCL's own allreduce (a ring over the node's GPUs).
     const auto t0 = std::chrono::steady_clock::now();
     Status st = [&]() -> Status {
-      FEDSILO_NCCL_TRY(ncclAllReduce(data, data, count, ncclFloat, ncclSum, nccl, s));
+      FEDSILO_NCCL_TRY(ncclAllReduce(data, data, count, type, ncclSum, nccl, s));
       FEDSILO_CUDA_TRY(cudaStreamSynchronize(s));
       return {};
     }();
@@ -330,11 +369,10 @@ Status DeviceAllreduce::Impl::reduce_nccl(float* data, int64_t n, cudaStream_t s
   const bool leader = topo->is_leader();
   auto t0 = std::chrono::steady_clock::now();
   Status st = [&]() -> Status {
-    FEDSILO_NCCL_TRY(ncclReduce(data, data, count, ncclFloat, ncclSum, 0, nccl, s));
+    FEDSILO_NCCL_TRY(ncclReduce(data, data, count, type, ncclSum, 0, nccl, s));
     if (leader) {
       FEDSILO_CHECK(host.reserve(count));
-      FEDSILO_CUDA_TRY(cudaMemcpyAsync(host.span(count).data(), data, count * sizeof(float),
-                                       cudaMemcpyDeviceToHost, s));
+      FEDSILO_CUDA_TRY(cudaMemcpyAsync(host.data(), data, count * 4, cudaMemcpyDeviceToHost, s));
       FEDSILO_CUDA_TRY(cudaStreamSynchronize(s));
     }
     return {};
@@ -346,9 +384,9 @@ Status DeviceAllreduce::Impl::reduce_nccl(float* data, int64_t n, cudaStream_t s
   st = Status();
   if (leader) {
     st = [&]() -> Status {
-      FEDSILO_CHECK(topo->cross().allreduce_sum(host.span(count)));
-      FEDSILO_CUDA_TRY(cudaMemcpyAsync(data, host.span(count).data(), count * sizeof(float),
-                                       cudaMemcpyHostToDevice, s));
+      FEDSILO_CHECK(elem == Elem::kFloat ? topo->cross().allreduce_sum(host.floats(count))
+                                         : topo->cross().allreduce_sum(host.words(count)));
+      FEDSILO_CUDA_TRY(cudaMemcpyAsync(data, host.data(), count * 4, cudaMemcpyHostToDevice, s));
       return {};
     }();
   }
@@ -357,7 +395,7 @@ Status DeviceAllreduce::Impl::reduce_nccl(float* data, int64_t n, cudaStream_t s
 
   t0 = std::chrono::steady_clock::now();
   st = [&]() -> Status {
-    FEDSILO_NCCL_TRY(ncclBroadcast(data, data, count, ncclFloat, 0, nccl, s));
+    FEDSILO_NCCL_TRY(ncclBroadcast(data, data, count, type, 0, nccl, s));
     FEDSILO_CUDA_TRY(cudaStreamSynchronize(s));
     return {};
   }();
@@ -385,8 +423,7 @@ Status DeviceAllreduce::Impl::reduce_host(float* data, int64_t n, cudaStream_t s
   auto t0 = std::chrono::steady_clock::now();
   Status st = [&]() -> Status {
     FEDSILO_CHECK(host.reserve(count));
-    FEDSILO_CUDA_TRY(cudaMemcpyAsync(host.span(count).data(), data, count * sizeof(float),
-                                     cudaMemcpyDeviceToHost, s));
+    FEDSILO_CUDA_TRY(cudaMemcpyAsync(host.data(), data, count * 4, cudaMemcpyDeviceToHost, s));
     FEDSILO_CUDA_TRY(cudaStreamSynchronize(s));
     return {};
   }();
@@ -394,12 +431,11 @@ Status DeviceAllreduce::Impl::reduce_host(float* data, int64_t n, cudaStream_t s
   stats.intra_seconds += seconds_since(t0);
 
   // dense-hier agrees on nothing itself; its MPI errors are returned on every rank it reaches.
-  FEDSILO_CHECK(world.agree(hier->reduce(0, host.span(count), stats)));
+  FEDSILO_CHECK(world.agree(hier->reduce(0, host.floats(count), stats)));
 
   t0 = std::chrono::steady_clock::now();
   st = [&]() -> Status {
-    FEDSILO_CUDA_TRY(cudaMemcpyAsync(data, host.span(count).data(), count * sizeof(float),
-                                     cudaMemcpyHostToDevice, s));
+    FEDSILO_CUDA_TRY(cudaMemcpyAsync(data, host.data(), count * 4, cudaMemcpyHostToDevice, s));
     FEDSILO_CUDA_TRY(cudaStreamSynchronize(s));
     return {};
   }();
@@ -425,12 +461,70 @@ Status DeviceAllreduce::reduce(float* data, int64_t n, void* stream, AllreduceSt
   const cudaStream_t s = as_stream(stream);
 #ifdef FEDSILO_HAVE_NCCL
   if (m.nccl != nullptr) {
-    FEDSILO_CHECK(m.reduce_nccl(data, n, s, stats));
+    FEDSILO_CHECK(m.reduce_nccl(data, n, Elem::kFloat, s, stats));
     stats.total_seconds += seconds_since(t_start);
     return {};
   }
 #endif
   FEDSILO_CHECK(m.reduce_host(data, n, s, stats));
+  stats.total_seconds += seconds_since(t_start);
+  return {};
+}
+
+Status DeviceAllreduce::reduce_words(std::span<const uint32_t> in, std::span<uint32_t> out,
+                                     AllreduceStats& stats) {
+  Impl& m = *impl_;
+  Comm& world = m.topo->world();
+  const auto t_start = std::chrono::steady_clock::now();
+  const size_t n = in.size();
+  FEDSILO_CHECK(world.agree(out.size() == n ? Status()
+                                           : invalid_argument("DeviceAllreduce::reduce_words: "
+                                                              "the sum's length differs from the input's")));
+  if (n == 0) return {};
+  if (out.data() != in.data()) std::copy(in.begin(), in.end(), out.begin());
+#ifdef FEDSILO_HAVE_NCCL
+  if (m.nccl != nullptr) {
+    // The legacy default stream: nothing else of this rank runs on the device meanwhile.
+    const cudaStream_t s = nullptr;
+    auto t0 = std::chrono::steady_clock::now();
+    Status st = [&]() -> Status {
+      FEDSILO_CUDA_TRY(cudaSetDevice(m.device));
+      FEDSILO_CHECK(m.words.reserve(n));
+      FEDSILO_CUDA_TRY(cudaMemcpyAsync(m.words.data(), out.data(), n * sizeof(uint32_t),
+                                       cudaMemcpyHostToDevice, s));
+      return {};
+    }();
+    FEDSILO_CHECK(world.agree(st));
+    stats.intra_seconds += seconds_since(t0);
+    FEDSILO_CHECK(m.reduce_nccl(m.words.data(), static_cast<int64_t>(n), Elem::kWord, s, stats));
+    t0 = std::chrono::steady_clock::now();
+    st = [&]() -> Status {
+      FEDSILO_CUDA_TRY(cudaMemcpyAsync(out.data(), m.words.data(), n * sizeof(uint32_t),
+                                       cudaMemcpyDeviceToHost, s));
+      FEDSILO_CUDA_TRY(cudaStreamSynchronize(s));
+      return {};
+    }();
+    FEDSILO_CHECK(world.agree(st));
+    stats.intra_seconds += seconds_since(t0);
+    stats.total_seconds += seconds_since(t_start);
+    return {};
+  }
+#endif
+  // The host path: one MPI allreduce of the words (MPI_UINT32_T sums wrap modulo 2^32), bytes
+  // as a ring's 2(P-1)/P of the vector.
+  const auto t0 = std::chrono::steady_clock::now();
+  FEDSILO_CHECK(world.agree(world.allreduce_sum(out)));
+  const int P = world.size();
+  const int64_t ring = 2 * static_cast<int64_t>(n) * 4 * (P - 1) / P;
+  if (m.topo->num_nodes() > 1) {
+    stats.inter_seconds += seconds_since(t0);
+    stats.inter_bytes_sent += ring;
+    stats.inter_bytes_received += ring;
+  } else {
+    stats.intra_seconds += seconds_since(t0);
+    stats.intra_bytes_sent += ring;
+    stats.intra_bytes_received += ring;
+  }
   stats.total_seconds += seconds_since(t_start);
   return {};
 }

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "core/status.h"
@@ -60,6 +61,17 @@ class DeviceAllreduce {
   /// the buffer once, the leader L-1 times) plus the leaders' MPI allreduce, 2(N-1)/N inter-node.
   /// The device-host copies count as intra-node time.
   [[nodiscard]] Status reduce(float* data, int64_t n, void* stream, AllreduceStats& stats);
+
+  /// Secure aggregation's masked words on GPU ranks: `out` (as long as `in`, host memory, may
+  /// be the same span) becomes the elementwise sum of every world rank's `in` modulo 2^32. "nccl"
+  /// uploads the words into this object's device buffer, sums them as ncclUint32 (unsigned
+  /// addition wraps: the sum modulo 2^32 whatever the order) with the same shape and byte
+  /// counts as reduce(), the node leaders as MPI_UINT32_T, and downloads the sum; "host" sums
+  /// them with MPI (one allreduce over the world, the words never leave host memory). Every
+  /// value that leaves a rank is a masked word or a sum of masked words. Every rank calls with
+  /// the same length; errors are agreed.
+  [[nodiscard]] Status reduce_words(std::span<const uint32_t> in, std::span<uint32_t> out,
+                                    AllreduceStats& stats);
 
  private:
   struct Impl;

@@ -532,7 +532,8 @@ Status validate_across_sections(const Config& c) {
                                     "\" sums updates on GPUs: it needs device.kind = \"cuda\" or \"auto\", not \"cpu\"");
   }
   if (reduce == DeviceReduce::kNccl && z.method != compression::Method::kNone &&
-      z.level == CompressionLevel::kNode) {  // the leaders compress on the host
+      z.level == CompressionLevel::kNode &&
+      !c.secure_aggregation.enabled) {  // the leaders compress on the host (secure: NCCL sums words)
     return bad("device.reduce", "\"nccl\" sums dense updates: it cannot carry compression.method = \"" +
                                     std::string(name(z.method)) +
                                     "\" at compression.level = \"node\" (node sums are compressed on the host)");
@@ -548,11 +549,6 @@ Status validate_across_sections(const Config& c) {
                  "\"" + std::string(name(z.value_type)) + "\" does not apply with "
                  "secure_aggregation.enabled = true (values travel in its fixed-point code, "
                  "secure_aggregation.bits): use \"fp32\"");
-    }
-    if (c.device.kind != DeviceKind::kCpu) {
-      return bad("secure_aggregation.enabled",
-                 "true needs device.kind = \"cpu\" for now, not \"" + std::string(name(c.device.kind)) +
-                     "\" (the masked sum of GPU ranks is not implemented yet)");
     }
   }
   // The silo's transform chain against the aggregation it goes through (fl/transform.h).
@@ -617,7 +613,8 @@ std::optional<std::string> without_effect(const Config& c, const std::string& ke
   }
   if (key == "device.reduce") {
     if (c.device.kind == DeviceKind::kCpu) return is("device.kind", "cpu");
-    if (z.method != compression::Method::kNone) {
+    // (Secure aggregation sums its masked words on the GPUs, compressed or not.)
+    if (z.method != compression::Method::kNone && !c.secure_aggregation.enabled) {
       return is("compression.method", name(z.method)) + " (compressed updates are summed on the host)";
     }
   }

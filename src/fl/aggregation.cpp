@@ -106,7 +106,8 @@ Result<std::unique_ptr<Aggregation>> make_aggregation(const config::Config& cfg,
                                                      Backend& backend, int cuda_device,
                                                      UpdateExchange& exchange, int64_t length) {
   if (cfg.secure_aggregation.enabled) {
-    FEDSILO_ASSIGN_OR_RETURN(auto secure, SecureAggregation::create(cfg, comm, exchange, length));
+    FEDSILO_ASSIGN_OR_RETURN(auto secure, SecureAggregation::create(cfg, comm, exchange, length, {},
+                                                                           cuda_device));
     return std::unique_ptr<Aggregation>(std::move(secure));
   }
   if (backend.gpu() != nullptr && cfg.compression.method == compression::Method::kNone) {

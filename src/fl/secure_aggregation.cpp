@@ -36,14 +36,26 @@ Result<std::unique_ptr<SecureAggregation>> SecureAggregation::create(const confi
                                                                      mpi::Comm& comm,
                                                                      UpdateExchange& exchange,
                                                                      int64_t length,
-                                                                     const KeyHook& key_hook) {
+                                                                     const KeyHook& key_hook,
+                                                                     int cuda_device) {
   std::unique_ptr<SecureAggregation> self(new SecureAggregation(comm, exchange, cfg, length));
-  // The masked words are summed in the exchange's shape: flat, or node by node.
-  auto sum = mpi::IntegerSum::create(exchange.node_topology(), exchange.algorithm() == "dense-hier"
-                                                                   ? mpi::IntegerSum::Shape::kHier
-                                                                   : mpi::IntegerSum::Shape::kFlat);
-  FEDSILO_CHECK(comm.agree(sum.status()));
-  self->sum_ = std::move(sum).value();
+  if (cuda_device >= 0) {
+    // GPU ranks whose GPUs NCCL can sum on (one GPU per rank): the masked words go there.
+    // Otherwise (ranks sharing a GPU) the host's pipelined MPI sum below is the faster one.
+    auto dev = mpi::DeviceAllreduce::create(exchange.node_topology(), cuda_device,
+                                            config::name(cfg.device.reduce));
+    FEDSILO_CHECK(dev.status());  // agreed inside
+    if (dev.value()->name() == "nccl") self->device_sum_ = std::move(dev).value();
+  }
+  if (!self->device_sum_) {
+    // The masked words are summed in the exchange's shape: flat, or node by node.
+    auto sum = mpi::IntegerSum::create(exchange.node_topology(),
+                                       exchange.algorithm() == "dense-hier"
+                                           ? mpi::IntegerSum::Shape::kHier
+                                           : mpi::IntegerSum::Shape::kFlat);
+    FEDSILO_CHECK(comm.agree(sum.status()));
+    self->sum_ = std::move(sum).value();
+  }
   FEDSILO_CHECK(comm.agree(secagg::check_fits(self->fp_, comm.size())));
   if (comm.size() < 3) {
     FEDSILO_CHECK(comm.agree(invalid_argument(
@@ -178,7 +190,9 @@ Result<Combined> SecureAggregation::combine(uint32_t round, bool trained, Exchan
   const secagg::FixedPoint weight_fp{std::max(fp_.range, 1.0), fp_.bits};
   const float w[1] = {w_};
   const size_t piece = std::clamp<size_t>((words / 8 + 3) / 4 * 4, 4096, size_t{1} << 20);
-  const auto progress = [this] { sum_->progress(); };
+  const auto progress = [this] {
+    if (sum_) sum_->progress();
+  };
   Status st;
   clipped_ = 0;
   double masking = since(t0);  // the selection, then every piece's code and masks
@@ -199,15 +213,21 @@ Result<Combined> SecureAggregation::combine(uint32_t round, bool trained, Exchan
     }
     masking += since(tm);
     // A failed rank still starts every piece (the others wait for it); the outcome is agreed
-    // after the sum.
+    // after the sum. The device sum takes the whole vector once it is masked.
+    if (!sum_) continue;
     const Status started = sum_->start(std::span<const uint32_t>(codes_.data() + first, len),
                                        std::span<uint32_t>(sums_.data() + first, len));
     if (st.ok()) st = started;
   }
   stats.compress_seconds = masking;
   mpi::AllreduceStats as;
-  const Status summed = sum_->finish(as);
-  FEDSILO_CHECK(comm_.agree(st.ok() ? summed : st));
+  if (device_sum_) {
+    FEDSILO_CHECK(comm_.agree(st));
+    FEDSILO_CHECK(device_sum_->reduce_words(codes_, sums_, as));  // agreed inside
+  } else {
+    const Status summed = sum_->finish(as);
+    FEDSILO_CHECK(comm_.agree(st.ok() ? summed : st));
+  }
   stats.take(as);
 
   t0 = Clock::now();

@@ -20,6 +20,7 @@
 #include "core/status.h"
 #include "fl/aggregation.h"
 #include "mpi/comm.h"
+#include "mpi/device_allreduce.h"
 #include "mpi/integer_sum.h"
 #include "secagg/crypto.h"
 #include "secagg/masking.h"
@@ -37,14 +38,21 @@ class SecureAggregation final : public Aggregation {
   /// (a malformed or low-order key) or fail (a rank whose key exchange fails).
   using KeyHook = std::function<Status(std::vector<uint8_t>& public_key)>;
   /// `exchange` (which outlives this) gives the topology and the silo's transform chain.
+  /// `cuda_device` >= 0 (GPU ranks): the masked words are summed on the GPUs when
+  /// device.reduce resolves to NCCL (mpi::DeviceAllreduce::reduce_words, an ncclUint32 sum);
+  /// with the host path they are summed as on CPU ranks.
   static Result<std::unique_ptr<SecureAggregation>> create(const config::Config& cfg,
                                                            mpi::Comm& comm,
                                                            UpdateExchange& exchange,
                                                            int64_t length,
-                                                           const KeyHook& key_hook = {});
+                                                           const KeyHook& key_hook = {},
+                                                           int cuda_device = -1);
 
-  /// "secure-dense-flat" or "secure-dense-hier" (the shape of the integer sum).
-  [[nodiscard]] std::string name() const override { return "secure-" + sum_->name(); }
+  /// "secure-dense-flat", "secure-dense-hier" (the shape of the integer sum) or
+  /// "secure-device-nccl".
+  [[nodiscard]] std::string name() const override {
+    return "secure-" + (device_sum_ ? "device-" + device_sum_->name() : sum_->name());
+  }
   /// Keeps weight / max_weight and (local - global) scaled by it; zeros where not trained.
   [[nodiscard]] Status contribute(std::span<const float> local, std::span<const float> global,
                                   float weight, bool trained) override;
@@ -65,7 +73,8 @@ class SecureAggregation final : public Aggregation {
 
   mpi::Comm& comm_;
   UpdateExchange& exchange_;
-  std::unique_ptr<mpi::IntegerSum> sum_;
+  std::unique_ptr<mpi::IntegerSum> sum_;                // the MPI sum, pipelined
+  std::unique_ptr<mpi::DeviceAllreduce> device_sum_;    // or the GPUs' (NCCL), after masking
   int64_t shared_count_ = 0;              // k of the shared index set; 0: every coordinate
   std::vector<uint32_t> indices_;         // the round's shared index set
   std::vector<float> selected_;           // this silo's values at indices_

@@ -121,6 +121,12 @@ std::vector<TransformSpec> configured_chain(const config::Config& cfg) {
 
 AggregationSpec configured_aggregation(const config::Config& cfg) {
   if (cfg.device.reduce == config::DeviceReduce::kNccl) {
+    // Dense float updates; under secure aggregation its masked words, dense or over a shared
+    // index set (an ncclUint32 sum, mpi::DeviceAllreduce::reduce_words).
+    if (cfg.secure_aggregation.enabled) {
+      return {"device-nccl", quoted("device.reduce", "nccl") + " (it sums masked words on the GPUs)",
+              {Need::kSharedIndexSet, Need::kIntegerSum}};
+    }
     return {"device-nccl", quoted("device.reduce", "nccl") + " (it sums dense updates on the GPUs)",
             {Need::kFloatSum}};
   }

@@ -3,7 +3,9 @@
 // summation order gives the same bits) for lengths 0, 1, odd and large; NCCL with one rank per
 // communicator (as many emulated nodes as ranks: the only NCCL a one-GPU machine can run), the
 // host path on one node (ranks sharing the GPU) and on two; what `auto` picks; NCCL refused on a
-// shared GPU; and a training round whose update is summed on the device equal to the host's.
+// shared GPU; a training round whose update is summed on the device equal to the host's; the
+// masked uint32 words of secure aggregation summed modulo 2^32 (ncclUint32 and the host path)
+// against MPI_UINT32_T, and a secure round on the GPUs decoding to the CPU ranks' sum bit for bit.
 // Without a device only the agreed start-up error runs; every other test skips with the reason.
 #include <gtest/gtest.h>
 #include <mpi.h>
@@ -14,7 +16,10 @@
 #include <string>
 #include <vector>
 
+#include "config/config.h"
 #include "core/philox.h"
+#include "fl/secure_aggregation.h"
+#include "fl/update_exchange.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/device_info.h"
 #include "model/gpu_trainer.h"
@@ -252,6 +257,113 @@ TEST(DeviceAllreduce, TrainingRoundOnTheHostPathEqualsTheHostRound) {
 TEST(DeviceAllreduce, TrainingRoundOnNcclEqualsTheHostRound) {
   if (!DeviceAllreduce::nccl_built()) GTEST_SKIP() << "built without NCCL";
   check_round("nccl", world_size());
+}
+
+/// Full-range words (the sum wraps modulo 2^32 on any three ranks).
+std::vector<uint32_t> words_input(int64_t n, int rank, int call) {
+  Philox rng(23, static_cast<uint32_t>(rank), static_cast<uint32_t>(call), RngPurpose::kNoise);
+  std::vector<uint32_t> v(static_cast<size_t>(n));
+  for (auto& w : v) w = rng.next_u32();
+  return v;
+}
+
+void check_word_sums(const std::string& path, int nodes, const std::string& expect_name) {
+  Fixture f = make(nodes);
+  ASSERT_NE(f.topo, nullptr);
+  auto dar = DeviceAllreduce::create(*f.topo, 0, path);
+  ASSERT_TRUE(dar.ok()) << dar.status().to_string();
+  EXPECT_EQ(dar.value()->name(), expect_name);
+  const int rank = world_rank();
+  for (int64_t n : {int64_t{0}, int64_t{1}, int64_t{7}, int64_t{1001}, (int64_t{1} << 22) + 3}) {
+    for (int call = 0; call < 2; ++call) {
+      SCOPED_TRACE("n = " + std::to_string(n) + ", call " + std::to_string(call));
+      const auto mine = words_input(n, rank, call);
+      std::vector<uint32_t> want = mine;
+      if (n > 0) {
+        MPI_Allreduce(MPI_IN_PLACE, want.data(), static_cast<int>(n), MPI_UINT32_T, MPI_SUM,
+                      MPI_COMM_WORLD);
+      }
+      std::vector<uint32_t> got(static_cast<size_t>(n));
+      mpi::AllreduceStats stats;
+      const Status st = dar.value()->reduce_words(mine, got, stats);
+      ASSERT_TRUE(st.ok()) << st.to_string();
+      ASSERT_EQ(got, want);
+      if (n > 0 && world_size() > 1) {
+        EXPECT_GT(stats.bytes_sent(), 0);
+      }
+    }
+  }
+}
+
+TEST(DeviceAllreduce, WordsOnNcclSumModulo2To32AsMpiUint32) {
+  FEDSILO_SKIP_WITHOUT_DEVICE();
+  if (!DeviceAllreduce::nccl_built()) GTEST_SKIP() << "built without NCCL";
+  check_word_sums("nccl", world_size(), "nccl");
+}
+
+TEST(DeviceAllreduce, WordsOnTheHostPathSumModulo2To32AsMpiUint32) {
+  FEDSILO_SKIP_WITHOUT_DEVICE();
+  check_word_sums("host", 1, "host");
+  if (world_size() % 2 == 0) {
+    check_word_sums("host", 2, "host");
+  }
+}
+
+// Secure aggregation on GPU ranks (one per emulated node, so NCCL runs on the one GPU) against
+// CPU ranks: the masks differ (fresh keys) but cancel, and the coding is the same, so the decoded
+// sums and weight sums are equal bit for bit, dense and with a shared rand-k set.
+TEST(DeviceAllreduce, SecureRoundOnNcclDecodesToTheCpuRanksSum) {
+  FEDSILO_SKIP_WITHOUT_DEVICE();
+  if (!DeviceAllreduce::nccl_built()) GTEST_SKIP() << "built without NCCL";
+  if (world_size() < 3) GTEST_SKIP() << "secure aggregation needs 3 ranks";
+  auto world = mpi::Comm::world();
+  ASSERT_TRUE(world.ok());
+  const int me = world->rank();
+  const int64_t n = 30001;
+  for (bool randk : {false, true}) {
+    SCOPED_TRACE(randk ? "randk 10%" : "dense");
+    config::Config cfg;
+    cfg.run.seed = 9;
+    cfg.secure_aggregation.enabled = true;
+    cfg.secure_aggregation.range = 2.0;
+    cfg.secure_aggregation.bits = 18;
+    cfg.secure_aggregation.max_weight = 1000.0;
+    cfg.topology.emulated_nodes = world->size();
+    cfg.device.kind = config::DeviceKind::kCuda;
+    cfg.device.reduce = config::DeviceReduce::kNccl;
+    if (randk) {
+      cfg.compression.method = compression::Method::kRandk;
+      cfg.compression.density = 0.1;
+      cfg.compression.error_feedback = true;
+    }
+    std::vector<std::vector<float>> sums;
+    std::vector<double> weights;
+    for (int device : {-1, 0}) {
+      auto ex = fl::UpdateExchange::create(cfg, world.value(), n, "");
+      ASSERT_TRUE(ex.ok()) << ex.status().to_string();
+      auto agg = fl::SecureAggregation::create(cfg, world.value(), *ex.value(), n, {}, device);
+      ASSERT_TRUE(agg.ok()) << agg.status().to_string();
+      EXPECT_EQ(agg.value()->name(), device < 0 ? "secure-dense-flat" : "secure-device-nccl");
+      std::vector<float> global(static_cast<size_t>(n)), local(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) {
+        global[i] = 0.125f * static_cast<float>(i % 8);
+        local[i] = global[i] + static_cast<float>((i * 7919 + me * 104729) % 6001 - 3000) / 1000.0f;
+      }
+      for (uint32_t round = 1; round <= 2; ++round) {
+        ASSERT_TRUE(agg.value()->contribute(local, global, 100.0f * (me + 1), true).ok());
+        fl::ExchangeStats stats;
+        auto got = agg.value()->combine(round, true, stats);
+        ASSERT_TRUE(got.ok()) << got.status().to_string();
+        sums.emplace_back(got->sum.begin(), got->sum.end());
+        weights.push_back(got->weight_sum);
+      }
+    }
+    ASSERT_EQ(sums.size(), 4u);
+    EXPECT_EQ(sums[2], sums[0]);  // round 1: device against host
+    EXPECT_EQ(sums[3], sums[1]);  // round 2 (randk: the residual carried over)
+    EXPECT_EQ(weights[2], weights[0]);
+    EXPECT_EQ(weights[3], weights[1]);
+  }
 }
 
 }  // namespace

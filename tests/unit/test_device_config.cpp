@@ -32,6 +32,22 @@ TEST(DeviceConfig, AcceptsCpuCudaAndAuto) {
   }
 }
 
+// GPU ranks sum secure aggregation's masked words on the GPUs (an ncclUint32 sum), dense or
+// with a shared index set at either level; plain node-level compression still cannot use NCCL.
+TEST(DeviceConfig, SecureAggregationRunsOnGpuRanksWithNccl) {
+  const std::string secure = "[secure_aggregation]\nenabled = true\nmax_weight = 6000\n";
+  for (const char* zip : {"", "[compression]\nmethod = \"randk\"\ndensity = 0.1\n",
+                          "[compression]\nmethod = \"randk\"\ndensity = 0.1\nlevel = \"node\"\n"
+                          "[allreduce]\nalgorithm = \"auto\"\n"}) {
+    auto c = parse(secure + zip + "[device]\nkind = \"cuda\"\nreduce = \"nccl\"\n");
+    EXPECT_TRUE(c.ok()) << zip << ": " << c.status().to_string();
+  }
+  auto plain = parse("[compression]\nmethod = \"randk\"\ndensity = 0.1\nlevel = \"node\"\n"
+                     "[allreduce]\nalgorithm = \"auto\"\n[device]\nkind = \"cuda\"\nreduce = \"nccl\"\n");
+  ASSERT_FALSE(plain.ok());
+  EXPECT_NE(plain.status().message().find("device.reduce"), std::string::npos) << plain.status().message();
+}
+
 TEST(DeviceConfig, UnknownKindIsRejectedNamingTheKeyAndValue) {
   auto c = parse("[device]\nkind = \"gpu\"\n");
   ASSERT_FALSE(c.ok());
