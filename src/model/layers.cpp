@@ -1,6 +1,7 @@
 // Dense, conv2d and max-pool layers over the flat parameter buffer.
 #include "model/layers.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/cpu_ops.h"
@@ -46,6 +47,22 @@ class TypedLayer : public Layer {
   void backward(const double* p, const double* x, const double* y, double* dy, double* dx,
                 double* g, int n, LayerMemory m) const override {
     self().bwd(p, x, y, dy, dx, g, n, m);
+  }
+  void backward_norms(const float* p, const float* x, const float* y, float* dy, float* dx,
+                      float* keep, double* norms2, int n, LayerMemory m) const override {
+    self().bwd_norms(p, x, y, dy, dx, keep, norms2, n, m);
+  }
+  void backward_norms(const double* p, const double* x, const double* y, double* dy, double* dx,
+                      double* keep, double* norms2, int n, LayerMemory m) const override {
+    self().bwd_norms(p, x, y, dy, dx, keep, norms2, n, m);
+  }
+  void clipped_grads(const float* x, float* keep, const float* scale, float* g, int n,
+                     LayerMemory m) const override {
+    self().clip_grads(x, keep, scale, g, n, m);
+  }
+  void clipped_grads(const double* x, double* keep, const double* scale, double* g, int n,
+                     LayerMemory m) const override {
+    self().clip_grads(x, keep, scale, g, n, m);
   }
 
  private:
@@ -95,6 +112,40 @@ class Dense final : public TypedLayer<Dense> {
     kernels::DenseShape s = shape_;
     s.batch = n;
     kernels::dense_backward<T>(s, x, params + w_off_, y, relu_, dy, dx, grads + w_off_,
+                               grads + b_off_);
+  }
+  int64_t keep_floats() const override { return shape_.out; }
+  // Ghost norms: d = dy through the ReLU, dx = d W, ||g_i||^2 = ||d_i||^2 (||x_i||^2 + 1).
+  // 2 n in out FLOPs (dx) and n (in + out) for the norms: the weight GEMM waits for step 2.
+  template <typename T>
+  void bwd_norms(const T* params, const T* x, const T* y, T* dy, T* dx, T* keep, double* norms2,
+                 int n, LayerMemory) const {
+    const int in = shape_.in, out = shape_.out;
+    if (relu_) kernels::relu_backward<T>(y, dy, dy, int64_t{n} * out);
+    if (dx != nullptr) {
+      kernels::gemm<T>(false, false, n, in, out, T{1}, dy, out, params + w_off_, in, T{0}, dx, in);
+    }
+    for (int i = 0; i < n; ++i) {
+      const T* d = dy + int64_t{i} * out;
+      const T* xi = x + int64_t{i} * in;
+      double dd = 0.0, xx = 0.0;
+      for (int o = 0; o < out; ++o) dd += static_cast<double>(d[o]) * d[o];
+      for (int k = 0; k < in; ++k) xx += static_cast<double>(xi[k]) * xi[k];
+      norms2[i] += dd * (xx + 1.0);
+    }
+    std::copy(dy, dy + int64_t{n} * out, keep);
+  }
+  // sum_i s_i d_i x_i^T = (diag(s) D)^T X: the rows scaled, then the usual weight GEMM.
+  template <typename T>
+  void clip_grads(const T* x, T* keep, const T* scale, T* grads, int n, LayerMemory) const {
+    const int out = shape_.out;
+    for (int i = 0; i < n; ++i) {
+      T* d = keep + int64_t{i} * out;
+      for (int o = 0; o < out; ++o) d[o] *= scale[i];
+    }
+    kernels::DenseShape s = shape_;
+    s.batch = n;
+    kernels::dense_backward<T>(s, x, nullptr, nullptr, false, keep, nullptr, grads + w_off_,
                                grads + b_off_);
   }
 
@@ -162,6 +213,39 @@ class Conv2d final : public TypedLayer<Conv2d> {
     kernels::conv2d_backward<T>(s, x, params + w_off_, y, relu_, dy, dx, grads + w_off_,
                                 grads + b_off_, mem.scratch);
   }
+  int64_t weights() const { return int64_t{shape_.out_c} * shape_.in_c * shape_.k * shape_.k; }
+  int64_t keep_floats() const override { return weights() + shape_.out_c; }
+  // Each sample's gradient, materialised: the same FLOPs as the batched backward (which also
+  // runs sample by sample), plus n (weights + bias) floats written.
+  template <typename T>
+  void bwd_norms(const T* params, const T* x, const T* y, T* dy, T* dx, T* keep, double* norms2,
+                 int n, LayerMemory mem) const {
+    kernels::Conv2dShape s = shape_;
+    s.batch = 1;
+    const int64_t per = keep_floats();
+    for (int i = 0; i < n; ++i) {
+      T* g = keep + i * per;
+      kernels::conv2d_backward<T>(s, x + i * in_size(), params + w_off_, y + i * out_size(), relu_,
+                                  dy + i * out_size(), dx == nullptr ? nullptr : dx + i * in_size(),
+                                  g, g + weights(), mem.scratch);
+      double gg = 0.0;
+      for (int64_t j = 0; j < per; ++j) gg += static_cast<double>(g[j]) * g[j];
+      norms2[i] += gg;
+    }
+  }
+  template <typename T>
+  void clip_grads(const T*, T* keep, const T* scale, T* grads, int n, LayerMemory) const {
+    const int64_t per = keep_floats();
+    T* gw = grads + w_off_;
+    T* gb = grads + b_off_;
+    std::fill(gw, gw + weights(), T{0});
+    std::fill(gb, gb + shape_.out_c, T{0});
+    for (int i = 0; i < n; ++i) {  // sample order: deterministic
+      const T* g = keep + i * per;
+      for (int64_t j = 0; j < weights(); ++j) gw[j] += scale[i] * g[j];
+      for (int o = 0; o < shape_.out_c; ++o) gb[o] += scale[i] * g[weights() + o];
+    }
+  }
 
   kernels::Conv2dShape shape_;
   bool relu_;
@@ -203,6 +287,13 @@ class MaxPool2x2 final : public TypedLayer<MaxPool2x2> {
     s.batch = n;
     kernels::maxpool2x2_backward<T>(s, dy, mem.aux, dx);
   }
+  template <typename T>
+  void bwd_norms(const T* p, const T* x, const T* y, T* dy, T* dx, T*, double*, int n,
+                 LayerMemory mem) const {
+    bwd<T>(p, x, y, dy, dx, nullptr, n, mem);
+  }
+  template <typename T>
+  void clip_grads(const T*, T*, const T*, T*, int, LayerMemory) const {}
 
   kernels::Pool2dShape shape_;
 };

@@ -46,6 +46,30 @@ class Layer {
   virtual void backward(const double* params, const double* x, const double* y, double* dy,
                         double* dx, double* grads, int n, LayerMemory mem) const = 0;
 
+  // Per-example clipping (DP-SGD), in two steps over a chunk of n samples, so that no layer
+  // needs every per-example gradient where a cheaper way gives its norm:
+  //  1. backward_norms: as backward (dy in, dx out), but instead of summed parameter gradients
+  //     it adds each sample's squared L2 norm of this layer's parameter gradient to norms2[n]
+  //     and keeps in `keep` (keep_floats() per sample) what step 2 needs;
+  //  2. clipped_grads: writes (overwrites) this layer's parameter gradients as
+  //     sum_i scale[i] * g_i, from `keep` and the layer's input x.
+  // Dense layers keep the pre-activation gradient d_i (out floats): g_i = d_i x_i^T, so
+  // ||g_i||^2 = ||d_i||^2 (||x_i||^2 + 1) with the bias ("ghost" norms: Goodfellow 2015, Li et
+  // al. 2022) and step 2 is one GEMM on the rows d_i scaled. Conv layers keep each sample's
+  // gradient (weights and bias): for niid-cnn's conv1 (576 output positions) the ghost norm's
+  // 576 x 576 Gram matrices cost far more than the 156-float gradient itself.
+  virtual void backward_norms(const float* params, const float* x, const float* y, float* dy,
+                              float* dx, float* keep, double* norms2, int n, LayerMemory mem) const = 0;
+  virtual void backward_norms(const double* params, const double* x, const double* y, double* dy,
+                              double* dx, double* keep, double* norms2, int n,
+                              LayerMemory mem) const = 0;
+  virtual void clipped_grads(const float* x, float* keep, const float* scale, float* grads, int n,
+                             LayerMemory mem) const = 0;
+  virtual void clipped_grads(const double* x, double* keep, const double* scale, double* grads,
+                             int n, LayerMemory mem) const = 0;
+  /// Floats per sample that backward_norms keeps for clipped_grads.
+  [[nodiscard]] virtual int64_t keep_floats() const { return 0; }
+
   [[nodiscard]] virtual int64_t scratch_bytes() const { return 0; }
   [[nodiscard]] virtual int64_t aux_bytes(int max_n) const { return 0; }
   /// PyTorch's default init: weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)), drawn in

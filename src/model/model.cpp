@@ -57,6 +57,11 @@ struct ChunkBuffers {
   std::vector<AlignedBuffer<uint8_t>> aux;  // per layer, forward -> backward
   AlignedBuffer<unsigned char> scratch;     // shared by the layers, one at a time
   AlignedBuffer<float> partial;             // weight gradients of chunks 1..: summed later
+  // Per-example clipping (Model::clipped_gradient_sum), allocated on its first use: per layer
+  // what backward_norms keeps, each sample's squared norm and clip factor.
+  std::vector<AlignedBuffer<float>> keep;
+  std::vector<double> norms2;
+  std::vector<float> clip_scale;
   double loss = 0.0;
 };
 
@@ -189,6 +194,44 @@ double run_chunk(const ModelCore& m, const float* params, const float* x, const 
   return loss;
 }
 
+// The clip factor of a sample whose gradient has squared norm `norm2`: min(1, C / (||g|| +
+// 1e-6)), as Opacus (the 1e-6 keeps a zero gradient finite).
+template <typename T>
+T clip_factor(double norm2, double clip) {
+  return static_cast<T>(std::min(1.0, clip / (std::sqrt(norm2) + 1e-6)));
+}
+
+// Per-example clipping of one chunk: forward; the loss gradient of each sample's own loss; the
+// layers' backward_norms, last to first (each sample's squared gradient norm); the clip
+// factors; each layer's clipped_grads. Returns the chunk's summed loss; `grads` gets
+// sum_i min(1, C / ||g_i||) g_i over the chunk. One backward pass: the clip factors only scale
+// what step 2 sums.
+double run_chunk_clipped(const ModelCore& m, const float* params, const float* x, const int32_t* y,
+                         int n, double clip, float* grads, float* norms_out, ChunkBuffers& b) {
+  const float* logits = run_forward(m, params, x, n, b, nullptr);
+  const size_t nl = m.layers.size();
+  float* dcur = b.grad_a.data();
+  const double loss = kernels::softmax_xent<float>(logits, y, n, m.spec.num_classes, 1.0f, dcur);
+  std::fill_n(b.norms2.begin(), n, 0.0);
+  for (size_t i = nl; i-- > 0;) {
+    float* dx = i == 0 ? nullptr : (dcur == b.grad_a.data() ? b.grad_b.data() : b.grad_a.data());
+    const float* in = i == 0 ? x : b.act[i - 1].data();
+    m.layers[i]->backward_norms(params, in, b.act[i].data(), dcur, dx, b.keep[i].data(),
+                                b.norms2.data(), n, {b.scratch.data(), b.aux[i].data()});
+    dcur = dx;
+  }
+  for (int i = 0; i < n; ++i) {
+    b.clip_scale[static_cast<size_t>(i)] = clip_factor<float>(b.norms2[static_cast<size_t>(i)], clip);
+    if (norms_out != nullptr) norms_out[i] = static_cast<float>(std::sqrt(b.norms2[static_cast<size_t>(i)]));
+  }
+  for (size_t i = 0; i < nl; ++i) {
+    const float* in = i == 0 ? x : b.act[i - 1].data();
+    m.layers[i]->clipped_grads(in, b.keep[i].data(), b.clip_scale.data(), grads, n,
+                               {b.scratch.data(), b.aux[i].data()});
+  }
+  return loss;
+}
+
 std::string dims_text(const std::array<int, 3>& chw) {
   return std::to_string(chw[0]) + "x" + std::to_string(chw[1]) + "x" + std::to_string(chw[2]);
 }
@@ -317,30 +360,22 @@ std::unique_ptr<Workspace> Model::make_workspace(int max_batch, int threads) con
   return std::unique_ptr<Workspace>(new Workspace(std::move(w)));
 }
 
-float Model::forward_backward(std::span<const float> params, const float* x, const int32_t* y,
-                              int batch, std::span<float> grads, Workspace& ws) const {
-  const Impl& m = *impl_;
-  if (static_cast<int64_t>(params.size()) != m.num_params ||
-      static_cast<int64_t>(grads.size()) != m.num_params) {
-    return std::nanf("");
-  }
-  if (batch <= 0) {
-    std::fill(grads.begin(), grads.end(), 0.0f);
-    return 0.0f;
-  }
-  Workspace::Impl& w = *ws.impl_;
-  prepare(m, w, batch);
+namespace {
+
+// Runs `chunk(c, n0, n, grads_of_c)` for every chunk of the batch on the workspace's team, then
+// sums the chunks' gradients into `grads` in chunk order (the result depends on the thread
+// count only). Returns the sum of the chunks' losses.
+template <typename ChunkFn>
+double run_batch(const ModelCore& m, WorkspaceCore& w, int batch, std::span<float> grads,
+                 WorkspaceCore* prof, const ChunkFn& chunk) {
   const Split sp = split_batch(batch, w.threads);
   const kernels::BlasThreadScope blas_threads(w.blas_threads);
-  const float scale = 1.0f / static_cast<float>(batch);
-  WorkspaceCore* prof = w.profiling ? &w : nullptr;
   auto run = [&](int c) {
     const int n0 = c * sp.chunk;
     const int n = std::min(sp.chunk, batch - n0);
     ChunkBuffers& b = w.chunks[static_cast<size_t>(c)];
     float* g = c == 0 ? grads.data() : b.partial.data();
-    b.loss = run_chunk(m, params.data(), x + int64_t{n0} * m.input_size, y + n0, n, scale, g, b,
-                       c == 0 ? prof : nullptr);
+    b.loss = chunk(c, n0, n, g, b);
   };
   if (sp.count == 1) {
     run(0);
@@ -368,6 +403,67 @@ float Model::forward_backward(std::span<const float> params, const float* x, con
   }
   double total = 0.0;
   for (int c = 0; c < sp.count; ++c) total += w.chunks[static_cast<size_t>(c)].loss;
+  return total;
+}
+
+}  // namespace
+
+float Model::forward_backward(std::span<const float> params, const float* x, const int32_t* y,
+                              int batch, std::span<float> grads, Workspace& ws) const {
+  const Impl& m = *impl_;
+  if (static_cast<int64_t>(params.size()) != m.num_params ||
+      static_cast<int64_t>(grads.size()) != m.num_params) {
+    return std::nanf("");
+  }
+  if (batch <= 0) {
+    std::fill(grads.begin(), grads.end(), 0.0f);
+    return 0.0f;
+  }
+  Workspace::Impl& w = *ws.impl_;
+  prepare(m, w, batch);
+  const float scale = 1.0f / static_cast<float>(batch);
+  WorkspaceCore* prof = w.profiling ? &w : nullptr;
+  const double total = run_batch(m, w, batch, grads, prof,
+                                 [&](int c, int n0, int n, float* g, ChunkBuffers& b) {
+                                   return run_chunk(m, params.data(), x + int64_t{n0} * m.input_size,
+                                                    y + n0, n, scale, g, b, c == 0 ? prof : nullptr);
+                                 });
+  return static_cast<float>(total / batch);
+}
+
+float Model::clipped_gradient_sum(std::span<const float> params, const float* x, const int32_t* y,
+                                  int batch, double clip, std::span<float> grads, Workspace& ws,
+                                  std::span<float> norms) const {
+  const Impl& m = *impl_;
+  if (static_cast<int64_t>(params.size()) != m.num_params ||
+      static_cast<int64_t>(grads.size()) != m.num_params || !(clip > 0.0) ||
+      (!norms.empty() && static_cast<int>(norms.size()) < batch)) {
+    return std::nanf("");
+  }
+  if (batch <= 0) {  // an empty Poisson batch: nothing to sum
+    std::fill(grads.begin(), grads.end(), 0.0f);
+    return 0.0f;
+  }
+  Workspace::Impl& w = *ws.impl_;
+  prepare(m, w, batch);
+  const Split sp = split_batch(batch, w.threads);
+  for (ChunkBuffers& b : w.chunks) {  // the per-example buffers, on first use
+    if (b.keep.size() == m.layers.size() &&
+        b.norms2.size() >= static_cast<size_t>(sp.chunk)) {
+      continue;
+    }
+    const int cap = std::max(sp.chunk, static_cast<int>(b.norms2.size()));
+    b.keep.clear();
+    for (const auto& l : m.layers) b.keep.emplace_back(static_cast<size_t>(cap * l->keep_floats()));
+    b.norms2.assign(static_cast<size_t>(cap), 0.0);
+    b.clip_scale.assign(static_cast<size_t>(cap), 0.0f);
+  }
+  const double total = run_batch(m, w, batch, grads, nullptr,
+                                 [&](int, int n0, int n, float* g, ChunkBuffers& b) {
+                                   return run_chunk_clipped(
+                                       m, params.data(), x + int64_t{n0} * m.input_size, y + n0, n,
+                                       clip, g, norms.empty() ? nullptr : norms.data() + n0, b);
+                                 });
   return static_cast<float>(total / batch);
 }
 
@@ -428,6 +524,52 @@ double Model::forward_backward_reference(std::span<const double> params, const d
     m.layers[i]->backward(params.data(), i == 0 ? x : act[i - 1].data(), act[i].data(), dcur, dx,
                           grads.data(), batch, {nullptr, aux[i].data()});
     dcur = dx;
+  }
+  return loss / batch;
+}
+
+double Model::clipped_gradient_sum_reference(std::span<const double> params, const double* x,
+                                             const int32_t* y, int batch, double clip,
+                                             std::span<double> grads,
+                                             std::span<double> norms) const {
+  const Impl& m = *impl_;
+  if (static_cast<int64_t>(params.size()) != m.num_params ||
+      static_cast<int64_t>(grads.size()) != m.num_params || batch <= 0 ||
+      static_cast<int>(norms.size()) < batch) {
+    return std::nan("");
+  }
+  const size_t nl = m.layers.size();
+  std::vector<std::vector<double>> act(nl), keep(nl);
+  std::vector<std::vector<uint8_t>> aux(nl);
+  int64_t widest = m.input_size;
+  for (size_t i = 0; i < nl; ++i) {
+    act[i].resize(static_cast<size_t>(batch * m.layers[i]->out_size()));
+    keep[i].resize(static_cast<size_t>(batch * m.layers[i]->keep_floats()));
+    aux[i].resize(static_cast<size_t>(m.layers[i]->aux_bytes(batch)));
+    widest = std::max(widest, m.layers[i]->out_size());
+  }
+  std::vector<double> da(static_cast<size_t>(batch * widest)), db(da.size());
+  const double* in = x;
+  for (size_t i = 0; i < nl; ++i) {
+    m.layers[i]->forward(params.data(), in, act[i].data(), batch, {nullptr, aux[i].data()});
+    in = act[i].data();
+  }
+  const double loss = kernels::softmax_xent<double>(in, y, batch, m.spec.num_classes, 1.0, da.data());
+  std::vector<double> norms2(static_cast<size_t>(batch), 0.0), scale(norms2.size());
+  double* dcur = da.data();
+  for (size_t i = nl; i-- > 0;) {
+    double* dx = i == 0 ? nullptr : (dcur == da.data() ? db.data() : da.data());
+    m.layers[i]->backward_norms(params.data(), i == 0 ? x : act[i - 1].data(), act[i].data(), dcur,
+                                dx, keep[i].data(), norms2.data(), batch, {nullptr, aux[i].data()});
+    dcur = dx;
+  }
+  for (int i = 0; i < batch; ++i) {
+    norms[static_cast<size_t>(i)] = std::sqrt(norms2[static_cast<size_t>(i)]);
+    scale[static_cast<size_t>(i)] = clip_factor<double>(norms2[static_cast<size_t>(i)], clip);
+  }
+  for (size_t i = 0; i < nl; ++i) {
+    m.layers[i]->clipped_grads(i == 0 ? x : act[i - 1].data(), keep[i].data(), scale.data(),
+                               grads.data(), batch, {nullptr, aux[i].data()});
   }
   return loss / batch;
 }

@@ -119,6 +119,16 @@ class Model {
   float forward_backward(std::span<const float> params, const float* x, const int32_t* y,
                          int batch, std::span<float> grads, Workspace& ws) const;
 
+  /// DP-SGD's per-example clipping: writes sum_i min(1, clip / (||g_i|| + 1e-6)) g_i into
+  /// `grads` (overwritten), g_i the gradient of sample i's own loss (not divided by the batch),
+  /// and each ||g_i|| into `norms` when it is not empty (at least `batch` long). One forward
+  /// and one backward pass: dense layers get their norms without their per-example gradients,
+  /// conv layers materialise them (layers.h). Returns the mean loss (NaN for bad sizes or
+  /// clip <= 0); batch 0 (an empty Poisson batch) gives zeros.
+  float clipped_gradient_sum(std::span<const float> params, const float* x, const int32_t* y,
+                             int batch, double clip, std::span<float> grads, Workspace& ws,
+                             std::span<float> norms = {}) const;
+
   /// Forward only: writes logits [batch, num_classes].
   void forward(std::span<const float> params, const float* x, int batch, float* logits,
                Workspace& ws) const;
@@ -127,6 +137,11 @@ class Model {
   /// For gradient checks of whole models (finite differences need double), not for training.
   double forward_backward_reference(std::span<const double> params, const double* x,
                                     const int32_t* y, int batch, std::span<double> grads) const;
+  /// clipped_gradient_sum in double on the reference kernels (one thread; `norms` at least
+  /// `batch` long): for tests of the norms and the clipping.
+  double clipped_gradient_sum_reference(std::span<const double> params, const double* x,
+                                        const int32_t* y, int batch, double clip,
+                                        std::span<double> grads, std::span<double> norms) const;
 
  private:
   struct Impl;
