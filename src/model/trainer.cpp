@@ -12,6 +12,7 @@
 #include "core/philox.h"
 #include "kernels/cpu/softmax_xent.h"
 #include "optim/sgd.h"
+#include "privacy/dp_random.h"
 
 namespace fedsilo::model {
 
@@ -84,9 +85,88 @@ Status check_train_args(const Model& model, int64_t params_size, int64_t global_
   return {};
 }
 
+namespace {
+
+// DP-SGD (Abadi et al. 2016) with Poisson sampling, as LocalTrainOptions describes.
+Result<LocalTrainStats> train_local_dp(const Model& model, std::span<float> params,
+                                       std::span<const float> global_params,
+                                       const data::Dataset& ds, const LocalTrainOptions& opts) {
+  const auto t_start = std::chrono::steady_clock::now();
+  const int64_t np = model.num_params();
+  const int64_t n = ds.size();
+  LocalTrainStats stats;
+  if (n == 0 || opts.epochs == 0) return stats;
+  if (!(opts.dp_clip > 0.0) || !(opts.dp_noise_multiplier > 0.0)) {
+    return invalid_argument("train_local: DP-SGD needs privacy.clip > 0 and a noise multiplier > 0");
+  }
+  if (opts.batch_size > n) {
+    return invalid_argument("local.batch_size = " + std::to_string(opts.batch_size) +
+                            " is larger than silo " + std::to_string(opts.silo) + "'s " +
+                            std::to_string(n) + " training records (privacy.level = \"sample\" "
+                            "samples each batch with rate batch_size / records, at most 1)");
+  }
+  const int expected = opts.batch_size;
+  const double q = static_cast<double>(expected) / static_cast<double>(n);
+  const int64_t sample = ds.sample_size();
+  const int64_t steps_per_epoch = (n + expected - 1) / expected;
+  auto ws = model.make_workspace(expected, opts.threads);
+  std::vector<float> grads(static_cast<size_t>(np));
+  std::vector<float> xb;
+  std::vector<int32_t> yb;
+  std::vector<int64_t> picked;
+  optim::Sgd sgd(np, {opts.lr, opts.momentum, opts.weight_decay, opts.prox_mu});
+  const double sigma = opts.dp_noise_multiplier * opts.dp_clip;
+  const float inv = 1.0f / static_cast<float>(expected);
+  double loss_sum = 0.0;
+  uint32_t step = 0;
+  for (int epoch = 1; epoch <= opts.epochs; ++epoch) {
+    for (int64_t b = 0; b < steps_per_epoch; ++b, ++step) {
+      if (opts.stop != nullptr && *opts.stop != 0) {
+        return Status(StatusCode::kCancelled, train_position(opts, epoch, b + 1) + ": stopped by a signal");
+      }
+      FEDSILO_CHECK(opts.dp_random->poisson_sample(step, n, q, picked));
+      const int bs = static_cast<int>(picked.size());
+      xb.resize(static_cast<size_t>(bs * sample));
+      yb.resize(static_cast<size_t>(bs));
+      for (int i = 0; i < bs; ++i) {
+        const int64_t s = picked[static_cast<size_t>(i)];
+        std::memcpy(xb.data() + i * sample, ds.sample(s), static_cast<size_t>(sample) * sizeof(float));
+        yb[static_cast<size_t>(i)] = ds.y[static_cast<size_t>(s)];
+      }
+      const float loss =
+          model.clipped_gradient_sum(params, xb.data(), yb.data(), bs, opts.dp_clip, grads, *ws);
+      if (!std::isfinite(loss)) {
+        return Status(StatusCode::kDiverged, train_position(opts, epoch, b + 1) + ": loss is " +
+                                                 (std::isnan(loss) ? "nan" : "inf"));
+      }
+      // The noised sum over the expected batch size (Opacus's "mean" reduction).
+      FEDSILO_CHECK(opts.dp_random->add_gaussian(step, sigma, grads, &ws->team()));
+      for (float& g : grads) g *= inv;
+      if (!sgd.step(params, grads, global_params, &ws->team())) {
+        return Status(StatusCode::kDiverged, train_position(opts, epoch, b + 1) +
+                                                 ": parameters are not finite after the update");
+      }
+      loss_sum += static_cast<double>(loss) * bs;
+      stats.samples_processed += bs;
+    }
+  }
+  stats.steps = step;
+  stats.mean_loss = stats.samples_processed > 0 ? loss_sum / static_cast<double>(stats.samples_processed) : 0.0;
+  stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  return stats;
+}
+
+}  // namespace
+
 Result<LocalTrainStats> train_local(const Model& model, std::span<float> params,
                                     std::span<const float> global_params, const data::Dataset& ds,
                                     const LocalTrainOptions& opts) {
+  if (opts.dp_random != nullptr) {
+    FEDSILO_CHECK(check_train_args(model, static_cast<int64_t>(params.size()),
+                                   static_cast<int64_t>(global_params.size()), opts));
+    FEDSILO_CHECK(check_data(model, ds));
+    return train_local_dp(model, params, global_params, ds, opts);
+  }
   const auto t_start = std::chrono::steady_clock::now();
   const int64_t np = model.num_params();
   FEDSILO_CHECK(check_train_args(model, static_cast<int64_t>(params.size()),
@@ -136,6 +216,7 @@ Result<LocalTrainStats> train_local(const Model& model, std::span<float> params,
     }
   }
   stats.samples_processed = n * opts.epochs;
+  stats.steps = batches * opts.epochs;
   stats.mean_loss = loss_sum / static_cast<double>(stats.samples_processed);
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   return stats;

@@ -12,6 +12,10 @@
 #include "data/dataset.h"
 #include "model/model.h"
 
+namespace fedsilo::privacy {
+class RoundRandom;
+}  // namespace fedsilo::privacy
+
 namespace fedsilo::model {
 
 struct LocalTrainOptions {
@@ -26,6 +30,14 @@ struct LocalTrainOptions {
   uint64_t seed = 0;
   uint32_t round = 0;
   uint32_t silo = 0;
+  // DP-SGD (privacy.level = "sample") when dp_random is set: each step draws a Poisson batch
+  // (every record with probability q = batch_size / N, from dp_random's secret stream), clips
+  // each example's gradient to L2 norm dp_clip, adds N(0, (dp_noise_multiplier dp_clip)^2) to
+  // every coordinate of the sum, and divides by the expected batch size batch_size. An epoch is
+  // ceil(N / batch_size) steps; step s of the round uses dp_random's stream s.
+  privacy::RoundRandom* dp_random = nullptr;
+  double dp_clip = 0.0;
+  double dp_noise_multiplier = 0.0;
   // Set asynchronously (a signal handler) to stop at the next mini-batch: the call then returns
   // kCancelled and the parameters are to be discarded. nullptr: never.
   const volatile std::sig_atomic_t* stop = nullptr;
@@ -33,7 +45,8 @@ struct LocalTrainOptions {
 
 struct LocalTrainStats {
   double mean_loss = 0.0;         // mean over all mini-batches of all epochs (sample weighted)
-  int64_t samples_processed = 0;  // epochs * N
+  int64_t samples_processed = 0;  // epochs * N (DP-SGD: the sum of the Poisson batch sizes)
+  int64_t steps = 0;              // optimizer steps taken
   double seconds = 0.0;
 };
 

@@ -12,6 +12,7 @@
 #include "kernels/cpu/thread_team.h"
 #include "model/trainer.h"
 #include "optim/sgd.h"
+#include "privacy/dp_random.h"
 
 namespace fedsilo::model {
 namespace {
@@ -39,6 +40,81 @@ Model build_ok(const ModelSpec& spec) {
   auto m = Model::build(spec);
   EXPECT_TRUE(m.ok()) << m.status().to_string();
   return std::move(m).value();
+}
+
+// DP-SGD (privacy.level = "sample"): learns, repeats bitwise for the same secret stream and
+// differs for another, equals full-batch SGD when q = 1, nothing is clipped and the noise
+// vanishes, and refuses a batch larger than the silo.
+LocalTrainOptions dp_options(privacy::RoundRandom& random) {
+  LocalTrainOptions o;
+  o.epochs = 3;
+  o.batch_size = 32;
+  o.lr = 0.05f;
+  o.threads = 2;
+  o.dp_random = &random;
+  o.dp_clip = 1.0;
+  o.dp_noise_multiplier = 0.5;
+  return o;
+}
+
+TEST(TrainerDp, LearnsAndRepeatsBitwiseForTheSameSecretStream) {
+  const Model m = build_ok({"mlp", {16}, {1, 4, 4}, 3});
+  const auto train = blobs(300, 1), test = blobs(200, 2);
+  std::vector<float> p0(m.num_params());
+  m.init_params(p0, 1);
+  auto key = privacy::insecure_test_key(1, 0), other = privacy::insecure_test_key(1, 1);
+  ASSERT_TRUE(key.ok() && other.ok());
+  auto r1 = privacy::RoundRandom::create(key.value(), 1);
+  auto r2 = privacy::RoundRandom::create(other.value(), 1);
+  ASSERT_TRUE(r1.ok() && r2.ok());
+  std::vector<float> a = p0, b = p0, c = p0;
+  auto sa = train_local(m, a, p0, train, dp_options(r1.value()));
+  ASSERT_TRUE(sa.ok()) << sa.status().to_string();
+  EXPECT_EQ(sa->steps, 3 * 10);  // ceil(300 / 32) steps an epoch
+  EXPECT_GT(sa->samples_processed, 3 * 300 * 8 / 10);  // Poisson batches: 900 expected
+  EXPECT_LT(sa->samples_processed, 3 * 300 * 12 / 10);
+  ASSERT_TRUE(train_local(m, b, p0, train, dp_options(r1.value())).ok());
+  ASSERT_TRUE(train_local(m, c, p0, train, dp_options(r2.value())).ok());
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+  EXPECT_GT(evaluate(m, a, test, 64, 1).accuracy, 0.9);
+}
+
+TEST(TrainerDp, WithRateOneNoClippingAndVanishingNoiseItIsFullBatchSgd) {
+  const Model m = build_ok({"mlp", {16}, {1, 4, 4}, 3});
+  const auto train = blobs(64, 1);
+  std::vector<float> p0(m.num_params());
+  m.init_params(p0, 1);
+  auto key = privacy::insecure_test_key(2, 0);
+  ASSERT_TRUE(key.ok());
+  auto random = privacy::RoundRandom::create(key.value(), 1);
+  ASSERT_TRUE(random.ok());
+  LocalTrainOptions dp = dp_options(random.value());
+  dp.batch_size = 64;            // q = 1: every record every step
+  dp.dp_clip = 1e4;              // above every gradient norm
+  dp.dp_noise_multiplier = 1e-15;  // noise of sd 1e-11 / 64
+  dp.threads = 1;
+  LocalTrainOptions plain = dp;
+  plain.dp_random = nullptr;
+  std::vector<float> a = p0, b = p0;
+  ASSERT_TRUE(train_local(m, a, p0, train, dp).ok());
+  ASSERT_TRUE(train_local(m, b, p0, train, plain).ok());
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-5f * (1.0f + std::abs(b[i]))) << i;
+}
+
+TEST(TrainerDp, RefusesABatchLargerThanTheSilo) {
+  const Model m = build_ok({"mlp", {16}, {1, 4, 4}, 3});
+  const auto train = blobs(20, 1);
+  std::vector<float> p(m.num_params());
+  auto key = privacy::insecure_test_key(2, 0);
+  ASSERT_TRUE(key.ok());
+  auto random = privacy::RoundRandom::create(key.value(), 1);
+  ASSERT_TRUE(random.ok());
+  const std::vector<float> global = p;
+  auto r = train_local(m, p, global, train, dp_options(random.value()));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("local.batch_size = 32 is larger than silo 0's 20"),
+            std::string::npos) << r.status().message();
 }
 
 TEST(Trainer, TrainingLowersTheLossOnASeparableProblem) {

@@ -1,0 +1,236 @@
+// DP-SGD's secret randomness: the silo key, its per-round AES-CTR streams, Poisson sampling and
+// the Ziggurat Gaussian sampler (dp_random.h).
+#include "privacy/dp_random.h"
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+
+#include "core/fs.h"
+
+namespace fedsilo::privacy {
+
+namespace {
+
+// Words per step and stream: a step's counter range starts at step << 36 blocks (2^38 words),
+// far beyond what one step reads (the noise of 2^32 parameters needs ~2^32 words).
+constexpr int kStepShift = 36;
+constexpr size_t kBufferWords = 4096;  // read in 16 KiB pieces
+
+// BLAKE2b-128 keyed by the silo's secret: the key of one stream of one round.
+std::array<uint8_t, 16> stream_key(const secagg::Secret& key, const char tag[8], uint32_t round) {
+  uint8_t in[8 + 4];
+  std::memcpy(in, tag, 8);
+  for (int b = 0; b < 4; ++b) in[8 + b] = static_cast<uint8_t>(round >> (8 * b));
+  std::array<uint8_t, 16> out{};
+  crypto_generichash(out.data(), out.size(), in, sizeof in, key.data(), secagg::kKeyBytes);
+  return out;
+}
+
+// Reads keystream words of one step in order, buffer by buffer.
+class WordReader {
+ public:
+  WordReader(secagg::Keystream& ks, std::vector<uint32_t>& buf, uint32_t step)
+      : ks_(ks), buf_(buf), block_(static_cast<uint64_t>(step) << kStepShift) {
+    buf_.resize(kBufferWords);
+  }
+  uint32_t next() {
+    if (at_ == buf_.size()) refill();
+    return buf_[at_++];
+  }
+  const Status& status() const { return status_; }
+
+ private:
+  void refill() {
+    const Status st = ks_.fill(block_, buf_);
+    if (!st.ok() && status_.ok()) status_ = st;
+    block_ += kBufferWords / 4;
+    at_ = 0;
+  }
+  secagg::Keystream& ks_;
+  std::vector<uint32_t>& buf_;
+  uint64_t block_;
+  size_t at_ = kBufferWords;
+  Status status_;
+};
+
+const Ziggurat& ziggurat() {
+  static const Ziggurat z;  // immutable tables, built once (thread-safe initialisation)
+  return z;
+}
+
+}  // namespace
+
+Result<secagg::Secret> load_or_create_key(const std::string& private_dir, bool resume) {
+  const std::string path = private_dir + "/" + kDpKeyFile;
+  FEDSILO_ASSIGN_OR_RETURN(secagg::Secret key, secagg::Secret::allocate());
+  if (resume) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      return Status(StatusCode::kIoError,
+                    "privacy: cannot read the silo's DP key " + path + ": " + std::strerror(errno) +
+                        " (a resumed private run needs the key its noise came from)");
+    }
+    uint8_t extra = 0;
+    const ssize_t got = ::read(fd, key.data(), secagg::kKeyBytes);
+    const ssize_t more = ::read(fd, &extra, 1);
+    ::close(fd);
+    if (got != static_cast<ssize_t>(secagg::kKeyBytes) || more != 0) {
+      return invalid_argument("privacy: the DP key " + path + " is not " +
+                              std::to_string(secagg::kKeyBytes) + " bytes");
+    }
+    return key;
+  }
+  if (sodium_init() < 0) return internal_error("libsodium: sodium_init failed");
+  randombytes_buf(key.data(), secagg::kKeyBytes);
+  const std::string tmp = fs::temp_name(path);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return Status(StatusCode::kIoError,
+                  "privacy: cannot write the DP key " + tmp + ": " + std::strerror(errno));
+  }
+  const ssize_t put = ::write(fd, key.data(), secagg::kKeyBytes);
+  ::close(fd);
+  if (put != static_cast<ssize_t>(secagg::kKeyBytes)) {
+    ::unlink(tmp.c_str());
+    return Status(StatusCode::kIoError, "privacy: cannot write the DP key " + tmp);
+  }
+  FEDSILO_CHECK(fs::commit_file(tmp, path));
+  return key;
+}
+
+Result<secagg::Secret> insecure_test_key(uint64_t seed, uint32_t silo) {
+  FEDSILO_ASSIGN_OR_RETURN(secagg::Secret key, secagg::Secret::allocate());
+  uint8_t in[8 + 8 + 4] = {'f', 's', 'd', 'p', 't', 's', 't', '1'};
+  for (int b = 0; b < 8; ++b) in[8 + b] = static_cast<uint8_t>(seed >> (8 * b));
+  for (int b = 0; b < 4; ++b) in[16 + b] = static_cast<uint8_t>(silo >> (8 * b));
+  crypto_generichash(key.data(), secagg::kKeyBytes, in, sizeof in, nullptr, 0);
+  return key;
+}
+
+Result<RoundRandom> RoundRandom::create(const secagg::Secret& key, uint32_t round) {
+  const auto sk = stream_key(key, "fsdpsmp1", round);
+  const auto nk = stream_key(key, "fsdpnoi1", round);
+  FEDSILO_ASSIGN_OR_RETURN(secagg::Keystream sampling, secagg::Keystream::create(sk));
+  std::vector<secagg::Keystream> noise;
+  FEDSILO_ASSIGN_OR_RETURN(secagg::Keystream first, secagg::Keystream::create(nk));
+  noise.push_back(std::move(first));
+  return RoundRandom(std::move(sampling), std::move(noise), nk);
+}
+
+RoundRandom::~RoundRandom() {
+  sodium_memzero(noise_key_.data(), noise_key_.size());
+}
+
+Status RoundRandom::poisson_sample(uint32_t step, int64_t n, double q, std::vector<int64_t>& out) {
+  out.clear();
+  if (!(q >= 0.0 && q <= 1.0)) return invalid_argument("privacy: sample rate outside [0, 1]");
+  WordReader r(sampling_, words_, step);
+  // Include i when a uniform 64-bit word is below q 2^64 (q = 1: always).
+  const bool all = q >= 1.0;
+  // q < 1 in double is at most 1 - 2^-53: q 2^64 fits in 64 bits.
+  const uint64_t threshold = all ? 0 : static_cast<uint64_t>(std::ldexp(q, 64));
+  for (int64_t i = 0; i < n; ++i) {
+    const uint64_t u = (static_cast<uint64_t>(r.next()) << 32) | r.next();
+    if (all || u < threshold) out.push_back(i);
+  }
+  return r.status();
+}
+
+// Segment g of step s reads its rectangle words from block (s << 36) + (g << 20) on and the
+// words of its rejections (~1.2% of values, a few words each) from 2^19 blocks further: 2^21
+// words that 2^16 values cannot exhaust (an error says so if they ever did).
+Status RoundRandom::noise_segment(secagg::Keystream& ks, std::vector<uint32_t>& words,
+                                  uint32_t step, size_t segment, double sigma,
+                                  std::span<float> out) const {
+  const Ziggurat& z = ziggurat();
+  const uint64_t base = (static_cast<uint64_t>(step) << kStepShift) + (uint64_t{segment} << 20);
+  words.resize(kNoiseSegment + kBufferWords);
+  const std::span<uint32_t> fast(words.data(), (out.size() + 3) / 4 * 4);
+  FEDSILO_CHECK(ks.fill(base, fast));
+  // The rejections' words, read on demand.
+  const std::span<uint32_t> slow(words.data() + kNoiseSegment, kBufferWords);
+  uint64_t slow_block = base + (uint64_t{1} << 19);
+  size_t at = slow.size();
+  Status st;
+  auto next = [&]() -> uint32_t {
+    if (at == slow.size()) {
+      if (slow_block >= base + (uint64_t{1} << 20)) {
+        if (st.ok()) st = internal_error("privacy: a noise segment ran out of keystream");
+        return 0;
+      }
+      const Status f = ks.fill(slow_block, slow);
+      if (!f.ok() && st.ok()) st = f;
+      slow_block += slow.size() / 4;
+      at = 0;
+    }
+    return slow[at++];
+  };
+  for (size_t j = 0; j < out.size(); ++j) {
+    const uint32_t u = fast[j];
+    const double x = z.inside(u) ? z.value(u) : z.finish(u, next);
+    out[j] = static_cast<float>(static_cast<double>(out[j]) + sigma * x);
+  }
+  return st;
+}
+
+Status RoundRandom::add_gaussian(uint32_t step, double sigma, std::span<float> out,
+                                 kernels::ThreadTeam* team) {
+  const size_t segments = (out.size() + kNoiseSegment - 1) / kNoiseSegment;
+  const int threads = team != nullptr ? std::min<int>(team->size(), static_cast<int>(segments)) : 1;
+  while (noise_.size() < static_cast<size_t>(threads)) {
+    FEDSILO_ASSIGN_OR_RETURN(secagg::Keystream ks, secagg::Keystream::create(noise_key_));
+    noise_.push_back(std::move(ks));
+  }
+  noise_words_.resize(noise_.size());
+  std::vector<Status> status(static_cast<size_t>(threads));
+  auto work = [&](int t) {
+    for (size_t g = static_cast<size_t>(t); g < segments; g += static_cast<size_t>(threads)) {
+      const size_t first = g * kNoiseSegment;
+      const size_t len = std::min(kNoiseSegment, out.size() - first);
+      const Status st = noise_segment(noise_[static_cast<size_t>(t)], noise_words_[static_cast<size_t>(t)],
+                                      step, g, sigma, out.subspan(first, len));
+      if (!st.ok() && status[static_cast<size_t>(t)].ok()) status[static_cast<size_t>(t)] = st;
+    }
+  };
+  if (threads <= 1) {
+    work(0);
+  } else {
+    team->run([&](int t) {
+      if (t < threads) work(t);
+    });
+  }
+  for (const Status& st : status) FEDSILO_CHECK(st);
+  return {};
+}
+
+Ziggurat::Ziggurat() {
+  // Marsaglia and Tsang's 128-layer tables: layer 0 is the base strip with the tail, every
+  // layer has area v; values are 25-bit signed integers, so |h| < 2^24.
+  const double m = 0x1p24;
+  const double v = 9.91256303526217e-3;
+  double d = kR, t = kR;
+  const double q = v / std::exp(-0.5 * d * d);
+  k_[0] = (d / q) * m;
+  k_[1] = 0.0;
+  w_[0] = q / m;
+  w_[127] = d / m;
+  f_[0] = 1.0;
+  f_[127] = std::exp(-0.5 * d * d);
+  for (int i = 126; i >= 1; --i) {
+    d = std::sqrt(-2.0 * std::log(v / d + std::exp(-0.5 * d * d)));
+    k_[i + 1] = (d / t) * m;
+    t = d;
+    f_[i] = std::exp(-0.5 * d * d);
+    w_[i] = d / m;
+  }
+  for (int i = 0; i < 128; ++i) ki_[i] = static_cast<int32_t>(std::ceil(k_[i]));
+}
+
+}  // namespace fedsilo::privacy

@@ -1,0 +1,166 @@
+// DP-SGD's secret randomness (privacy/dp_random.h): the Ziggurat gives standard normal draws
+// (moments, Kolmogorov-Smirnov against Phi, tail masses); the noise of a step has variance
+// sigma^2 and is the same whenever that (key, round, step) is regenerated, different otherwise;
+// Poisson sampling includes each record with probability q; the silo key is 32 bytes, 0600, and
+// read back on resume, with clear errors for a missing or damaged key file.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "core/philox.h"
+#include "privacy/dp_random.h"
+
+namespace fedsilo::privacy {
+namespace {
+
+double phi(double x) {
+  return 0.5 * std::erfc(-x / std::sqrt(2.0));
+}
+
+TEST(DpRandom, ZigguratDrawsAreStandardNormal) {
+  Philox rng(3, 1, 2, RngPurpose::kNoise);
+  auto next = [&rng] { return rng.next_u32(); };
+  const Ziggurat z;
+  const int n = 1 << 21;
+  std::vector<double> v(n);
+  double sum = 0.0, sum2 = 0.0, sum4 = 0.0;
+  int64_t beyond_r = 0, beyond_4 = 0;
+  for (double& x : v) {
+    x = z.draw(next);
+    sum += x;
+    sum2 += x * x;
+    sum4 += x * x * x * x;
+    beyond_r += std::abs(x) > 3.442619855899 ? 1 : 0;
+    beyond_4 += std::abs(x) > 4.0 ? 1 : 0;
+  }
+  const double mean = sum / n, var = sum2 / n - mean * mean;
+  // Standard errors: 1/sqrt(n) for the mean, sqrt(2/n) for the variance, sqrt(96/n) for the
+  // fourth moment (3): 5 of them is a bound a correct sampler misses once in ~10^6 seeds.
+  EXPECT_LT(std::abs(mean), 5.0 / std::sqrt(n));
+  EXPECT_LT(std::abs(var - 1.0), 5.0 * std::sqrt(2.0 / n));
+  EXPECT_LT(std::abs(sum4 / n - 3.0), 5.0 * std::sqrt(96.0 / n));
+  // The tail (layer 0's exponential rejection) and beyond: binomial counts within 5 sigma.
+  for (const auto& [count, x] : {std::pair{beyond_r, 3.442619855899}, std::pair{beyond_4, 4.0}}) {
+    const double p = 2.0 * phi(-x), expect = p * n;
+    EXPECT_LT(std::abs(static_cast<double>(count) - expect), 5.0 * std::sqrt(expect)) << "beyond " << x;
+  }
+  // Kolmogorov-Smirnov: D below 1.95 / sqrt(n) (p = 0.001).
+  std::sort(v.begin(), v.end());
+  double d = 0.0;
+  for (int i = 0; i < n; ++i) {
+    const double f = phi(v[i]);
+    d = std::max({d, f - static_cast<double>(i) / n, static_cast<double>(i + 1) / n - f});
+  }
+  EXPECT_LT(d, 1.95 / std::sqrt(n));
+}
+
+TEST(DpRandom, StepNoiseHasVarianceSigmaSquaredAndRegeneratesExactly) {
+  auto key = insecure_test_key(11, 2);
+  ASSERT_TRUE(key.ok());
+  auto r = RoundRandom::create(key.value(), 5);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  const double sigma = 1.7;
+  const size_t n = 1 << 20;
+  std::vector<float> a(n, 0.5f), b(n, 0.5f), c(n, 0.5f);
+  ASSERT_TRUE(r->add_gaussian(3, sigma, a).ok());
+  ASSERT_TRUE(r->add_gaussian(4, sigma, c).ok());
+  ASSERT_TRUE(r->add_gaussian(3, sigma, b).ok());
+  EXPECT_EQ(a, b);  // step 3 again: the same noise (a resumed run releases the same step)
+  EXPECT_NE(a, c);
+  double sum = 0.0, sum2 = 0.0;
+  for (float v : a) {
+    sum += v - 0.5;
+    sum2 += (v - 0.5) * (v - 0.5);
+  }
+  const double var = sum2 / n - (sum / n) * (sum / n);
+  EXPECT_LT(std::abs(sum / n), 5.0 * sigma / std::sqrt(n));
+  EXPECT_LT(std::abs(var / (sigma * sigma) - 1.0), 5.0 * std::sqrt(2.0 / n));
+  // Another round or another silo's key: other noise.
+  auto r6 = RoundRandom::create(key.value(), 6);
+  auto other = insecure_test_key(11, 3);
+  ASSERT_TRUE(r6.ok() && other.ok());
+  auto r_other = RoundRandom::create(other.value(), 5);
+  ASSERT_TRUE(r_other.ok());
+  std::vector<float> d(n, 0.5f), e(n, 0.5f);
+  ASSERT_TRUE(r6->add_gaussian(3, sigma, d).ok());
+  ASSERT_TRUE(r_other->add_gaussian(3, sigma, e).ok());
+  EXPECT_NE(a, d);
+  EXPECT_NE(a, e);
+}
+
+TEST(DpRandom, PoissonSamplingIncludesEachRecordWithProbabilityQ) {
+  auto key = insecure_test_key(1, 0);
+  ASSERT_TRUE(key.ok());
+  auto r = RoundRandom::create(key.value(), 1);
+  ASSERT_TRUE(r.ok());
+  const int64_t n = 6000;
+  const double q = 64.0 / n;
+  const int steps = 400;
+  std::vector<int64_t> hits(n, 0), idx, again;
+  double total = 0.0, total2 = 0.0;
+  for (uint32_t s = 0; s < steps; ++s) {
+    ASSERT_TRUE(r->poisson_sample(s, n, q, idx).ok());
+    ASSERT_TRUE(std::is_sorted(idx.begin(), idx.end()));
+    for (int64_t i : idx) ++hits[i];
+    total += static_cast<double>(idx.size());
+    total2 += static_cast<double>(idx.size()) * static_cast<double>(idx.size());
+  }
+  // Batch sizes: Binomial(n, q), mean 64, variance n q (1 - q).
+  const double mean = total / steps, var = total2 / steps - mean * mean;
+  EXPECT_LT(std::abs(mean - n * q), 5.0 * std::sqrt(n * q * (1 - q) / steps));
+  EXPECT_GT(var, 0.7 * n * q * (1 - q));
+  EXPECT_LT(var, 1.3 * n * q * (1 - q));
+  // Each record's count over the steps: mean steps q, no record favoured (chi-square-like bound
+  // on the spread of the counts).
+  double dev2 = 0.0;
+  for (int64_t h : hits) dev2 += (h - steps * q) * (h - steps * q) / (steps * q * (1 - q));
+  EXPECT_LT(std::abs(dev2 / n - 1.0), 5.0 * std::sqrt(2.0 / n));
+  ASSERT_TRUE(r->poisson_sample(7, n, q, again).ok());
+  ASSERT_TRUE(r->poisson_sample(7, n, q, idx).ok());
+  EXPECT_EQ(again, idx);
+  ASSERT_TRUE(r->poisson_sample(0, n, 0.0, idx).ok());
+  EXPECT_TRUE(idx.empty());
+  ASSERT_TRUE(r->poisson_sample(0, 100, 1.0, idx).ok());
+  EXPECT_EQ(idx.size(), 100u);
+  EXPECT_FALSE(r->poisson_sample(0, 100, 1.5, idx).ok());
+}
+
+TEST(DpRandom, KeyIsMadeOnceWith0600AndReadBackOnResume) {
+  const std::string dir = testing::TempDir() + "/dp_key_test_" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  auto missing = load_or_create_key(dir, true);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find(dir + "/dp.key"), std::string::npos)
+      << missing.status().message();
+  auto made = load_or_create_key(dir, false);
+  ASSERT_TRUE(made.ok()) << made.status().to_string();
+  struct stat st {};
+  ASSERT_EQ(::stat((dir + "/dp.key").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(st.st_size, 32);
+  auto read = load_or_create_key(dir, true);
+  ASSERT_TRUE(read.ok()) << read.status().to_string();
+  EXPECT_EQ(std::vector<uint8_t>(made->data(), made->data() + 32),
+            std::vector<uint8_t>(read->data(), read->data() + 32));
+  // A fresh start draws a new key.
+  auto fresh = load_or_create_key(dir, false);
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_NE(std::vector<uint8_t>(made->data(), made->data() + 32),
+            std::vector<uint8_t>(fresh->data(), fresh->data() + 32));
+  std::ofstream(dir + "/dp.key", std::ios::trunc) << "short";
+  auto damaged = load_or_create_key(dir, true);
+  ASSERT_FALSE(damaged.ok());
+  EXPECT_NE(damaged.status().message().find("is not 32 bytes"), std::string::npos)
+      << damaged.status().message();
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace fedsilo::privacy
