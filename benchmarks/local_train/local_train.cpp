@@ -8,13 +8,17 @@
 //
 // Usage: local_train [--data DIR | --synthetic] [--device cpu|cuda] [--threads 2] [--batch 64]
 //                    [--batches 200 | --samples N] [--repeats 7] [--models niid-cnn,mlp]
-//                    [--json FILE] [--commit SHA] [--profile] [--arrangements]
+//                    [--json FILE] [--commit SHA] [--profile] [--arrangements] [--dp]
 // --device cuda times model::GpuTrainer (data uploaded once, each step a replayed CUDA graph;
 // the clock covers the whole train_local call: parameter copies in and out, the per-epoch
 // shuffle upload and read-back) after checking one GPU step against the CPU step.
 // --profile adds per-layer times; --arrangements also times the step loop (forward_backward +
 // SGD) with the batch split across fedsilo threads (single-threaded OpenBLAS) against one
 // fedsilo thread driving a multi-threaded OpenBLAS (both CPU only).
+// --dp (CPU) also times DP-SGD (privacy.level = "sample": Poisson batches of expected size
+// --batch, per-example clipping to norm 1, Gaussian noise of multiplier 1 from the AES-CTR
+// streams and the Ziggurat), repeat by repeat interleaved with the plain epochs; samples/s
+// counts the Poisson batches' samples.
 // The commit comes from --commit, else $FEDSILO_COMMIT, else "unknown".
 #include <algorithm>
 #include <chrono>
@@ -38,6 +42,7 @@
 #include "model/model.h"
 #include "model/trainer.h"
 #include "optim/sgd.h"
+#include "privacy/dp_random.h"
 
 namespace {
 
@@ -58,6 +63,7 @@ struct Options {
   std::string commit;
   bool profile = false;
   bool arrangements = false;
+  bool dp = false;  // also DP-SGD (clip 1, noise multiplier 1), interleaved with the plain runs
 };
 
 std::vector<std::string> split_commas(const std::string& s) {
@@ -84,6 +90,8 @@ bool parse(int argc, char** argv, Options& o) {
       o.profile = true;
     } else if (a == "--arrangements") {
       o.arrangements = true;
+    } else if (a == "--dp") {
+      o.dp = true;
     } else if (a == "--data" && value(v)) {
       o.data_dir = v;
     } else if (a == "--threads" && value(v)) {
@@ -358,8 +366,27 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "local_train: %s\n", r.status().to_string().c_str());
       return 1;
     }
-    std::vector<double> rates;
-    double last_loss = 0.0;
+    std::vector<double> rates, dp_rates;
+    double last_loss = 0.0, dp_last_loss = 0.0;
+    // DP-SGD's secret stream: a fixed test key (the same AES-CTR work as a key from the OS).
+    auto dp_key = fedsilo::privacy::insecure_test_key(1, 0);
+    if (!dp_key.ok()) return 1;
+    auto train_dp = [&](uint32_t round) -> fedsilo::Result<fedsilo::model::LocalTrainStats> {
+      FEDSILO_ASSIGN_OR_RETURN(auto random, fedsilo::privacy::RoundRandom::create(dp_key.value(), round));
+      fedsilo::model::LocalTrainOptions dp = lo;
+      dp.dp_random = &random;
+      dp.dp_clip = 1.0;
+      dp.dp_noise_multiplier = 1.0;
+      return fedsilo::model::train_local(m, p, init, ds, dp);
+    };
+    const bool with_dp = o.dp && !cuda;
+    if (with_dp) {
+      p = init;
+      if (auto r = train_dp(0); !r.ok()) {  // warm-up
+        std::fprintf(stderr, "local_train: %s\n", r.status().to_string().c_str());
+        return 1;
+      }
+    }
     for (int r = 0; r < o.repeats; ++r) {
       p = init;
       lo.round = static_cast<uint32_t>(r + 1);
@@ -370,6 +397,16 @@ int main(int argc, char** argv) {
       }
       rates.push_back(static_cast<double>(res->samples_processed) / res->seconds);
       last_loss = res->mean_loss;
+      if (with_dp) {
+        p = init;
+        auto d = train_dp(static_cast<uint32_t>(r + 1));
+        if (!d.ok()) {
+          std::fprintf(stderr, "local_train: DP-SGD: %s\n", d.status().to_string().c_str());
+          return 1;
+        }
+        dp_rates.push_back(static_cast<double>(d->samples_processed) / d->seconds);
+        dp_last_loss = d->mean_loss;
+      }
     }
     const double med = median(rates);
     const auto [lo_it, hi_it] = std::minmax_element(rates.begin(), rates.end());
@@ -385,6 +422,21 @@ int main(int argc, char** argv) {
                        {"mean_loss_last_repeat", last_loss},
                        {"validation_rel_err", rel_err}};
     if (cuda) row["gpu_step_rel_err"] = gpu_rel_err;
+    if (with_dp) {
+      const double dmed = median(dp_rates);
+      const auto [dlo, dhi] = std::minmax_element(dp_rates.begin(), dp_rates.end());
+      std::printf("%-10s %10lld %14.0f %14.0f %14.0f %12.3f %10.4f   DP-SGD: %.2fx the plain speed\n",
+                  (arch + "+dp").c_str(), static_cast<long long>(m.num_params()), dmed, *dlo, *dhi,
+                  1e3 * o.batch / dmed, dp_last_loss, dmed / med);
+      row["dp"] = {{"clip", 1.0},
+                   {"noise_multiplier", 1.0},
+                   {"sampler", "ziggurat"},
+                   {"samples_per_s_median", dmed},
+                   {"samples_per_s_min", *dlo},
+                   {"samples_per_s_max", *dhi},
+                   {"samples_per_s_all", dp_rates},
+                   {"ratio_to_plain", dmed / med}};
+    }
 
     if (o.profile && !cuda) {
       // Per-layer times of the thread running the first chunk, over `batches` steps.

@@ -140,8 +140,7 @@ Result<LocalTrainStats> train_local_dp(const Model& model, std::span<float> para
                                                  (std::isnan(loss) ? "nan" : "inf"));
       }
       // The noised sum over the expected batch size (Opacus's "mean" reduction).
-      FEDSILO_CHECK(opts.dp_random->add_gaussian(step, sigma, grads, &ws->team()));
-      for (float& g : grads) g *= inv;
+      FEDSILO_CHECK(opts.dp_random->add_gaussian(step, sigma, grads, &ws->team(), inv));
       if (!sgd.step(params, grads, global_params, &ws->team())) {
         return Status(StatusCode::kDiverged, train_position(opts, epoch, b + 1) +
                                                  ": parameters are not finite after the update");

@@ -49,25 +49,28 @@ class RoundRandom {
   /// (a 64-bit keystream word below q 2^64), ascending, into `out`.
   [[nodiscard]] Status poisson_sample(uint32_t step, int64_t n, double q, std::vector<int64_t>& out);
 
-  /// out[j] += sigma * z_j, z_j standard normal, for step `step`. The vector is cut into
-  /// segments of kNoiseSegment values, each with its own counter range, run on `team`'s threads
-  /// when given: the noise depends on (key, round, step, j) only, never on the thread count.
+  /// out[j] = out[j] scale + (sigma scale) z_j, z_j standard normal, for step `step`. The vector
+  /// is cut into segments of kNoiseSegment values, each with its own counter range, run on
+  /// `team`'s threads when given: the noise depends on (key, round, step, j) only, never on the
+  /// thread count.
   [[nodiscard]] Status add_gaussian(uint32_t step, double sigma, std::span<float> out,
-                                    kernels::ThreadTeam* team = nullptr);
-  static constexpr size_t kNoiseSegment = size_t{1} << 16;
+                                    kernels::ThreadTeam* team = nullptr, float scale = 1.0f);
+  static constexpr size_t kNoiseSegment = size_t{1} << 14;
 
  private:
   RoundRandom(secagg::Keystream sampling, std::vector<secagg::Keystream> noise,
               const std::array<uint8_t, 16>& noise_key)
       : sampling_(std::move(sampling)), noise_(std::move(noise)), noise_key_(noise_key) {}
   [[nodiscard]] Status noise_segment(secagg::Keystream& ks, std::vector<uint32_t>& words,
-                                     uint32_t step, size_t segment, double sigma,
+                                     std::vector<uint32_t>& outside,
+                                     uint32_t step, size_t segment, double sigma, float scale,
                                      std::span<float> out) const;
   secagg::Keystream sampling_;
   std::vector<secagg::Keystream> noise_;  // one per thread (the same key)
   std::array<uint8_t, 16> noise_key_;     // for the threads' streams; wiped with the object
   std::vector<uint32_t> words_;
-  std::vector<std::vector<uint32_t>> noise_words_;
+  std::vector<std::vector<uint32_t>> noise_words_;    // per thread: a segment's keystream
+  std::vector<std::vector<uint32_t>> noise_outside_;  // per thread: its rejected positions
 };
 
 /// Standard normal draws from a sequence of uniform 32-bit words (the Ziggurat): `next` returns
@@ -88,6 +91,9 @@ class Ziggurat {
   [[nodiscard]] double value(uint32_t u) const {
     return static_cast<double>(static_cast<int32_t>(u) >> 7) * w_[u & 127u];
   }
+  /// Layer i's width in units of the 25-bit value, and the bounds inside() compares with.
+  [[nodiscard]] double width(int i) const { return w_[i]; }
+  [[nodiscard]] const int32_t* inside_bounds() const { return ki_; }
   /// The value of a word that fell outside its rectangle: the wedge or the tail test, then new
   /// words from `next` until one is accepted.
   template <typename NextWord>

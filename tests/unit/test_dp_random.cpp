@@ -82,6 +82,20 @@ TEST(DpRandom, StepNoiseHasVarianceSigmaSquaredAndRegeneratesExactly) {
   const double var = sum2 / n - (sum / n) * (sum / n);
   EXPECT_LT(std::abs(sum / n), 5.0 * sigma / std::sqrt(n));
   EXPECT_LT(std::abs(var / (sigma * sigma) - 1.0), 5.0 * std::sqrt(2.0 / n));
+  // The vectorised fast path and the rejections together: Kolmogorov-Smirnov (p = 0.001).
+  std::vector<double> z(n);
+  for (size_t j = 0; j < n; ++j) z[j] = (static_cast<double>(a[j]) - 0.5) / sigma;
+  std::sort(z.begin(), z.end());
+  double ks = 0.0;
+  for (size_t j = 0; j < n; ++j) {
+    const double f = phi(z[j]);
+    ks = std::max({ks, f - static_cast<double>(j) / n, static_cast<double>(j + 1) / n - f});
+  }
+  EXPECT_LT(ks, 1.95 / std::sqrt(static_cast<double>(n)));
+  // Scaled: (out + sigma z) * scale, the same z.
+  std::vector<float> scaled(n, 0.5f);
+  ASSERT_TRUE(r->add_gaussian(3, sigma, scaled, nullptr, 0.25f).ok());
+  for (size_t j = 0; j < n; j += 997) EXPECT_FLOAT_EQ(scaled[j], a[j] * 0.25f);
   // Another round or another silo's key: other noise.
   auto r6 = RoundRandom::create(key.value(), 6);
   auto other = insecure_test_key(11, 3);
