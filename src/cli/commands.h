@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace fedsilo::cli {
 
@@ -52,5 +54,23 @@ struct EvalArgs {
   int threads = 0;
 };
 int run_eval(const EvalArgs& args);
+
+/// `fedsilo privacy`: one of each pair is given (main.cpp leaves the others empty).
+struct PrivacyArgs {
+  std::optional<double> sample_rate;     // q
+  std::optional<int64_t> batch_size;     // B, with dataset_size: q = B / N
+  std::optional<int64_t> dataset_size;   // N
+  std::optional<double> noise_multiplier;
+  std::optional<double> target_epsilon;  // print the noise multiplier that meets it instead
+  std::optional<int64_t> steps;
+  std::optional<double> epochs;          // steps = ceil(epochs / q)
+  double delta = 1e-5;
+  std::string accountant = "rdp";        // rdp | pld
+  std::vector<double> orders;            // extra RDP orders
+  bool json = false;
+};
+/// Prints epsilon (or the noise multiplier for a target epsilon) of DP-SGD's subsampled
+/// Gaussian mechanism; exit 2 for bad or missing flags and unreachable targets.
+int run_privacy(const PrivacyArgs& args);
 
 }  // namespace fedsilo::cli

@@ -1,4 +1,5 @@
-// The fedsilo command: flag parsing (CLI11) for train, partition, slurm, inspect, eval and bench.
+// The fedsilo command: flag parsing (CLI11) for train, partition, slurm, inspect, eval, privacy
+// and bench.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -108,6 +109,34 @@ int main(int argc, char** argv) {
   e->add_option("--batch-size", ev.batch_size, "Evaluation batch size")->capture_default_str()->check(CLI::PositiveNumber);
   e->add_option("--threads", ev.threads, "Threads (0 = all cores)")->capture_default_str()->check(CLI::NonNegativeNumber);
 
+  PrivacyArgs priv;
+  double priv_q = 0.0, priv_sigma = 0.0, priv_target = 0.0, priv_epochs = 0.0;
+  int64_t priv_batch = 0, priv_records = 0, priv_steps = 0;
+  auto* pr = app.add_subcommand(
+      "privacy", "DP-SGD's epsilon over a run, or the noise for a target epsilon (RDP or PLD)");
+  auto* pr_q = pr->add_option("--sample-rate", priv_q,
+                              "Poisson sampling rate q of a step (expected batch / records)");
+  auto* pr_b = pr->add_option("--batch-size", priv_batch, "Expected batch size B (q = B / N)");
+  auto* pr_n = pr->add_option("--dataset-size", priv_records, "Records N (q = B / N)");
+  auto* pr_s = pr->add_option("--noise-multiplier", priv_sigma,
+                              "Noise standard deviation / clipping norm: prints epsilon");
+  auto* pr_e = pr->add_option("--target-epsilon", priv_target,
+                              "Prints the noise multiplier that meets this epsilon instead");
+  auto* pr_t = pr->add_option("--steps", priv_steps, "Steps T (noisy gradient releases)");
+  auto* pr_ep = pr->add_option("--epochs", priv_epochs, "Epochs E (T = ceil(E / q))");
+  pr_q->excludes(pr_b)->excludes(pr_n);
+  pr_s->excludes(pr_e);
+  pr_t->excludes(pr_ep);
+  pr->add_option("--delta", priv.delta, "Target delta")->capture_default_str();
+  pr->add_option("--accountant", priv.accountant,
+                 "rdp (Renyi DP as Opacus) or pld (privacy loss distributions as dp_accounting; "
+                 "tighter, slower)")
+      ->capture_default_str();
+  pr->add_option("--orders", priv.orders,
+                 "Extra RDP orders (> 1; comma-separated), beside Opacus's 1.1..63")
+      ->delimiter(',');
+  pr->add_flag("--json", priv.json, "Print one JSON object");
+
   fedsilo::bench::AllreduceBenchArgs bench_allreduce;
   auto* bench = app.add_subcommand("bench", "Benchmarks (run under mpirun/srun): allreduce");
   bench->require_subcommand(1);
@@ -134,6 +163,16 @@ int main(int argc, char** argv) {
   if (*sl) return run_slurm(slurm);
   if (*i) return run_inspect(insp);
   if (*e) return run_eval(ev);
+  if (*pr) {
+    if (pr_q->count()) priv.sample_rate = priv_q;
+    if (pr_b->count()) priv.batch_size = priv_batch;
+    if (pr_n->count()) priv.dataset_size = priv_records;
+    if (pr_s->count()) priv.noise_multiplier = priv_sigma;
+    if (pr_e->count()) priv.target_epsilon = priv_target;
+    if (pr_t->count()) priv.steps = priv_steps;
+    if (pr_ep->count()) priv.epochs = priv_epochs;
+    return run_privacy(priv);
+  }
   if (*bench_ar) return fedsilo::bench::run_allreduce_bench(bench_allreduce);
   return kExitUsage;
 }
