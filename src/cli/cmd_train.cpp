@@ -83,7 +83,8 @@ int run_train(const TrainArgs& args) {
   }
   if (!st.ok() && comm->rank() == 0) {
     std::fprintf(stderr, "fedsilo train: %s: %s\n",
-                 st.code() == StatusCode::kInterrupted || st.code() == StatusCode::kCancelled
+                 st.code() == StatusCode::kInterrupted || st.code() == StatusCode::kCancelled ||
+                         st.code() == StatusCode::kBudgetSpent
                      ? "stopped"
                      : "error",
                  st.message().c_str());

@@ -11,8 +11,8 @@ inline constexpr int kExitUsage = 2;        // bad flag, config key or value
 inline constexpr int kExitRunExists = 3;    // run directory holds a run: --resume or --overwrite
 inline constexpr int kExitDiverged = 4;     // non-finite loss or update
 inline constexpr int kExitRequeue = 5;      // stopped by SIGUSR1 after checkpointing: requeue and --resume
-inline constexpr int kExitFinal = 6;        // stopped for good (reserved: a spent privacy budget):
-                                            // the job script does not requeue
+inline constexpr int kExitFinal = 6;        // stopped for good (a spent privacy budget:
+                                            // privacy.max_epsilon): the job script does not requeue
 inline constexpr int kExitCancelled = 7;    // stopped by SIGINT/SIGTERM after checkpointing: --resume
                                             // continues; not requeued
 
@@ -24,6 +24,7 @@ inline int exit_code_for(const Status& s) {
     case StatusCode::kDiverged: return kExitDiverged;
     case StatusCode::kInterrupted: return kExitRequeue;
     case StatusCode::kCancelled: return kExitCancelled;
+    case StatusCode::kBudgetSpent: return kExitFinal;
     default: return kExitError;
   }
 }

@@ -131,6 +131,17 @@ struct Choices<DeviceReduce> {
       {DeviceReduce::kAuto, "auto"}, {DeviceReduce::kNccl, "nccl"}, {DeviceReduce::kHost, "host"}};
 };
 
+template <>
+struct Choices<PrivacyLevel> {
+  static constexpr std::pair<PrivacyLevel, const char*> kAll[] = {{PrivacyLevel::kNone, "none"},
+                                                                  {PrivacyLevel::kSample, "sample"}};
+};
+template <>
+struct Choices<DpAccountant> {
+  static constexpr std::pair<DpAccountant, const char*> kAll[] = {{DpAccountant::kRdp, "rdp"},
+                                                                  {DpAccountant::kPld, "pld"}};
+};
+
 template <typename E>
 const char* choice_name(E v) {
   for (const auto& [value, text] : Choices<E>::kAll) {
@@ -252,6 +263,13 @@ const std::vector<KeySpec>& key_specs() {
       FEDSILO_KEY_DBL("secure_aggregation", range, secure_aggregation.range),
       FEDSILO_KEY_INT("secure_aggregation", bits, secure_aggregation.bits),
       FEDSILO_KEY_DBL("secure_aggregation", max_weight, secure_aggregation.max_weight),
+      FEDSILO_KEY_CHOICE("privacy", level, privacy.level),
+      FEDSILO_KEY_DBL("privacy", noise_multiplier, privacy.noise_multiplier),
+      FEDSILO_KEY_DBL("privacy", target_epsilon, privacy.target_epsilon),
+      FEDSILO_KEY_DBL("privacy", clip, privacy.clip),
+      FEDSILO_KEY_DBL("privacy", delta, privacy.delta),
+      FEDSILO_KEY_CHOICE("privacy", accountant, privacy.accountant),
+      FEDSILO_KEY_DBL("privacy", max_epsilon, privacy.max_epsilon),
       FEDSILO_KEY_CHOICE("compression", method, compression.method),
       FEDSILO_KEY_DBL("compression", density, compression.density),
       FEDSILO_KEY_CHOICE("compression", value_type, compression.value_type),
@@ -338,7 +356,7 @@ Result<Config> parse_config(const std::string& text, const std::string& source) 
     for (const auto& s : specs) known_table = known_table || table == s.table;
     if (!known_table) {
       return invalid_argument(source + ": unknown config table or key '" + table +
-                              "' (known tables: run, data, model, local, strategy, eval, secure_aggregation, compression, allreduce, "
+                              "' (known tables: run, data, model, local, strategy, eval, secure_aggregation, privacy, compression, allreduce, "
                               "topology, slurm, device)");
     }
     const auto* tbl = table_node.as_table();
@@ -461,6 +479,37 @@ Status validate_secure_aggregation(const SecureAggregationSection& s) {
   return {};
 }
 
+Status validate_privacy(const PrivacySection& p, const std::set<std::string>& written) {
+  if (p.level == PrivacyLevel::kNone) return {};
+  const bool noise = written.count("privacy.noise_multiplier") > 0;
+  const bool target = written.count("privacy.target_epsilon") > 0;
+  if (noise && !(p.noise_multiplier > 0.0 && std::isfinite(p.noise_multiplier))) {
+    return bad("privacy.noise_multiplier", "must be > 0, got " + double_text(p.noise_multiplier));
+  }
+  if (target && !(p.target_epsilon > 0.0 && std::isfinite(p.target_epsilon))) {
+    return bad("privacy.target_epsilon", "must be > 0, got " + double_text(p.target_epsilon));
+  }
+  if (noise == target) {
+    return bad("privacy.level", std::string("\"sample\" needs exactly one of privacy.noise_multiplier "
+                                            "(the noise) and privacy.target_epsilon (the noise from "
+                                            "the accountant), ") + (noise ? "not both" : "got neither"));
+  }
+  if (!(p.clip > 0.0 && std::isfinite(p.clip))) {
+    return bad("privacy.clip", "must be > 0 (the per-example gradient norm bound), got " + double_text(p.clip));
+  }
+  if (!(p.delta > 0.0 && p.delta < 1.0)) {
+    return bad("privacy.delta", "must be in (0, 1), got " + double_text(p.delta));
+  }
+  if (!(p.max_epsilon >= 0.0 && std::isfinite(p.max_epsilon))) {
+    return bad("privacy.max_epsilon", "must be >= 0 (0: no budget), got " + double_text(p.max_epsilon));
+  }
+  if (target && p.max_epsilon > 0.0 && p.target_epsilon > p.max_epsilon) {
+    return bad("privacy.target_epsilon", double_text(p.target_epsilon) + " is above privacy.max_epsilon = " +
+                                             double_text(p.max_epsilon) + ": the run would stop before its last round");
+  }
+  return {};
+}
+
 Status validate_topology(const TopologySection& t) {
   if (t.emulated_nodes < 0) return bad("topology.emulated_nodes", "must be >= 0 (0 = real nodes)");
   return {};
@@ -538,6 +587,11 @@ Status validate_across_sections(const Config& c) {
                                     std::string(name(z.method)) +
                                     "\" at compression.level = \"node\" (node sums are compressed on the host)");
   }
+  if (c.privacy.level == PrivacyLevel::kSample && c.device.kind != DeviceKind::kCpu) {
+    return bad("privacy.level", "\"sample\" needs device.kind = \"cpu\" for now, not \"" +
+                                    std::string(name(c.device.kind)) +
+                                    "\" (the CUDA backend's DP-SGD is not written yet)");
+  }
   if (c.secure_aggregation.enabled) {
     if (z.method != compression::Method::kNone && z.momentum_correction > 0.0) {
       return bad("compression.momentum_correction",
@@ -572,6 +626,7 @@ Status validate(const Config& c, const std::string& source) {
                     validate_local(c.local), validate_strategy(c.strategy), validate_eval(c.eval),
                     validate_compression(c.compression), validate_allreduce(c.allreduce),
                     validate_secure_aggregation(c.secure_aggregation),
+                    validate_privacy(c.privacy, c.written),
                     validate_topology(c.topology), validate_slurm(c.slurm),
                     validate_across_sections(c)}) {
     if (!st.ok()) return invalid_argument(source + ": " + st.message());
@@ -600,6 +655,16 @@ std::optional<std::string> without_effect(const Config& c, const std::string& ke
   if (key.starts_with("secure_aggregation.") && key != "secure_aggregation.enabled" &&
       !c.secure_aggregation.enabled) {
     return std::string("secure_aggregation.enabled = false");
+  }
+  if (key.starts_with("privacy.") && key != "privacy.level" && c.privacy.level == PrivacyLevel::kNone) {
+    return is("privacy.level", "none");
+  }
+  if (key == "privacy.noise_multiplier" && c.privacy.target_epsilon > 0.0) {
+    return "privacy.target_epsilon = " + double_text(c.privacy.target_epsilon) +
+           " (the accountant sets the noise)";
+  }
+  if (key == "privacy.target_epsilon" && c.privacy.target_epsilon == 0.0) {
+    return "privacy.noise_multiplier = " + double_text(c.privacy.noise_multiplier);
   }
   if (key == "compression.momentum_correction" && !z.error_feedback) {
     return std::string("compression.error_feedback = false");
@@ -631,6 +696,8 @@ template Result<CompressionLevel> parse_choice(std::string_view, const std::stri
 template Result<Algorithm> parse_choice(std::string_view, const std::string&);
 template Result<DeviceKind> parse_choice(std::string_view, const std::string&);
 template Result<DeviceReduce> parse_choice(std::string_view, const std::string&);
+template Result<PrivacyLevel> parse_choice(std::string_view, const std::string&);
+template Result<DpAccountant> parse_choice(std::string_view, const std::string&);
 template Result<compression::Method> parse_choice(std::string_view, const std::string&);
 template Result<kernels::ValueType> parse_choice(std::string_view, const std::string&);
 
@@ -640,6 +707,8 @@ const char* name(CompressionLevel v) { return choice_name(v); }
 const char* name(Algorithm v) { return choice_name(v); }
 const char* name(DeviceKind v) { return choice_name(v); }
 const char* name(DeviceReduce v) { return choice_name(v); }
+const char* name(PrivacyLevel v) { return choice_name(v); }
+const char* name(DpAccountant v) { return choice_name(v); }
 const char* name(compression::Method v) { return choice_name(v); }
 const char* name(kernels::ValueType v) { return choice_name(v); }
 

@@ -22,6 +22,8 @@ enum class CompressionLevel : uint8_t { kSilo, kNode };
 enum class Algorithm : uint8_t { kAuto, kDenseFlat, kDenseHier, kSparseAllgather, kSparseRd, kSparseHier };
 enum class DeviceKind : uint8_t { kCpu, kCuda, kAuto };
 enum class DeviceReduce : uint8_t { kAuto, kNccl, kHost };
+enum class PrivacyLevel : uint8_t { kNone, kSample };
+enum class DpAccountant : uint8_t { kRdp, kPld };
 
 /// The TOML string of a value ("niid-cnn", "fedprox", "node", "sparse-rd", "cuda", "nccl", and
 /// compression's "topk", "fp16", ...).
@@ -31,6 +33,8 @@ const char* name(CompressionLevel v);
 const char* name(Algorithm v);
 const char* name(DeviceKind v);
 const char* name(DeviceReduce v);
+const char* name(PrivacyLevel v);
+const char* name(DpAccountant v);
 const char* name(compression::Method v);
 const char* name(kernels::ValueType v);
 /// The value of E that `text` names; kInvalidArgument "KEY: unknown value 'TEXT' (expected
@@ -116,6 +120,17 @@ struct SecureAggregationSection {
   double max_weight = 0.0;  // a silo's weight is its sample count / max_weight (<= 1); required
 };
 
+/// Differential privacy for each silo's records (docs/privacy.md): DP-SGD inside every silo.
+struct PrivacySection {
+  PrivacyLevel level = PrivacyLevel::kNone;  // "sample": DP-SGD, a guarantee per silo record
+  double noise_multiplier = 0.0;  // sigma; or, exactly one of the two, target_epsilon
+  double target_epsilon = 0.0;    // sigma from the accountant for the planned rounds, per silo
+  double clip = 1.0;              // per-example gradient L2 norm bound C
+  double delta = 1e-5;            // below 1 / (each silo's training-set size)
+  DpAccountant accountant = DpAccountant::kRdp;
+  double max_epsilon = 0.0;       // > 0: stop before a round that would exceed it (exit 6)
+};
+
 struct Config {
   RunSection run;
   DataSection data;
@@ -129,6 +144,7 @@ struct Config {
   SlurmSection slurm;
   DeviceSection device;
   SecureAggregationSection secure_aggregation;
+  PrivacySection privacy;
   /// The keys the user's file set ("table.key"); defaults are never in it. Only written keys
   /// can be "set but without effect" (an error).
   std::set<std::string> written;

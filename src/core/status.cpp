@@ -16,6 +16,7 @@ const char* status_code_name(StatusCode code) {
     case StatusCode::kCommError: return "communication error";
     case StatusCode::kInterrupted: return "interrupted";
     case StatusCode::kCancelled: return "cancelled";
+    case StatusCode::kBudgetSpent: return "privacy budget spent";
     case StatusCode::kInternal: return "internal error";
   }
   return "unknown";

@@ -19,6 +19,7 @@ enum class StatusCode {
   kCommError,         // MPI failure
   kInterrupted,       // stopped on SIGUSR1 after a checkpoint; resumable, to be requeued
   kCancelled,         // stopped on SIGINT/SIGTERM after a checkpoint; resumable, not requeued
+  kBudgetSpent,       // stopped for good: the next round would exceed privacy.max_epsilon
   kInternal,
 };
 

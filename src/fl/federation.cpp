@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -29,6 +30,8 @@
 #include "model/model.h"
 #include "model/trainer.h"
 #include "fl/update_exchange.h"
+#include "privacy/accountant.h"
+#include "privacy/dp_random.h"
 #include "kernels/cpu/cpu_level.h"
 #include "kernels/cpu/gemm.h"
 #include "mpi/device_allreduce.h"
@@ -42,6 +45,13 @@ namespace {
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// An epsilon, delta or noise multiplier in messages and progress lines: 4 significant digits.
+std::string format_epsilon(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4g", v);
+  return buf;
 }
 
 std::string format_duration(double s) {
@@ -58,8 +68,11 @@ std::string format_duration(double s) {
 // The progress line of a round (rank 0): the global model's scores, the silos' own accuracy
 // (min/mean/max; not under secure aggregation, where it stays with each silo), the slowest
 // rank's round time and the time left.
+// `home` (not empty under secure aggregation or differential privacy, where each silo keeps its
+// own scores) replaces the silos' accuracies: "secure aggregation", "epsilon 2.31".
 void print_progress(int64_t round, int64_t start_round, int rounds, double elapsed, bool evaluated,
-                    double accuracy, double loss, std::span<const RankReport> reports, bool secure) {
+                    double accuracy, double loss, std::span<const RankReport> reports,
+                    const std::string& home) {
   double acc_min = 1.0, acc_max = 0.0, acc_sum = 0.0, round_seconds = 0.0;
   for (const RankReport& r : reports) {
     acc_min = std::min(acc_min, r.test_accuracy);
@@ -69,9 +82,9 @@ void print_progress(int64_t round, int64_t start_round, int rounds, double elaps
   }
   const double eta = elapsed / static_cast<double>(round - start_round) * static_cast<double>(rounds - round);
   const auto r = static_cast<long long>(round);
-  if (evaluated && secure) {
-    std::printf("round %3lld/%d  acc %6.2f%%  loss %.4f  (secure aggregation)  %5.2fs  ETA %s\n", r,
-                rounds, 100.0 * accuracy, loss, round_seconds, format_duration(eta).c_str());
+  if (evaluated && !home.empty()) {
+    std::printf("round %3lld/%d  acc %6.2f%%  loss %.4f  (%s)  %5.2fs  ETA %s\n", r, rounds,
+                100.0 * accuracy, loss, home.c_str(), round_seconds, format_duration(eta).c_str());
   } else if (evaluated) {
     std::printf("round %3lld/%d  acc %6.2f%%  loss %.4f  silo acc %5.1f/%5.1f/%5.1f%%  %5.2fs  ETA %s\n",
                 r, rounds, 100.0 * accuracy, loss, 100.0 * acc_min,
@@ -230,6 +243,8 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
   const int rank = comm.rank(), size = comm.size();
   const bool leader = rank == 0;
   const bool secure = cfg.secure_aggregation.enabled;  // only sums leave a silo
+  const bool dp = cfg.privacy.level == config::PrivacyLevel::kSample;  // DP-SGD in every silo
+  const bool keep_home = secure || dp;  // silo-private report fields stay in the silo's directory
   const std::string run_dir = cfg.run.out_dir;
   const std::string hash = config::resume_hash(cfg);
 
@@ -351,6 +366,81 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
   auto strategy_r = make_strategy(cfg);
   FEDSILO_CHECK(comm.agree(strategy_r.status()));
   Strategy& strategy = *strategy_r.value();
+
+  // ---- differential privacy ([privacy] level = "sample"): each silo's sample rate, noise
+  // multiplier, secret key and the steps it has taken (for its epsilon).
+  const auto accountant = cfg.privacy.accountant == config::DpAccountant::kPld ? privacy::Accountant::kPld
+                                                                              : privacy::Accountant::kRdp;
+  std::optional<secagg::Secret> dp_key;
+  double dp_q = 0.0, dp_sigma = 0.0, dp_epsilon = 0.0;
+  int64_t dp_steps_per_round = 0, dp_steps = 0;
+  if (dp) {
+    const int64_t n = static_cast<int64_t>(silo.train.size());
+    const int64_t b = cfg.local.batch_size;
+    Status st;
+    if (b > n) {
+      st = invalid_argument("local.batch_size = " + std::to_string(b) + " is larger than " + silo.name +
+                            "'s " + std::to_string(n) + " training records (privacy.level = \"sample\" "
+                            "samples each batch with rate batch_size / records, at most 1)");
+    } else if (cfg.privacy.delta >= 1.0 / static_cast<double>(n)) {
+      st = invalid_argument("privacy.delta = " + format_epsilon(cfg.privacy.delta) + " is not below 1 / " +
+                            silo.name + "'s " + std::to_string(n) +
+                            " training records (a delta that large allows revealing a record outright)");
+    }
+    dp_q = static_cast<double>(b) / static_cast<double>(n);
+    dp_steps_per_round = int64_t{cfg.local.epochs} * ((n + b - 1) / b);
+    // Steps taken before this start: every sampled round trains the same number of steps, and
+    // the sampling is public (the strategy's, from the run seed).
+    for (int64_t r = 1; r <= start_round; ++r) {
+      if (strategy.configure_round(static_cast<int>(r), size).includes(rank)) dp_steps += dp_steps_per_round;
+    }
+    if (st.ok()) {
+      if (cfg.privacy.target_epsilon > 0.0) {
+        // The noise that keeps this silo within the target if it trains in every planned round.
+        auto sigma = privacy::noise_for_epsilon(accountant, cfg.privacy.target_epsilon, dp_q,
+                                                int64_t{cfg.run.rounds} * dp_steps_per_round, cfg.privacy.delta);
+        st = sigma.status();
+        if (sigma.ok()) dp_sigma = sigma.value();
+        if (!st.ok()) st = Status(st.code(), "privacy.target_epsilon, " + silo.name + ": " + st.message());
+      } else {
+        dp_sigma = cfg.privacy.noise_multiplier;
+      }
+    }
+    if (st.ok() && dp_steps > 0) {
+      auto e = privacy::epsilon_for(accountant, dp_q, dp_sigma, dp_steps, cfg.privacy.delta);
+      st = e.status();
+      if (e.ok()) dp_epsilon = e.value();
+    }
+    FEDSILO_CHECK(comm.agree(st));
+    // The key: from the operating system at a fresh start, from the private directory on resume.
+    // FEDSILO_INSECURE_DP_NOISE (tests only) derives it from the run seed.
+    const char* insecure = std::getenv("FEDSILO_INSECURE_DP_NOISE");
+    const bool test_noise = insecure != nullptr && *insecure != '\0';
+    if (test_noise && leader) {
+      std::fprintf(stderr, "fedsilo: warning: FEDSILO_INSECURE_DP_NOISE is set: the DP noise and batch "
+                           "sampling derive from the public run seed, so the privacy guarantee is void "
+                           "(for tests only)\n");
+    }
+    auto key = test_noise ? privacy::insecure_test_key(cfg.run.seed, static_cast<uint32_t>(rank))
+                          : privacy::load_or_create_key(silo.private_dir, start_round > 0);
+    st = key.status();
+    if (!st.ok()) st = Status(st.code(), silo.name + ": " + st.message());
+    FEDSILO_CHECK(comm.agree(st));
+    dp_key.emplace(std::move(key).value());
+    if (leader && opts.progress) {
+      double range[2] = {-dp_sigma, dp_sigma};
+      FEDSILO_CHECK(comm.allreduce_max(std::span<double>(range, 2)));
+      std::printf("fedsilo: DP-SGD in every silo: clip %s, noise multiplier %s..%s, delta %s, %s "
+                  "accountant%s\n",
+                  format_epsilon(cfg.privacy.clip).c_str(), format_epsilon(-range[0]).c_str(),
+                  format_epsilon(range[1]).c_str(), format_epsilon(cfg.privacy.delta).c_str(),
+                  privacy::accountant_name(accountant),
+                  cfg.privacy.max_epsilon > 0.0 ? (", budget epsilon " + format_epsilon(cfg.privacy.max_epsilon)).c_str() : "");
+    } else {
+      double range[2] = {-dp_sigma, dp_sigma};
+      FEDSILO_CHECK(comm.allreduce_max(std::span<double>(range, 2)));
+    }
+  }
   auto exchange_r = UpdateExchange::create(cfg, comm, net.num_params(), resumed_algorithm,
                                            device.cuda ? device.device : -1);
   FEDSILO_CHECK(comm.agree(exchange_r.status()));
@@ -451,6 +541,15 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     lo.round = static_cast<uint32_t>(round);
     lo.silo = static_cast<uint32_t>(rank);
     lo.stop = opts.cancel_requested;
+    std::optional<privacy::RoundRandom> dp_random;
+    if (dp) {
+      auto r = privacy::RoundRandom::create(*dp_key, static_cast<uint32_t>(round));
+      if (!r.ok()) return {r.status().code(), where + r.status().message()};
+      dp_random.emplace(std::move(r).value());
+      lo.dp_random = &*dp_random;
+      lo.dp_clip = cfg.privacy.clip;
+      lo.dp_noise_multiplier = dp_sigma;
+    }
     strategy.configure_local(lo);
     auto stats = backend.train(local, global, lo);
     if (!stats.ok()) return {stats.status().code(), where + stats.status().message()};
@@ -518,9 +617,14 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
   const auto loop_start = Clock::now();
   auto record = [&](int64_t round, const RankReport& report, const Scores& scores,
                     const ExchangeStats& xs, double compression_ratio) -> Status {
-    if (secure) {
+    if (keep_home) {
       json mine = {{"round", round}, {"sampled", report.sampled}, {"samples", report.samples}};
       if (report.sampled) mine["train_loss"] = report.train_loss;
+      if (dp) {
+        mine["epsilon"] = dp_epsilon;
+        mine["delta"] = cfg.privacy.delta;
+        mine["noise_multiplier"] = dp_sigma;
+      }
       if (scores.evaluated) {
         mine["test_accuracy"] = report.test_accuracy;
         mine["test_loss"] = report.test_loss;
@@ -531,7 +635,10 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
       FEDSILO_CHECK(comm.agree(out ? Status() : io_error("cannot append to " + silo.private_dir + "/metrics.jsonl")));
     }
     FEDSILO_ASSIGN_OR_RETURN(const std::vector<RankReport> reports,
-                             gather_reports(comm, secure ? public_part(report) : report));
+                             gather_reports(comm, keep_home ? public_part(report) : report));
+    // The largest epsilon over the silos: a public bound (each silo's own stays home).
+    double eps_max[1] = {dp ? dp_epsilon : 0.0};
+    if (dp) FEDSILO_CHECK(comm.allreduce_max(std::span<double>(eps_max, 1)));
     Status st;
     if (leader) {
       RoundSummary summary;
@@ -550,7 +657,11 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
       summary.device = device.label;
       summary.cpu = cpu;
       summary.blas = blas;
-      summary.silo_fields = !secure;
+      summary.silo_fields = !keep_home;
+      if (dp) {
+        summary.epsilon = eps_max[0];
+        summary.delta = cfg.privacy.delta;
+      }
       const json line = round_line(summary, reports);
       // One line per round, flushed, so a crash loses at most the round in flight.
       std::ofstream out(run_dir + "/metrics.jsonl", std::ios::app);
@@ -559,7 +670,9 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
       if (!out) st = io_error("cannot append to " + run_dir + "/metrics.jsonl");
       history.push_back(line);
       if (opts.progress) print_progress(round, start_round, cfg.run.rounds, seconds_since(loop_start),
-                                        scores.evaluated, scores.accuracy, scores.loss, reports, secure);
+                                        scores.evaluated, scores.accuracy, scores.loss, reports,
+                                        dp ? "epsilon <= " + format_epsilon(eps_max[0])
+                                           : secure ? std::string("secure aggregation") : std::string());
     }
     return comm.agree(st);
   };
@@ -571,6 +684,38 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     RankReport report;
     report.sampled = sampled;
     report.samples = static_cast<int64_t>(silo.train.size());
+
+    // The privacy budget: stop before a round that would take any silo past privacy.max_epsilon
+    // (the rounds done are checkpointed and their model written).
+    double dp_next = dp_epsilon;
+    if (dp && sampled) {
+      auto e = privacy::epsilon_for(accountant, dp_q, dp_sigma, dp_steps + dp_steps_per_round,
+                                    cfg.privacy.delta);
+      FEDSILO_CHECK(comm.agree(e.status()));
+      dp_next = e.value();
+    } else if (dp) {
+      FEDSILO_CHECK(comm.agree(Status()));
+    }
+    if (dp && cfg.privacy.max_epsilon > 0.0) {
+      double worst[1] = {dp_next};
+      FEDSILO_CHECK(comm.allreduce_max(std::span<double>(worst, 1)));
+      if (worst[0] > cfg.privacy.max_epsilon) {
+        const int64_t last = round - 1;
+        if (last > checkpointed_round) FEDSILO_CHECK(write_checkpoint(last));
+        Status st;
+        if (leader) {
+          checkpoint::ModelFileMeta meta{"model", last, hash, exchange.algorithm()};
+          st = checkpoint::write_model_file(run_dir + "/model.h5", net, global, meta);
+        }
+        FEDSILO_CHECK(comm.agree(st));
+        return {StatusCode::kBudgetSpent,
+                "privacy budget spent: round " + std::to_string(round) + " would take a silo to epsilon " +
+                    format_epsilon(worst[0]) + " > privacy.max_epsilon = " +
+                    format_epsilon(cfg.privacy.max_epsilon) + " (delta " + format_epsilon(cfg.privacy.delta) +
+                    "); stopped after round " + std::to_string(last) + " of " + std::to_string(cfg.run.rounds) +
+                    ", checkpointed; " + run_dir + "/model.h5 holds the model of round " + std::to_string(last)};
+      }
+    }
 
     auto t = Clock::now();
     const Status st = comm.agree(train_and_contribute(round, sampled, report));
@@ -584,6 +729,10 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
       return cancelled(last, last > 0);
     }
     FEDSILO_CHECK(st);
+    if (dp && sampled) {
+      dp_steps += dp_steps_per_round;
+      dp_epsilon = dp_next;
+    }
 
     t = Clock::now();  // the sums of the weighted updates and of the weights, the server step
     ExchangeStats xs;

@@ -111,6 +111,10 @@ nlohmann::json round_line(const RoundSummary& s, std::span<const RankReport> rep
     line["accuracy"] = s.accuracy;
     line["loss"] = s.loss;
   }
+  if (s.epsilon >= 0.0) {
+    line["epsilon"] = s.epsilon;
+    line["delta"] = s.delta;
+  }
   return line;
 }
 

@@ -66,9 +66,12 @@ struct RoundSummary {
   int64_t intra_sent = 0, intra_received = 0, inter_sent = 0, inter_received = 0;
   double compression_ratio = 1.0;
   std::string reducer, device, cpu, blas;
-  /// false under secure aggregation: the line leaves out every silo-private field (each silo
-  /// keeps its own in its private directory).
+  /// false under secure aggregation or differential privacy: the line leaves out every
+  /// silo-private field (each silo keeps its own in its private directory).
   bool silo_fields = true;
+  /// Under [privacy]: the largest epsilon over the silos after this round (a public bound on
+  /// every silo's), and the delta it is for; negative: no privacy accounting.
+  double epsilon = -1.0, delta = 0.0;
 };
 
 /// The metrics.jsonl line: `silos` (each silo's sample count, sampled flag, train loss where it

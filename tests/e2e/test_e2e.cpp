@@ -2,6 +2,7 @@
 // federations under mpirun, resume and determinism, and bad inputs (non-zero exit on every rank,
 // one clear message, no model written).
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <array>
@@ -376,6 +377,156 @@ TEST_F(E2E, SecureSharedIndexRunResumesBitwiseAndKeepsKeyMaterialOut) {
       EXPECT_EQ(bytes.find(hex.substr(32)), std::string::npos) << path;
     }
   }
+}
+
+// DP-SGD in every silo ([privacy] level = "sample"): 4 rounds straight equal 2 + 2 resumed bit
+// for bit (each silo's secret key is read back from its private directory, so the resumed
+// rounds draw the same noise), while a fresh start draws a new key and another model; the shared
+// metrics carry the largest epsilon over the silos, growing round by round, and no silo's
+// sample count, loss or accuracy, which each silo keeps (with its own epsilon) in its private
+// directory; the key (0600) appears in no other file and in no output.
+TEST_F(E2E, PrivateRunResumesBitwiseKeepsSiloFieldsHomeAndReportsEpsilon) {
+  const std::string extra = "[privacy]\nlevel = \"sample\"\nnoise_multiplier = 1.0\nclip = 1.0\n";
+  const std::string dir = silos_dir(4);
+  const auto full = write_file(kTmp + "/cfg/dpfull.toml", config_text("dpfull", dir, 4) + extra);
+  const auto part2 = write_file(kTmp + "/cfg/dppart2.toml", config_text("dppart", dir, 2) + extra);
+  const auto part4 = write_file(kTmp + "/cfg/dppart4.toml", config_text("dppart", dir, 4) + extra);
+  std::string output;
+  for (const auto& [cfg, flags] : {std::pair{full, "--overwrite"}, std::pair{part2, "--overwrite"},
+                                   std::pair{part4, "--resume"}}) {
+    auto r = train(4, cfg, flags);
+    ASSERT_EQ(r.code, 0) << r.output;
+    output += r.output;
+  }
+  // Two fresh private runs draw different keys, so different noise and models.
+  const auto a = params_of(run_dir("dpfull") + "/model.h5");
+  const auto b = params_of(run_dir("dppart") + "/model.h5");
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_NE(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
+  const auto m = metrics_without_timings(run_dir("dppart") + "/metrics.jsonl");
+  ASSERT_EQ(m.size(), 4u);
+  double previous = 0.0;
+  for (const auto& line : m) {
+    ASSERT_TRUE(line.contains("epsilon")) << line.dump();
+    EXPECT_GT(line["epsilon"].get<double>(), previous);
+    previous = line["epsilon"].get<double>();
+    EXPECT_EQ(line["delta"].get<double>(), 1e-5);
+    for (const auto& silo : line["silos"]) {
+      for (const char* key : {"samples", "train_loss", "test_accuracy", "test_loss"}) {
+        EXPECT_FALSE(silo.contains(key)) << key << " in " << silo.dump();
+      }
+    }
+  }
+  EXPECT_GT(m.back()["accuracy"].get<double>(), 0.3);
+  double largest = 0.0;
+  std::vector<std::string> keys;
+  for (int s = 0; s < 4; ++s) {
+    const std::string priv = run_dir("dppart") + "/private/silo-0" + std::to_string(s);
+    const auto own = metrics_without_timings(priv + "/metrics.jsonl");
+    ASSERT_EQ(own.size(), 4u) << s;
+    EXPECT_TRUE(own.back().contains("samples"));
+    EXPECT_TRUE(own.back().contains("test_accuracy"));
+    largest = std::max(largest, own.back()["epsilon"].get<double>());
+    struct stat st {};
+    ASSERT_EQ(::stat((priv + "/dp.key").c_str(), &st), 0) << priv;
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+    ASSERT_EQ(st.st_size, 32);
+    std::ifstream in(priv + "/dp.key", std::ios::binary);
+    keys.emplace_back(std::string(std::istreambuf_iterator<char>(in), {}));
+  }
+  EXPECT_EQ(largest, m.back()["epsilon"].get<double>());  // the public bound is the largest
+  auto searched = files_under(run_dir("dppart"));
+  searched.emplace_back("the runs' output", output);
+  for (const std::string& key : keys) {
+    const std::string hex = fedsilo::secagg::to_hex(
+        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(key.data()), key.size()));
+    for (const auto& [path, bytes] : searched) {
+      if (path.ends_with("/dp.key")) continue;
+      EXPECT_EQ(bytes.find(key.substr(0, 16)), std::string::npos) << path;
+      EXPECT_EQ(bytes.find(hex.substr(0, 32)), std::string::npos) << path;
+    }
+  }
+  // A resumed private run reads its key back; without it, it stops naming the file.
+  stdfs::remove(run_dir("dppart") + "/private/silo-02/dp.key");
+  const auto part6 = write_file(kTmp + "/cfg/dppart6.toml", config_text("dppart", dir, 6) + extra);
+  expect_clean_failure(train(4, part6, "--resume"), "silo-02: privacy: cannot read the silo's DP key",
+                       "dppart-none", 1);
+  // Bitwise resume: with the noise derived from the run seed (tests only), 4 rounds straight
+  // equal 2 + 2 resumed, metrics included.
+  const std::string test_noise = "FEDSILO_INSECURE_DP_NOISE=1";
+  for (const auto& [cfg, flags] : {std::pair{full, "--overwrite"}, std::pair{part2, "--overwrite"},
+                                   std::pair{part4, "--resume"}}) {
+    auto r = train(4, cfg, flags, test_noise);
+    ASSERT_EQ(r.code, 0) << r.output;
+    EXPECT_NE(r.output.find("FEDSILO_INSECURE_DP_NOISE is set"), std::string::npos) << r.output;
+  }
+  const auto c = params_of(run_dir("dpfull") + "/model.h5");
+  const auto d = params_of(run_dir("dppart") + "/model.h5");
+  ASSERT_EQ(c.size(), d.size());
+  EXPECT_EQ(0, std::memcmp(c.data(), d.data(), c.size() * sizeof(float)));
+  EXPECT_EQ(metrics_without_timings(run_dir("dpfull") + "/metrics.jsonl"),
+            metrics_without_timings(run_dir("dppart") + "/metrics.jsonl"));
+}
+
+// privacy.max_epsilon: before the round that would take a silo past the budget, the run
+// checkpoints, writes model.h5 for the rounds done and stops on every rank with exit 6; a
+// resume stops again at once.
+TEST_F(E2E, PrivacyBudgetStopsWithExitSixAndTheModelOfTheRoundsDone) {
+  const std::string dir = silos_dir(4);
+  const std::string dp = "[privacy]\nlevel = \"sample\"\nnoise_multiplier = 1.0\n";
+  const std::string test_noise = "FEDSILO_INSECURE_DP_NOISE=1";
+  const auto two = write_file(kTmp + "/cfg/dpb2.toml", config_text("dpb2", dir, 2) + dp);
+  const auto three = write_file(kTmp + "/cfg/dpb3.toml", config_text("dpb3", dir, 3) + dp);
+  ASSERT_EQ(train(4, two, "--overwrite", test_noise).code, 0);
+  ASSERT_EQ(train(4, three, "--overwrite", test_noise).code, 0);
+  const auto m = metrics_without_timings(run_dir("dpb3") + "/metrics.jsonl");
+  ASSERT_EQ(m.size(), 3u);
+  const double budget = 0.5 * (m[1]["epsilon"].get<double>() + m[2]["epsilon"].get<double>());
+  const auto capped = write_file(kTmp + "/cfg/dpbcap.toml",
+                                 config_text("dpbcap", dir, 3) + dp + "max_epsilon = " + std::to_string(budget) + "\n");
+  for (const char* flags : {"--overwrite", "--resume"}) {
+    auto r = train(4, capped, flags, test_noise);
+    EXPECT_EQ(r.code, 6) << r.output;
+    for (size_t i = 0; i < r.rank_codes.size(); ++i) EXPECT_EQ(r.rank_codes[i], 6) << "rank " << i;
+    EXPECT_NE(r.output.find("privacy budget spent: round 3 would take a silo to epsilon"), std::string::npos)
+        << r.output;
+    EXPECT_NE(r.output.find("stopped after round 2 of 3"), std::string::npos) << r.output;
+  }
+  const auto a = params_of(run_dir("dpb2") + "/model.h5");
+  const auto b = params_of(run_dir("dpbcap") + "/model.h5");
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
+  EXPECT_EQ(metrics_without_timings(run_dir("dpbcap") + "/metrics.jsonl").size(), 2u);
+}
+
+// Bad privacy settings: a clear error on every rank, nothing trained.
+TEST_F(E2E, PrivacyRefusesBadSettingsOnEveryRank) {
+  const std::string dir = silos_dir(4);
+  const std::string dp = "[privacy]\nlevel = \"sample\"\n";
+  struct Bad {
+    std::string extra, needle;
+    int code;
+  };
+  const std::vector<Bad> cases = {
+      {"noise_multiplier = 0.0\n", "privacy.noise_multiplier: must be > 0", 2},
+      {"noise_multiplier = 1.0\nclip = -1.0\n", "privacy.clip: must be > 0", 2},
+      {"noise_multiplier = 1.0\ndelta = 1.5\n", "privacy.delta: must be in (0, 1)", 2},
+      {"noise_multiplier = 1.0\naccountant = \"moments\"\n", "privacy.accountant", 2},
+      {"noise_multiplier = 1.0\ntarget_epsilon = 3.0\n", "needs exactly one of privacy.noise_multiplier (the noise) and privacy.target_epsilon (the noise from the accountant), not both", 2},
+      {"clip = 1.0\n", "needs exactly one of privacy.noise_multiplier", 2},
+      {"noise_multiplier = 1.0\ndelta = 0.01\n", "privacy.delta = 0.01 is not below 1 / silo-0", 2},
+      {"target_epsilon = 0.01\n", "privacy.target_epsilon, silo-0", 2},
+  };
+  for (const Bad& b : cases) {
+    SCOPED_TRACE(b.extra);
+    const auto cfg = write_file(kTmp + "/cfg/dpbad.toml", config_text("dpbad", dir, 2) + dp + b.extra);
+    expect_clean_failure(train(4, cfg, "--overwrite"), b.needle, "dpbad", b.code);
+  }
+  // A batch larger than a silo's records (the sample rate would exceed 1).
+  std::string text = config_text("dpbig", dir, 2) + dp + "noise_multiplier = 1.0\n";
+  text.replace(text.find("batch_size = 32"), 15, "batch_size = 3000");
+  const auto big = write_file(kTmp + "/cfg/dpbig.toml", text);
+  expect_clean_failure(train(4, big, "--overwrite"), "local.batch_size = 3000 is larger than silo-0", "dpbig", 2);
 }
 
 TEST_F(E2E, OneRoundGivesTheSampleWeightedMeanOfLocalModels) {
