@@ -232,6 +232,39 @@ double run_chunk_clipped(const ModelCore& m, const float* params, const float* x
   return loss;
 }
 
+// The double-precision reference path's buffers for one batch (allocated per call), and its
+// forward pass: the gradient checks' forward_backward_reference and the clipping tests'
+// clipped_gradient_sum_reference share it.
+struct ReferencePass {
+  std::vector<std::vector<double>> act, keep;
+  std::vector<std::vector<uint8_t>> aux;
+  std::vector<double> da, db;  // activation gradients, ping-pong
+  const double* logits = nullptr;
+  ReferencePass(const ModelCore& m, const double* params, const double* x, int batch, bool clipping) {
+    const size_t nl = m.layers.size();
+    act.resize(nl);
+    keep.resize(nl);
+    aux.resize(nl);
+    int64_t widest = m.input_size;
+    for (size_t i = 0; i < nl; ++i) {
+      act[i].resize(static_cast<size_t>(batch * m.layers[i]->out_size()));
+      if (clipping) keep[i].resize(static_cast<size_t>(batch * m.layers[i]->keep_floats()));
+      aux[i].resize(static_cast<size_t>(m.layers[i]->aux_bytes(batch)));
+      widest = std::max(widest, m.layers[i]->out_size());
+    }
+    da.resize(static_cast<size_t>(batch * widest));
+    db.resize(da.size());
+    const double* in = x;
+    for (size_t i = 0; i < nl; ++i) {
+      m.layers[i]->forward(params, in, act[i].data(), batch, {nullptr, aux[i].data()});
+      in = act[i].data();
+    }
+    logits = in;
+  }
+  /// Layer i's input: the batch for the first layer, else layer i - 1's output.
+  const double* input(size_t i, const double* x) const { return i == 0 ? x : act[i - 1].data(); }
+};
+
 std::string dims_text(const std::array<int, 3>& chw) {
   return std::to_string(chw[0]) + "x" + std::to_string(chw[1]) + "x" + std::to_string(chw[2]);
 }
@@ -501,28 +534,14 @@ double Model::forward_backward_reference(std::span<const double> params, const d
       static_cast<int64_t>(grads.size()) != m.num_params || batch <= 0) {
     return std::nan("");
   }
-  const size_t nl = m.layers.size();
-  std::vector<std::vector<double>> act(nl);
-  std::vector<std::vector<uint8_t>> aux(nl);
-  int64_t widest = m.input_size;
-  for (size_t i = 0; i < nl; ++i) {
-    act[i].resize(static_cast<size_t>(batch * m.layers[i]->out_size()));
-    aux[i].resize(static_cast<size_t>(m.layers[i]->aux_bytes(batch)));
-    widest = std::max(widest, m.layers[i]->out_size());
-  }
-  std::vector<double> da(static_cast<size_t>(batch * widest)), db(da.size());
-  const double* in = x;
-  for (size_t i = 0; i < nl; ++i) {
-    m.layers[i]->forward(params.data(), in, act[i].data(), batch, {nullptr, aux[i].data()});
-    in = act[i].data();
-  }
+  ReferencePass r(m, params.data(), x, batch, false);
   const double loss =
-      kernels::softmax_xent<double>(in, y, batch, m.spec.num_classes, 1.0 / batch, da.data());
-  double* dcur = da.data();
-  for (size_t i = nl; i-- > 0;) {
-    double* dx = i == 0 ? nullptr : (dcur == da.data() ? db.data() : da.data());
-    m.layers[i]->backward(params.data(), i == 0 ? x : act[i - 1].data(), act[i].data(), dcur, dx,
-                          grads.data(), batch, {nullptr, aux[i].data()});
+      kernels::softmax_xent<double>(r.logits, y, batch, m.spec.num_classes, 1.0 / batch, r.da.data());
+  double* dcur = r.da.data();
+  for (size_t i = m.layers.size(); i-- > 0;) {
+    double* dx = i == 0 ? nullptr : (dcur == r.da.data() ? r.db.data() : r.da.data());
+    m.layers[i]->backward(params.data(), r.input(i, x), r.act[i].data(), dcur, dx, grads.data(),
+                          batch, {nullptr, r.aux[i].data()});
     dcur = dx;
   }
   return loss / batch;
@@ -539,28 +558,14 @@ double Model::clipped_gradient_sum_reference(std::span<const double> params, con
     return std::nan("");
   }
   const size_t nl = m.layers.size();
-  std::vector<std::vector<double>> act(nl), keep(nl);
-  std::vector<std::vector<uint8_t>> aux(nl);
-  int64_t widest = m.input_size;
-  for (size_t i = 0; i < nl; ++i) {
-    act[i].resize(static_cast<size_t>(batch * m.layers[i]->out_size()));
-    keep[i].resize(static_cast<size_t>(batch * m.layers[i]->keep_floats()));
-    aux[i].resize(static_cast<size_t>(m.layers[i]->aux_bytes(batch)));
-    widest = std::max(widest, m.layers[i]->out_size());
-  }
-  std::vector<double> da(static_cast<size_t>(batch * widest)), db(da.size());
-  const double* in = x;
-  for (size_t i = 0; i < nl; ++i) {
-    m.layers[i]->forward(params.data(), in, act[i].data(), batch, {nullptr, aux[i].data()});
-    in = act[i].data();
-  }
-  const double loss = kernels::softmax_xent<double>(in, y, batch, m.spec.num_classes, 1.0, da.data());
+  ReferencePass r(m, params.data(), x, batch, true);
+  const double loss = kernels::softmax_xent<double>(r.logits, y, batch, m.spec.num_classes, 1.0, r.da.data());
   std::vector<double> norms2(static_cast<size_t>(batch), 0.0), scale(norms2.size());
-  double* dcur = da.data();
+  double* dcur = r.da.data();
   for (size_t i = nl; i-- > 0;) {
-    double* dx = i == 0 ? nullptr : (dcur == da.data() ? db.data() : da.data());
-    m.layers[i]->backward_norms(params.data(), i == 0 ? x : act[i - 1].data(), act[i].data(), dcur,
-                                dx, keep[i].data(), norms2.data(), batch, {nullptr, aux[i].data()});
+    double* dx = i == 0 ? nullptr : (dcur == r.da.data() ? r.db.data() : r.da.data());
+    m.layers[i]->backward_norms(params.data(), r.input(i, x), r.act[i].data(), dcur, dx,
+                                r.keep[i].data(), norms2.data(), batch, {nullptr, r.aux[i].data()});
     dcur = dx;
   }
   for (int i = 0; i < batch; ++i) {
@@ -568,8 +573,8 @@ double Model::clipped_gradient_sum_reference(std::span<const double> params, con
     scale[static_cast<size_t>(i)] = clip_factor<double>(norms2[static_cast<size_t>(i)], clip);
   }
   for (size_t i = 0; i < nl; ++i) {
-    m.layers[i]->clipped_grads(i == 0 ? x : act[i - 1].data(), keep[i].data(), scale.data(),
-                               grads.data(), batch, {nullptr, aux[i].data()});
+    m.layers[i]->clipped_grads(r.input(i, x), r.keep[i].data(), scale.data(), grads.data(), batch,
+                               {nullptr, r.aux[i].data()});
   }
   return loss / batch;
 }
