@@ -8,7 +8,7 @@
 //
 // Usage: local_train [--data DIR | --synthetic] [--device cpu|cuda] [--threads 2] [--batch 64]
 //                    [--batches 200 | --samples N] [--repeats 7] [--models niid-cnn,mlp]
-//                    [--json FILE] [--commit SHA] [--profile] [--arrangements] [--dp]
+//                    [--json FILE] [--commit SHA] [--profile] [--arrangements] [--dp | --dp-discrete]
 // --device cuda times model::GpuTrainer (data uploaded once, each step a replayed CUDA graph;
 // the clock covers the whole train_local call: parameter copies in and out, the per-epoch
 // shuffle upload and read-back) after checking one GPU step against the CPU step.
@@ -18,7 +18,8 @@
 // --dp (CPU) also times DP-SGD (privacy.level = "sample": Poisson batches of expected size
 // --batch, per-example clipping to norm 1, Gaussian noise of multiplier 1 from the AES-CTR
 // streams and the Ziggurat), repeat by repeat interleaved with the plain epochs; samples/s
-// counts the Poisson batches' samples.
+// counts the Poisson batches' samples. --dp-discrete: the same with the hardened sampler (an
+// exact discrete Gaussian on a grid) instead of the Ziggurat.
 // The commit comes from --commit, else $FEDSILO_COMMIT, else "unknown".
 #include <algorithm>
 #include <chrono>
@@ -64,6 +65,7 @@ struct Options {
   bool profile = false;
   bool arrangements = false;
   bool dp = false;  // also DP-SGD (clip 1, noise multiplier 1), interleaved with the plain runs
+  bool dp_discrete = false;  // --dp-discrete: the hardened sampler
 };
 
 std::vector<std::string> split_commas(const std::string& s) {
@@ -92,6 +94,9 @@ bool parse(int argc, char** argv, Options& o) {
       o.arrangements = true;
     } else if (a == "--dp") {
       o.dp = true;
+    } else if (a == "--dp-discrete") {
+      o.dp = true;
+      o.dp_discrete = true;
     } else if (a == "--data" && value(v)) {
       o.data_dir = v;
     } else if (a == "--threads" && value(v)) {
@@ -377,6 +382,7 @@ int main(int argc, char** argv) {
       dp.dp_random = &random;
       dp.dp_clip = 1.0;
       dp.dp_noise_multiplier = 1.0;
+      dp.dp_discrete = o.dp_discrete;
       return fedsilo::model::train_local(m, p, init, ds, dp);
     };
     const bool with_dp = o.dp && !cuda;
@@ -430,7 +436,7 @@ int main(int argc, char** argv) {
                   1e3 * o.batch / dmed, dp_last_loss, dmed / med);
       row["dp"] = {{"clip", 1.0},
                    {"noise_multiplier", 1.0},
-                   {"sampler", "ziggurat"},
+                   {"sampler", o.dp_discrete ? "discrete" : "ziggurat"},
                    {"samples_per_s_median", dmed},
                    {"samples_per_s_min", *dlo},
                    {"samples_per_s_max", *dhi},

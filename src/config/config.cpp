@@ -142,6 +142,12 @@ struct Choices<DpAccountant> {
                                                                   {DpAccountant::kPld, "pld"}};
 };
 
+template <>
+struct Choices<DpSampler> {
+  static constexpr std::pair<DpSampler, const char*> kAll[] = {{DpSampler::kZiggurat, "ziggurat"},
+                                                               {DpSampler::kDiscrete, "discrete"}};
+};
+
 template <typename E>
 const char* choice_name(E v) {
   for (const auto& [value, text] : Choices<E>::kAll) {
@@ -270,6 +276,7 @@ const std::vector<KeySpec>& key_specs() {
       FEDSILO_KEY_DBL("privacy", delta, privacy.delta),
       FEDSILO_KEY_CHOICE("privacy", accountant, privacy.accountant),
       FEDSILO_KEY_DBL("privacy", max_epsilon, privacy.max_epsilon),
+      FEDSILO_KEY_CHOICE("privacy", sampler, privacy.sampler),
       FEDSILO_KEY_CHOICE("compression", method, compression.method),
       FEDSILO_KEY_DBL("compression", density, compression.density),
       FEDSILO_KEY_CHOICE("compression", value_type, compression.value_type),
@@ -698,6 +705,7 @@ template Result<DeviceKind> parse_choice(std::string_view, const std::string&);
 template Result<DeviceReduce> parse_choice(std::string_view, const std::string&);
 template Result<PrivacyLevel> parse_choice(std::string_view, const std::string&);
 template Result<DpAccountant> parse_choice(std::string_view, const std::string&);
+template Result<DpSampler> parse_choice(std::string_view, const std::string&);
 template Result<compression::Method> parse_choice(std::string_view, const std::string&);
 template Result<kernels::ValueType> parse_choice(std::string_view, const std::string&);
 
@@ -709,6 +717,7 @@ const char* name(DeviceKind v) { return choice_name(v); }
 const char* name(DeviceReduce v) { return choice_name(v); }
 const char* name(PrivacyLevel v) { return choice_name(v); }
 const char* name(DpAccountant v) { return choice_name(v); }
+const char* name(DpSampler v) { return choice_name(v); }
 const char* name(compression::Method v) { return choice_name(v); }
 const char* name(kernels::ValueType v) { return choice_name(v); }
 

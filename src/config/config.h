@@ -24,6 +24,7 @@ enum class DeviceKind : uint8_t { kCpu, kCuda, kAuto };
 enum class DeviceReduce : uint8_t { kAuto, kNccl, kHost };
 enum class PrivacyLevel : uint8_t { kNone, kSample };
 enum class DpAccountant : uint8_t { kRdp, kPld };
+enum class DpSampler : uint8_t { kZiggurat, kDiscrete };
 
 /// The TOML string of a value ("niid-cnn", "fedprox", "node", "sparse-rd", "cuda", "nccl", and
 /// compression's "topk", "fp16", ...).
@@ -35,6 +36,7 @@ const char* name(DeviceKind v);
 const char* name(DeviceReduce v);
 const char* name(PrivacyLevel v);
 const char* name(DpAccountant v);
+const char* name(DpSampler v);
 const char* name(compression::Method v);
 const char* name(kernels::ValueType v);
 /// The value of E that `text` names; kInvalidArgument "KEY: unknown value 'TEXT' (expected
@@ -129,6 +131,7 @@ struct PrivacySection {
   double delta = 1e-5;            // below 1 / (each silo's training-set size)
   DpAccountant accountant = DpAccountant::kRdp;
   double max_epsilon = 0.0;       // > 0: stop before a round that would exceed it (exit 6)
+  DpSampler sampler = DpSampler::kZiggurat;  // discrete: the hardened sampler (docs/privacy.md)
 };
 
 struct Config {

@@ -431,10 +431,10 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
       double range[2] = {-dp_sigma, dp_sigma};
       FEDSILO_CHECK(comm.allreduce_max(std::span<double>(range, 2)));
       std::printf("fedsilo: DP-SGD in every silo: clip %s, noise multiplier %s..%s, delta %s, %s "
-                  "accountant%s\n",
+                  "accountant, %s sampler%s\n",
                   format_epsilon(cfg.privacy.clip).c_str(), format_epsilon(-range[0]).c_str(),
                   format_epsilon(range[1]).c_str(), format_epsilon(cfg.privacy.delta).c_str(),
-                  privacy::accountant_name(accountant),
+                  privacy::accountant_name(accountant), config::name(cfg.privacy.sampler),
                   cfg.privacy.max_epsilon > 0.0 ? (", budget epsilon " + format_epsilon(cfg.privacy.max_epsilon)).c_str() : "");
     } else {
       double range[2] = {-dp_sigma, dp_sigma};
@@ -549,6 +549,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
       lo.dp_random = &*dp_random;
       lo.dp_clip = cfg.privacy.clip;
       lo.dp_noise_multiplier = dp_sigma;
+      lo.dp_discrete = cfg.privacy.sampler == config::DpSampler::kDiscrete;
     }
     strategy.configure_local(lo);
     auto stats = backend.train(local, global, lo);

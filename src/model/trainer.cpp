@@ -140,7 +140,10 @@ Result<LocalTrainStats> train_local_dp(const Model& model, std::span<float> para
                                                  (std::isnan(loss) ? "nan" : "inf"));
       }
       // The noised sum over the expected batch size (Opacus's "mean" reduction).
-      FEDSILO_CHECK(opts.dp_random->add_gaussian(step, sigma, grads, &ws->team(), inv));
+      FEDSILO_CHECK(opts.dp_discrete
+                        ? opts.dp_random->add_discrete_gaussian(step, opts.dp_noise_multiplier,
+                                                                opts.dp_clip, grads, &ws->team(), inv)
+                        : opts.dp_random->add_gaussian(step, sigma, grads, &ws->team(), inv));
       if (!sgd.step(params, grads, global_params, &ws->team())) {
         return Status(StatusCode::kDiverged, train_position(opts, epoch, b + 1) +
                                                  ": parameters are not finite after the update");

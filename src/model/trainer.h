@@ -38,6 +38,7 @@ struct LocalTrainOptions {
   privacy::RoundRandom* dp_random = nullptr;
   double dp_clip = 0.0;
   double dp_noise_multiplier = 0.0;
+  bool dp_discrete = false;  // the hardened sampler (RoundRandom::add_discrete_gaussian)
   // Set asynchronously (a signal handler) to stop at the next mini-batch: the call then returns
   // kCancelled and the parameters are to be discarded. nullptr: never.
   const volatile std::sig_atomic_t* stop = nullptr;

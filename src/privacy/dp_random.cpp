@@ -255,24 +255,24 @@ Status RoundRandom::noise_segment(secagg::Keystream& ks, std::vector<uint32_t>& 
   return st;
 }
 
-Status RoundRandom::add_gaussian(uint32_t step, double sigma, std::span<float> out,
-                                 kernels::ThreadTeam* team, float scale) {
-  const size_t segments = (out.size() + kNoiseSegment - 1) / kNoiseSegment;
+template <typename Fn>
+Status RoundRandom::for_segments(size_t n, kernels::ThreadTeam* team, const Fn& fn) {
+  const size_t segments = (n + kNoiseSegment - 1) / kNoiseSegment;
   const int threads = team != nullptr ? std::min<int>(team->size(), static_cast<int>(segments)) : 1;
-  while (noise_.size() < static_cast<size_t>(threads)) {
+  while (noise_.size() < static_cast<size_t>(std::max(threads, 1))) {
     FEDSILO_ASSIGN_OR_RETURN(secagg::Keystream ks, secagg::Keystream::create(noise_key_));
     noise_.push_back(std::move(ks));
   }
   noise_words_.resize(noise_.size());
   noise_outside_.resize(noise_.size());
-  std::vector<Status> status(static_cast<size_t>(threads));
+  std::vector<Status> status(static_cast<size_t>(std::max(threads, 1)));
   auto work = [&](int t) {
-    for (size_t g = static_cast<size_t>(t); g < segments; g += static_cast<size_t>(threads)) {
+    const auto ts = static_cast<size_t>(t);
+    for (size_t g = ts; g < segments; g += static_cast<size_t>(threads)) {
       const size_t first = g * kNoiseSegment;
-      const size_t len = std::min(kNoiseSegment, out.size() - first);
-      const auto ts = static_cast<size_t>(t);
-      const Status st = noise_segment(noise_[ts], noise_words_[ts], noise_outside_[ts], step, g, sigma, scale, out.subspan(first, len));
-      if (!st.ok() && status[static_cast<size_t>(t)].ok()) status[static_cast<size_t>(t)] = st;
+      const Status st = fn(noise_[ts], noise_words_[ts], noise_outside_[ts], g, first,
+                           std::min(kNoiseSegment, n - first));
+      if (!st.ok() && status[ts].ok()) status[ts] = st;
     }
   };
   if (threads <= 1) {
@@ -284,6 +284,70 @@ Status RoundRandom::add_gaussian(uint32_t step, double sigma, std::span<float> o
   }
   for (const Status& st : status) FEDSILO_CHECK(st);
   return {};
+}
+
+Status RoundRandom::add_gaussian(uint32_t step, double sigma, std::span<float> out,
+                                 kernels::ThreadTeam* team, float scale) {
+  return for_segments(out.size(), team,
+                      [&](secagg::Keystream& ks, std::vector<uint32_t>& words,
+                          std::vector<uint32_t>& outside, size_t g, size_t first, size_t len) {
+                        return noise_segment(ks, words, outside, step, g, sigma, scale,
+                                             out.subspan(first, len));
+                      });
+}
+
+RoundRandom::DiscreteGrid RoundRandom::discrete_grid(double noise_multiplier, double clip, size_t n) {
+  DiscreteGrid grid;
+  // The noise's standard deviation is 2^16 to 2^17 grid steps: fine enough that rounding to
+  // the grid costs at most sqrt(n) steps of sensitivity (0.7% of the noise for sigma 1 and
+  // n = 2e5), coarse enough that every product below fits 128 bits.
+  grid.lambda = std::exp2(std::floor(std::log2(noise_multiplier * clip * 0x1p-16)));
+  grid.scale = static_cast<int64_t>(
+      std::ceil(noise_multiplier * (clip / grid.lambda + std::sqrt(static_cast<double>(n)))));
+  return grid;
+}
+
+Status RoundRandom::add_discrete_gaussian(uint32_t step, double noise_multiplier, double clip,
+                                          std::span<float> out, kernels::ThreadTeam* team,
+                                          float scale) {
+  if (!(noise_multiplier > 0.0) || !(clip > 0.0)) {
+    return invalid_argument("privacy: the discrete sampler needs a noise multiplier and clip > 0");
+  }
+  const DiscreteGrid grid = discrete_grid(noise_multiplier, clip, out.size());
+  return for_segments(
+      out.size(), team,
+      [&](secagg::Keystream& ks, std::vector<uint32_t>& words, std::vector<uint32_t>&, size_t g,
+          size_t first, size_t len) -> Status {
+        // The segment's own counter range (add_gaussian's layout), read in order.
+        const uint64_t base = (static_cast<uint64_t>(step) << kStepShift) + (uint64_t{g} << 20);
+        words.resize(kBufferWords);
+        uint64_t block = base;
+        size_t at = words.size();
+        Status st;
+        auto next = [&]() -> uint32_t {
+          if (at == words.size()) {
+            if (block >= base + (uint64_t{1} << 20)) {
+              if (st.ok()) st = internal_error("privacy: a noise segment ran out of keystream");
+              return 0;
+            }
+            const Status f = ks.fill(block, words);
+            if (!f.ok() && st.ok()) st = f;
+            block += words.size() / 4;
+            at = 0;
+          }
+          return words[at++];
+        };
+        ExactSampler<decltype(next)> exact(next);
+        for (size_t j = first; j < first + len; ++j) {
+          // round(x / lambda): lambda is a power of two, so the division is exact.
+          const auto k = static_cast<int64_t>(std::nearbyint(static_cast<double>(out[j]) / grid.lambda));
+          const int64_t z = exact.discrete_gaussian(grid.scale);
+          // Post-processing of the integer k + z: to float on the grid, then the scale.
+          out[j] = static_cast<float>(static_cast<double>(k + z) * grid.lambda) * scale;
+          if (!st.ok()) break;
+        }
+        return st;
+      });
 }
 
 Ziggurat::Ziggurat() {

@@ -57,7 +57,29 @@ class RoundRandom {
                                     kernels::ThreadTeam* team = nullptr, float scale = 1.0f);
   static constexpr size_t kNoiseSegment = size_t{1} << 14;
 
+  /// The hardened sampler (privacy.sampler = "discrete"), closed to floating-point attacks on
+  /// the noise's low bits: on the grid lambda = 2^floor(log2(noise_multiplier clip 2^-16)),
+  /// out[j] = (k_j + z_j) lambda scale with k_j = round(out[j] / lambda) and z_j an exact discrete
+  /// Gaussian of integer scale s = ceil(noise_multiplier (clip / lambda + sqrt(n))) (Canonne,
+  /// Kamath, Steinke 2020: integer arithmetic only), n = out.size(). The output depends on the
+  /// clipped sum only through the integers k; rounding moves k by at most sqrt(n) in L2, which s
+  /// pays for, so the effective noise multiplier is at least `noise_multiplier`. The same
+  /// segments, counter ranges and threads as add_gaussian.
+  [[nodiscard]] Status add_discrete_gaussian(uint32_t step, double noise_multiplier, double clip,
+                                             std::span<float> out, kernels::ThreadTeam* team = nullptr,
+                                             float scale = 1.0f);
+  /// The grid and integer scale add_discrete_gaussian uses (exposed for tests).
+  struct DiscreteGrid {
+    double lambda = 0.0;
+    int64_t scale = 0;
+  };
+  [[nodiscard]] static DiscreteGrid discrete_grid(double noise_multiplier, double clip, size_t n);
+
  private:
+  // Runs fn(keystream, words, outside, segment, first, len) over the segments of an n-value
+  // vector on up to team->size() threads; the first error is returned.
+  template <typename Fn>
+  [[nodiscard]] Status for_segments(size_t n, kernels::ThreadTeam* team, const Fn& fn);
   RoundRandom(secagg::Keystream sampling, std::vector<secagg::Keystream> noise,
               const std::array<uint8_t, 16>& noise_key)
       : sampling_(std::move(sampling)), noise_(std::move(noise)), noise_key_(noise_key) {}
@@ -105,6 +127,74 @@ class Ziggurat {
   double k_[128];   // |value| below k_[i]: inside layer i's rectangle
   double w_[128];   // layer width / 2^24
   double f_[128];   // exp(-x_i^2 / 2) at the layer's edge
+};
+
+/// Exact samplers on the integers from uniform 32-bit words (Canonne, Kamath, Steinke 2020,
+/// Algorithms 1-3), in integer arithmetic (128-bit where products need it): Bernoulli(p) for a
+/// rational p, Bernoulli(exp(-gamma)) for a rational gamma >= 0, the discrete Laplace and the
+/// discrete Gaussian of integer scale. `next` returns the next uniform word.
+template <typename NextWord>
+class ExactSampler {
+ public:
+  using u128 = unsigned __int128;
+  explicit ExactSampler(NextWord& next) : next_(next) {}
+  /// Uniform in [0, n), n >= 1 (rejection from the next power of two).
+  u128 below(u128 n) {
+    if (n <= 1) return 0;
+    int bits = 0;
+    for (u128 m = n - 1; m != 0; m >>= 1) ++bits;
+    for (;;) {
+      u128 u = 0;
+      for (int b = 0; b < bits; b += 32) u = (u << 32) | next_();
+      if (bits < 128) u &= (u128{1} << bits) - 1;
+      if (u < n) return u;
+    }
+  }
+  /// Bernoulli(num / den), 0 <= num <= den, den >= 1.
+  bool bernoulli(u128 num, u128 den) { return below(den) < num; }
+  /// Bernoulli(exp(-num / den)), den >= 1.
+  bool bernoulli_exp_minus(u128 num, u128 den) {
+    while (num > den) {  // exp(-gamma) = exp(-1) ... exp(-1) exp(-(gamma - floor))
+      if (!bernoulli_exp_minus_at_most_one(1, 1)) return false;
+      num -= den;
+    }
+    return bernoulli_exp_minus_at_most_one(num, den);
+  }
+  /// The discrete Laplace of scale t >= 1: P(x) proportional to exp(-|x| / t).
+  int64_t discrete_laplace(int64_t t) {
+    for (;;) {
+      const auto u = static_cast<int64_t>(below(static_cast<u128>(t)));
+      if (!bernoulli_exp_minus(static_cast<u128>(u), static_cast<u128>(t))) continue;
+      int64_t v = 0;
+      while (bernoulli_exp_minus(1, 1)) ++v;
+      const int64_t x = u + t * v;
+      const bool negative = bernoulli(1, 2);
+      if (negative && x == 0) continue;
+      return negative ? -x : x;
+    }
+  }
+  /// The discrete Gaussian of scale s >= 1: P(x) proportional to exp(-x^2 / (2 s^2)).
+  int64_t discrete_gaussian(int64_t s) {
+    const int64_t t = s + 1;  // floor(sigma) + 1
+    const u128 s2 = static_cast<u128>(s) * static_cast<u128>(s);
+    for (;;) {
+      const int64_t y = discrete_laplace(t);
+      // Accept with exp(-(|y| - s^2 / t)^2 / (2 s^2)) = exp(-(|y| t - s^2)^2 / (2 s^2 t^2)).
+      const u128 yt = static_cast<u128>(y < 0 ? -y : y) * static_cast<u128>(t);
+      const u128 diff = yt > s2 ? yt - s2 : s2 - yt;
+      if (bernoulli_exp_minus(diff * diff, 2 * s2 * static_cast<u128>(t) * static_cast<u128>(t))) {
+        return y;
+      }
+    }
+  }
+
+ private:
+  bool bernoulli_exp_minus_at_most_one(u128 num, u128 den) {
+    u128 k = 1;
+    while (bernoulli(num, den * k)) ++k;  // the first k with A_k = 0 ends it
+    return (k & 1) == 1;
+  }
+  NextWord& next_;
 };
 
 /// A uniform in (0, 1] from one word (never 0: the logarithms of the tail need it).

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/philox.h"
+#include "kernels/cpu/thread_team.h"
 #include "privacy/dp_random.h"
 
 namespace fedsilo::privacy {
@@ -107,6 +108,85 @@ TEST(DpRandom, StepNoiseHasVarianceSigmaSquaredAndRegeneratesExactly) {
   ASSERT_TRUE(r_other->add_gaussian(3, sigma, e).ok());
   EXPECT_NE(a, d);
   EXPECT_NE(a, e);
+}
+
+// The hardened sampler's exact pieces against their distributions (Philox words as the source).
+TEST(DpRandom, ExactBernoulliOfExpAndDiscreteGaussianHaveTheirDistributions) {
+  Philox rng(9, 4, 2, RngPurpose::kNoise);
+  auto next = [&rng] { return rng.next_u32(); };
+  ExactSampler<decltype(next)> exact(next);
+  const int n = 200000;
+  for (const auto& [num, den] : {std::pair{3, 10}, std::pair{17, 10}, std::pair{0, 1}}) {
+    int hits = 0;
+    for (int i = 0; i < n; ++i) hits += exact.bernoulli_exp_minus(num, den) ? 1 : 0;
+    const double p = std::exp(-static_cast<double>(num) / den);
+    EXPECT_LT(std::abs(hits - p * n), 5.0 * std::sqrt(n * p * (1 - p)) + 1e-9) << num << "/" << den;
+  }
+  // Scale 3: the pmf exp(-x^2 / 18) / Z, chi-square over |x| <= 9 (+ the tail) below the
+  // 0.001 quantile of chi-square with 19 degrees of freedom (43.8).
+  std::vector<int64_t> counts(21, 0);
+  double sum = 0.0, sum2 = 0.0;
+  for (int i = 0; i < n; ++i) {
+    const int64_t x = exact.discrete_gaussian(3);
+    sum += static_cast<double>(x);
+    sum2 += static_cast<double>(x * x);
+    ++counts[static_cast<size_t>(std::clamp<int64_t>(x, -10, 10) + 10)];
+  }
+  std::vector<double> p(21, 0.0);
+  double z = 0.0;
+  for (int x = -60; x <= 60; ++x) z += std::exp(-x * x / 18.0);
+  for (int x = -60; x <= 60; ++x) p[static_cast<size_t>(std::clamp(x, -10, 10) + 10)] += std::exp(-x * x / 18.0) / z;
+  double chi2 = 0.0;
+  for (size_t k = 0; k < p.size(); ++k) {
+    const double e = p[k] * n;
+    if (e > 5.0) chi2 += (counts[k] - e) * (counts[k] - e) / e;
+  }
+  EXPECT_LT(chi2, 43.8);
+  EXPECT_LT(std::abs(sum / n), 5.0 * 3.0 / std::sqrt(n));
+  // A large scale (the sampler's own: 2^16 to 2^18): variance s^2 within 5 standard errors.
+  const int64_t s = 70001;
+  double v2 = 0.0, v1 = 0.0;
+  const int m = 50000;
+  for (int i = 0; i < m; ++i) {
+    const auto x = static_cast<double>(exact.discrete_gaussian(s));
+    v1 += x;
+    v2 += x * x;
+  }
+  const double var = v2 / m - (v1 / m) * (v1 / m);
+  EXPECT_LT(std::abs(var / (static_cast<double>(s) * s) - 1.0), 5.0 * std::sqrt(2.0 / m));
+}
+
+// The hardened noise: every output is (an integer) x lambda x scale, the integer's spread is the
+// grid's scale (at least sigma C in units of lambda), and a step regenerates exactly.
+TEST(DpRandom, DiscreteNoiseLiesOnTheGridWithTheScaleItPaysFor) {
+  auto key = insecure_test_key(5, 1);
+  ASSERT_TRUE(key.ok());
+  auto r = RoundRandom::create(key.value(), 2);
+  ASSERT_TRUE(r.ok());
+  const size_t n = 40000;  // three segments
+  const double sigma = 1.3, clip = 0.8;
+  const auto grid = RoundRandom::discrete_grid(sigma, clip, n);
+  EXPECT_EQ(grid.lambda, std::exp2(std::floor(std::log2(sigma * clip / 65536.0))));
+  EXPECT_GE(static_cast<double>(grid.scale) * grid.lambda, sigma * (clip + std::sqrt(n) * grid.lambda));
+  std::vector<float> a(n), b(n);
+  for (size_t j = 0; j < n; ++j) a[j] = b[j] = 0.37f * static_cast<float>(j % 7);
+  const std::vector<float> before = a;
+  kernels::ThreadTeam team(2);
+  ASSERT_TRUE(r->add_discrete_gaussian(4, sigma, clip, a, &team).ok());
+  ASSERT_TRUE(r->add_discrete_gaussian(4, sigma, clip, b, nullptr).ok());
+  EXPECT_EQ(a, b);  // the same step, on 2 threads or 1
+  double sum2 = 0.0;
+  for (size_t j = 0; j < n; ++j) {
+    const double units = static_cast<double>(a[j]) / grid.lambda;
+    ASSERT_EQ(units, std::nearbyint(units)) << j;  // on the grid
+    const double noise = units - std::nearbyint(static_cast<double>(before[j]) / grid.lambda);
+    sum2 += noise * noise;
+  }
+  const double s = static_cast<double>(grid.scale);
+  EXPECT_LT(std::abs(sum2 / n / (s * s) - 1.0), 5.0 * std::sqrt(2.0 / n));
+  std::vector<float> c(n, 0.0f);
+  ASSERT_TRUE(r->add_discrete_gaussian(5, sigma, clip, c, nullptr).ok());
+  EXPECT_NE(std::vector<float>(a.begin(), a.begin() + 100), std::vector<float>(c.begin(), c.begin() + 100));
 }
 
 TEST(DpRandom, PoissonSamplingIncludesEachRecordWithProbabilityQ) {

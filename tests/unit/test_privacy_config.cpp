@@ -30,7 +30,7 @@ TEST(PrivacyConfig, DefaultsToNoneAndSampleParsesEveryKey) {
   EXPECT_EQ(none->privacy.level, config::PrivacyLevel::kNone);
   auto c = parse(
       "[privacy]\nlevel = \"sample\"\ntarget_epsilon = 3.0\nclip = 0.5\ndelta = 1e-6\n"
-      "accountant = \"pld\"\nmax_epsilon = 4.0\n");
+      "accountant = \"pld\"\nmax_epsilon = 4.0\nsampler = \"discrete\"\n");
   ASSERT_TRUE(c.ok()) << c.status().to_string();
   EXPECT_EQ(c->privacy.level, config::PrivacyLevel::kSample);
   EXPECT_EQ(c->privacy.target_epsilon, 3.0);
@@ -38,6 +38,7 @@ TEST(PrivacyConfig, DefaultsToNoneAndSampleParsesEveryKey) {
   EXPECT_EQ(c->privacy.delta, 1e-6);
   EXPECT_EQ(c->privacy.accountant, config::DpAccountant::kPld);
   EXPECT_EQ(c->privacy.max_epsilon, 4.0);
+  EXPECT_EQ(c->privacy.sampler, config::DpSampler::kDiscrete);
   // The canonical text parses back to the same settings, and leaves the noise multiplier out
   // (the accountant sets it).
   const std::string text = config::to_toml(c.value());
@@ -62,6 +63,7 @@ TEST(PrivacyConfig, RefusesBadValuesNamingTheKey) {
   expect_refused(dp + "target_epsilon = 9.0\nmax_epsilon = 8.0\n",
                  "privacy.target_epsilon: 9.0 is above privacy.max_epsilon = 8.0");
   expect_refused("[privacy]\nlevel = \"record\"\n", "privacy.level");
+  expect_refused(dp + "noise_multiplier = 1.0\nsampler = \"box-muller\"\n", "privacy.sampler");
   expect_refused(dp + "noise_multiplier = 1.0\n[device]\nkind = \"cuda\"\n",
                  "privacy.level: \"sample\" needs device.kind = \"cpu\"");
 }

@@ -80,6 +80,26 @@ TEST(TrainerDp, LearnsAndRepeatsBitwiseForTheSameSecretStream) {
   EXPECT_GT(evaluate(m, a, test, 64, 1).accuracy, 0.9);
 }
 
+TEST(TrainerDp, TheHardenedSamplerLearnsAndRepeatsBitwise) {
+  const Model m = build_ok({"mlp", {16}, {1, 4, 4}, 3});
+  const auto train = blobs(300, 1), test = blobs(200, 2);
+  std::vector<float> p0(m.num_params());
+  m.init_params(p0, 1);
+  auto key = privacy::insecure_test_key(1, 0);
+  ASSERT_TRUE(key.ok());
+  auto r = privacy::RoundRandom::create(key.value(), 1);
+  ASSERT_TRUE(r.ok());
+  LocalTrainOptions o = dp_options(r.value());
+  o.dp_discrete = true;
+  std::vector<float> a = p0, b = p0, c = p0;
+  ASSERT_TRUE(train_local(m, a, p0, train, o).ok());
+  ASSERT_TRUE(train_local(m, b, p0, train, o).ok());
+  ASSERT_TRUE(train_local(m, c, p0, train, dp_options(r.value())).ok());
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);  // another sampler, other noise
+  EXPECT_GT(evaluate(m, a, test, 64, 1).accuracy, 0.9);
+}
+
 TEST(TrainerDp, WithRateOneNoClippingAndVanishingNoiseItIsFullBatchSgd) {
   const Model m = build_ok({"mlp", {16}, {1, 4, 4}, 3});
   const auto train = blobs(64, 1);
