@@ -123,16 +123,19 @@ Result<RealFft> RealFft::create(size_t n) {
   return f;
 }
 
+Status RealFft::check_sizes(size_t values, size_t frequencies) const {
+  if (values == n_ && frequencies == n_ / 2 + 1) return {};
+  return invalid_argument("real fft: planned for " + std::to_string(n_) + " values and " +
+                          std::to_string(n_ / 2 + 1) + " frequencies, got " +
+                          std::to_string(values) + " and " + std::to_string(frequencies));
+}
+
 // With z[j] = x[2j] + i x[2j+1] and Z its DFT of length m = n/2, the DFTs of the even and odd
 // samples are E[k] = (Z[k] + conj Z[m-k]) / 2 and O[k] = (Z[k] - conj Z[m-k]) / 2i, and
 // X[k] = E[k] + w^k O[k] with w = e^(-2 pi i / n), for k = 0..m (Z[m] = Z[0]).
 Status RealFft::forward(std::span<const double> x, std::span<std::complex<double>> spectrum) const {
   const size_t m = n_ / 2;
-  if (x.size() != n_ || spectrum.size() != m + 1) {
-    return invalid_argument("real fft: planned for " + std::to_string(n_) + " values and " +
-                            std::to_string(m + 1) + " frequencies, got " +
-                            std::to_string(x.size()) + " and " + std::to_string(spectrum.size()));
-  }
+  FEDSILO_CHECK(check_sizes(x.size(), spectrum.size()));
   double* z = reinterpret_cast<double*>(spectrum.data());
   for (size_t i = 0; i < n_; ++i) z[i] = x[i];  // z[j] = x[2j] + i x[2j+1]
   half_.transform(z, -1.0);
@@ -161,11 +164,7 @@ Status RealFft::forward(std::span<const double> x, std::span<std::complex<double
 // Z[k] = E[k] + i O[k], z = IDFT_m(Z), x[2j] + i x[2j+1] = z[j].
 Status RealFft::inverse(std::span<std::complex<double>> spectrum, std::span<double> x) const {
   const size_t m = n_ / 2;
-  if (x.size() != n_ || spectrum.size() != m + 1) {
-    return invalid_argument("real fft: planned for " + std::to_string(n_) + " values and " +
-                            std::to_string(m + 1) + " frequencies, got " +
-                            std::to_string(x.size()) + " and " + std::to_string(spectrum.size()));
-  }
+  FEDSILO_CHECK(check_sizes(x.size(), spectrum.size()));
   double* z = reinterpret_cast<double*>(spectrum.data());
   for (size_t k = 0; k <= m / 2; ++k) {
     const size_t l = m - k;

@@ -53,6 +53,8 @@ class RealFft {
   [[nodiscard]] Status inverse(std::span<std::complex<double>> spectrum, std::span<double> x) const;
 
  private:
+  // kInvalidArgument unless x holds n_ values and the spectrum n_ / 2 + 1 frequencies.
+  [[nodiscard]] Status check_sizes(size_t values, size_t frequencies) const;
   RealFft() = default;
   size_t n_ = 0;
   Fft half_;
