@@ -102,7 +102,8 @@ Status prune(const std::string& run_dir, int keep) {
 }
 
 Status write_silo_state(const std::string& private_dir, int64_t round, int silo,
-                        const std::string& config_hash, const SiloState& state) {
+                        const std::string& config_hash, const SiloState& state,
+                        const std::vector<uint8_t>* user_state) {
   return h5::write_atomically(private_dir + "/" + silo_state_file(round), [&](h5::File& f) -> Status {
     FEDSILO_CHECK(f.write_attr_str("", "format", "fedsilo-silo-state"));
     FEDSILO_CHECK(f.write_attr_i64("", "round", round));
@@ -111,6 +112,9 @@ Status write_silo_state(const std::string& private_dir, int64_t round, int silo,
       if (!vec->empty()) {
         FEDSILO_CHECK(f.write_f32(name, *vec, {static_cast<int64_t>(vec->size())}));
       }
+    }
+    if (user_state != nullptr && !user_state->empty()) {
+      FEDSILO_CHECK(f.write_u8("user_state", *user_state, {static_cast<int64_t>(user_state->size())}));
     }
     return f.write_attr_str("", "config_hash", config_hash);
   });
@@ -125,7 +129,8 @@ Status check_silo_state(const std::string& private_dir, int64_t round,
                       " is unreadable");
 }
 
-Status read_silo_state(const std::string& private_dir, int64_t round, const SiloState& state) {
+Status read_silo_state(const std::string& private_dir, int64_t round, const SiloState& state,
+                       std::vector<uint8_t>* user_state) {
   const std::string path = private_dir + "/" + silo_state_file(round);
   FEDSILO_ASSIGN_OR_RETURN(auto f, h5::File::open_read(path));
   for (const auto& [name, vec] : state) {
@@ -136,6 +141,12 @@ Status read_silo_state(const std::string& private_dir, int64_t round, const Silo
                           " values, the model " + std::to_string(vec->size()));
     }
     *vec = std::move(v);
+  }
+  if (user_state != nullptr) {
+    user_state->clear();
+    if (f.has("user_state")) {
+      FEDSILO_ASSIGN_OR_RETURN(*user_state, f.read_u8("user_state"));
+    }
   }
   return {};
 }

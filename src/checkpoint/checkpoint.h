@@ -46,17 +46,21 @@ std::string silo_state_file(int64_t round);
 /// A silo's private state: named float vectors (error-feedback residual, DGC velocity) kept in
 /// its private directory, never sent. Empty vectors are neither written nor read.
 using SiloState = std::vector<std::pair<std::string, std::vector<float>*>>;
-/// Writes PRIVATE_DIR/ckpt-ROUND.h5 atomically: the vectors, the round, the silo, the hash.
+/// Writes PRIVATE_DIR/ckpt-ROUND.h5 atomically: the vectors, the round, the silo, the hash, and
+/// `user_state` where given and not empty (the Python binding's registered state, opaque bytes).
 [[nodiscard]] Status write_silo_state(const std::string& private_dir, int64_t round, int silo,
-                                      const std::string& config_hash, const SiloState& state);
+                                      const std::string& config_hash, const SiloState& state,
+                                      const std::vector<uint8_t>* user_state = nullptr);
 /// Checks that the state file of `round` exists and records that round; the error names
 /// `silo_name` ("silo-03: private state for round 4 is unreadable").
 [[nodiscard]] Status check_silo_state(const std::string& private_dir, int64_t round,
                                       const std::string& silo_name);
 /// Reads the vectors of `round` into `state`; a vector whose stored length differs from the
-/// one in `state` is kCorruptData naming the file, the name and both lengths.
+/// one in `state` is kCorruptData naming the file, the name and both lengths. `user_state`,
+/// where given, receives the stored bytes (empty if the file has none).
 [[nodiscard]] Status read_silo_state(const std::string& private_dir, int64_t round,
-                                     const SiloState& state);
+                                     const SiloState& state,
+                                     std::vector<uint8_t>* user_state = nullptr);
 /// Deletes all but the newest `keep` state files of a private directory.
 void prune_silo_states(const std::string& private_dir, int keep);
 

@@ -30,11 +30,16 @@ struct ModelFileMeta {
 struct LoadedModel {
   model::ModelSpec spec;
   std::vector<float> params;
+  std::vector<model::ParamInfo> table;  // each tensor's name, shape and place in `params`
   ModelFileMeta meta;
 };
 
 /// Writes atomically (temporary name, fsync, rename).
 [[nodiscard]] Status write_model_file(const std::string& path, const model::Model& model,
+                                      std::span<const float> params, const ModelFileMeta& meta);
+/// The same for a model given by its tensor table (arch "pytorch": the Python binding's).
+[[nodiscard]] Status write_model_file(const std::string& path, const model::ModelSpec& spec,
+                                      std::span<const model::ParamInfo> table,
                                       std::span<const float> params, const ModelFileMeta& meta);
 /// Reads and checks: format, version, consistent sizes, finite parameters; errors name the path.
 [[nodiscard]] Result<LoadedModel> read_model_file(const std::string& path);

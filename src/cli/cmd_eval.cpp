@@ -13,6 +13,11 @@ namespace fedsilo::cli {
 
 static Status eval(const EvalArgs& args) {
   FEDSILO_ASSIGN_OR_RETURN(checkpoint::LoadedModel loaded, checkpoint::read_model_file(args.model));
+  if (loaded.spec.arch == "pytorch") {
+    return invalid_argument(args.model + " holds a PyTorch model trained through fedsilo.torch "
+                            "(arch \"pytorch\"): fedsilo eval runs the built-in architectures; "
+                            "load the run's model.pt into your network and evaluate it with PyTorch");
+  }
   FEDSILO_ASSIGN_OR_RETURN(data::Dataset ds, data::read_dataset(args.data));
   if (ds.chw != loaded.spec.input_chw || ds.num_classes != loaded.spec.num_classes) {
     return invalid_argument(

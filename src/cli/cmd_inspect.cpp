@@ -14,7 +14,9 @@ namespace fedsilo::cli {
 
 static Status inspect_model(const std::string& path) {
   FEDSILO_ASSIGN_OR_RETURN(checkpoint::LoadedModel m, checkpoint::read_model_file(path));
-  FEDSILO_ASSIGN_OR_RETURN(model::Model net, model::Model::build(m.spec));
+  // A built-in architecture must rebuild (so `eval` can run it); a PyTorch model's layout is
+  // its tensor table.
+  if (m.spec.arch != "pytorch") FEDSILO_CHECK(model::Model::build(m.spec).status());
   double sq = 0.0;
   for (float v : m.params) sq += static_cast<double>(v) * v;
   std::printf("%s: fedsilo %s\n", path.c_str(), m.meta.kind.c_str());
@@ -30,7 +32,7 @@ static Status inspect_model(const std::string& path) {
   std::printf("  parameters   %zu (L2 norm %.6g)\n", m.params.size(), std::sqrt(sq));
   std::printf("  config hash  %s\n  reducer      %s\n", m.meta.config_hash.c_str(), m.meta.reducer.c_str());
   std::printf("  %-16s %-16s %10s %10s\n", "tensor", "shape", "offset", "size");
-  for (const auto& p : net.params()) {
+  for (const auto& p : m.table) {
     std::string shape;
     for (size_t i = 0; i < p.shape.size(); ++i) shape += (i ? "x" : "") + std::to_string(p.shape[i]);
     std::printf("  %-16s %-16s %10lld %10lld\n", p.name.c_str(), shape.c_str(),

@@ -78,7 +78,8 @@ struct Choices;
 template <>
 struct Choices<Arch> {
   static constexpr std::pair<Arch, const char*> kAll[] = {
-      {Arch::kLogreg, "logreg"}, {Arch::kMlp, "mlp"}, {Arch::kNiidCnn, "niid-cnn"}};
+      {Arch::kLogreg, "logreg"}, {Arch::kMlp, "mlp"}, {Arch::kNiidCnn, "niid-cnn"},
+      {Arch::kPytorch, "pytorch"}};
 };
 template <>
 struct Choices<StrategyName> {
@@ -242,6 +243,7 @@ const std::vector<KeySpec>& key_specs() {
       FEDSILO_KEY_STR("run", out_dir, run.out_dir),
       FEDSILO_KEY_INT("run", checkpoint_every, run.checkpoint_every),
       FEDSILO_KEY_INT("run", keep_checkpoints, run.keep_checkpoints),
+      FEDSILO_KEY_STR("run", command, run.command),
       FEDSILO_KEY_STR("data", silos_dir, data.silos_dir),
       FEDSILO_KEY_STR("data", test_file, data.test_file),
       FEDSILO_KEY_CHOICE("model", arch, model.arch),
@@ -593,6 +595,11 @@ Status validate_across_sections(const Config& c) {
     return bad("device.reduce", "\"nccl\" sums dense updates: it cannot carry compression.method = \"" +
                                     std::string(name(z.method)) +
                                     "\" at compression.level = \"node\" (node sums are compressed on the host)");
+  }
+  if (c.privacy.level == PrivacyLevel::kSample && c.model.arch == Arch::kPytorch) {
+    return bad("privacy.level", "\"sample\" is DP-SGD inside fedsilo's own training; with model.arch = "
+                                "\"pytorch\" the local training is the user's code: use Opacus in it "
+                                "(and set privacy.level = \"none\")");
   }
   if (c.privacy.level == PrivacyLevel::kSample && c.device.kind != DeviceKind::kCpu) {
     return bad("privacy.level", "\"sample\" needs device.kind = \"cpu\" for now, not \"" +

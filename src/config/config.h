@@ -16,7 +16,9 @@ namespace fedsilo::config {
 
 // The values of the settings that name a choice, parsed from their TOML strings (the canonical
 // text and the resume hash write the same strings back).
-enum class Arch : uint8_t { kLogreg, kMlp, kNiidCnn };
+// kPytorch: the user's own network, trained by a Python entry point through the binding
+// (fedsilo.torch); `fedsilo train` runs the built-in ones.
+enum class Arch : uint8_t { kLogreg, kMlp, kNiidCnn, kPytorch };
 enum class StrategyName : uint8_t { kFedAvg, kFedProx };
 enum class CompressionLevel : uint8_t { kSilo, kNode };
 enum class Algorithm : uint8_t { kAuto, kDenseFlat, kDenseHier, kSparseAllgather, kSparseRd, kSparseHier };
@@ -49,6 +51,8 @@ struct RunSection {
   uint64_t seed = 1;
   int rounds = 10;
   std::string out_dir;          // default: runs/<name>
+  std::string command;          // the job's entry point where it is not `fedsilo train`
+                                // ("python3 train.py": a PyTorch binding job), for `fedsilo slurm`
   int checkpoint_every = 1;     // rounds between checkpoints (the last round always checkpoints)
   int keep_checkpoints = 2;     // complete checkpoints kept on disk
 };

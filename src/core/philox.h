@@ -20,6 +20,7 @@ enum class RngPurpose : uint32_t {
   kDropout = 7,      // reserved: no layer draws dropout masks
   kCompression = 8,  // random-k, sampled top-k's sample, int8 stochastic rounding
   kPrivacy = 9,      // reserved for DP noise (fedsilo has no privacy module)
+  kUser = 10,        // the per-round seed the Python binding gives the user's training loop
 };
 
 /// One Philox4x32-10 block: 4 x 32-bit outputs for a 128-bit counter and 64-bit key.

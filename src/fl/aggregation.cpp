@@ -103,15 +103,15 @@ Status check_finite(std::span<const float> v, const std::string& what) {
 }
 
 Result<std::unique_ptr<Aggregation>> make_aggregation(const config::Config& cfg, mpi::Comm& comm,
-                                                     Backend& backend, int cuda_device,
+                                                     model::GpuTrainer* gpu, int cuda_device,
                                                      UpdateExchange& exchange, int64_t length) {
   if (cfg.secure_aggregation.enabled) {
     FEDSILO_ASSIGN_OR_RETURN(auto secure, SecureAggregation::create(cfg, comm, exchange, length, {},
                                                                            cuda_device));
     return std::unique_ptr<Aggregation>(std::move(secure));
   }
-  if (backend.gpu() != nullptr && cfg.compression.method == compression::Method::kNone) {
-    auto device = std::make_unique<DeviceAggregation>(*backend.gpu(), exchange.node_topology(), length);
+  if (gpu != nullptr && cfg.compression.method == compression::Method::kNone) {
+    auto device = std::make_unique<DeviceAggregation>(*gpu, exchange.node_topology(), length);
     FEDSILO_CHECK(device->init(cuda_device, config::name(cfg.device.reduce)));
     return std::unique_ptr<Aggregation>(std::move(device));
   }

@@ -44,11 +44,11 @@ class Aggregation {
 [[nodiscard]] Status check_finite(std::span<const float> v, const std::string& what);
 
 /// Secure aggregation where `[secure_aggregation] enabled` (fl/secure_aggregation.h); else the
-/// device sum where the backend is a GPU and the update is not compressed; else the host
+/// device sum where `gpu` (the GPU backend's trainer) is given and the update is not compressed; else the host
 /// exchange (which `exchange` is, and outlives the result). Collective.
 [[nodiscard]] Result<std::unique_ptr<Aggregation>> make_aggregation(const config::Config& cfg,
                                                                    mpi::Comm& comm,
-                                                                   Backend& backend,
+                                                                   model::GpuTrainer* gpu,
                                                                    int cuda_device,
                                                                    UpdateExchange& exchange,
                                                                    int64_t length);

@@ -143,14 +143,9 @@ struct RoundMetrics {
 // Reads what this rank needs; errors name the silo and the file.
 Status load_silo(const config::Config& cfg, int rank, int size, SiloData& st) {
   st.silo = rank;
-  st.name = data::silo_dir_name(rank, size);
-  std::string dir = cfg.data.silos_dir + "/" + st.name;
-  // Under the Slurm plugin, the silo's data is mounted (read-only) at $FEDSILO_DATA_DIR and
-  // other silos' directories cannot be opened; $FEDSILO_SILO is its name in the manifest.
-  if (const char* d = std::getenv("FEDSILO_DATA_DIR"); d != nullptr && *d != '\0') {
-    dir = d;
-    if (const char* n = std::getenv("FEDSILO_SILO"); n != nullptr && *n != '\0') st.name = n;
-  }
+  const SiloLocation where = silo_location(cfg, rank, size);
+  st.name = where.name;
+  const std::string& dir = where.dir;
   auto train = data::read_dataset(dir + "/train.h5");
   if (!train.ok()) return {train.status().code(), st.name + ": " + train.status().message()};
   st.train = std::move(train).value();
@@ -213,6 +208,18 @@ checkpoint::SiloState private_state(UpdateExchange& x) { return x.private_state(
 
 }  // namespace
 
+SiloLocation silo_location(const config::Config& cfg, int rank, int size) {
+  SiloLocation out{data::silo_dir_name(rank, size), ""};
+  out.dir = cfg.data.silos_dir + "/" + out.name;
+  // Under the Slurm plugin, the silo's data is mounted (read-only) at $FEDSILO_DATA_DIR and
+  // other silos' directories cannot be opened; $FEDSILO_SILO is its name in the manifest.
+  if (const char* d = std::getenv("FEDSILO_DATA_DIR"); d != nullptr && *d != '\0') {
+    out.dir = d;
+    if (const char* n = std::getenv("FEDSILO_SILO"); n != nullptr && *n != '\0') out.name = n;
+  }
+  return out;
+}
+
 Result<int> count_silos(const std::string& silos_dir, const std::string& config_path) {
   std::error_code ec;
   if (!stdfs::is_directory(silos_dir, ec)) {
@@ -247,6 +254,12 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
   const bool keep_home = secure || dp;  // silo-private report fields stay in the silo's directory
   const std::string run_dir = cfg.run.out_dir;
   const std::string hash = config::resume_hash(cfg);
+  if (cfg.model.arch == config::Arch::kPytorch) {
+    return invalid_argument("model.arch = \"pytorch\": the model and its training are a Python entry "
+                            "point's (fedsilo.torch; run it as run.command says, e.g. mpirun -np N "
+                            "python3 train.py " + opts.config_path + "); `fedsilo train` trains the "
+                            "built-in models (logreg, mlp, niid-cnn)");
+  }
 
   // ---- CPU kernels: the level FEDSILO_CPU asks for must exist here
   const std::string cpu_error = kernels::cpu_level_error();
@@ -456,7 +469,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
                                                          private_state(exchange))));
   }
 
-  auto aggregation_r = make_aggregation(cfg, comm, backend, device.cuda ? device.device : -1,
+  auto aggregation_r = make_aggregation(cfg, comm, backend.gpu(), device.cuda ? device.device : -1,
                                         exchange, net.num_params());
   FEDSILO_CHECK(aggregation_r.status());
   Aggregation& aggregation = *aggregation_r.value();
@@ -488,25 +501,12 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
   // Checkpoint of `round`: each silo's private state, then the global state, then the marker.
   // Collective.
   auto write_checkpoint = [&](int64_t round) -> Status {
-    Status st = checkpoint::write_silo_state(silo.private_dir, round, rank, hash,
-                                             private_state(exchange));
-    FEDSILO_CHECK(comm.agree(st));
-    if (leader) {
-      checkpoint::ModelFileMeta meta{"checkpoint", round, hash, exchange.algorithm()};
-      st = checkpoint::write_model_file(checkpoint::global_path(run_dir, round), net, global, meta);
-      if (st.ok()) {
-        checkpoint::Marker m{round, hash, exchange.algorithm(),
-                             {"checkpoints/" + stdfs::path(checkpoint::global_path(run_dir, round))
-                                                   .filename().string()},
-                             exchange.layout()};
-        st = checkpoint::write_marker(run_dir, m);
-      }
-      if (st.ok()) st = checkpoint::prune(run_dir, cfg.run.keep_checkpoints);
-    }
-    FEDSILO_CHECK(comm.agree(st));
-    // Each silo prunes its own private directory to the same rounds.
-    checkpoint::prune_silo_states(silo.private_dir, cfg.run.keep_checkpoints);
-    return {};
+    const CheckpointParts parts{hash, exchange.algorithm(), exchange.layout(), silo.private_dir,
+                                private_state(exchange)};
+    return write_round_checkpoint(comm, cfg, round, parts, [&](const std::string& path) {
+      return checkpoint::write_model_file(path, net, global,
+                                          {"checkpoint", round, hash, exchange.algorithm()});
+    });
   };
   // Every rank's Status after a SIGINT/SIGTERM, once `round` is the last checkpointed one.
   auto cancelled = [&](int64_t round, bool have_checkpoint) -> Status {
@@ -630,10 +630,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
         mine["test_accuracy"] = report.test_accuracy;
         mine["test_loss"] = report.test_loss;
       }
-      std::ofstream out(silo.private_dir + "/metrics.jsonl", std::ios::app);
-      out << mine.dump() << "\n";
-      out.flush();
-      FEDSILO_CHECK(comm.agree(out ? Status() : io_error("cannot append to " + silo.private_dir + "/metrics.jsonl")));
+      FEDSILO_CHECK(comm.agree(append_json_line(silo.private_dir + "/metrics.jsonl", mine)));
     }
     FEDSILO_ASSIGN_OR_RETURN(const std::vector<RankReport> reports,
                              gather_reports(comm, keep_home ? public_part(report) : report));
@@ -664,11 +661,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
         summary.delta = cfg.privacy.delta;
       }
       const json line = round_line(summary, reports);
-      // One line per round, flushed, so a crash loses at most the round in flight.
-      std::ofstream out(run_dir + "/metrics.jsonl", std::ios::app);
-      out << line.dump() << "\n";
-      out.flush();
-      if (!out) st = io_error("cannot append to " + run_dir + "/metrics.jsonl");
+      st = append_json_line(run_dir + "/metrics.jsonl", line);
       history.push_back(line);
       if (opts.progress) print_progress(round, start_round, cfg.run.rounds, seconds_since(loop_start),
                                         scores.evaluated, scores.accuracy, scores.loss, reports,

@@ -31,6 +31,14 @@ struct FederationOptions {
 [[nodiscard]] Status run_federation(const config::Config& cfg, const FederationOptions& opts,
                                     mpi::Comm& comm);
 
+/// Where this rank's silo lives: its name ("silo-03", or $FEDSILO_SILO under the Slurm plugin)
+/// and its data directory (data.silos_dir/NAME, or the plugin's $FEDSILO_DATA_DIR).
+struct SiloLocation {
+  std::string name;
+  std::string dir;
+};
+[[nodiscard]] SiloLocation silo_location(const config::Config& cfg, int rank, int size);
+
 /// Number of silo-* directories in `silos_dir`; kNotFound if it does not exist, saying what
 /// makes it: the "# data: ..." comment lines of the config at `config_path` where it has them.
 [[nodiscard]] Result<int> count_silos(const std::string& silos_dir, const std::string& config_path = "");

@@ -98,4 +98,35 @@ Status truncate_metrics(const std::string& path, int64_t last_round,
   return fs::write_text_atomically(path, text);
 }
 
+Status write_round_checkpoint(mpi::Comm& comm, const config::Config& cfg, int64_t round,
+                              const CheckpointParts& parts,
+                              const std::function<Status(const std::string&)>& write_global) {
+  const std::string& run_dir = cfg.run.out_dir;
+  Status st = checkpoint::write_silo_state(parts.private_dir, round, comm.rank(), parts.config_hash,
+                                           parts.state, parts.user_state);
+  FEDSILO_CHECK(comm.agree(st));
+  if (comm.rank() == 0) {
+    const std::string global = checkpoint::global_path(run_dir, round);
+    st = write_global(global);
+    if (st.ok()) {
+      checkpoint::Marker m{round, parts.config_hash, parts.algorithm,
+                           {"checkpoints/" + std::filesystem::path(global).filename().string()},
+                           parts.layout};
+      st = checkpoint::write_marker(run_dir, m);
+    }
+    if (st.ok()) st = checkpoint::prune(run_dir, cfg.run.keep_checkpoints);
+  }
+  FEDSILO_CHECK(comm.agree(st));
+  // Each silo prunes its own private directory to the same rounds.
+  checkpoint::prune_silo_states(parts.private_dir, cfg.run.keep_checkpoints);
+  return {};
+}
+
+Status append_json_line(const std::string& path, const nlohmann::json& line) {
+  std::ofstream out(path, std::ios::app);
+  out << line.dump() << "\n";
+  out.flush();
+  return out ? Status() : io_error("cannot append to " + path);
+}
+
 }  // namespace fedsilo::fl

@@ -3,12 +3,15 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "checkpoint/checkpoint.h"
 #include "config/config.h"
 #include "core/status.h"
+#include "mpi/comm.h"
 
 namespace fedsilo::fl {
 
@@ -33,5 +36,25 @@ struct RunStart {
 /// line (a crash mid-write) ends the file. A missing file is empty.
 [[nodiscard]] Status truncate_metrics(const std::string& path, int64_t last_round,
                                       std::vector<nlohmann::json>& kept);
+
+/// What a round's checkpoint holds besides the global model.
+struct CheckpointParts {
+  std::string config_hash;
+  std::string algorithm;  // the allreduce algorithm the run uses (reused on resume)
+  std::string layout;     // the node of each rank ("0,0,1,1")
+  std::string private_dir;
+  checkpoint::SiloState state;                     // this silo's private vectors
+  const std::vector<uint8_t>* user_state = nullptr;  // the binding's registered state
+};
+
+/// The checkpoint of `round`: every silo's private state, then rank 0's global file (written by
+/// `write_global` to the path it is given), then the marker; then both sides prune to
+/// run.keep_checkpoints. Collective; errors are agreed.
+[[nodiscard]] Status write_round_checkpoint(mpi::Comm& comm, const config::Config& cfg, int64_t round,
+                                            const CheckpointParts& parts,
+                                            const std::function<Status(const std::string&)>& write_global);
+
+/// Appends one JSON line to `path` and flushes it (a crash loses at most the line in flight).
+[[nodiscard]] Status append_json_line(const std::string& path, const nlohmann::json& line);
 
 }  // namespace fedsilo::fl

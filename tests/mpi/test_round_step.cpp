@@ -8,7 +8,6 @@
 
 #include "config/config.h"
 #include "fl/aggregation.h"
-#include "fl/backend.h"
 #include "fl/round_step.h"
 #include "fl/strategy.h"
 #include "fl/update_exchange.h"
@@ -17,24 +16,11 @@
 namespace fedsilo::fl {
 namespace {
 
-// A backend that only says it is not a GPU (RoundStep never trains).
-class HostOnly final : public Backend {
- public:
-  Result<model::LocalTrainStats> train(std::span<float>, std::span<const float>,
-                                       const model::LocalTrainOptions&) override {
-    return internal_error("not used");
-  }
-  Result<model::EvalStats> evaluate(std::span<const float>, TestSet, int) override {
-    return internal_error("not used");
-  }
-};
-
 struct Fixture {
   config::Config cfg;
   std::unique_ptr<Strategy> strategy;
   std::unique_ptr<UpdateExchange> exchange;
   std::unique_ptr<Aggregation> aggregation;
-  HostOnly backend;
 };
 
 void make(mpi::Comm& world, const std::string& algorithm, int64_t n, Fixture& f) {
@@ -45,7 +31,7 @@ void make(mpi::Comm& world, const std::string& algorithm, int64_t n, Fixture& f)
   auto x = UpdateExchange::create(f.cfg, world, n, "");
   ASSERT_TRUE(x.ok()) << x.status().message();
   f.exchange = std::move(x).value();
-  auto a = make_aggregation(f.cfg, world, f.backend, -1, *f.exchange, n);
+  auto a = make_aggregation(f.cfg, world, nullptr, -1, *f.exchange, n);
   ASSERT_TRUE(a.ok()) << a.status().message();
   f.aggregation = std::move(a).value();
 }
