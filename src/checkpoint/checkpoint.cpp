@@ -129,9 +129,9 @@ Status check_silo_state(const std::string& private_dir, int64_t round,
                       " is unreadable");
 }
 
-Status read_silo_state(const std::string& private_dir, int64_t round, const SiloState& state,
-                       std::vector<uint8_t>* user_state) {
-  const std::string path = private_dir + "/" + silo_state_file(round);
+// The named vectors of an HDF5 file (a silo state or a global checkpoint) and its user_state.
+static Status read_vectors(const std::string& path, const SiloState& state,
+                           std::vector<uint8_t>* user_state) {
   FEDSILO_ASSIGN_OR_RETURN(auto f, h5::File::open_read(path));
   for (const auto& [name, vec] : state) {
     if (vec->empty()) continue;
@@ -149,6 +149,15 @@ Status read_silo_state(const std::string& private_dir, int64_t round, const Silo
     }
   }
   return {};
+}
+
+Status read_named_vectors(const std::string& path, const SiloState& state) {
+  return read_vectors(path, state, nullptr);
+}
+
+Status read_silo_state(const std::string& private_dir, int64_t round, const SiloState& state,
+                       std::vector<uint8_t>* user_state) {
+  return read_vectors(private_dir + "/" + silo_state_file(round), state, user_state);
 }
 
 void prune_silo_states(const std::string& private_dir, int keep) {

@@ -61,6 +61,9 @@ using SiloState = std::vector<std::pair<std::string, std::vector<float>*>>;
 [[nodiscard]] Status read_silo_state(const std::string& private_dir, int64_t round,
                                      const SiloState& state,
                                      std::vector<uint8_t>* user_state = nullptr);
+/// Reads named vectors from any checkpoint file (the server optimizer's state in a global
+/// checkpoint), with read_silo_state's length checks.
+[[nodiscard]] Status read_named_vectors(const std::string& path, const SiloState& state);
 /// Deletes all but the newest `keep` state files of a private directory.
 void prune_silo_states(const std::string& private_dir, int keep);
 

@@ -9,16 +9,17 @@
 namespace fedsilo::checkpoint {
 
 Status write_model_file(const std::string& path, const model::Model& model,
-                        std::span<const float> params, const ModelFileMeta& meta) {
+                        std::span<const float> params, const ModelFileMeta& meta,
+                        const SiloState* extra) {
   if (static_cast<int64_t>(params.size()) != model.num_params()) {
     return internal_error("write_model_file: parameter count differs from the model's");
   }
-  return write_model_file(path, model.spec(), model.params(), params, meta);
+  return write_model_file(path, model.spec(), model.params(), params, meta, extra);
 }
 
 Status write_model_file(const std::string& path, const model::ModelSpec& spec,
                         std::span<const model::ParamInfo> table, std::span<const float> params,
-                        const ModelFileMeta& meta) {
+                        const ModelFileMeta& meta, const SiloState* extra) {
   // Shapes are stored [L, 4] (unused trailing dims 0); a tensor of higher rank widens the
   // dataset's second dimension to the largest rank (readers take the width from the dataset).
   size_t width = 4;
@@ -43,6 +44,11 @@ Status write_model_file(const std::string& path, const model::ModelSpec& spec,
     FEDSILO_CHECK(f.write_i64("param_ranks", ranks, {n}));
     FEDSILO_CHECK(f.write_i64("param_shapes", shapes, {n, static_cast<int64_t>(width)}));
     FEDSILO_CHECK(f.write_i64("model_hidden", hidden, {static_cast<int64_t>(hidden.size())}));
+    if (extra != nullptr) {
+      for (const auto& [name, vec] : *extra) {
+        FEDSILO_CHECK(f.write_f32(name, *vec, {static_cast<int64_t>(vec->size())}));
+      }
+    }
     FEDSILO_CHECK(f.write_attr_str("", "format", "fedsilo-model"));
     FEDSILO_CHECK(f.write_attr_i64("", "version", kModelFileVersion));
     FEDSILO_CHECK(f.write_attr_str("", "kind", meta.kind));

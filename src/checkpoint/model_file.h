@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "checkpoint/checkpoint.h"
 #include "model/model.h"
 
 namespace fedsilo::checkpoint {
@@ -35,12 +36,16 @@ struct LoadedModel {
 };
 
 /// Writes atomically (temporary name, fsync, rename).
+/// `extra`: named vectors written beside the parameters (a checkpoint's server optimizer state;
+/// read back with checkpoint::read_named_vectors).
 [[nodiscard]] Status write_model_file(const std::string& path, const model::Model& model,
-                                      std::span<const float> params, const ModelFileMeta& meta);
+                                      std::span<const float> params, const ModelFileMeta& meta,
+                                      const SiloState* extra = nullptr);
 /// The same for a model given by its tensor table (arch "pytorch": the Python binding's).
 [[nodiscard]] Status write_model_file(const std::string& path, const model::ModelSpec& spec,
                                       std::span<const model::ParamInfo> table,
-                                      std::span<const float> params, const ModelFileMeta& meta);
+                                      std::span<const float> params, const ModelFileMeta& meta,
+                                      const SiloState* extra = nullptr);
 /// Reads and checks: format, version, consistent sizes, finite parameters; errors name the path.
 [[nodiscard]] Result<LoadedModel> read_model_file(const std::string& path);
 

@@ -84,7 +84,9 @@ struct Choices<Arch> {
 template <>
 struct Choices<StrategyName> {
   static constexpr std::pair<StrategyName, const char*> kAll[] = {
-      {StrategyName::kFedAvg, "fedavg"}, {StrategyName::kFedProx, "fedprox"}};
+      {StrategyName::kFedAvg, "fedavg"},         {StrategyName::kFedProx, "fedprox"},
+      {StrategyName::kFedAvgM, "fedavgm"},       {StrategyName::kFedAdagrad, "fedadagrad"},
+      {StrategyName::kFedAdam, "fedadam"},       {StrategyName::kFedYogi, "fedyogi"}};
 };
 // Compression's names are its own (compression::method_name, value_type_name).
 template <>
@@ -261,6 +263,11 @@ const std::vector<KeySpec>& key_specs() {
       FEDSILO_KEY_CHOICE("strategy", name, strategy.name),
       FEDSILO_KEY_DBL("strategy", mu, strategy.mu),
       FEDSILO_KEY_DBL("strategy", fraction, strategy.fraction),
+      FEDSILO_KEY_DBL("strategy", server_lr, strategy.server_lr),
+      FEDSILO_KEY_DBL("strategy", server_momentum, strategy.server_momentum),
+      FEDSILO_KEY_DBL("strategy", beta1, strategy.beta1),
+      FEDSILO_KEY_DBL("strategy", beta2, strategy.beta2),
+      FEDSILO_KEY_DBL("strategy", tau, strategy.tau),
       FEDSILO_KEY_INT("eval", every, eval.every),
       FEDSILO_KEY_INT("eval", batch_size, eval.batch_size),
       KeySpec{"secure_aggregation", "enabled",
@@ -447,6 +454,22 @@ Status validate_strategy(const StrategySection& s) {
   if (!(s.mu >= 0.0) || !std::isfinite(s.mu)) return bad("strategy.mu", "must be >= 0");
   if (!(s.fraction > 0.0 && s.fraction <= 1.0)) {
     return bad("strategy.fraction", "must be in (0, 1], got " + std::to_string(s.fraction));
+  }
+  if (server_optimizer(s.name)) {
+    if (!(s.server_lr > 0.0) || !std::isfinite(s.server_lr)) {
+      return bad("strategy.server_lr", std::string("must be > 0 with strategy.name = \"") + name(s.name) +
+                                           "\" (the server's step size), got " + double_text(s.server_lr));
+    }
+    const auto unit = [&](const char* key, double v) -> Status {
+      if (v >= 0.0 && v < 1.0) return {};
+      return bad(std::string("strategy.") + key, "must be in [0, 1), got " + double_text(v));
+    };
+    FEDSILO_CHECK(unit("server_momentum", s.server_momentum));
+    FEDSILO_CHECK(unit("beta1", s.beta1));
+    FEDSILO_CHECK(unit("beta2", s.beta2));
+    if (!(s.tau > 0.0) || !std::isfinite(s.tau)) {
+      return bad("strategy.tau", "must be > 0 (it bounds the adaptive step), got " + double_text(s.tau));
+    }
   }
   return {};
 }
@@ -661,6 +684,17 @@ std::optional<std::string> without_effect(const Config& c, const std::string& ke
   if (key == "strategy.mu" && c.strategy.name != StrategyName::kFedProx) {
     return is("strategy.name", name(c.strategy.name));
   }
+  {  // the server optimizers' keys, each only where its strategy reads it
+    const StrategyName n = c.strategy.name;
+    const bool adaptive = n == StrategyName::kFedAdagrad || n == StrategyName::kFedAdam ||
+                          n == StrategyName::kFedYogi;
+    if ((key == "strategy.server_lr" && !server_optimizer(n)) ||
+        (key == "strategy.server_momentum" && n != StrategyName::kFedAvgM) ||
+        ((key == "strategy.beta1" || key == "strategy.tau") && !adaptive) ||
+        (key == "strategy.beta2" && n != StrategyName::kFedAdam && n != StrategyName::kFedYogi)) {
+      return is("strategy.name", name(n));
+    }
+  }
   if (key == "model.hidden" && c.model.arch != Arch::kMlp) return is("model.arch", name(c.model.arch));
   if (key.starts_with("compression.") && key != "compression.method" &&
       z.method == compression::Method::kNone) {
@@ -718,6 +752,10 @@ template Result<kernels::ValueType> parse_choice(std::string_view, const std::st
 
 const char* name(Arch v) { return choice_name(v); }
 const char* name(StrategyName v) { return choice_name(v); }
+bool server_optimizer(StrategyName v) {
+  return v == StrategyName::kFedAvgM || v == StrategyName::kFedAdagrad ||
+         v == StrategyName::kFedAdam || v == StrategyName::kFedYogi;
+}
 const char* name(CompressionLevel v) { return choice_name(v); }
 const char* name(Algorithm v) { return choice_name(v); }
 const char* name(DeviceKind v) { return choice_name(v); }

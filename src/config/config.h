@@ -19,7 +19,7 @@ namespace fedsilo::config {
 // kPytorch: the user's own network, trained by a Python entry point through the binding
 // (fedsilo.torch); `fedsilo train` runs the built-in ones.
 enum class Arch : uint8_t { kLogreg, kMlp, kNiidCnn, kPytorch };
-enum class StrategyName : uint8_t { kFedAvg, kFedProx };
+enum class StrategyName : uint8_t { kFedAvg, kFedProx, kFedAvgM, kFedAdagrad, kFedAdam, kFedYogi };
 enum class CompressionLevel : uint8_t { kSilo, kNode };
 enum class Algorithm : uint8_t { kAuto, kDenseFlat, kDenseHier, kSparseAllgather, kSparseRd, kSparseHier };
 enum class DeviceKind : uint8_t { kCpu, kCuda, kAuto };
@@ -32,6 +32,8 @@ enum class DpSampler : uint8_t { kZiggurat, kDiscrete };
 /// compression's "topk", "fp16", ...).
 const char* name(Arch v);
 const char* name(StrategyName v);
+/// FedAvgM, FedAdagrad, FedAdam, FedYogi: a server optimizer with state on the pseudo-gradient.
+bool server_optimizer(StrategyName v);
 const char* name(CompressionLevel v);
 const char* name(Algorithm v);
 const char* name(DeviceKind v);
@@ -76,6 +78,13 @@ struct StrategySection {
   StrategyName name = StrategyName::kFedAvg;
   double mu = 0.0;              // FedProx proximal weight
   double fraction = 1.0;        // silos sampled per round, in (0, 1]
+  // Server optimizers (FedAvgM, Hsu et al. 2019; FedAdagrad/FedAdam/FedYogi, Reddi et al. 2021)
+  // on the pseudo-gradient Delta = the weighted mean of (w_s - w).
+  double server_lr = 0.0;       // required by those four (0 = not given)
+  double server_momentum = 0.9; // fedavgm: v = server_momentum v + Delta
+  double beta1 = 0.9;           // fedadagrad/fedadam/fedyogi: m = beta1 m + (1 - beta1) Delta
+  double beta2 = 0.99;          // fedadam/fedyogi: v's decay
+  double tau = 1e-3;            // adaptivity: w += server_lr m / (sqrt(v) + tau); v starts at tau^2
 };
 struct CompressionSection {
   compression::Method method = compression::Method::kNone;

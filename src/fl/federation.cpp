@@ -379,6 +379,12 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
   auto strategy_r = make_strategy(cfg);
   FEDSILO_CHECK(comm.agree(strategy_r.status()));
   Strategy& strategy = *strategy_r.value();
+  strategy.set_length(net.num_params());
+  auto server_state = strategy.server_state();  // the server optimizer's, in global checkpoints
+  if (start_round > 0 && !server_state.empty()) {
+    FEDSILO_CHECK(comm.agree(checkpoint::read_named_vectors(
+        checkpoint::global_path(run_dir, start_round), server_state)));
+  }
 
   // ---- differential privacy ([privacy] level = "sample"): each silo's sample rate, noise
   // multiplier, secret key and the steps it has taken (for its epsilon).
@@ -505,7 +511,8 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
                                 private_state(exchange)};
     return write_round_checkpoint(comm, cfg, round, parts, [&](const std::string& path) {
       return checkpoint::write_model_file(path, net, global,
-                                          {"checkpoint", round, hash, exchange.algorithm()});
+                                          {"checkpoint", round, hash, exchange.algorithm()},
+                                          &server_state);
     });
   };
   // Every rank's Status after a SIGINT/SIGTERM, once `round` is the last checkpointed one.

@@ -192,6 +192,10 @@ Status Session::start(const Status& local, std::span<float> params, std::vector<
   }
   std::copy(global_.begin(), global_.end(), params.begin());
 
+  strategy_->set_length(n);
+  if (start_round_ > 0 && !strategy_->server_state().empty()) {
+    FEDSILO_CHECK(comm_.agree(checkpoint::read_named_vectors(resume_from_, strategy_->server_state())));
+  }
   auto exchange = UpdateExchange::create(cfg_, comm_, n, resumed_algorithm_, -1);
   FEDSILO_CHECK(comm_.agree(exchange.status()));
   exchange_ = std::move(exchange).value();
@@ -277,7 +281,9 @@ Result<AggregateResult> Session::aggregate(const Status& local, int64_t round, s
 Status Session::write_model(const std::string& path, int64_t round, const std::string& kind,
                             std::span<const float> params) {
   const checkpoint::ModelFileMeta meta{kind, round, hash_, exchange_->algorithm()};
-  return checkpoint::write_model_file(path, spec_, table_, params, meta);
+  const auto server_state = strategy_->server_state();  // checkpoints keep the server optimizer's
+  return checkpoint::write_model_file(path, spec_, table_, params, meta,
+                                      kind == "checkpoint" ? &server_state : nullptr);
 }
 
 Status Session::write_checkpoint(int64_t round, const std::vector<uint8_t>* user_state) {

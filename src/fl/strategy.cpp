@@ -1,4 +1,5 @@
-// FedAvg and FedProx, and the seeded silo sampler they share.
+// FedAvg, FedProx, the server optimizers (FedAvgM, FedAdagrad, FedAdam, FedYogi), and the
+// seeded silo sampler they share.
 #include "fl/strategy.h"
 
 #include <algorithm>
@@ -50,6 +51,69 @@ void FedProx::configure_local(model::LocalTrainOptions& opts) const {
   opts.prox_mu = static_cast<float>(mu_);
 }
 
+ServerOptimizer::ServerOptimizer(const config::Config& cfg)
+    : FedAvg(cfg.run.seed, cfg.strategy.fraction),
+      kind_(cfg.strategy.name),
+      lr_(static_cast<float>(cfg.strategy.server_lr)),
+      momentum_(static_cast<float>(cfg.strategy.server_momentum)),
+      beta1_(static_cast<float>(cfg.strategy.beta1)),
+      beta2_(static_cast<float>(cfg.strategy.beta2)),
+      tau_(static_cast<float>(cfg.strategy.tau)) {}
+
+void ServerOptimizer::set_length(int64_t length) {
+  const auto n = static_cast<size_t>(length);
+  m_.assign(n, 0.0f);
+  // FedAvgM has one vector; the adaptive ones start v at tau^2 (Reddi et al., Algorithm 2).
+  if (kind_ == config::StrategyName::kFedAvgM) {
+    v_.clear();
+  } else {
+    v_.assign(n, tau_ * tau_);
+  }
+}
+
+std::vector<std::pair<std::string, std::vector<float>*>> ServerOptimizer::server_state() {
+  if (kind_ == config::StrategyName::kFedAvgM) return {{"server_velocity", &m_}};
+  return {{"server_m", &m_}, {"server_v", &v_}};
+}
+
+Status ServerOptimizer::aggregate(int round, std::span<float> global,
+                                  std::span<const float> weighted_sum, double weight_sum) {
+  if (global.size() != weighted_sum.size() || m_.size() != global.size()) {
+    return internal_error("aggregate: update or server state length differs from the model's");
+  }
+  if (!(weight_sum > 0.0)) {
+    return failed_precondition("round " + std::to_string(round) + ": no samples were aggregated");
+  }
+  const auto inv = static_cast<float>(1.0 / weight_sum);
+  const size_t n = global.size();
+  using config::StrategyName;
+  if (kind_ == StrategyName::kFedAvgM) {
+    for (size_t i = 0; i < n; ++i) {
+      m_[i] = momentum_ * m_[i] + weighted_sum[i] * inv;
+      global[i] += lr_ * m_[i];
+    }
+    return {};
+  }
+  const float b1 = beta1_, b2 = beta2_;
+  for (size_t i = 0; i < n; ++i) {
+    const float d = weighted_sum[i] * inv;
+    const float d2 = d * d;
+    m_[i] = b1 * m_[i] + (1.0f - b1) * d;
+    float& v = v_[i];
+    switch (kind_) {
+      case StrategyName::kFedAdagrad: v = v + d2; break;
+      case StrategyName::kFedAdam: v = b2 * v + (1.0f - b2) * d2; break;
+      default: {  // fedyogi: v moves toward Delta^2 by (1 - b2) Delta^2 at most
+        const float diff = v - d2;
+        const float sign = diff > 0.0f ? 1.0f : (diff < 0.0f ? -1.0f : 0.0f);
+        v = v - (1.0f - b2) * d2 * sign;
+      }
+    }
+    global[i] += lr_ * m_[i] / (std::sqrt(v) + tau_);
+  }
+  return {};
+}
+
 Result<std::unique_ptr<Strategy>> make_strategy(const config::Config& cfg) {
   const auto& s = cfg.strategy;
   switch (s.name) {
@@ -57,6 +121,11 @@ Result<std::unique_ptr<Strategy>> make_strategy(const config::Config& cfg) {
       return std::unique_ptr<Strategy>(new FedAvg(cfg.run.seed, s.fraction));
     case config::StrategyName::kFedProx:
       return std::unique_ptr<Strategy>(new FedProx(cfg.run.seed, s.fraction, s.mu));
+    case config::StrategyName::kFedAvgM:
+    case config::StrategyName::kFedAdagrad:
+    case config::StrategyName::kFedAdam:
+    case config::StrategyName::kFedYogi:
+      return std::unique_ptr<Strategy>(new ServerOptimizer(cfg));
   }
   return invalid_argument("strategy.name: unknown strategy " +
                           std::to_string(static_cast<int>(s.name)));

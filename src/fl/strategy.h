@@ -35,6 +35,14 @@ class Strategy {
   [[nodiscard]] virtual Status aggregate(int round, std::span<float> global,
                                          std::span<const float> weighted_sum,
                                          double weight_sum) = 0;
+  /// Sizes the server state for a model of `length` parameters (fresh values; a resume then
+  /// reads the checkpoint's into server_state()).
+  virtual void set_length(int64_t length) {}
+  /// The server step's state, replicated on every rank and kept in the global checkpoint
+  /// (named vectors; empty for strategies without state).
+  [[nodiscard]] virtual std::vector<std::pair<std::string, std::vector<float>*>> server_state() {
+    return {};
+  }
 
  protected:
   Strategy(uint64_t seed, double fraction) : seed_(seed), fraction_(fraction) {}
@@ -60,6 +68,29 @@ class FedProx : public FedAvg {
 
  private:
   double mu_;
+};
+
+/// A server optimizer on the pseudo-gradient Delta = weighted_sum / weight_sum (the weighted
+/// mean of w_s - w over the sampled silos), FedOpt's Algorithm 2 (Reddi et al., ICLR 2021) as
+/// the paper writes it, without bias correction, v starting at tau^2:
+///   fedavgm    (Hsu et al. 2019)  v = momentum v + Delta;                 w += server_lr v
+///   fedadagrad m = b1 m + (1 - b1) Delta;  v = v + Delta^2;              w += lr m / (sqrt(v) + tau)
+///   fedadam    m as above;                 v = b2 v + (1 - b2) Delta^2;  (same step)
+///   fedyogi    m as above;                 v = v - (1 - b2) Delta^2 sign(v - Delta^2)
+/// Its state (m, v) is in float, the same on every rank, and checkpointed.
+class ServerOptimizer : public FedAvg {
+ public:
+  ServerOptimizer(const config::Config& cfg);
+  [[nodiscard]] std::string name() const override { return config::name(kind_); }
+  [[nodiscard]] Status aggregate(int round, std::span<float> global,
+                                 std::span<const float> weighted_sum, double weight_sum) override;
+  void set_length(int64_t length) override;
+  [[nodiscard]] std::vector<std::pair<std::string, std::vector<float>*>> server_state() override;
+
+ private:
+  config::StrategyName kind_;
+  float lr_, momentum_, beta1_, beta2_, tau_;
+  std::vector<float> m_, v_;  // fedavgm keeps its velocity in m_
 };
 
 /// The strategy named by `[strategy] name`.

@@ -102,6 +102,43 @@ INSTANTIATE_TEST_SUITE_P(
                       BadCase{"silos_dir = \"silos\"", "silos_dir = 3", "data.silos_dir"},
                       BadCase{"seed = 7", "seed = 7\nseed = 8", "bad.toml"}));
 
+TEST(Config, ServerOptimizersCheckTheirKeysAndRefuseOthersKeys) {
+  const auto strategy = [](const std::string& lines) {
+    return parse_config(with("name = \"fedprox\"\nmu = 0.01", lines), "x.toml");
+  };
+  // Valid: each with its own keys.
+  for (const char* ok : {"name = \"fedadam\"\nserver_lr = 0.01\nbeta1 = 0.9\nbeta2 = 0.99\ntau = 0.001",
+                         "name = \"fedyogi\"\nserver_lr = 0.01", "name = \"fedadagrad\"\nserver_lr = 0.1\ntau = 0.01",
+                         "name = \"fedavgm\"\nserver_lr = 1.0\nserver_momentum = 0.9"}) {
+    auto c = strategy(ok);
+    EXPECT_TRUE(c.ok()) << ok << ": " << c.status().message();
+  }
+  struct Case { std::string lines, mention; };
+  for (const Case& c : {Case{"name = \"fedadam\"", "strategy.server_lr: must be > 0"},
+                        Case{"name = \"fedadam\"\nserver_lr = 0.0", "strategy.server_lr: must be > 0"},
+                        Case{"name = \"fedadam\"\nserver_lr = -1.0", "strategy.server_lr: must be > 0"},
+                        Case{"name = \"fedadam\"\nserver_lr = 0.1\nbeta1 = 1.0", "strategy.beta1: must be in [0, 1)"},
+                        Case{"name = \"fedyogi\"\nserver_lr = 0.1\nbeta2 = -0.1", "strategy.beta2: must be in [0, 1)"},
+                        Case{"name = \"fedavgm\"\nserver_lr = 0.1\nserver_momentum = 1.5",
+                             "strategy.server_momentum: must be in [0, 1)"},
+                        Case{"name = \"fedadagrad\"\nserver_lr = 0.1\ntau = 0.0", "strategy.tau: must be > 0"},
+                        Case{"name = \"fedavg\"\nserver_lr = 0.1",
+                             "strategy.server_lr: has no effect with strategy.name = \"fedavg\""},
+                        Case{"name = \"fedadagrad\"\nserver_lr = 0.1\nbeta2 = 0.9",
+                             "strategy.beta2: has no effect with strategy.name = \"fedadagrad\""},
+                        Case{"name = \"fedavgm\"\nserver_lr = 0.1\ntau = 0.01",
+                             "strategy.tau: has no effect with strategy.name = \"fedavgm\""},
+                        Case{"name = \"fedadam\"\nserver_lr = 0.1\nserver_momentum = 0.5",
+                             "strategy.server_momentum: has no effect with strategy.name = \"fedadam\""},
+                        Case{"name = \"fedadam\"\nserver_lr = 0.1\nmu = 0.1",
+                             "strategy.mu: has no effect with strategy.name = \"fedadam\""}}) {
+    auto cfg = strategy(c.lines);
+    ASSERT_FALSE(cfg.ok()) << c.lines;
+    EXPECT_EQ(cfg.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(cfg.status().message().find(c.mention), std::string::npos) << cfg.status().message();
+  }
+}
+
 TEST(Config, FedavgWithMuIsRejectedNamingBothKeys) {
   auto c = parse_config(with("name = \"fedprox\"", "name = \"fedavg\""), "x.toml");
   ASSERT_FALSE(c.ok());
