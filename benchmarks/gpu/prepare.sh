@@ -6,6 +6,7 @@
 # this Debian system (what `apt-get download` + `dpkg -x` would give). Prints what to carry:
 #
 #   device run: carry ["build/gpu"]  command: bash benchmarks/gpu/run.sh
+#   the PyTorch binding, built there:  bash benchmarks/gpu/run.sh binding (same carry)
 #   second call (the federation): also carry data/gpu-fmnist (the IDX files, 29.5 MiB):
 #                                   bash benchmarks/gpu/run.sh federation
 #
@@ -42,6 +43,11 @@ for f in "$STAGE"/bin/* "$STAGE"/lib/libfedsilo.so.0; do
   ldd "$f" | awk '{print $3}' | grep -E "/($keep)[^/]*$" || true
 done | sort -u | while read -r so; do cp -L "$so" "$STAGE/lib/"; done
 strip --strip-unneeded "$STAGE"/bin/* "$STAGE"/lib/*.so* 2>/dev/null || true
+# The PyTorch binding is compiled on the GPU machine (its Python, its torch) against the staged
+# libfedsilo: it needs nlohmann/json's headers (header-only; not there) and a tiny partition.
+mkdir -p "$STAGE/include" && cp -r /usr/include/nlohmann "$STAGE/include/"
+"$BUILD/fedsilo" partition --dataset fashion-mnist --silos 2 --max-train 256 --max-test 64 -q \
+  --out "$STAGE/data/silos2"
 # Only the staged folder travels: everything else under build/gpu is removed from the carry by
 # run.sh's caller choosing carry ["build/gpu/carry"].
 size=$(du -sm "$STAGE" | cut -f1)

@@ -9,6 +9,8 @@
 #                                          vs PyTorch eager; a table last. Under 4 minutes.
 #   bash benchmarks/gpu/run.sh federation  the NIID-Bench Dirichlet(0.5) federation, 10 ranks
 #                                          sharing the GPU (needs data/gpu-fmnist carried)
+#   bash benchmarks/gpu/run.sh binding     the PyTorch binding built there; a model on the GPU
+#                                          against the same on the CPU (bit for bit)
 #
 # Outputs (JSON and logs) go to $OUT (the device tool's folder) or ./gpu-results.
 set -uo pipefail
@@ -97,4 +99,34 @@ if [[ $what == federation ]]; then
   [[ -f "$work/run/model.h5" ]] || check "federation left no model.h5" 1
   finish
 fi
-echo "usage: run.sh [check|federation]"; exit 2
+if [[ $what == binding ]]; then
+  # The PyTorch binding on the GPU machine's Python and torch, against the staged libfedsilo:
+  # compiled there (about a minute), then tests/gpu/binding_cuda.py with the model on the CPU
+  # and on the GPU, 2 ranks each; the CUDA run must equal the CPU run bit for bit.
+  work=$(mktemp -d)
+  mkdir -p "$work/py/fedsilo"
+  cp "$ROOT"/src/python/fedsilo/*.py "$work/py/fedsilo/"
+  suffix=$("$PY" -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
+  step "compile the binding ($("$PY" --version), torch $("$PY" -c 'import torch; print(torch.__version__)'))"
+  timeout 180 c++ -O2 -std=c++20 -shared -fPIC -DFEDSILO_VERSION=\"binding-gpu\" \
+    -I"$ROOT/src" -I"$ROOT" -I"$C/include" $("$PY" -m pybind11 --includes) \
+    "$ROOT/src/python/binding.cpp" -L"$C/lib" -l:libfedsilo.so.0 -Wl,-rpath,"$C/lib" \
+    -o "$work/py/fedsilo/_core$suffix" > "$OUT/binding_build.txt" 2>&1
+  rc=$?; tail -n 5 "$OUT/binding_build.txt"; check "binding build" $rc
+  if [[ $rc -eq 0 ]]; then
+    printf '[run]\nname = "binding-cuda"\nrounds = 3\nout_dir = "%s"\n[data]\nsilos_dir = "%s"\n[model]\narch = "pytorch"\n' \
+      "$work/run" "$C/data/silos2" > "$work/cfg.toml"
+    for dev in cpu cuda; do
+      step "binding, model on $dev, 2 ranks"
+      PYTHONPATH="$work/py" timeout 120 mpirun --oversubscribe --bind-to none -np 2 "$PY" \
+        "$ROOT/tests/gpu/binding_cuda.py" "$work/cfg.toml" --device $dev --out "$work/$dev.pt" \
+        > "$OUT/binding_$dev.txt" 2>&1
+      rc=$?; tail -n 5 "$OUT/binding_$dev.txt"; check "binding, $dev" $rc
+    done
+    PYTHONPATH="$work/py" "$PY" "$ROOT/tests/gpu/binding_cuda.py" --compare "$work/cpu.pt" "$work/cuda.pt" \
+      | tee "$OUT/binding_compare.txt"
+    check "binding, CUDA equals CPU" "${PIPESTATUS[0]}"
+  fi
+  finish
+fi
+echo "usage: run.sh [check|federation|binding]"; exit 2
