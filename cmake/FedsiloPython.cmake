@@ -59,6 +59,15 @@ if(FEDSILO_HAVE_PYTHON)
   add_custom_target(fedsilo_python_files ALL DEPENDS ${copied})
   add_dependencies(fedsilo_python fedsilo_python_files)
 
+  # `fedsilo slurm` run from an install puts the installed package on a run.command job's
+  # PYTHONPATH: where it is, seen from the installed command's directory.
+  if(IS_ABSOLUTE "${FEDSILO_PYTHON_INSTALL_DIR}")
+    set(from_bindir "${FEDSILO_PYTHON_INSTALL_DIR}")
+  else()
+    file(RELATIVE_PATH from_bindir /prefix/${CMAKE_INSTALL_BINDIR} /prefix/${FEDSILO_PYTHON_INSTALL_DIR})
+  endif()
+  target_compile_definitions(fedsilo_cli PRIVATE FEDSILO_PYTHON_FROM_BINDIR="${from_bindir}")
+
   if(DEFINED SKBUILD)  # pip install .: the package goes to the wheel's root
     set(py_dest ".")
   else()

@@ -56,6 +56,20 @@ int64_t silo_data_bytes(const std::string& silos_dir, const std::string& test_fi
   return largest + (ec ? 0 : static_cast<int64_t>(test) / std::max(1, silos));
 }
 
+// The Python package of the install `fedsilo_path` belongs to (PREFIX/bin/fedsilo ->
+// PREFIX/lib/fedsilo/python, FEDSILO_PYTHON_INSTALL_DIR); empty where it is not there (a build
+// tree, an install without the binding).
+std::string installed_python_dir(const std::string& fedsilo_path) {
+#ifdef FEDSILO_PYTHON_FROM_BINDIR
+  const stdfs::path dir =
+      (stdfs::path(fedsilo_path).parent_path() / FEDSILO_PYTHON_FROM_BINDIR).lexically_normal();
+  std::error_code ec;
+  if (stdfs::is_regular_file(dir / "fedsilo" / "__init__.py", ec)) return dir.string();
+#endif
+  (void)fedsilo_path;
+  return {};
+}
+
 }  // namespace
 
 int64_t estimated_task_memory_mib(int64_t data_bytes) {
@@ -138,6 +152,15 @@ Result<NodeLayout> pinned_layout(const config::SlurmSection& slurm, int silos) {
 Result<std::string> make_sbatch_script(const config::Config& cfg, const SbatchInputs& in) {
   const config::SlurmSection& s = cfg.slurm;
   const int silos = in.silos;
+  // run.command: the tasks run the user's entry point (a fedsilo.torch script), not fedsilo train.
+  const std::string& command = cfg.run.command;
+  if (command.empty() && cfg.model.arch == config::Arch::kPytorch) {
+    return invalid_argument(
+        "model.arch = \"pytorch\" is trained by your own script, which `fedsilo train` cannot run: "
+        "set run.command to it (e.g. run.command = \"/usr/bin/python3 train.py\"; the job appends "
+        "the config's path)");
+  }
+  const std::string resume_how = command.empty() ? "--resume" : "FEDSILO_RESUME=1";
   auto layout = pinned_layout(s, silos);
   if (!layout.ok()) return layout.status();
   const NodeLayout l = layout.value();
@@ -166,10 +189,16 @@ Result<std::string> make_sbatch_script(const config::Config& cfg, const SbatchIn
     << "# fedsilo job for " << in.config_path << "\n"
     << "# Written by `fedsilo slurm` (fedsilo " << FEDSILO_VERSION << "). Submit with: sbatch THIS_FILE\n"
     << "# One task per silo (" << silos << "), launched through PMIx. A fresh job starts at round 0; a\n"
-    << "# requeued one continues from its last checkpoint (--resume). Before the time limit (or on\n"
+    << "# requeued one continues from its last checkpoint (" << resume_how
+    << "). Before the time limit (or on\n"
     << "# `scancel --batch --signal=USR1`) the script forwards USR1 to the ranks, which checkpoint at\n"
-    << "# the next round boundary and exit " << kExitRequeue << "; the script then requeues its own job.\n"
-    << "# Rank-to-node layout, pinned: " << l.nodes << (l.nodes == 1 ? " node" : " nodes") << " x "
+    << "# the next round boundary and exit " << kExitRequeue
+    << "; the script then requeues its own job.\n";
+  if (!command.empty()) {
+    o << "# Each task runs run.command with the config's path appended (a fedsilo.torch script;\n"
+      << "# paths in it are relative to the submit directory): " << command << " CONFIG\n";
+  }
+  o << "# Rank-to-node layout, pinned: " << l.nodes << (l.nodes == 1 ? " node" : " nodes") << " x "
     << l.ranks_per_node << (l.ranks_per_node == 1 ? " rank" : " ranks")
     << ", consecutive ranks on the same node (block).\n"
     << "# " << why << "\n"
@@ -181,8 +210,10 @@ Result<std::string> make_sbatch_script(const config::Config& cfg, const SbatchIn
     << "#SBATCH --ntasks-per-node=" << l.ranks_per_node << "\n"
     << "#SBATCH --distribution=block\n";
   const int cpus = s.cpus_per_task > 0 ? s.cpus_per_task : std::max(1, cfg.local.threads);
-  const int64_t task_mib = s.mem_per_task.empty() ? estimated_task_memory_mib(in.data_bytes)
-                                                  : config::slurm_memory_mib(s.mem_per_task).value();
+  const int64_t task_mib =
+      s.mem_per_task.empty()
+          ? estimated_task_memory_mib(in.data_bytes) + (command.empty() ? 0 : kPythonTaskMib)
+          : config::slurm_memory_mib(s.mem_per_task).value();
   o << "#SBATCH --cpus-per-task=" << cpus << "\n"
     << "#SBATCH --mem-per-cpu=" << (task_mib + cpus - 1) / cpus << "M\n";
   o << "#SBATCH --time=" << s.time << "\n";
@@ -196,11 +227,20 @@ Result<std::string> make_sbatch_script(const config::Config& cfg, const SbatchIn
   if (!s.manifest.empty()) {
     o << "#SBATCH --fedsilo-silos=" << absolute(s.manifest, in.submit_dir) << "\n";
   }
+  o << "\n";
+  if (command.empty()) o << "FEDSILO=" << sh_quote(in.fedsilo_path) << "\n";
+  o << "CONFIG=" << sh_quote(in.config_path) << "\n"
+    << "EXIT_REQUEUE=" << kExitRequeue << "\n";
+  if (!command.empty()) {
+    // As `fedsilo train --resume`: the newest checkpoint where there is one, round 1 where not.
+    o << "# fedsilo.torch resumes from the newest checkpoint (a fresh run starts at round 1).\n"
+      << "export FEDSILO_RESUME=1\n";
+    if (!in.python_path.empty()) {
+      o << "# The fedsilo package of the install that wrote this script.\n"
+        << "export PYTHONPATH=" << sh_quote(in.python_path) << "\"${PYTHONPATH:+:$PYTHONPATH}\"\n";
+    }
+  }
   o << "\n"
-    << "FEDSILO=" << sh_quote(in.fedsilo_path) << "\n"
-    << "CONFIG=" << sh_quote(in.config_path) << "\n"
-    << "EXIT_REQUEUE=" << kExitRequeue << "\n"
-    << "\n"
     << "echo \"fedsilo job ${SLURM_JOB_ID}: start $(date -Is), restart ${SLURM_RESTART_COUNT:-0},\" \\\n"
     << "     \"${SLURM_NTASKS} tasks on ${SLURM_JOB_NODELIST}\"\n"
     << "\n"
@@ -212,7 +252,9 @@ Result<std::string> make_sbatch_script(const config::Config& cfg, const SbatchIn
     << "}\n"
     << "trap forward_usr1 USR1\n"
     << "\n"
-    << "srun --mpi=" << s.mpi << " --distribution=block \"$FEDSILO\" train \"$CONFIG\" --resume &\n"
+    << "srun --mpi=" << s.mpi << " --distribution=block "
+    << (command.empty() ? "\"$FEDSILO\" train \"$CONFIG\" --resume" : command + " \"$CONFIG\"")
+    << " &\n"
     << "step=$!\n"
     << "# A trapped signal interrupts `wait`; wait again until srun itself has finished.\n"
     << "while :; do\n"
@@ -249,6 +291,7 @@ int run_slurm(const SlurmArgs& args) {
   in.submit_dir = cwd;
   in.fedsilo_path = stdfs::read_symlink("/proc/self/exe", ec).string();
   if (ec || in.fedsilo_path.empty()) return fail("cannot find the fedsilo executable (/proc/self/exe)", kExitError);
+  if (!cfg->run.command.empty()) in.python_path = installed_python_dir(in.fedsilo_path);
 
   if (!cfg->slurm.manifest.empty()) {
     auto n = count_manifest_silos(absolute(cfg->slurm.manifest, cwd));

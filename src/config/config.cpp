@@ -417,11 +417,59 @@ namespace {
 // was read) and returns kInvalidArgument "table.key: why"; validate() adds the file.
 Status bad(const std::string& key, const std::string& why) { return invalid_argument(key + ": " + why); }
 
+// run.command goes into the job script as `srun ... <command> "$CONFIG" &`: it must be one
+// simple command (words, quotes, $VARIABLES) on one line, or part of it would run outside srun,
+// once, in the batch shell, or break the script.
+Status validate_command(const std::string& c) {
+  const std::string example =
+      " (e.g. run.command = \"/usr/bin/python3 train.py\"; the job appends the config's path)";
+  if (c.find_first_not_of(" \t") == std::string::npos) {
+    return bad("run.command", "is blank: name the program every rank runs" + example +
+                                  ", or remove the key for `fedsilo train`");
+  }
+  for (const char ch : c) {
+    if ((static_cast<unsigned char>(ch) < 0x20 && ch != '\t') || ch == 0x7f) {
+      return bad("run.command", "must be one line without control characters" + example);
+    }
+  }
+  char quote = 0;  // the open quote, 0 outside quotes
+  for (size_t i = 0; i < c.size(); ++i) {
+    const char ch = c[i];
+    if (quote == '\'') {
+      if (ch == '\'') quote = 0;
+      continue;
+    }
+    if (ch == '\\') {
+      ++i;  // the next character is literal
+      continue;
+    }
+    if (quote == '"') {
+      if (ch == '"') quote = 0;
+      if (ch == '`') {
+        return bad("run.command",
+                   "'`' would run a command in the batch shell; use $VARIABLES or a script");
+      }
+      continue;
+    }
+    if (ch == '\'' || ch == '"') {
+      quote = ch;
+    } else if (std::string_view(";&|<>()`").find(ch) != std::string_view::npos) {
+      return bad("run.command", std::string("'") + ch +
+                                    "' outside quotes: it must be one command that srun starts on "
+                                    "every rank (put a pipeline, redirections or several commands "
+                                    "in a script)" + example);
+    }
+  }
+  if (quote != 0) return bad("run.command", std::string("has an unterminated ") + quote + " quote");
+  return {};
+}
+
 Status validate_run(const RunSection& r) {
   if (r.name.empty()) return bad("run.name", "must not be empty");
   if (r.rounds < 1) return bad("run.rounds", "must be >= 1, got " + std::to_string(r.rounds));
   if (r.checkpoint_every < 1) return bad("run.checkpoint_every", "must be >= 1");
   if (r.keep_checkpoints < 1) return bad("run.keep_checkpoints", "must be >= 1");
+  if (!r.command.empty()) FEDSILO_CHECK(validate_command(r.command));
   return {};
 }
 
@@ -817,8 +865,8 @@ Result<int64_t> slurm_time_seconds(const std::string& text) {
 
 namespace {
 
-// Every setting but [slurm], as "table.key" -> normalised value text (toml++'s own form of
-// each value, stable across releases).
+// Every setting but how the job is launched ([slurm], run.command), as "table.key" ->
+// normalised value text (toml++'s own form of each value, stable across releases).
 std::map<std::string, std::string> identity_values(const Config& cfg) {
   std::string text, table;
   for (const auto& [key, value] : key_texts(cfg, /*effective_only=*/false)) {
@@ -832,6 +880,7 @@ std::map<std::string, std::string> identity_values(const Config& cfg) {
     if (t.str() == "slurm") continue;  // how the job is submitted, not what it computes
     for (auto&& [k, value] : *node.as_table()) {
       const std::string key = std::string(t.str()) + "." + std::string(k.str());
+      if (key == "run.command") continue;  // a job resubmitted with another interpreter resumes
       out[key] = node_text(value);
     }
   }

@@ -26,7 +26,14 @@ std::string bad_message(const std::string& slurm_table) {
   return c.ok() ? "" : c.status().message();
 }
 
-SbatchInputs inputs(int silos) { return {"/abs/cfg.toml", "/opt/fedsilo/bin/fedsilo", "/home/u/exp", silos}; }
+SbatchInputs inputs(int silos) {
+  SbatchInputs in;
+  in.config_path = "/abs/cfg.toml";
+  in.fedsilo_path = "/opt/fedsilo/bin/fedsilo";
+  in.submit_dir = "/home/u/exp";
+  in.silos = silos;
+  return in;
+}
 
 // The launch line of the script, with the block distribution that pins the layout.
 std::string srun_line(const std::string& mpi) {
@@ -246,6 +253,107 @@ TEST(SbatchScript, QuotesPathsForTheShell) {
   auto s = make_sbatch_script(parse(""), in);
   ASSERT_TRUE(s.ok());
   EXPECT_TRUE(has_line(s.value(), "CONFIG='/data/it'\\''s here/cfg.toml'"));
+}
+
+// A config whose [run] table has `run_lines` too (the tables of parse() otherwise).
+config::Config parse_run(const std::string& run_lines, const std::string& tables = "") {
+  const std::string text = "[run]\nname = \"job\"\n" + run_lines +
+                           "[data]\nsilos_dir = \"silos\"\n[local]\nthreads = 2\n" + tables;
+  auto c = config::parse_config(text, "t.toml");
+  EXPECT_TRUE(c.ok()) << c.status().message();
+  return c.ok() ? c.value() : config::Config{};
+}
+
+// run.command (a PyTorch binding script): the tasks run it with the config appended, resume
+// through FEDSILO_RESUME=1, and keep the layout, signal and requeue handling of `fedsilo train`.
+TEST(SbatchScript, RunCommandRunsTheScriptWithTheConfigAndResumes) {
+  const config::Config cfg = parse_run(R"(command = "/usr/bin/python3 train.py --tag 'a b'")" "\n",
+                                       "[model]\narch = \"pytorch\"\n");
+  auto s = make_sbatch_script(cfg, inputs(4));
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  const std::string& t = s.value();
+  EXPECT_TRUE(has_line(
+      t, R"(srun --mpi=pmix --distribution=block /usr/bin/python3 train.py --tag 'a b' "$CONFIG" &)"))
+      << t;
+  for (const char* line : {"export FEDSILO_RESUME=1", "CONFIG='/abs/cfg.toml'", "#SBATCH --ntasks=4",
+                           "#SBATCH --distribution=block", "#SBATCH --requeue", "trap forward_usr1 USR1",
+                           "if [[ $rc -eq $EXIT_REQUEUE ]]; then", R"(  scontrol requeue "$SLURM_JOB_ID")"}) {
+    EXPECT_TRUE(has_line(t, line)) << "missing: " << line << "\n" << t;
+  }
+  EXPECT_EQ(t.find(R"(train "$CONFIG" --resume)"), std::string::npos) << t;
+  EXPECT_EQ(t.find("FEDSILO="), std::string::npos) << t;    // the fedsilo command is not run
+  EXPECT_EQ(t.find("PYTHONPATH"), std::string::npos) << t;  // not from an install: the module's
+  // The interpreter's memory on top of the data's: (512 + 1024) MiB over 2 cores.
+  const std::string mem = "#SBATCH --mem-per-cpu=" + std::to_string((512 + kPythonTaskMib) / 2) + "M";
+  EXPECT_TRUE(has_line(t, mem)) << t;
+
+  // From an install: its package first on PYTHONPATH, quoted.
+  SbatchInputs in = inputs(4);
+  in.python_path = "/opt/fed silo/lib/fedsilo/python";
+  auto p = make_sbatch_script(cfg, in);
+  ASSERT_TRUE(p.ok());
+  EXPECT_TRUE(has_line(
+      p.value(), R"(export PYTHONPATH='/opt/fed silo/lib/fedsilo/python'"${PYTHONPATH:+:$PYTHONPATH}")"))
+      << p.value();
+  // A fedsilo train job never gets either.
+  auto plain = make_sbatch_script(parse(""), in);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->find("PYTHONPATH"), std::string::npos);
+  EXPECT_EQ(plain->find("FEDSILO_RESUME"), std::string::npos);
+  EXPECT_TRUE(has_line(plain.value(), srun_line("pmix")));
+}
+
+TEST(SbatchScript, PytorchArchWithoutRunCommandIsRefused) {
+  auto s = make_sbatch_script(parse("[model]\narch = \"pytorch\"\n"), inputs(2));
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.status().message().find("run.command"), std::string::npos) << s.status().message();
+}
+
+// run.command becomes `srun ... <command> "$CONFIG" &`: one simple command on one line.
+TEST(RunCommand, OneCommandOnOneLineOrTheKeyIsNamed) {
+  // TOML literal strings ('''...''') hold the values as written.
+  const auto toml = [](const std::string& value) {
+    return "[data]\nsilos_dir = \"s\"\n[run]\ncommand = '''" + value + "'''\n";
+  };
+  for (const char* good : {"/usr/bin/python3 train.py", "python3 'my dir/train.py' --tag 'a;b|c' -v",
+                           R"($HOME/venv/bin/python train.py --name "x y")", R"(python3 train.py --x a\;b)"}) {
+    auto c = config::parse_config(toml(good), "t.toml");
+    EXPECT_TRUE(c.ok()) << good << ": " << c.status().message();
+  }
+  struct Bad {
+    const char* value;
+    const char* why;
+  };
+  for (const Bad& b : {Bad{"   ", "blank"}, Bad{"\t", "blank"}, Bad{"python3 a.py\npython3 b.py", "one line"},
+                       Bad{"python3 a.py \\\npython3 b.py", "one line"},
+                       Bad{"python3 train.py; echo done", "';' outside quotes"},
+                       Bad{"python3 train.py && true", "'&' outside quotes"},
+                       Bad{"python3 train.py | tee log", "'|' outside quotes"},
+                       Bad{"python3 train.py > log", "'>' outside quotes"},
+                       Bad{"python3 `which train.py`", "'`' outside quotes"},
+                       Bad{R"(python3 "`which train.py`")", "'`' would run a command"},
+                       Bad{R"(python3 "train.py)", "unterminated \" quote"},
+                       Bad{"python3 'train.py", "unterminated ' quote"}}) {
+    auto c = config::parse_config(toml(b.value), "t.toml");
+    ASSERT_FALSE(c.ok()) << b.value;
+    const std::string m = c.status().message();
+    EXPECT_NE(m.find("run.command"), std::string::npos) << b.value << ": " << m;
+    EXPECT_NE(m.find(b.why), std::string::npos) << b.value << ": " << m;
+  }
+}
+
+// A job resubmitted with another interpreter (a new module, a venv) still resumes its run.
+TEST(RunCommand, DoesNotChangeTheResumeHash) {
+  EXPECT_EQ(config::resume_hash(parse_run("command = \"/usr/bin/python3 train.py\"\n")),
+            config::resume_hash(parse_run("command = \"/opt/venv/bin/python train.py\"\n")));
+  EXPECT_EQ(config::resume_hash(parse_run("command = \"python3 train.py\"\n")),
+            config::resume_hash(parse("")));
+  // The canonical text (the run's config.toml) keeps it.
+  const std::string canonical = config::to_toml(parse_run("command = \"python3 'a b.py'\"\n"));
+  auto again = config::parse_config(canonical, "canonical");
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_EQ(again->run.command, "python3 'a b.py'");
 }
 
 TEST(Manifest, CountsSilosSkippingCommentsAndNamesABadLine) {
