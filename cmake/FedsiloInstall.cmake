@@ -29,12 +29,22 @@ install(DIRECTORY ${PROJECT_SOURCE_DIR}/slurm/ DESTINATION ${CMAKE_INSTALL_DATAD
         FILES_MATCHING PATTERN "*.sbatch" PATTERN "*.conf" PATTERN "spank" EXCLUDE)
 
 # Modulefiles: filled in at install time, so `cmake --install build --prefix P` writes P's paths.
+# PYTHONPATH: the PyTorch binding's package (FedsiloPython.cmake, included before this file);
+# empty where the binding is not built.
 set(FEDSILO_MODULE_LUA_IN ${PROJECT_SOURCE_DIR}/modulefiles/fedsilo.lua.in)
 set(FEDSILO_MODULE_TCL_IN ${PROJECT_SOURCE_DIR}/modulefiles/fedsilo.tcl.in)
+set(python_dir "")
+if(FEDSILO_HAVE_PYTHON)
+  set(python_dir "${FEDSILO_PYTHON_INSTALL_DIR}")
+  if(NOT IS_ABSOLUTE "${python_dir}")
+    set(python_dir "\${CMAKE_INSTALL_PREFIX}/${python_dir}")
+  endif()
+endif()
 install(CODE "
   set(FEDSILO_PREFIX \"\${CMAKE_INSTALL_PREFIX}\")
   set(FEDSILO_VERSION \"${PROJECT_VERSION}\")
   set(FEDSILO_LIBDIR \"${CMAKE_INSTALL_LIBDIR}\")
+  set(FEDSILO_PYTHONPATH \"${python_dir}\")
   configure_file(\"${FEDSILO_MODULE_LUA_IN}\"
                  \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/modulefiles/fedsilo/${PROJECT_VERSION}.lua\" @ONLY)
   configure_file(\"${FEDSILO_MODULE_TCL_IN}\"

@@ -26,6 +26,30 @@ if [[ -f /usr/include/slurm/spank.h ]]; then
     { echo "spank_fedsilo.so exports no slurm_spank_init"; exit 1; }
 fi
 
+# The PyTorch binding, where the build has it: the package in the prefix, self-contained (no
+# path into the build tree), and `fedsilo slurm` of the install puts it on a run.command job's
+# PYTHONPATH. modules_test.sh imports it with the module loaded.
+if [[ -f "$BUILD/python/fedsilo/__init__.py" ]]; then
+  pydir="$PREFIX/lib/fedsilo/python"
+  for f in fedsilo/__init__.py fedsilo/torch.py; do
+    test -f "$pydir/$f" || { echo "install lacks lib/fedsilo/python/$f"; exit 1; }
+  done
+  cores=("$pydir"/fedsilo/_core*.so)
+  core=${cores[0]}
+  [[ -f "$core" ]] || { echo "install lacks lib/fedsilo/python/fedsilo/_core*.so"; exit 1; }
+  if grep -qF "$BUILD" <(readelf -d "$core"; ldd "$core" 2>&1); then
+    echo "the installed $core refers to the build tree $BUILD:"; readelf -d "$core" | grep -i path; exit 1
+  fi
+  mkdir -p "$WORK/job"
+  printf 'silo-a /d/a /s/a alice\nsilo-b /d/b /s/b bob\n' > "$WORK/job/silos.txt"
+  printf '[run]\nname = "py"\ncommand = "/usr/bin/python3 train.py"\n[data]\nsilos_dir = "silos"\n[model]\narch = "pytorch"\n[slurm]\nmanifest = "silos.txt"\n' \
+    > "$WORK/job/py.toml"
+  script=$(cd "$WORK/job" && "$PREFIX/bin/fedsilo" slurm py.toml)
+  grep -qxF "export PYTHONPATH='$pydir'\"\${PYTHONPATH:+:\$PYTHONPATH}\"" <<<"$script" ||
+    { echo "fedsilo slurm of the install does not put $pydir on the job's PYTHONPATH:"; echo "$script"; exit 1; }
+  echo "python package: ok ($pydir)"
+fi
+
 # A portable build (the default, FEDSILO_ARCH=x86-64-v3): no AVX-512 instruction (zmm or mask
 # registers) outside the kernels chosen at run time, whose functions live in an `avx512`
 # namespace or carry avx512 in their name. A -march=native build is exempt.
