@@ -16,10 +16,10 @@ PACKAGES=(
   lmod
   slurmctld slurmd slurm-client slurm-wlm-basic-plugins libslurm-dev munge libpmix-dev
   iproute2 util-linux
+  # The PyTorch binding (fedsilo.torch): its build (headers, pybind11) and its tests (torch,
+  # numpy, h5py under /usr/bin/python3).
+  python3-dev pybind11-dev python3-pybind11 python3-torch python3-numpy python3-h5py
 )
-if [[ "${FEDSILO_WITH_TORCH:-0}" == "1" ]]; then
-  PACKAGES+=(python3-torch python3-numpy python3-h5py)
-fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
