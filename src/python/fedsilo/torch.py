@@ -37,6 +37,11 @@ __all__ = ["Federation", "FederationError", "SiloData", "Silo"]
 _OPEN = weakref.WeakSet()  # federations not yet closed (for the last-resort abort at exit)
 
 
+def _usage(error):
+    """The exit code of a call the caller got wrong (as fedsilo's usage errors: 2), 0 for none."""
+    return _core.EXIT_USAGE if error else 0
+
+
 def _agreed(outcome):
     """Raises FederationError for an agreed (exit code, message) that is not success."""
     code, message = outcome
@@ -200,7 +205,7 @@ class Federation:
                     params.append((name, p, offset, n))
                     offset += n
         host = self._host(flat)
-        outcome, state = self._s.start(1 if error else 0, error or "", host.numpy(),
+        outcome, state = self._s.start(_usage(error), error or "", host.numpy(),
                                        [name for name, *_ in params],
                                        [list(p.shape) for _, p, *_ in params])
         _agreed(outcome)
@@ -311,7 +316,7 @@ class Federation:
         flat = self._flat if self._flat is not None else torch.zeros(0)
         with torch.no_grad():
             host = self._host(flat)
-            outcome, due = self._s.aggregate(1 if error else 0, error or "", self._round or 0,
+            outcome, due = self._s.aggregate(_usage(error), error or "", self._round or 0,
                                              host.numpy(), weight)
             _agreed(outcome)
             if flat.device.type != "cpu":
@@ -383,15 +388,16 @@ class Federation:
             error = "finish() before start(model)"
         elif not self._done and not self._s.finished:
             error = "finish() before the last round"
+        code = _usage(error)
         if error is None and self.rank == 0 and not self._s.finished:
             path = os.path.join(self.run_dir, "model.pt")
             try:
                 torch.save(model.state_dict(), path + ".tmp")
                 os.replace(path + ".tmp", path)
             except Exception as e:  # noqa: BLE001 - reported to every rank
-                error = "%s: %s: %s" % (path, type(e).__name__, e)
+                error, code = "%s: %s: %s" % (path, type(e).__name__, e), _core.EXIT_ERROR
         flat = self._flat if self._flat is not None else torch.zeros(0)
-        _agreed(self._s.finish(1 if error else 0, error or "", self._host(flat).numpy()))
+        _agreed(self._s.finish(code, error or "", self._host(flat).numpy()))
 
     def _fail_local(self, message):
         raise FederationError(message, _core.EXIT_USAGE)
