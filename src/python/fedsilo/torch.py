@@ -150,7 +150,14 @@ class Federation:
 
     def __exit__(self, kind, value, tb):
         if kind is None:
+            # Every rank leaves the block through one last agreement: a rank that raised after
+            # its last collective call (after finish) waits in it, not alone while the others
+            # finalize MPI.
+            code, message = self._s.fail(0, "") if not self._closed else (0, "")
             self.close()
+            if code != 0:
+                print("fedsilo: error: %s" % message, file=sys.stderr, flush=True)
+                raise SystemExit(code)
             return False
         agreed = getattr(value, "fedsilo_agreed", False)
         if not agreed and not self._closed:
