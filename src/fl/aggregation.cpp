@@ -102,6 +102,18 @@ Status check_finite(std::span<const float> v, const std::string& what) {
   return {};
 }
 
+Status check_finite_and_copy(std::span<const float> v, std::span<float> copy_to,
+                             const std::string& what) {
+  if (copy_to.size() != v.size()) return internal_error("check_finite_and_copy: lengths differ");
+  for (size_t i = 0; i < v.size(); ++i) {
+    copy_to[i] = v[i];
+    if (!std::isfinite(v[i])) {
+      return {StatusCode::kDiverged, what + " is not finite (element " + std::to_string(i) + ")"};
+    }
+  }
+  return {};
+}
+
 Result<std::unique_ptr<Aggregation>> make_aggregation(const config::Config& cfg, mpi::Comm& comm,
                                                      model::GpuTrainer* gpu, int cuda_device,
                                                      UpdateExchange& exchange, int64_t length) {

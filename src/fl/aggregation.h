@@ -42,6 +42,12 @@ class Aggregation {
 
 /// kDiverged "WHAT is not finite (element I)" naming the first non-finite element, else OK.
 [[nodiscard]] Status check_finite(std::span<const float> v, const std::string& what);
+/// check_finite that also copies `v` into `copy_to` (the same length) in the same pass: the
+/// loop is bound by its test of each element, not by memory, so the stores cost next to nothing
+/// where a separate copy is another pass over both buffers. On kDiverged, `copy_to` holds `v`
+/// up to the element named.
+[[nodiscard]] Status check_finite_and_copy(std::span<const float> v, std::span<float> copy_to,
+                                           const std::string& what);
 
 /// Secure aggregation where `[secure_aggregation] enabled` (fl/secure_aggregation.h); else the
 /// device sum where `gpu` (the GPU backend's trainer) is given and the update is not compressed; else the host

@@ -30,9 +30,13 @@ class RoundStep {
 
   /// The sum of the contributions and of the weights over all ranks (the aggregation's), then
   /// the strategy's server step: `global` becomes the next global model (finite, or kDiverged).
+  /// Where `also` is given (a caller's own parameter buffer, of the same length), the new
+  /// global model is written there too, in the same pass as its finiteness check: the Python
+  /// binding's buffer, for which a separate copy is another pass over both buffers
+  /// (benchmarks/RESULTS.md, "PyTorch binding").
   /// Collective.
   [[nodiscard]] Status finish(uint32_t round, bool trained, std::span<float> global,
-                              ExchangeStats& stats);
+                              ExchangeStats& stats, std::span<float> also = {});
 
   /// contribute (its Status agreed) then finish: for a caller that trained elsewhere.
   /// Collective.

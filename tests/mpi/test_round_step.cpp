@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "config/config.h"
@@ -78,6 +79,37 @@ TEST(RoundStep, ANonFiniteUpdateStopsEveryRankNamingTheElement) {
   EXPECT_NE(st.message().find("update is not finite (element 7)"), std::string::npos)
       << st.message();
   EXPECT_EQ(global, std::vector<float>(16, 0.0f));  // the global model is untouched
+}
+
+TEST(RoundStep, WritesTheNewGlobalModelIntoTheCallersBufferToo) {
+  auto world = mpi::Comm::world();
+  ASSERT_TRUE(world.ok());
+  const int r = world->rank();
+  const int64_t n = 1000;
+  Fixture f;
+  make(world.value(), "dense-flat", n, f);
+  RoundStep step(world.value(), *f.aggregation, *f.strategy);
+  // The Python binding's use: `local` is the caller's buffer and receives the new global model.
+  std::vector<float> global(n, 0.5f), local(n, 0.5f + 0.25f * static_cast<float>(r + 1));
+  ExchangeStats xs;
+  ASSERT_TRUE(step.contribute(local, global, 1.0, true).ok());
+  ASSERT_TRUE(step.finish(1, true, global, xs, local).ok());
+  EXPECT_NE(global, std::vector<float>(n, 0.5f));
+  EXPECT_EQ(local, global);
+}
+
+TEST(RoundStep, ANonFiniteGlobalModelIsNamedWhenCopiedToo) {
+  std::vector<float> v(16, 1.0f), out(16, 0.0f);
+  v[9] = std::numeric_limits<float>::infinity();
+  const Status st = check_finite_and_copy(v, out, "global model");
+  EXPECT_EQ(st.code(), StatusCode::kDiverged);
+  EXPECT_NE(st.message().find("global model is not finite (element 9)"), std::string::npos)
+      << st.message();
+  EXPECT_EQ(out[8], 1.0f);  // copied up to the element named
+  EXPECT_TRUE(check_finite_and_copy(std::vector<float>(16, 2.0f), out, "global model").ok());
+  EXPECT_EQ(out, std::vector<float>(16, 2.0f));
+  std::vector<float> short_out(3);
+  EXPECT_FALSE(check_finite_and_copy(v, short_out, "global model").ok());
 }
 
 }  // namespace
