@@ -9,11 +9,11 @@
 # Needs FEDSILO_PYTHON_DIR (the build's python/ folder, which holds the fedsilo package) and
 # Debian's /usr/bin/python3 with torch; skipped with the reason otherwise.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-require_cluster
 python=/usr/bin/python3
 [[ -n "${FEDSILO_PYTHON_DIR:-}" && -f "$FEDSILO_PYTHON_DIR/fedsilo/__init__.py" ]] ||
   skip "the PyTorch binding was not built (FEDSILO_PYTHON=AUTO found no Python/pybind11, or OFF)"
 "$python" -c 'import torch' 2>/dev/null || skip "$python cannot import torch (apt-get install python3-torch)"
+require_cluster
 # The job inherits the submitting environment (sbatch --export=ALL): that is how the ranks find
 # the build's package; an installed fedsilo writes the PYTHONPATH into the script instead.
 export PYTHONPATH="$FEDSILO_PYTHON_DIR${PYTHONPATH:+:$PYTHONPATH}"
