@@ -277,6 +277,13 @@ class Federation:
         for rnd in range(self._s.start_round + 1, self._s.rounds + 1):
             self._round, self._log, self._due, self._aggregated = rnd, {}, False, False
             yield rnd
+            if self._restored:
+                # Registered state the checkpoint holds but no register_state() claimed by the
+                # end of the first resumed round: the run goes on without it (say so, once).
+                print("fedsilo: warning: %s: the checkpoint holds state %s that no register_state() "
+                      "call restored; it is dropped" % (self.silo.name, ", ".join(sorted(self._restored))),
+                      file=sys.stderr, flush=True)
+                self._restored = {}
             state, error = b"", None
             if self._due and self._states:
                 try:
