@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """The PyTorch example's accuracy and time per round: one full run of examples/pytorch/train.py
-with examples/pytorch/resnet.toml (4 silos of Fashion-MNIST, Dirichlet(0.5), 5 rounds of 1
+with examples/pytorch/resnet.toml (4 silos of Fashion-MNIST, Dirichlet(0.5), 10 rounds of 1
 local epoch; 4 ranks x 1 thread), then a summary: the final and best accuracy of the global
 model on the 10,000 test images, the median and spread [min, max] of the seconds per round (the
 slowest rank's, as the progress line prints them) and of their training and aggregation parts.
