@@ -108,6 +108,9 @@ def main():
         torch.set_num_threads(hp["threads"])
         data = fed.silo.train  # this silo's records as tensors (x: [N, 1, 28, 28], y: [N])
 
+        # The initial weights from the run's seed (round 0 of fed.seed; rank 0's weights go to
+        # every silo), so that two runs of the same config are the same run.
+        torch.manual_seed(fed.seed(0))
         model = ResNet(num_classes=data.num_classes)
         opt = torch.optim.SGD(model.parameters(), lr=hp["lr"], momentum=hp["momentum"],
                               weight_decay=hp["weight_decay"])
