@@ -84,22 +84,28 @@ bool parse(int argc, char** argv, Options& o) {
     }
   }
   if (o.config.empty() || o.log2n < 4 || o.log2n > 28 || o.calls < 1 || o.warmup < 0) {
-    std::fprintf(stderr, "overhead_native: --config is required; --log2n in [4, 28], --calls >= 1, "
-                         "--warmup >= 0\n");
+    std::fprintf(stderr,
+                 "overhead_native: --config is required; --log2n in [4, 28], --calls >= 1, "
+                 "--warmup >= 0\n");
     return false;
   }
   o.commit = bench::commit_or_env(o.commit);
   return true;
 }
 
-// The fixed input, the same in overhead.py: the initial global model g0[i] = (i mod 251 - 125) / 64,
-// rank r's trained parameters g0[i] + ((7 i + 3 r) mod 17 - 8) / 128, its weight 1000 (r + 1).
-// Every value is a multiple of 2^-7 below 2^2, so both sides start from the same bits.
-float initial_global(int64_t i) { return static_cast<float>(i % 251 - 125) / 64.0f; }
+// The fixed input, the same in overhead.py: the initial global model
+// g0[i] = (i mod 251 - 125) / 64, rank r's trained parameters g0[i] + ((7 i + 3 r) mod 17 - 8) / 128,
+// its weight 1000 (r + 1). Every value is a multiple of 2^-7 below 2^2, so both sides start from
+// the same bits.
+float initial_global(int64_t i) {
+  return static_cast<float>(i % 251 - 125) / 64.0f;
+}
 float trained(int64_t i, int rank) {
   return initial_global(i) + static_cast<float>((7 * i + 3 * rank) % 17 - 8) / 128.0f;
 }
-double weight_of(int rank) { return 1000.0 * (rank + 1); }
+double weight_of(int rank) {
+  return 1000.0 * (rank + 1);
+}
 
 // A checksum of the model's bits that any change of one element changes: the sum over i of
 // (bits_i + 1) (2 i + 1) mod 2^64 (2 i + 1 is odd, so invertible mod 2^64). overhead.py computes
@@ -171,7 +177,8 @@ int main(int argc, char** argv) {
   const uint64_t hash = checksum(global);
   if (rank == 0 && !o.dump_path.empty()) {  // the model's bytes, for a bit-for-bit comparison
     std::ofstream(o.dump_path, std::ios::binary)
-        .write(reinterpret_cast<const char*>(global.data()), static_cast<std::streamsize>(n * sizeof(float)));
+        .write(reinterpret_cast<const char*>(global.data()),
+               static_cast<std::streamsize>(n * sizeof(float)));
   }
   std::vector<int64_t> hashes;  // every rank's, which must be equal
   const auto h64 = static_cast<int64_t>(hash);
@@ -212,11 +219,12 @@ int main(int argc, char** argv) {
         mpi::Runtime::abort_job(1);
       }
     }
-    std::printf("overhead_native%s: n 2^%d, %d ranks, %s, %s; checksum %s; median %.3f ms [%.3f, %.3f] "
-                "of %d calls (slowest rank)\n",
-                o.copy_back ? " --copy-back" : "", o.log2n, size, (*aggregation)->name().c_str(), (*strategy)->name().c_str(),
-                hex(hash).c_str(), 1e3 * median, 1e3 * sorted.front(),
-                1e3 * sorted.back(), o.calls);
+    std::printf(
+        "overhead_native%s: n 2^%d, %d ranks, %s, %s; checksum %s; median %.3f ms [%.3f, %.3f] "
+        "of %d calls (slowest rank)\n",
+        o.copy_back ? " --copy-back" : "", o.log2n, size, (*aggregation)->name().c_str(),
+        (*strategy)->name().c_str(), hex(hash).c_str(), 1e3 * median, 1e3 * sorted.front(),
+        1e3 * sorted.back(), o.calls);
     if (!o.json_path.empty()) {
       nlohmann::json j;
       j["side"] = o.copy_back ? "native+copy" : "native";
@@ -229,7 +237,8 @@ int main(int argc, char** argv) {
       j["warmup"] = o.warmup;
       nlohmann::json per_rank = nlohmann::json::array();
       for (int r = 0; r < size; ++r) {
-        per_rank.push_back(std::vector<double>(all.begin() + r * o.calls, all.begin() + (r + 1) * o.calls));
+        per_rank.push_back(
+            std::vector<double>(all.begin() + r * o.calls, all.begin() + (r + 1) * o.calls));
       }
       j["seconds"] = per_rank;  // [rank][call]
       std::ofstream(o.json_path) << j.dump() << "\n";

@@ -257,7 +257,8 @@ Result<AggregateResult> Session::aggregate(const Status& local, int64_t round, s
   FEDSILO_CHECK(comm_.agree(st));
   // The new global model into global_ and, in the same pass as its finiteness check, into the
   // caller's buffer (a separate copy was another pass over both: benchmarks/RESULTS.md).
-  FEDSILO_CHECK(step_->finish(static_cast<uint32_t>(round), trained, global_, exchange_stats_, params));
+  FEDSILO_CHECK(
+      step_->finish(static_cast<uint32_t>(round), trained, global_, exchange_stats_, params));
   aggregated_at_ = Clock::now();
   agg_seconds_ = seconds_between(t0, aggregated_at_);
   aggregated_round_ = round;
