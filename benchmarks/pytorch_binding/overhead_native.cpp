@@ -94,9 +94,9 @@ bool parse(int argc, char** argv, Options& o) {
 }
 
 // The fixed input, the same in overhead.py: the initial global model
-// g0[i] = (i mod 251 - 125) / 64, rank r's trained parameters g0[i] + ((7 i + 3 r) mod 17 - 8) / 128,
-// its weight 1000 (r + 1). Every value is a multiple of 2^-7 below 2^2, so both sides start from
-// the same bits.
+// g0[i] = (i mod 251 - 125) / 64, rank r's trained parameters
+// g0[i] + ((7 i + 3 r) mod 17 - 8) / 128, its weight 1000 (r + 1). Every value is a multiple of
+// 2^-7 below 2^2, so both sides start from the same bits.
 float initial_global(int64_t i) {
   return static_cast<float>(i % 251 - 125) / 64.0f;
 }
