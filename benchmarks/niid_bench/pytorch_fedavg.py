@@ -1,10 +1,20 @@
 #!/usr/bin/python3
-"""PyTorch FedAvg/FedProx on fedsilo's silo files: the NIID-Bench recipe (simple-cnn, SGD lr 0.01
-momentum 0.9 weight decay 1e-5, batch 64, fresh optimizer per round, sample-weighted averaging,
-every silo every round), for checking fedsilo's accuracy on the very same partition.
+"""PyTorch FedAvg/FedProx/SCAFFOLD/FedNova on fedsilo's silo files: the NIID-Bench recipe
+(simple-cnn, SGD lr 0.01 momentum 0.9 weight decay 1e-5, batch 64, fresh optimizer per round,
+sample-weighted averaging, every silo every round), for checking fedsilo's accuracy on the very
+same partition.
+
+--algorithm scaffold (Karimireddy et al. 2020, option II, as NIID-Bench's train_net_scaffold):
+control variates start at zero; after every optimizer step y -= lr (c - c_s); after K steps
+c_s+ = c_s - c + (w - y) / (K lr); the model is averaged by sample count; c += mean over the
+N silos of (c_s+ - c_s).
+--algorithm fednova (Wang et al. 2020, as NIID-Bench's train_net_fednova): tau_s optimizer steps
+with momentum rho give a_s = (tau_s - rho (1 - rho^tau_s) / (1 - rho)) / (1 - rho); each silo
+sends d_s = (w - y_s) / a_s; w -= (sum p_s a_s) (sum p_s d_s), p_s = n_s / n.
 
 Runs under Debian's /usr/bin/python3 (python3-torch, python3-h5py).
 Usage: pytorch_fedavg.py SILOS_DIR [--rounds 50] [--epochs 10] [--mu 0] [--threads 2]
+                         [--algorithm fedavg|scaffold|fednova]
                          [--workers 1] [--seed 0] [--json FILE] [--state FILE]
 With --state, the global model, history and RNG state are saved after every round and a later
 call continues from there (a 50-round run takes about 70 minutes on 2 cores).
@@ -64,12 +74,18 @@ def _worker_init(silos_dir, threads):
     _DATA.extend(load(os.path.join(silos_dir, s, "train.h5")) for s in silos)
 
 
-def train_silo(gstate, x, y, epochs, mu, gen=None):
+LR, RHO = 0.01, 0.9
+
+
+def train_silo(gstate, x, y, epochs, mu, gen=None, algorithm="fedavg", c=None, c_s=None):
+    """The silo's new state dict and what its algorithm sends besides: SCAFFOLD its new control
+    variate (c_s+, a list of tensors by parameter), FedNova its a_s."""
     local = NiidCnn()
     local.load_state_dict(gstate)
     local.train()
-    opt = torch.optim.SGD(local.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-5)
+    opt = torch.optim.SGD(local.parameters(), lr=LR, momentum=RHO, weight_decay=1e-5)
     gparams = [p.detach().clone() for p in local.parameters()]
+    steps = 0
     for _ in range(epochs):
         perm = torch.randperm(len(y), generator=gen)
         for i in range(0, len(y), 64):
@@ -81,14 +97,26 @@ def train_silo(gstate, x, y, epochs, mu, gen=None):
                                            for p, g in zip(local.parameters(), gparams))
             loss.backward()
             opt.step()
-    return local.state_dict()
+            steps += 1
+            if algorithm == "scaffold":
+                with torch.no_grad():
+                    for p, cg, cl in zip(local.parameters(), c, c_s):
+                        p -= LR * (cg - cl)
+    extra = None
+    if algorithm == "scaffold":
+        with torch.no_grad():
+            extra = [cl - cg + (g - p) / (steps * LR)
+                     for p, g, cg, cl in zip(local.parameters(), gparams, c, c_s)]
+    elif algorithm == "fednova":
+        extra = (steps - RHO * (1 - RHO ** steps) / (1 - RHO)) / (1 - RHO)
+    return local.state_dict(), extra
 
 
 def _worker_train(job):
-    gstate, silo, rnd, seed, epochs, mu = job
+    gstate, silo, rnd, seed, epochs, mu, algorithm, c, c_s = job
     gen = torch.Generator().manual_seed(seed * 1_000_003 + rnd * 1009 + silo)
     x, y = _DATA[silo]
-    return train_silo(gstate, x, y, epochs, mu, gen)
+    return train_silo(gstate, x, y, epochs, mu, gen, algorithm, c, c_s)
 
 
 def main():
@@ -97,6 +125,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=50)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--mu", type=float, default=0.0)
+    ap.add_argument("--algorithm", choices=["fedavg", "scaffold", "fednova"], default="fedavg")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
@@ -111,11 +140,16 @@ def main():
     sizes = np.array([len(y) for _, y in data], dtype=np.float64)
     weights = sizes / sizes.sum()
     glob = NiidCnn()
+    # SCAFFOLD's server and silo control variates, by parameter (zero at the start).
+    c = [torch.zeros_like(p) for p in glob.parameters()]
+    c_silo = [[torch.zeros_like(p) for p in glob.parameters()] for _ in data]
     history = []
     start = 1
     if a.state and os.path.exists(a.state):
         st = torch.load(a.state)
         glob.load_state_dict(st["model"])
+        if "c" in st:
+            c, c_silo = st["c"], st["c_silo"]
         history = st["history"]
         torch.set_rng_state(st["rng"])
         start = st["round"] + 1
@@ -131,13 +165,29 @@ def main():
         gstate = {k: v.clone() for k, v in glob.state_dict().items()}
         avg = {k: torch.zeros_like(v) for k, v in gstate.items()}
         if pool is not None:
-            jobs = [(gstate, i, rnd, a.seed, a.epochs, a.mu) for i in range(len(data))]
-            locals_ = list(pool.imap(_worker_train, jobs, chunksize=1))
+            jobs = [(gstate, i, rnd, a.seed, a.epochs, a.mu, a.algorithm, c, c_silo[i])
+                    for i in range(len(data))]
+            results = list(pool.imap(_worker_train, jobs, chunksize=1))
         else:
-            locals_ = (train_silo(gstate, x, y, a.epochs, a.mu) for x, y in data)
-        for state, w in zip(locals_, weights):
-            for k, v in state.items():
-                avg[k] += w * v
+            results = [train_silo(gstate, x, y, a.epochs, a.mu, None, a.algorithm, c, c_silo[i])
+                       for i, (x, y) in enumerate(data)]
+        if a.algorithm == "fednova":
+            # w -= tau_eff * sum p_s d_s, d_s = (w - y_s) / a_s, tau_eff = sum p_s a_s
+            tau_eff = sum(w * extra for (_, extra), w in zip(results, weights))
+            d = {k: torch.zeros_like(v) for k, v in gstate.items()}
+            for (state, extra), w in zip(results, weights):
+                for k, v in state.items():
+                    d[k] += w * (gstate[k] - v) / extra
+            avg = {k: gstate[k] - tau_eff * d[k] for k in gstate}
+        else:
+            for (state, _), w in zip(results, weights):
+                for k, v in state.items():
+                    avg[k] += w * v
+        if a.algorithm == "scaffold":
+            for i, (_, c_new) in enumerate(results):
+                for cg, old, new in zip(c, c_silo[i], c_new):
+                    cg += (new - old) / len(data)
+                c_silo[i] = c_new
         glob.load_state_dict(avg)
         acc = evaluate(glob, xt, yt)
         history.append([rnd, acc])
@@ -145,12 +195,12 @@ def main():
         if a.state:
             tmp = a.state + ".tmp"
             torch.save({"model": glob.state_dict(), "history": history, "round": rnd,
-                        "rng": torch.get_rng_state()}, tmp)
+                        "rng": torch.get_rng_state(), "c": c, "c_silo": c_silo}, tmp)
             os.replace(tmp, a.state)
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"silos_dir": a.silos_dir, "rounds": a.rounds, "epochs": a.epochs,
-                       "mu": a.mu, "seed": a.seed, "accuracy_per_round": history,
+                       "algorithm": a.algorithm, "mu": a.mu, "seed": a.seed, "accuracy_per_round": history,
                        "seconds": time.time() - t0}, f, indent=1)
 
 

@@ -86,7 +86,8 @@ struct Choices<StrategyName> {
   static constexpr std::pair<StrategyName, const char*> kAll[] = {
       {StrategyName::kFedAvg, "fedavg"},         {StrategyName::kFedProx, "fedprox"},
       {StrategyName::kFedAvgM, "fedavgm"},       {StrategyName::kFedAdagrad, "fedadagrad"},
-      {StrategyName::kFedAdam, "fedadam"},       {StrategyName::kFedYogi, "fedyogi"}};
+      {StrategyName::kFedAdam, "fedadam"},       {StrategyName::kFedYogi, "fedyogi"},
+      {StrategyName::kScaffold, "scaffold"},     {StrategyName::kFedNova, "fednova"}};
 };
 // Compression's names are its own (compression::method_name, value_type_name).
 template <>
@@ -671,6 +672,23 @@ Status validate_across_sections(const Config& c) {
     return bad("privacy.level", "\"sample\" is DP-SGD inside fedsilo's own training; with model.arch = "
                                 "\"pytorch\" the local training is the user's code: use Opacus in it "
                                 "(and set privacy.level = \"none\")");
+  }
+  const StrategyName strategy = c.strategy.name;
+  if ((strategy == StrategyName::kScaffold || strategy == StrategyName::kFedNova) &&
+      c.device.kind != DeviceKind::kCpu) {
+    return bad("strategy.name", "\"" + std::string(name(strategy)) + "\" needs device.kind = \"cpu\" "
+                                "for now, not \"" + std::string(name(c.device.kind)) +
+                                "\" (the CUDA backend's fused step has no " +
+                                (strategy == StrategyName::kScaffold ? "SCAFFOLD correction"
+                                                                     : "FedNova step count") +
+                                " yet: it waits for a GPU run to test it)");
+  }
+  if (strategy == StrategyName::kScaffold && z.level == CompressionLevel::kNode &&
+      z.method != compression::Method::kNone && !c.secure_aggregation.enabled) {
+    return bad("strategy.name", "\"scaffold\" sends its model and control-variate updates as two "
+                                "parts, each compressed with its own error-feedback residual: "
+                                "compression.level = \"node\" compresses node sums as one vector; "
+                                "use compression.level = \"silo\"");
   }
   if (c.privacy.level == PrivacyLevel::kSample && c.device.kind != DeviceKind::kCpu) {
     return bad("privacy.level", "\"sample\" needs device.kind = \"cpu\" for now, not \"" +

@@ -19,7 +19,9 @@ namespace fedsilo::config {
 // kPytorch: the user's own network, trained by a Python entry point through the binding
 // (fedsilo.torch); `fedsilo train` runs the built-in ones.
 enum class Arch : uint8_t { kLogreg, kMlp, kNiidCnn, kPytorch };
-enum class StrategyName : uint8_t { kFedAvg, kFedProx, kFedAvgM, kFedAdagrad, kFedAdam, kFedYogi };
+enum class StrategyName : uint8_t {
+  kFedAvg, kFedProx, kFedAvgM, kFedAdagrad, kFedAdam, kFedYogi, kScaffold, kFedNova
+};
 enum class CompressionLevel : uint8_t { kSilo, kNode };
 enum class Algorithm : uint8_t { kAuto, kDenseFlat, kDenseHier, kSparseAllgather, kSparseRd, kSparseHier };
 enum class DeviceKind : uint8_t { kCpu, kCuda, kAuto };

@@ -11,11 +11,14 @@ namespace fedsilo::fl {
 
 namespace {
 
-// The weights' sum over ranks (a double allreduce: each weight is a silo's sample count).
-Result<double> weight_sum(mpi::Comm& comm, bool trained, double weight) {
-  double w = trained ? weight : 0.0;
-  FEDSILO_CHECK(comm.allreduce_sum(std::span<double>(&w, 1)));
-  return w;
+// The weights' sum over ranks and the weighted mean of the silos' aux (one double allreduce:
+// each weight is a silo's sample count) into `out`.
+Status weight_sums(mpi::Comm& comm, bool trained, double weight, double aux, Combined& out) {
+  double w[2] = {trained ? weight : 0.0, trained ? weight * aux : 0.0};
+  FEDSILO_CHECK(comm.allreduce_sum(std::span<double>(w, 2)));
+  out.weight_sum = w[0];
+  out.aux_mean = w[0] > 0.0 ? w[1] / w[0] : 0.0;
+  return {};
 }
 
 // The host exchange. The update is written where the exchange reads it without a copy when it
@@ -31,24 +34,33 @@ class HostAggregation final : public Aggregation {
   }
   std::string name() const override { return exchange_.algorithm(); }
   Status contribute(std::span<const float> local, std::span<const float> global, float weight,
-                    bool trained) override {
+                    bool trained, const SiloExtras& extras) override {
     weight_ = weight;
+    aux_ = extras.aux;
     if (!trained) {
       std::fill(update_.begin(), update_.end(), 0.0f);
       return {};
     }
-    for (size_t i = 0; i < update_.size(); ++i) update_[i] = weight * (local[i] - global[i]);
+    const size_t n = local.size();
+    if (n + extras.tail.size() != update_.size() || global.size() != n) {
+      return internal_error("contribute: the update's parts do not add up to the exchange's length");
+    }
+    // The scale in float as FedAvg always had it (divisor 1 leaves it exact).
+    const float scale = extras.divisor == 1.0 ? weight : static_cast<float>(weight / extras.divisor);
+    for (size_t i = 0; i < n; ++i) update_[i] = scale * (local[i] - global[i]);
+    std::copy(extras.tail.begin(), extras.tail.end(), update_.begin() + static_cast<std::ptrdiff_t>(n));
     return check_finite(update_, "update");
   }
   Result<Combined> combine(uint32_t round, bool trained, ExchangeStats& stats) override {
     FEDSILO_CHECK(exchange_.exchange(round, update_, trained, stats));
-    FEDSILO_ASSIGN_OR_RETURN(const double w, weight_sum(comm_, trained, weight_));
-    return Combined{std::span<const float>(update_), w};
+    Combined out{std::span<const float>(update_)};
+    FEDSILO_CHECK(weight_sums(comm_, trained, weight_, aux_, out));
+    return out;
   }
 
  private:
   mpi::Comm& comm_;
-  double weight_ = 0.0;
+  double weight_ = 0.0, aux_ = 0.0;
   UpdateExchange& exchange_;
   std::span<float> update_;
   std::vector<float> storage_;
@@ -67,7 +79,11 @@ class DeviceAggregation final : public Aggregation {
   }
   std::string name() const override { return "device-" + sum_op_->name(); }
   Status contribute(std::span<const float>, std::span<const float> global, float weight,
-                    bool trained) override {
+                    bool trained, const SiloExtras& extras) override {
+    if (extras.divisor != 1.0 || !extras.tail.empty()) {
+      return internal_error("the device sum carries plain weighted updates only (config validation "
+                            "refuses SCAFFOLD and FedNova on GPUs)");
+    }
     weight_ = weight;
     return trained ? gpu_.weighted_update(global, weight) : gpu_.clear_update();
   }
@@ -79,8 +95,9 @@ class DeviceAggregation final : public Aggregation {
     stats.take(as);
     stats.dense_bytes = 4 * n;
     stats.payload_bytes = stats.dense_bytes;
-    FEDSILO_ASSIGN_OR_RETURN(const double w, weight_sum(topology_.world(), trained, weight_));
-    return Combined{std::span<const float>(sum_), w};
+    Combined out{std::span<const float>(sum_)};
+    FEDSILO_CHECK(weight_sums(topology_.world(), trained, weight_, 0.0, out));
+    return out;
   }
 
  private:

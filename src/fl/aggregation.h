@@ -17,10 +17,22 @@
 
 namespace fedsilo::fl {
 
+/// What a silo's strategy adds to its contribution (fl::Strategy::silo_extras): nothing for
+/// FedAvg and the server optimizers.
+struct SiloExtras {
+  /// The model part is weight * (local - global) / divisor (FedNova: a_s, its normalized steps).
+  double divisor = 1.0;
+  /// Sent after the model part, unweighted (SCAFFOLD: the control-variate update c_s+ - c_s).
+  std::span<const float> tail;
+  /// A per-silo number whose weighted mean every rank gets (FedNova: a_s).
+  double aux = 0.0;
+};
+
 /// What one round's aggregation gives every rank.
 struct Combined {
-  std::span<const float> sum;  // the sum of the contributions
+  std::span<const float> sum;  // the sum of the contributions (model part, then the tails)
   double weight_sum = 0.0;     // the sum of the weights
+  double aux_mean = 0.0;       // sum of weight * aux over sum of weight (0 where no weight)
 };
 
 class Aggregation {
@@ -28,12 +40,12 @@ class Aggregation {
   virtual ~Aggregation() = default;
   /// "dense-flat", ..., "device-nccl": the metrics' and the start-up line's name for it.
   [[nodiscard]] virtual std::string name() const = 0;
-  /// This silo's contribution: weight * (local - global) where it trained (`local` are its new
-  /// parameters, on the host or, on a GPU backend, in the device's memory), zeros where not.
-  /// kDiverged naming the first non-finite element.
+  /// This silo's contribution: weight * (local - global) / extras.divisor where it trained
+  /// (`local` are its new parameters, on the host or, on a GPU backend, in the device's
+  /// memory), then extras.tail; zeros where not. kDiverged naming the first non-finite element.
   [[nodiscard]] virtual Status contribute(std::span<const float> local,
                                           std::span<const float> global, float weight,
-                                          bool trained) = 0;
+                                          bool trained, const SiloExtras& extras) = 0;
   /// The sum of every rank's contribution, on the host, and the sum of their weights (the
   /// weights given to contribute, 0 where a silo did not train). Collective; errors are agreed.
   [[nodiscard]] virtual Result<Combined> combine(uint32_t round, bool trained,
@@ -51,7 +63,8 @@ class Aggregation {
 
 /// Secure aggregation where `[secure_aggregation] enabled` (fl/secure_aggregation.h); else the
 /// device sum where `gpu` (the GPU backend's trainer) is given and the update is not compressed; else the host
-/// exchange (which `exchange` is, and outlives the result). Collective.
+/// exchange (which `exchange` is, and outlives the result). `length`: the model's parameters
+/// plus the strategy's tail (Strategy::tail_length). Collective.
 [[nodiscard]] Result<std::unique_ptr<Aggregation>> make_aggregation(const config::Config& cfg,
                                                                    mpi::Comm& comm,
                                                                    model::GpuTrainer* gpu,

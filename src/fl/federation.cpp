@@ -203,9 +203,6 @@ Status layout_changed(int64_t round, const std::string& before, const std::strin
       "the same topology.emulated_nodes or FEDSILO_EMULATED_NODES)");
 }
 
-// The silo-private vectors a checkpoint keeps, by dataset name.
-checkpoint::SiloState private_state(UpdateExchange& x) { return x.private_state(); }
-
 }  // namespace
 
 SiloLocation silo_location(const config::Config& cfg, int rank, int size) {
@@ -379,7 +376,9 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
   auto strategy_r = make_strategy(cfg);
   FEDSILO_CHECK(comm.agree(strategy_r.status()));
   Strategy& strategy = *strategy_r.value();
-  strategy.set_length(net.num_params());
+  strategy.set_length(net.num_params(), size);
+  // What a silo sends: its model update, then the strategy's tail (SCAFFOLD's control update).
+  const int64_t exchange_length = net.num_params() + strategy.tail_length();
   auto server_state = strategy.server_state();  // the server optimizer's, in global checkpoints
   if (start_round > 0 && !server_state.empty()) {
     FEDSILO_CHECK(comm.agree(checkpoint::read_named_vectors(
@@ -460,7 +459,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
       FEDSILO_CHECK(comm.allreduce_max(std::span<double>(range, 2)));
     }
   }
-  auto exchange_r = UpdateExchange::create(cfg, comm, net.num_params(), resumed_algorithm,
+  auto exchange_r = UpdateExchange::create(cfg, comm, exchange_length, resumed_algorithm,
                                            device.cuda ? device.device : -1);
   FEDSILO_CHECK(comm.agree(exchange_r.status()));
   UpdateExchange& exchange = *exchange_r.value();
@@ -472,11 +471,11 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
   if (start_round > 0) {
     // Silo-private compressor state (error-feedback residual, DGC velocity) of the checkpoint.
     FEDSILO_CHECK(comm.agree(checkpoint::read_silo_state(silo.private_dir, start_round,
-                                                         private_state(exchange))));
+                                                         silo_private_state(exchange, strategy))));
   }
 
   auto aggregation_r = make_aggregation(cfg, comm, backend.gpu(), device.cuda ? device.device : -1,
-                                        exchange, net.num_params());
+                                        exchange, exchange_length);
   FEDSILO_CHECK(aggregation_r.status());
   Aggregation& aggregation = *aggregation_r.value();
   const std::string reducer_label = aggregation.name();
@@ -508,7 +507,7 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
   // Collective.
   auto write_checkpoint = [&](int64_t round) -> Status {
     const CheckpointParts parts{hash, exchange.algorithm(), exchange.layout(), silo.private_dir,
-                                private_state(exchange)};
+                                silo_private_state(exchange, strategy)};
     return write_round_checkpoint(comm, cfg, round, parts, [&](const std::string& path) {
       return checkpoint::write_model_file(path, net, global,
                                           {"checkpoint", round, hash, exchange.algorithm()},
@@ -562,8 +561,11 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
     auto stats = backend.train(local, global, lo);
     if (!stats.ok()) return {stats.status().code(), where + stats.status().message()};
     report.train_loss = stats->mean_loss;
+    auto extras = strategy.silo_extras(local, global, stats->steps, lo.lr, lo.momentum);
+    if (!extras.ok()) return {extras.status().code(), where + extras.status().message()};
     // Weighted update n_s * (w_local - w_global), summed across ranks by the aggregation.
-    Status st = step.contribute(local, global, static_cast<double>(silo.train.size()), true);
+    Status st = step.contribute(local, global, static_cast<double>(silo.train.size()), true,
+                                extras.value());
     if (!st.ok()) return {st.code(), where + st.message()};
     if (!std::isfinite(report.train_loss)) {
       return {StatusCode::kDiverged, where + "training loss is not finite"};

@@ -21,11 +21,12 @@ class RoundStep {
   RoundStep(mpi::Comm& comm, Aggregation& aggregation, Strategy& strategy)
       : comm_(comm), aggregation_(aggregation), strategy_(strategy) {}
 
-  /// This silo's contribution, weight * (local - global) where it trained, zeros where not.
+  /// This silo's contribution, weight * (local - global) where it trained (with what its
+  /// strategy adds: Strategy::silo_extras), zeros where not.
   /// Local: the caller agrees on the Status (with its own training's).
   [[nodiscard]] Status contribute(std::span<const float> local, std::span<const float> global,
-                                  double weight, bool trained) {
-    return aggregation_.contribute(local, global, static_cast<float>(weight), trained);
+                                  double weight, bool trained, const SiloExtras& extras = {}) {
+    return aggregation_.contribute(local, global, static_cast<float>(weight), trained, extras);
   }
 
   /// The sum of the contributions and of the weights over all ranks (the aggregation's), then

@@ -5,8 +5,17 @@
 
 #include "checkpoint/checkpoint.h"
 #include "core/fs.h"
+#include "fl/strategy.h"
+#include "fl/update_exchange.h"
 
 namespace fedsilo::fl {
+
+checkpoint::SiloState silo_private_state(UpdateExchange& exchange, Strategy& strategy) {
+  checkpoint::SiloState out = exchange.private_state();
+  for (auto& named : strategy.silo_state()) out.push_back(named);
+  return out;
+}
+
 namespace stdfs = std::filesystem;
 
 namespace {

@@ -38,6 +38,13 @@ struct RunStart {
                                       std::vector<nlohmann::json>& kept);
 
 /// What a round's checkpoint holds besides the global model.
+class Strategy;
+class UpdateExchange;
+
+/// The silo-private vectors a checkpoint keeps, by dataset name: the exchange's transforms'
+/// (error-feedback residuals) and the strategy's (SCAFFOLD's control variate).
+[[nodiscard]] checkpoint::SiloState silo_private_state(UpdateExchange& exchange, Strategy& strategy);
+
 struct CheckpointParts {
   std::string config_hash;
   std::string algorithm;  // the allreduce algorithm the run uses (reused on resume)

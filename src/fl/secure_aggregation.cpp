@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <numeric>
 
+#include "fl/strategy.h"
 
 namespace fedsilo::fl {
 namespace {
@@ -22,13 +23,14 @@ SecureAggregation::SecureAggregation(mpi::Comm& comm, UpdateExchange& exchange,
       exchange_(exchange),
       fp_{cfg.secure_aggregation.range, cfg.secure_aggregation.bits},
       max_weight_(cfg.secure_aggregation.max_weight),
+      aux_bound_(fednova_aux_bound(cfg)),
       seed_(cfg.run.seed),
       scaled_(static_cast<size_t>(length)),
       total_(static_cast<size_t>(length)) {
   if (exchange.shared_index_transform() != nullptr) {
     shared_count_ = compression::selected_count(config::compression_config(cfg.compression), length);
   }
-  codes_.resize(static_cast<size_t>(shared_count_ > 0 ? shared_count_ : length) + 1);
+  codes_.resize(static_cast<size_t>(shared_count_ > 0 ? shared_count_ : length) + tail_words());
   sums_.resize(codes_.size());
 }
 
@@ -114,8 +116,9 @@ Result<std::unique_ptr<SecureAggregation>> SecureAggregation::create(const confi
 }
 
 Status SecureAggregation::contribute(std::span<const float> local, std::span<const float> global,
-                                     float weight, bool trained) {
+                                     float weight, bool trained, const SiloExtras& extras) {
   w_ = trained ? static_cast<float>(weight / max_weight_) : 0.0f;
+  aux_ = trained && aux_bound_ > 0.0 ? static_cast<float>(w_ * (extras.aux / aux_bound_)) : 0.0f;
   if (w_ > 1.0f) {
     return invalid_argument("secure aggregation: this silo's sample count " +
                             std::to_string(static_cast<int64_t>(weight)) +
@@ -125,7 +128,21 @@ Status SecureAggregation::contribute(std::span<const float> local, std::span<con
     std::fill(scaled_.begin(), scaled_.end(), 0.0f);
     return {};
   }
-  for (size_t i = 0; i < scaled_.size(); ++i) scaled_[i] = w_ * (local[i] - global[i]);
+  const size_t n = local.size();
+  if (n + extras.tail.size() != scaled_.size() || global.size() != n) {
+    return internal_error("contribute: the update's parts do not add up to the exchange's length");
+  }
+  if (extras.aux > aux_bound_) {
+    return internal_error("secure aggregation: a_s = " + std::to_string(extras.aux) +
+                          " exceeds its bound " + std::to_string(aux_bound_));
+  }
+  // FedNova's d_s = (y - w) / a_s is a_s times smaller than an update: coded as is, it would
+  // sit near the code's resolution. Scaled by the largest a_s it is about an update's size
+  // again (n_s / max_weight times bound / a_s stays near 1: a_s grows with the silo's steps),
+  // and the decoded sum is divided by the bound.
+  const float u = aux_bound_ > 0.0 ? static_cast<float>(w_ * (aux_bound_ / extras.divisor)) : w_;
+  for (size_t i = 0; i < n; ++i) scaled_[i] = u * (local[i] - global[i]);
+  std::copy(extras.tail.begin(), extras.tail.end(), scaled_.begin() + static_cast<std::ptrdiff_t>(n));
   return check_finite(scaled_, "update");
 }
 
@@ -183,12 +200,13 @@ Result<Combined> SecureAggregation::combine(uint32_t round, bool trained, Exchan
   }();
   FEDSILO_CHECK(comm_.agree(masker.status()));
 
-  // Words [0, m) code the values, word m the weight (whose range is at least 1: w <= 1). The
-  // pipeline: each piece is coded and masked, then its sum starts and moves on while the next
-  // piece is coded (the masker lets it progress after every block).
-  const size_t m = values_.size(), words = m + 1;
+  // Words [0, m) code the values, word m the weight (whose range is at least 1: w <= 1), and
+  // under FedNova word m + 1 its w a_s / bound (<= 1). The pipeline: each piece is coded and
+  // masked, then its sum starts and moves on while the next piece is coded (the masker lets it
+  // progress after every block).
+  const size_t m = values_.size(), words = m + tail_words();
   const secagg::FixedPoint weight_fp{std::max(fp_.range, 1.0), fp_.bits};
-  const float w[1] = {w_};
+  const float w[2] = {w_, aux_};
   const size_t piece = std::clamp<size_t>((words / 8 + 3) / 4 * 4, 4096, size_t{1} << 20);
   const auto progress = [this] {
     if (sum_) sum_->progress();
@@ -209,7 +227,9 @@ Result<Combined> SecureAggregation::combine(uint32_t round, bool trained, Exchan
       st = c.status();
     }
     if (trained && st.ok() && first + len == words) {
-      st = masker->code_and_mask(w, weight_fp, m, std::span<uint32_t>(codes_.data() + m, 1)).status();
+      st = masker->code_and_mask(std::span<const float>(w, tail_words()), weight_fp, m,
+                                 std::span<uint32_t>(codes_.data() + m, tail_words()))
+               .status();
     }
     masking += since(tm);
     // A failed rank still starts every piece (the others wait for it); the outcome is agreed
@@ -231,8 +251,9 @@ Result<Combined> SecureAggregation::combine(uint32_t round, bool trained, Exchan
   stats.take(as);
 
   t0 = Clock::now();
-  float weight_sum[1];
-  secagg::decode(std::span<const uint32_t>(sums_.data() + m, 1), weight_fp, weight_sum);
+  float weight_sum[2] = {0.0f, 0.0f};
+  secagg::decode(std::span<const uint32_t>(sums_.data() + m, tail_words()), weight_fp,
+                 std::span<float>(weight_sum, tail_words()));
   if (shared_count_ == 0) {
     secagg::decode(std::span<const uint32_t>(sums_.data(), m), fp_, total_);
   } else {
@@ -243,6 +264,10 @@ Result<Combined> SecureAggregation::combine(uint32_t round, bool trained, Exchan
     // The public aggregate: what the next round's top-k-previous set is drawn from.
     exchange_.shared_index_transform()->remember(total_);
   }
+  if (aux_bound_ > 0.0) {
+    const auto inv = static_cast<float>(1.0 / aux_bound_);
+    for (float& v : total_) v *= inv;
+  }
   stats.decompress_seconds = since(t0);
   stats.dense_bytes = 4 * static_cast<int64_t>(n);
   stats.payload_bytes = 4 * static_cast<int64_t>(words);
@@ -250,7 +275,9 @@ Result<Combined> SecureAggregation::combine(uint32_t round, bool trained, Exchan
     FEDSILO_CHECK(comm_.agree(internal_error("secure aggregation: the decoded weight sum of round " +
                                              std::to_string(round) + " is not positive")));
   }
-  return Combined{std::span<const float>(total_), static_cast<double>(weight_sum[0])};
+  // sum w_s (a_s / bound) over sum w_s, times the bound: the weighted mean of a_s.
+  const double aux_mean = static_cast<double>(weight_sum[1]) / weight_sum[0] * aux_bound_;
+  return Combined{std::span<const float>(total_), static_cast<double>(weight_sum[0]), aux_mean};
 }
 
 }  // namespace fedsilo::fl

@@ -53,9 +53,12 @@ class SecureAggregation final : public Aggregation {
   [[nodiscard]] std::string name() const override {
     return "secure-" + (device_sum_ ? "device-" + device_sum_->name() : sum_->name());
   }
-  /// Keeps weight / max_weight and (local - global) scaled by it; zeros where not trained.
+  /// Keeps w = weight / max_weight and (local - global) scaled by w, then extras.tail; zeros
+  /// where not trained. Under FedNova the update is scaled by w bound / a_s (and the decoded
+  /// sum divided by the bound, fednova_aux_bound), and w a_s / bound is summed in a word of
+  /// its own beside the weight.
   [[nodiscard]] Status contribute(std::span<const float> local, std::span<const float> global,
-                                  float weight, bool trained) override;
+                                  float weight, bool trained, const SiloExtras& extras) override;
   /// Compresses (where the chain selects), codes, masks, sums and decodes; kInvalidArgument on
   /// every rank when fewer than 3 silos trained this round (the sum of two would give each the
   /// other's update).
@@ -70,6 +73,8 @@ class SecureAggregation final : public Aggregation {
                     int64_t length);
   // This silo's values of the round (every coordinate, or the shared index set's) into values_.
   [[nodiscard]] Status select(uint32_t round, bool trained);
+  // The words after the values: the weight, and FedNova's w a_s.
+  [[nodiscard]] size_t tail_words() const { return aux_bound_ > 0.0 ? 2 : 1; }
 
   mpi::Comm& comm_;
   UpdateExchange& exchange_;
@@ -81,12 +86,13 @@ class SecureAggregation final : public Aggregation {
   std::span<const float> values_;         // what is coded: scaled_ or selected_
   secagg::FixedPoint fp_;
   double max_weight_ = 1.0;
+  double aux_bound_ = 0.0;  // FedNova: the largest a_s any silo can have (fednova_aux_bound)
   uint64_t seed_ = 0;
   std::vector<uint8_t> run_id_;
   std::vector<std::pair<int, secagg::Secret>> shared_;  // (peer rank, shared secret)
   std::vector<float> scaled_;           // w * (local - global), w = weight / max_weight
-  float w_ = 0.0f;
-  std::vector<uint32_t> codes_;         // m + 1 words: the coded values, then the weight
+  float w_ = 0.0f, aux_ = 0.0f;
+  std::vector<uint32_t> codes_;         // m + 1 (+ 1) words: the coded values, the weight (, w a_s)
   std::vector<uint32_t> sums_;          // their sum over the ranks
   std::vector<float> decoded_;          // the decoded sum of the shared index set's values
   std::vector<float> total_;            // the dense sum every rank gets

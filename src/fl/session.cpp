@@ -192,11 +192,13 @@ Status Session::start(const Status& local, std::span<float> params, std::vector<
   }
   std::copy(global_.begin(), global_.end(), params.begin());
 
-  strategy_->set_length(n);
+  strategy_->set_length(n, comm_.size());
+  // What a silo sends: its model update, then the strategy's tail (SCAFFOLD's control update).
+  const int64_t length = n + strategy_->tail_length();
   if (start_round_ > 0 && !strategy_->server_state().empty()) {
     FEDSILO_CHECK(comm_.agree(checkpoint::read_named_vectors(resume_from_, strategy_->server_state())));
   }
-  auto exchange = UpdateExchange::create(cfg_, comm_, n, resumed_algorithm_, -1);
+  auto exchange = UpdateExchange::create(cfg_, comm_, length, resumed_algorithm_, -1);
   FEDSILO_CHECK(comm_.agree(exchange.status()));
   exchange_ = std::move(exchange).value();
   if (!resumed_layout_.empty() && exchange_->state_on_leaders() && resumed_layout_ != exchange_->layout()) {
@@ -209,9 +211,10 @@ Status Session::start(const Status& local, std::span<float> params, std::vector<
   user_state.clear();
   if (start_round_ > 0) {
     FEDSILO_CHECK(comm_.agree(checkpoint::read_silo_state(private_dir_, start_round_,
-                                                          exchange_->private_state(), &user_state)));
+                                                          silo_private_state(*exchange_, *strategy_),
+                                                          &user_state)));
   }
-  auto aggregation = make_aggregation(cfg_, comm_, nullptr, -1, *exchange_, n);
+  auto aggregation = make_aggregation(cfg_, comm_, nullptr, -1, *exchange_, length);
   FEDSILO_CHECK(aggregation.status());
   aggregation_ = std::move(aggregation).value();
   step_ = std::make_unique<RoundStep>(comm_, *aggregation_, *strategy_);
@@ -229,8 +232,15 @@ Status Session::start(const Status& local, std::span<float> params, std::vector<
   return {};
 }
 
+std::span<const float> Session::correction() {
+  if (!started()) return {};
+  model::LocalTrainOptions lo;
+  strategy_->configure_local(lo);
+  return lo.correction;
+}
+
 Result<AggregateResult> Session::aggregate(const Status& local, int64_t round, std::span<float> params,
-                                           double weight) {
+                                           double weight, const LocalSteps& steps) {
   const std::string where = "round " + std::to_string(round) + ", " + silo_name_ + ": ";
   Status st = local;
   if (st.ok() && !started()) st = invalid_argument("aggregate() before start(model)");
@@ -247,12 +257,31 @@ Result<AggregateResult> Session::aggregate(const Status& local, int64_t round, s
   if (st.ok() && trained && !(weight > 0.0 && std::isfinite(weight))) {
     st = invalid_argument(where + "num_examples must be a positive number, got " + std::to_string(weight));
   }
+  const auto strategy = cfg_.strategy.name;
+  const bool counts_steps =
+      strategy == config::StrategyName::kScaffold || strategy == config::StrategyName::kFedNova;
+  if (st.ok() && trained && counts_steps && steps.steps <= 0) {
+    st = invalid_argument(where + "strategy.name = \"" + config::name(strategy) +
+                          "\" needs aggregate(..., steps=K): the optimizer steps this round "
+                          "took (got " + std::to_string(steps.steps) + ")");
+  }
+  if (st.ok() && trained && counts_steps && !(steps.lr > 0.0 && steps.momentum >= 0.0 &&
+                                              steps.momentum < 1.0)) {
+    st = invalid_argument(where + "aggregate(): lr must be > 0 and momentum in [0, 1), got lr " +
+                          std::to_string(steps.lr) + ", momentum " + std::to_string(steps.momentum));
+  }
   FEDSILO_CHECK(comm_.agree(st));
 
   const auto t0 = Clock::now();
   train_seconds_ = seconds_between(round_start_, t0);
   exchange_stats_ = ExchangeStats{};
-  st = step_->contribute(params, global_, weight, trained);
+  SiloExtras extras;
+  if (trained) {
+    auto made = strategy_->silo_extras(params, global_, steps.steps, steps.lr, steps.momentum);
+    st = made.status();
+    if (made.ok()) extras = made.value();
+  }
+  if (st.ok()) st = step_->contribute(params, global_, weight, trained, extras);
   if (!st.ok()) st = Status(st.code(), where + st.message());
   FEDSILO_CHECK(comm_.agree(st));
   // The new global model into global_ and, in the same pass as its finiteness check, into the
@@ -290,7 +319,7 @@ Status Session::write_model(const std::string& path, int64_t round, const std::s
 
 Status Session::write_checkpoint(int64_t round, const std::vector<uint8_t>* user_state) {
   CheckpointParts parts{hash_, exchange_->algorithm(), exchange_->layout(), private_dir_,
-                        exchange_->private_state(), user_state};
+                        silo_private_state(*exchange_, *strategy_), user_state};
   return write_round_checkpoint(comm_, cfg_, round, parts, [&](const std::string& path) {
     return write_model(path, round, "checkpoint", global_);
   });

@@ -52,6 +52,14 @@ struct RoundLog {
   nlohmann::json extra = nlohmann::json::object();  // any other values: the silo's metrics only
 };
 
+/// What the caller's local training did, for the strategies that need it (SCAFFOLD's control
+/// variate, FedNova's normalizer): the optimizer steps taken, its learning rate and momentum.
+struct LocalSteps {
+  int64_t steps = 0;
+  double lr = 0.0;
+  double momentum = 0.0;
+};
+
 /// What aggregate() tells the caller about the rest of the round.
 struct AggregateResult {
   bool checkpoint = false;  // end_round() writes a checkpoint: pass the registered state
@@ -94,11 +102,17 @@ class Session {
   [[nodiscard]] Status start(const Status& local, std::span<float> params,
                              std::vector<model::ParamInfo> table, std::vector<uint8_t>& user_state);
 
-  /// The round's step: this silo's update weight * (params - global) (zeros where not sampled),
-  /// the sum over ranks, the server step; `params` becomes the new global model. Then whether
-  /// any rank was asked to stop. Collective.
+  /// SCAFFOLD: the correction c - c_s the silo's local steps apply this round (after
+  /// start(); valid until the next aggregate()); empty for the other strategies.
+  [[nodiscard]] std::span<const float> correction();
+
+  /// The round's step: this silo's update weight * (params - global) (zeros where not sampled,
+  /// with what the strategy adds from `steps`), the sum over ranks, the server step; `params`
+  /// becomes the new global model. Then whether any rank was asked to stop. SCAFFOLD and
+  /// FedNova need `steps` where the silo trained. Collective.
   [[nodiscard]] Result<AggregateResult> aggregate(const Status& local, int64_t round,
-                                                  std::span<float> params, double weight);
+                                                  std::span<float> params, double weight,
+                                                  const LocalSteps& steps = {});
 
   /// Ends `round`: the metrics line (the silo's fields private under secure aggregation), the
   /// checkpoint where due (with `user_state`), and kInterrupted / kCancelled where a rank was

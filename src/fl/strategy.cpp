@@ -1,5 +1,5 @@
-// FedAvg, FedProx, the server optimizers (FedAvgM, FedAdagrad, FedAdam, FedYogi), and the
-// seeded silo sampler they share.
+// FedAvg, FedProx, the server optimizers (FedAvgM, FedAdagrad, FedAdam, FedYogi), SCAFFOLD,
+// FedNova, and the seeded silo sampler they share.
 #include "fl/strategy.h"
 
 #include <algorithm>
@@ -34,21 +34,100 @@ RoundPlan Strategy::configure_round(int round, int num_silos) const {
   return plan;
 }
 
-Status FedAvg::aggregate(int round, std::span<float> global, std::span<const float> weighted_sum,
-                         double weight_sum) {
-  if (global.size() != weighted_sum.size()) {
+Status FedAvg::check_sums(int round, std::span<const float> global, const Combined& sums) const {
+  if (sums.sum.size() != global.size() + static_cast<size_t>(tail_length())) {
     return internal_error("aggregate: update length differs from the model's");
   }
-  if (!(weight_sum > 0.0)) {
+  if (!(sums.weight_sum > 0.0)) {
     return failed_precondition("round " + std::to_string(round) + ": no samples were aggregated");
   }
-  const auto inv = static_cast<float>(1.0 / weight_sum);
-  for (size_t i = 0; i < global.size(); ++i) global[i] += weighted_sum[i] * inv;
   return {};
 }
 
-void FedProx::configure_local(model::LocalTrainOptions& opts) const {
+Status FedAvg::aggregate(int round, std::span<float> global, const Combined& sums) {
+  FEDSILO_CHECK(check_sums(round, global, sums));
+  const auto inv = static_cast<float>(1.0 / sums.weight_sum);
+  for (size_t i = 0; i < global.size(); ++i) global[i] += sums.sum[i] * inv;
+  return {};
+}
+
+void FedProx::configure_local(model::LocalTrainOptions& opts) {
   opts.prox_mu = static_cast<float>(mu_);
+}
+
+void Scaffold::set_length(int64_t length, int num_silos) {
+  const auto n = static_cast<size_t>(length);
+  num_silos_ = num_silos;
+  c_.assign(n, 0.0f);
+  c_silo_.assign(n, 0.0f);
+  correction_.assign(n, 0.0f);
+  delta_.assign(n, 0.0f);
+}
+
+void Scaffold::configure_local(model::LocalTrainOptions& opts) {
+  for (size_t i = 0; i < c_.size(); ++i) correction_[i] = c_[i] - c_silo_[i];
+  opts.correction = correction_;
+}
+
+Result<SiloExtras> Scaffold::silo_extras(std::span<const float> local, std::span<const float> global,
+                                         int64_t steps, double lr, double /*momentum*/) {
+  if (local.size() != c_.size() || global.size() != c_.size()) {
+    return internal_error("scaffold: the model's length differs from the control variates'");
+  }
+  if (steps <= 0 || !(lr > 0.0)) {
+    // No step taken (an empty silo, or lr 0): the control variate stays and nothing is sent.
+    std::fill(delta_.begin(), delta_.end(), 0.0f);
+    return SiloExtras{1.0, delta_, 0.0};
+  }
+  // c_s+ - c_s = (w - y) / (K lr) - c; c_s becomes c_s+.
+  const auto inv = static_cast<float>(1.0 / (static_cast<double>(steps) * lr));
+  for (size_t i = 0; i < c_.size(); ++i) {
+    delta_[i] = (global[i] - local[i]) * inv - c_[i];
+    c_silo_[i] += delta_[i];
+  }
+  return SiloExtras{1.0, delta_, 0.0};
+}
+
+Status Scaffold::aggregate(int round, std::span<float> global, const Combined& sums) {
+  FEDSILO_CHECK(check_sums(round, global, sums));
+  const auto inv = static_cast<float>(1.0 / sums.weight_sum);
+  const auto per_silo = static_cast<float>(1.0 / num_silos_);
+  const size_t n = global.size();
+  for (size_t i = 0; i < n; ++i) {
+    global[i] += sums.sum[i] * inv;
+    c_[i] += sums.sum[n + i] * per_silo;
+  }
+  return {};
+}
+
+double fednova_normalizer(int64_t steps, double rho) {
+  const auto tau = static_cast<double>(steps);
+  if (rho == 0.0) return tau;
+  return (tau - rho * (1.0 - std::pow(rho, tau)) / (1.0 - rho)) / (1.0 - rho);
+}
+
+double fednova_aux_bound(const config::Config& cfg) {
+  if (cfg.strategy.name != config::StrategyName::kFedNova) return 0.0;
+  const auto records = static_cast<int64_t>(std::ceil(cfg.secure_aggregation.max_weight));
+  const int64_t b = std::max(1, cfg.local.batch_size);
+  const int64_t steps = int64_t{std::max(1, cfg.local.epochs)} * ((records + b - 1) / b);
+  return fednova_normalizer(std::max<int64_t>(1, steps), cfg.local.momentum);
+}
+
+Result<SiloExtras> FedNova::silo_extras(std::span<const float> /*local*/,
+                                        std::span<const float> /*global*/, int64_t steps,
+                                        double /*lr*/, double momentum) {
+  if (steps <= 0) return SiloExtras{1.0, {}, 0.0};  // nothing trained: a zero update
+  const double a = fednova_normalizer(steps, momentum);
+  return SiloExtras{a, {}, a};
+}
+
+Status FedNova::aggregate(int round, std::span<float> global, const Combined& sums) {
+  FEDSILO_CHECK(check_sums(round, global, sums));
+  // w += tau_eff * sum n_s d_s / sum n_s, where the sum carries n_s (y_s - w) / a_s.
+  const auto scale = static_cast<float>(sums.aux_mean / sums.weight_sum);
+  for (size_t i = 0; i < global.size(); ++i) global[i] += sums.sum[i] * scale;
+  return {};
 }
 
 ServerOptimizer::ServerOptimizer(const config::Config& cfg)
@@ -60,7 +139,7 @@ ServerOptimizer::ServerOptimizer(const config::Config& cfg)
       beta2_(static_cast<float>(cfg.strategy.beta2)),
       tau_(static_cast<float>(cfg.strategy.tau)) {}
 
-void ServerOptimizer::set_length(int64_t length) {
+void ServerOptimizer::set_length(int64_t length, int /*num_silos*/) {
   const auto n = static_cast<size_t>(length);
   m_.assign(n, 0.0f);
   // FedAvgM has one vector; the adaptive ones start v at tau^2 (Reddi et al., Algorithm 2).
@@ -76,15 +155,13 @@ std::vector<std::pair<std::string, std::vector<float>*>> ServerOptimizer::server
   return {{"server_m", &m_}, {"server_v", &v_}};
 }
 
-Status ServerOptimizer::aggregate(int round, std::span<float> global,
-                                  std::span<const float> weighted_sum, double weight_sum) {
-  if (global.size() != weighted_sum.size() || m_.size() != global.size()) {
-    return internal_error("aggregate: update or server state length differs from the model's");
+Status ServerOptimizer::aggregate(int round, std::span<float> global, const Combined& sums) {
+  FEDSILO_CHECK(check_sums(round, global, sums));
+  if (m_.size() != global.size()) {
+    return internal_error("aggregate: the server state's length differs from the model's");
   }
-  if (!(weight_sum > 0.0)) {
-    return failed_precondition("round " + std::to_string(round) + ": no samples were aggregated");
-  }
-  const auto inv = static_cast<float>(1.0 / weight_sum);
+  const std::span<const float> weighted_sum = sums.sum;
+  const auto inv = static_cast<float>(1.0 / sums.weight_sum);
   const size_t n = global.size();
   using config::StrategyName;
   if (kind_ == StrategyName::kFedAvgM) {
@@ -126,6 +203,10 @@ Result<std::unique_ptr<Strategy>> make_strategy(const config::Config& cfg) {
     case config::StrategyName::kFedAdam:
     case config::StrategyName::kFedYogi:
       return std::unique_ptr<Strategy>(new ServerOptimizer(cfg));
+    case config::StrategyName::kScaffold:
+      return std::unique_ptr<Strategy>(new Scaffold(cfg.run.seed, s.fraction));
+    case config::StrategyName::kFedNova:
+      return std::unique_ptr<Strategy>(new FedNova(cfg.run.seed, s.fraction));
   }
   return invalid_argument("strategy.name: unknown strategy " +
                           std::to_string(static_cast<int>(s.name)));

@@ -146,26 +146,53 @@ AggregationSpec configured_aggregation(const config::Config& cfg) {
 }
 
 CompressionTransform::CompressionTransform(std::unique_ptr<compression::Compressor> compressor,
-                                           TransformSpec spec, int64_t length, uint64_t seed)
-    : compressor_(std::move(compressor)), spec_(std::move(spec)), seed_(seed) {
+                                           TransformSpec spec, int64_t length, uint64_t seed,
+                                           int64_t split)
+    : compressor_(std::move(compressor)), spec_(std::move(spec)), seed_(seed), split_(split) {
   const auto& z = compressor_->config();
-  if (z.error_feedback) state_.residual.assign(static_cast<size_t>(length), 0.0f);
-  if (z.momentum_correction > 0.0) state_.velocity.assign(static_cast<size_t>(length), 0.0f);
+  const int64_t first = split_ > 0 ? split_ : length;
+  const auto size = [&](compression::CompressorState& st, int64_t n) {
+    if (z.error_feedback) st.residual.assign(static_cast<size_t>(n), 0.0f);
+    if (z.momentum_correction > 0.0) st.velocity.assign(static_cast<size_t>(n), 0.0f);
+  };
+  size(state_, first);
+  if (split_ > 0) size(second_, length - split_);
 }
 
 Status CompressionTransform::apply(uint32_t round, uint32_t silo, SiloUpdate& update) {
   if (update.is_sparse) {
     return invalid_argument("compression: the update is already sparse (a selection ran before)");
   }
-  auto sent = compressor_->compress(update.dense, state_, seed_, round, silo);
-  if (!sent.ok()) return Status(sent.status().code(), "compression: " + sent.status().message());
-  update.sparse = std::move(sent).value();
+  const auto fail = [](const Status& st) {
+    return Status(st.code(), "compression: " + st.message());
+  };
+  if (split_ == 0) {
+    auto sent = compressor_->compress(update.dense, state_, seed_, round, silo);
+    if (!sent.ok()) return fail(sent.status());
+    update.sparse = std::move(sent).value();
+    update.is_sparse = true;
+    return {};
+  }
+  // Two parts: each selected from its own values with its own state (their scales differ: a
+  // weighted model update and an unweighted control update), then one sparse vector.
+  const auto split = static_cast<size_t>(split_);
+  auto head = compressor_->compress(update.dense.first(split), state_, seed_, round, silo);
+  if (!head.ok()) return fail(head.status());
+  auto tail = compressor_->compress(update.dense.subspan(split), second_, seed_ + 1, round, silo);
+  if (!tail.ok()) return fail(tail.status());
+  kernels::SparseVector out = std::move(head).value();
+  out.length = static_cast<int64_t>(update.dense.size());
+  for (const uint32_t i : tail->indices) out.indices.push_back(i + static_cast<uint32_t>(split));
+  out.values.insert(out.values.end(), tail->values.begin(), tail->values.end());
+  update.sparse = std::move(out);
   update.is_sparse = true;
   return {};
 }
 
 std::vector<std::pair<std::string, std::vector<float>*>> CompressionTransform::state() {
-  return {{"residual", &state_.residual}, {"velocity", &state_.velocity}};
+  if (split_ == 0) return {{"residual", &state_.residual}, {"velocity", &state_.velocity}};
+  return {{"residual", &state_.residual}, {"velocity", &state_.velocity},
+          {"control_residual", &second_.residual}, {"control_velocity", &second_.velocity}};
 }
 
 SharedIndexTransform::SharedIndexTransform(TransformSpec spec, compression::Method method,

@@ -90,12 +90,15 @@ class SiloTransform {
 };
 
 /// Compression as a transform: error feedback, selection and value encoding in one fused pass
-/// (stages add-residual..encode), with the residual and DGC velocity as its state.
+/// (stages add-residual..encode), with the residual and DGC velocity as its state. An update
+/// of two parts (SCAFFOLD's model update, then its control-variate update: `split` floats,
+/// then the rest) is compressed part by part, each with its own selection and state.
 class CompressionTransform final : public SiloTransform {
  public:
-  /// `length`: the update's floats (the state is sized to it). `seed`: the run seed.
+  /// `length`: the update's floats (the state is sized to it). `seed`: the run seed. `split`:
+  /// the first part's length where the update has two parts, else 0.
   CompressionTransform(std::unique_ptr<compression::Compressor> compressor, TransformSpec spec,
-                       int64_t length, uint64_t seed);
+                       int64_t length, uint64_t seed, int64_t split = 0);
   [[nodiscard]] const TransformSpec& spec() const override { return spec_; }
   [[nodiscard]] Status apply(uint32_t round, uint32_t silo, SiloUpdate& update) override;
   [[nodiscard]] std::vector<std::pair<std::string, std::vector<float>*>> state() override;
@@ -105,7 +108,9 @@ class CompressionTransform final : public SiloTransform {
   std::unique_ptr<compression::Compressor> compressor_;
   TransformSpec spec_;
   compression::CompressorState state_;
+  compression::CompressorState second_;  // the second part's, where there is one
   uint64_t seed_;
+  int64_t split_;
 };
 
 /// Selection at an index set every silo shares, under secure aggregation: rand-k of (seed,

@@ -150,8 +150,10 @@ Result<std::unique_ptr<UpdateExchange>> UpdateExchange::create(
         continue;
       }
       FEDSILO_ASSIGN_OR_RETURN(auto compressor, make_rank_compressor(zcfg, cuda_device));
+      // SCAFFOLD's update is two halves (model, control variate), each compressed on its own.
+      const int64_t split = cfg.strategy.name == config::StrategyName::kScaffold ? length / 2 : 0;
       auto t = std::make_unique<CompressionTransform>(std::move(compressor), spec, length,
-                                                      cfg.run.seed);
+                                                      cfg.run.seed, split);
       impl->compression = t.get();
       impl->chain.push_back(std::move(t));
     }

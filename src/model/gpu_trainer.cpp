@@ -439,6 +439,10 @@ Result<LocalTrainStats> GpuTrainer::train_local(std::span<float> params,
   Impl& m = *impl_;
   FEDSILO_CHECK(check_train_args(*m.model, static_cast<int64_t>(params.size()),
                                  static_cast<int64_t>(global_params.size()), opts));
+  if (!opts.correction.empty()) {
+    return invalid_argument("strategy.name = \"scaffold\": the CUDA backend's fused step has no "
+                            "SCAFFOLD correction yet (use device.kind = \"cpu\")");
+  }
   if (data < 0 || data >= static_cast<int>(m.data.size())) {
     return invalid_argument("GpuTrainer::train_local: unknown data set " + std::to_string(data));
   }

@@ -76,6 +76,11 @@ Status check_train_args(const Model& model, int64_t params_size, int64_t global_
     return invalid_argument("local.batch_size = " + std::to_string(opts.batch_size) +
                             " must be > 0");
   }
+  if (!opts.correction.empty() && static_cast<int64_t>(opts.correction.size()) != np) {
+    return invalid_argument("train_local: the SCAFFOLD correction holds " +
+                            std::to_string(opts.correction.size()) + " values, the model has " +
+                            std::to_string(np));
+  }
   if (opts.epochs < 0) {
     return invalid_argument("local.epochs = " + std::to_string(opts.epochs) + " must be >= 0");
   }
@@ -144,7 +149,7 @@ Result<LocalTrainStats> train_local_dp(const Model& model, std::span<float> para
                         ? opts.dp_random->add_discrete_gaussian(step, opts.dp_noise_multiplier,
                                                                 opts.dp_clip, grads, &ws->team(), inv)
                         : opts.dp_random->add_gaussian(step, sigma, grads, &ws->team(), inv));
-      if (!sgd.step(params, grads, global_params, &ws->team())) {
+      if (!sgd.step(params, grads, global_params, &ws->team(), opts.correction)) {
         return Status(StatusCode::kDiverged, train_position(opts, epoch, b + 1) +
                                                  ": parameters are not finite after the update");
       }
@@ -210,7 +215,7 @@ Result<LocalTrainStats> train_local(const Model& model, std::span<float> params,
         return Status(StatusCode::kDiverged, train_position(opts, epoch, b + 1) + ": loss is " +
                                                  (std::isnan(loss) ? "nan" : "inf"));
       }
-      if (!sgd.step(params, grads, global_params, &ws->team())) {
+      if (!sgd.step(params, grads, global_params, &ws->team(), opts.correction)) {
         return Status(StatusCode::kDiverged, train_position(opts, epoch, b + 1) +
                                                  ": parameters are not finite after the update");
       }

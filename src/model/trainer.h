@@ -25,6 +25,9 @@ struct LocalTrainOptions {
   float momentum = 0.9f;
   float weight_decay = 0.0f;
   float prox_mu = 0.0f;           // FedProx: adds mu * (w - w_global) to the gradient
+  // SCAFFOLD: after every SGD step w -= lr * correction (c - c_s, one value per parameter), as
+  // NIID-Bench applies it after the momentum step. Empty: none.
+  std::span<const float> correction;
   int threads = 1;
   // Shuffling stream: Philox(seed, round, silo, kShuffle), one permutation per epoch.
   uint64_t seed = 0;

@@ -27,12 +27,15 @@ class Sgd {
   Sgd(int64_t num_params, const SgdOptions& opts);
 
   /// params -= lr * (momentum buffer), with g = grads + weight_decay * params
-  ///                                         + prox_mu * (params - global).
+  ///                                         + prox_mu * (params - global),
+  /// then params -= lr * correction where `correction` is given (SCAFFOLD's c - c_s, outside
+  /// the momentum, in the same pass over each thread's slice).
   /// `global` is read only when prox_mu != 0 (may be empty otherwise). Runs on `team` when
   /// given (the model workspace's threads), else on the caller. Elementwise, so the result
   /// does not depend on the team. Returns false when a parameter is not finite after the update.
   [[nodiscard]] bool step(std::span<float> params, std::span<const float> grads,
-                          std::span<const float> global, kernels::ThreadTeam* team = nullptr);
+                          std::span<const float> global, kernels::ThreadTeam* team = nullptr,
+                          std::span<const float> correction = {});
 
   /// Forgets the momentum buffer.
   void reset() { first_step_ = true; }

@@ -152,7 +152,8 @@ class PySession {
 
   // (outcome, whether end_round writes a checkpoint)
   std::pair<Outcome, bool> aggregate(int code, const std::string& message, int64_t round,
-                                     py::array params, double weight) {
+                                     py::array params, double weight, int64_t steps, double lr,
+                                     double momentum) {
     Status local = local_status(code, message);
     std::span<float> buf;
     if (local.ok()) {
@@ -162,7 +163,7 @@ class PySession {
     Result<fl::AggregateResult> r = internal_error("not run");
     {
       py::gil_scoped_release nogil;
-      r = s().aggregate(local, round, buf, weight);
+      r = s().aggregate(local, round, buf, weight, fl::LocalSteps{steps, lr, momentum});
     }
     return {outcome(r.status()), r.ok() && r->checkpoint};
   }
@@ -288,5 +289,10 @@ PYBIND11_MODULE(_core, m) {
         return d;
       })
       .def("sampled", [](PySession& p, int64_t round) { return p.s().sampled(round); })
+      // SCAFFOLD's c - c_s for the round (a copy; empty for other strategies).
+      .def("correction", [](PySession& p) {
+        const std::span<const float> c = p.s().correction();
+        return py::array_t<float>(static_cast<py::ssize_t>(c.size()), c.data());
+      })
       .def("seed", [](PySession& p, int64_t round) { return p.s().seed(round); });
 }

@@ -619,6 +619,92 @@ TEST_F(E2E, ServerOptimizersResumeBitwiseWithTheirState) {
   }
 }
 
+TEST_F(E2E, ScaffoldAndFedNovaResumeBitwiseWithTheirState) {
+  // SCAFFOLD keeps the server's c (global checkpoint) and each silo's c_s (its private
+  // checkpoint), and with compression a residual for each part; FedNova keeps none. A run
+  // resumed after round 2 equals the uninterrupted one bit for bit, with every silo sampled and
+  // with half of them (partial participation: c moves by 1/N of the sampled updates).
+  const std::string dir = silos_dir(4);
+  const std::string from = "name = \"fedavg\"\nfraction = 1.0\n";
+  const std::string topk = "[compression]\nmethod = \"topk\"\ndensity = 0.1\n";
+  for (const std::string& strategy : std::vector<std::string>{
+           "name = \"scaffold\"\nfraction = 1.0\n", "name = \"scaffold\"\nfraction = 0.5\n" + topk,
+        "name = \"fednova\"\nfraction = 1.0\n", "name = \"fednova\"\nfraction = 0.5\n" + topk}) {
+    auto text = [&](const std::string& run, int rounds) {
+      auto t = config_text(run, dir, rounds);
+      t.replace(t.find(from), from.size(), strategy);
+      return t;
+    };
+    ASSERT_EQ(train(4, write_file(kTmp + "/cfg/alg-full.toml", text("alg-full", 4)), "--overwrite").code, 0)
+        << strategy;
+    auto r = train(4, write_file(kTmp + "/cfg/alg-part.toml", text("alg-part", 2)), "--overwrite");
+    ASSERT_EQ(r.code, 0) << r.output;
+    r = train(4, write_file(kTmp + "/cfg/alg-part4.toml", text("alg-part", 4)), "--resume");
+    ASSERT_EQ(r.code, 0) << r.output;
+    const auto a = params_of(run_dir("alg-full") + "/model.h5");
+    const auto b = params_of(run_dir("alg-part") + "/model.h5");
+    ASSERT_FALSE(a.empty());
+    ASSERT_EQ(a.size(), b.size());
+    EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << strategy;
+    const auto m = metrics_without_timings(run_dir("alg-full") + "/metrics.jsonl");
+    EXPECT_EQ(m, metrics_without_timings(run_dir("alg-part") + "/metrics.jsonl")) << strategy;
+    EXPECT_GT(m.back()["accuracy"].get<double>(), 0.4) << strategy;
+  }
+}
+
+TEST_F(E2E, ScaffoldAndFedNovaUnderSecureAggregationFollowThePlainRun) {
+  // The control-variate updates and FedNova's a_s are summed masked like the model update
+  // (a_s in its own word, coded against the largest a_s any silo can have): 2 rounds, 20 bits,
+  // the model stays within 1e-3 of the plain run's. The range covers SCAFFOLD's control
+  // updates, which are gradients (values beyond it would be clipped like any other).
+  const std::string dir = silos_dir(4);
+  const std::string from = "name = \"fedavg\"\nfraction = 1.0\n";
+  const std::string secure = "[secure_aggregation]\nenabled = true\nrange = 8.0\nbits = 20\nmax_weight = 4000\n";
+  for (const std::string name : {"scaffold", "fednova"}) {
+    auto text = [&](const std::string& run) {
+      auto t = config_text(run, dir, 2);
+      t.replace(t.find(from), from.size(), "name = \"" + name + "\"\nfraction = 1.0\n");
+      return t;
+    };
+    ASSERT_EQ(train(4, write_file(kTmp + "/cfg/alg-plain.toml", text("alg-plain")), "--overwrite").code, 0);
+    auto r = train(4, write_file(kTmp + "/cfg/alg-sec.toml", text("alg-sec") + secure), "--overwrite");
+    ASSERT_EQ(r.code, 0) << r.output;
+    const auto a = params_of(run_dir("alg-plain") + "/model.h5");
+    const auto b = params_of(run_dir("alg-sec") + "/model.h5");
+    ASSERT_EQ(a.size(), b.size());
+    double max_diff = 0;
+    for (size_t i = 0; i < a.size(); ++i) max_diff = std::max(max_diff, static_cast<double>(std::abs(a[i] - b[i])));
+    EXPECT_LT(max_diff, 1e-3) << name;
+    EXPECT_GT(max_diff, 0.0) << name << ": the secure run rounds, so it cannot be bitwise the plain one";
+    EXPECT_EQ(metrics_without_timings(run_dir("alg-sec") + "/metrics.jsonl").back()["reducer"],
+              "secure-dense-flat");
+  }
+}
+
+TEST_F(E2E, ScaffoldAndFedNovaRefuseWhatTheyCannotRun) {
+  const std::string dir = silos_dir(4);
+  const std::string from = "name = \"fedavg\"\nfraction = 1.0\n";
+  auto with = [&](const std::string& name, const std::string& strategy, const std::string& extra) {
+    auto t = config_text(name, dir, 1);
+    t.replace(t.find(from), from.size(), strategy);
+    return write_file(kTmp + "/cfg/" + name + ".toml", t + extra);
+  };
+  expect_clean_failure(train(4, with("scafcuda", "name = \"scaffold\"\n", "[device]\nkind = \"cuda\"\n"), "--overwrite"),
+                       "device.kind = \"cpu\"", "scafcuda", 2);
+  expect_clean_failure(train(4, with("novaauto", "name = \"fednova\"\n", "[device]\nkind = \"auto\"\n"), "--overwrite"),
+                       "FedNova step count", "novaauto", 2);
+  expect_clean_failure(
+      train(4, with("scafnode", "name = \"scaffold\"\n",
+                    "[compression]\nmethod = \"topk\"\nlevel = \"node\"\n[allreduce]\nalgorithm = \"sparse-hier\"\n"),
+            "--overwrite"),
+      "compression.level = \"node\"", "scafnode", 2);
+  // Keys of other strategies.
+  expect_clean_failure(train(4, with("scafmu", "name = \"scaffold\"\nmu = 0.1\n", ""), "--overwrite"),
+                       "strategy.mu", "scafmu", 2);
+  expect_clean_failure(train(4, with("novalr", "name = \"fednova\"\nserver_lr = 0.1\n", ""), "--overwrite"),
+                       "strategy.server_lr", "novalr", 2);
+}
+
 TEST_F(E2E, FractionSamplesSilosAndFedProxTrains) {
   auto text = config_text("frac", silos_dir(4), 3);
   const std::string from = "name = \"fedavg\"\nfraction = 1.0";

@@ -350,7 +350,7 @@ TEST(DeviceAllreduce, SecureRoundOnNcclDecodesToTheCpuRanksSum) {
         local[i] = global[i] + static_cast<float>((i * 7919 + me * 104729) % 6001 - 3000) / 1000.0f;
       }
       for (uint32_t round = 1; round <= 2; ++round) {
-        ASSERT_TRUE(agg.value()->contribute(local, global, 100.0f * (me + 1), true).ok());
+        ASSERT_TRUE(agg.value()->contribute(local, global, 100.0f * (me + 1), true, {}).ok());
         fl::ExchangeStats stats;
         auto got = agg.value()->combine(round, true, stats);
         ASSERT_TRUE(got.ok()) << got.status().to_string();

@@ -125,7 +125,7 @@ void check_what_leaves(config::Algorithm algorithm, int emulated_nodes) {
   const float weight = 50.0f;
   g_sent.clear();
   g_capturing = true;
-  ASSERT_TRUE((*agg)->contribute(local, global, weight, true).ok());
+  ASSERT_TRUE((*agg)->contribute(local, global, weight, true, {}).ok());
   ExchangeStats stats;
   auto got = (*agg)->combine(1, true, stats);
   g_capturing = false;

@@ -128,7 +128,7 @@ TEST(SecureAggregation, DecodedSumIsTheFixedPointSumOfTheSilosThatTrained) {
       std::vector<float> local(n);
       for (int64_t i = 0; i < n; ++i) local[i] = global[i] + delta(me, round, i);
       const float weight = 100.0f * static_cast<float>(me + 1);
-      ASSERT_TRUE(agg.contribute(local, global, weight, trains(me)).ok());
+      ASSERT_TRUE(agg.contribute(local, global, weight, trains(me), {}).ok());
       ExchangeStats stats;
       auto got = agg.combine(round, trains(me), stats);
       ASSERT_TRUE(got.ok()) << got.status().message();
@@ -198,7 +198,7 @@ TEST(SecureAggregation, FewerThanThreeTrainedSilosAreRefusedOnEveryRank) {
   ASSERT_TRUE(made.ok()) << made.status().message();
   const bool trains = world->rank() < 2;
   std::vector<float> local(n, 1.0f), global(n, 0.0f);
-  ASSERT_TRUE(made->aggregation->contribute(local, global, 10.0f, trains).ok());
+  ASSERT_TRUE(made->aggregation->contribute(local, global, 10.0f, trains, {}).ok());
   ExchangeStats stats;
   auto got = made->aggregation->combine(7, trains, stats);
   ASSERT_FALSE(got.ok());

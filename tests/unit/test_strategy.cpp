@@ -7,6 +7,7 @@
 
 #include "config/config.h"
 #include "fl/strategy.h"
+#include "optim/sgd.h"
 
 namespace fedsilo::fl {
 namespace {
@@ -44,7 +45,7 @@ TEST(FedAvg, AggregateIsWeightedMeanOnExactInputs) {
   FedAvg s(1, 1.0);
   std::vector<float> global = {1.0f, -2.0f};
   std::vector<float> wsum = {1.0f * 4 + 3.0f * 8, 1.0f * -4 + 3.0f * 0};
-  ASSERT_TRUE(s.aggregate(1, global, wsum, 4.0).ok());
+  ASSERT_TRUE(s.aggregate(1, global, Combined{wsum, 4.0}).ok());
   EXPECT_EQ(global[0], 8.0f);
   EXPECT_EQ(global[1], -3.0f);
 }
@@ -52,7 +53,7 @@ TEST(FedAvg, AggregateIsWeightedMeanOnExactInputs) {
 TEST(FedAvg, ZeroWeightIsAnError) {
   FedAvg s(1, 1.0);
   std::vector<float> g = {0.0f}, w = {0.0f};
-  EXPECT_FALSE(s.aggregate(1, g, w, 0.0).ok());
+  EXPECT_FALSE(s.aggregate(1, g, Combined{w, 0.0}).ok());
 }
 
 TEST(FedProx, SetsProximalTerm) {
@@ -114,7 +115,7 @@ TEST(ServerOptimizer, MatchesTheUpdateRulesInDoubleOverRounds) {
     const size_t n = 64;
     std::vector<float> global(n);
     for (size_t i = 0; i < n; ++i) global[i] = 0.01f * static_cast<float>(i % 7) - 0.02f;
-    s.set_length(static_cast<int64_t>(n));
+    s.set_length(static_cast<int64_t>(n), 4);
     Reference ref(cfg.strategy, global);
     for (int round = 1; round <= 8; ++round) {
       // Pseudo-gradients that change sign and size over rounds (so Yogi's sign matters).
@@ -126,7 +127,7 @@ TEST(ServerOptimizer, MatchesTheUpdateRulesInDoubleOverRounds) {
         wsum[i] = static_cast<float>(d * weight_sum);
         delta[i] = static_cast<double>(wsum[i]) / weight_sum;  // what the float code divides
       }
-      ASSERT_TRUE(s.aggregate(round, global, wsum, weight_sum).ok());
+      ASSERT_TRUE(s.aggregate(round, global, Combined{wsum, weight_sum}).ok());
       ref.step(delta);
       for (size_t i = 0; i < n; ++i) {
         ASSERT_NEAR(global[i], ref.w[i], 2e-6 * (1.0 + std::abs(ref.w[i])))
@@ -146,12 +147,171 @@ TEST(ServerOptimizer, FirstAdamStepHasNoBiasCorrectionAndVFromTauSquared) {
   config::Config cfg = optimizer_config(config::StrategyName::kFedAdam);
   auto made = make_strategy(cfg);
   ASSERT_TRUE(made.ok());
-  made.value()->set_length(1);
+  made.value()->set_length(1, 1);
   std::vector<float> w = {0.0f}, wsum = {0.5f};
-  ASSERT_TRUE(made.value()->aggregate(1, w, wsum, 1.0).ok());
+  ASSERT_TRUE(made.value()->aggregate(1, w, Combined{wsum, 1.0}).ok());
   const double b1 = 0.85, b2 = 0.95, tau = 0.01, d = 0.5;
   const double expect = 0.05 * (1 - b1) * d / (std::sqrt(b2 * tau * tau + (1 - b2) * d * d) + tau);
   EXPECT_NEAR(w[0], expect, 1e-7);
+}
+
+// A silo of the hand-checkable federations below: one-coordinate least squares
+// f_s(w) = (w - b_s)^2 / 2 (a linear model with input 1), gradient w - b_s, n_s samples. Every
+// value is a short dyadic fraction, so float arithmetic is exact and the results are the
+// numbers worked out by hand in the comments.
+struct ToySilo {
+  float b;
+  double n;
+};
+
+// `steps` SGD steps (lr, momentum) from `global` with the strategy's local options, then its
+// extras: what one rank of the federation does between two sums.
+struct ToyContribution {
+  float y;
+  SiloExtras extras;
+  std::vector<float> tail;
+};
+ToyContribution toy_train(Strategy& s, const ToySilo& silo, float global, int steps, float lr,
+                          float momentum) {
+  model::LocalTrainOptions lo;
+  s.configure_local(lo);
+  optim::Sgd sgd(1, {lr, momentum, 0.0f, 0.0f});
+  std::vector<float> y = {global}, g(1);
+  for (int k = 0; k < steps; ++k) {
+    g[0] = y[0] - silo.b;
+    EXPECT_TRUE(sgd.step(y, g, {}, nullptr, lo.correction));
+  }
+  const std::vector<float> w = {global};
+  auto extras = s.silo_extras(y, w, steps, lr, momentum);
+  EXPECT_TRUE(extras.ok());
+  ToyContribution out{y[0], extras.value(), {}};
+  out.tail.assign(out.extras.tail.begin(), out.extras.tail.end());
+  return out;
+}
+
+// The sums HostAggregation forms: n_s (y_s - w) / divisor, then the tails; the weights; the
+// weighted mean of aux.
+struct ToySums {
+  std::vector<float> sum;
+  double weight = 0.0, aux = 0.0;
+  Combined combined() const { return Combined{sum, weight, weight > 0 ? aux / weight : 0.0}; }
+};
+void toy_add(ToySums& sums, const ToyContribution& c, const ToySilo& silo, float global) {
+  if (sums.sum.empty()) sums.sum.assign(1 + c.tail.size(), 0.0f);
+  sums.sum[0] += static_cast<float>(silo.n / c.extras.divisor) * (c.y - global);
+  for (size_t i = 0; i < c.tail.size(); ++i) sums.sum[1 + i] += c.tail[i];
+  sums.weight += silo.n;
+  sums.aux += silo.n * c.extras.aux;
+}
+
+TEST(Scaffold, TwoSilosByHand) {
+  // lr 1/2, no momentum, K = 2 steps, silos b = 4 (n = 1) and b = 0 (n = 3); w = c = c_s = 0.
+  // Round 1. Silo 0: y = 0 -> 2 -> 3; c_0+ = 0 - 0 + (0 - 3) / (2 * 1/2) = -3 (its mean
+  //   gradient). Silo 1: y stays 0; c_1+ = 0. Server: w = (1 * 3 + 3 * 0) / 4 = 0.75;
+  //   c = 0 + (-3 + 0) / 2 = -1.5.
+  // Round 2 (w = 0.75, c = -1.5). Silo 0 corrects by c - c_0 = 1.5:
+  //   y = 0.75 - (0.75 - 4 + 1.5) / 2 = 1.625 -> 1.625 - (1.625 - 4 + 1.5) / 2 = 2.0625;
+  //   c_0+ = -3 + 1.5 + (0.75 - 2.0625) = -2.8125.
+  //   Silo 1 corrects by -1.5: y = 0.75 - (0.75 - 1.5) / 2 = 1.125 -> 1.3125;
+  //   c_1+ = 0 + 1.5 + (0.75 - 1.3125) = 0.9375.
+  //   Server: w = 0.75 + (1.3125 + 3 * 0.5625) / 4 = 1.5; c = -1.5 + (0.1875 + 0.9375) / 2 = -0.9375.
+  const ToySilo silos[2] = {{4.0f, 1.0}, {0.0f, 3.0}};
+  Scaffold ranks[2] = {Scaffold(1, 1.0), Scaffold(1, 1.0)};  // one Strategy per rank
+  for (auto& r : ranks) r.set_length(1, 2);
+  EXPECT_EQ(ranks[0].tail_length(), 1);
+  float w = 0.0f;
+  const float expect_y[2][2] = {{3.0f, 0.0f}, {2.0625f, 1.3125f}};
+  const float expect_c_silo[2][2] = {{-3.0f, 0.0f}, {-2.8125f, 0.9375f}};
+  const float expect_w[2] = {0.75f, 1.5f}, expect_c[2] = {-1.5f, -0.9375f};
+  for (int round = 1; round <= 2; ++round) {
+    ToySums sums;
+    for (int s = 0; s < 2; ++s) {
+      const ToyContribution c = toy_train(ranks[s], silos[s], w, 2, 0.5f, 0.0f);
+      EXPECT_EQ(c.y, expect_y[round - 1][s]) << "round " << round << " silo " << s;
+      EXPECT_EQ((*ranks[s].silo_state()[0].second)[0], expect_c_silo[round - 1][s]);
+      toy_add(sums, c, silos[s], w);
+    }
+    std::vector<float> global[2] = {{w}, {w}};
+    for (int s = 0; s < 2; ++s) {
+      ASSERT_TRUE(ranks[s].aggregate(round, global[s], sums.combined()).ok());
+      EXPECT_EQ((*ranks[s].server_state()[0].second)[0], expect_c[round - 1]);
+    }
+    EXPECT_EQ(global[0][0], expect_w[round - 1]);
+    EXPECT_EQ(global[1][0], global[0][0]);
+    w = global[0][0];
+  }
+}
+
+TEST(Scaffold, ServerVariateMovesByOneOverAllSilosUnderPartialParticipation) {
+  // Three silos, only silo 0 trains (b = 4, as above): c = (1/3) * (-3) = -1, not -3.
+  Scaffold s(1, 1.0);
+  s.set_length(1, 3);
+  const ToySilo silo{4.0f, 1.0};
+  ToySums sums;
+  toy_add(sums, toy_train(s, silo, 0.0f, 2, 0.5f, 0.0f), silo, 0.0f);
+  std::vector<float> global = {0.0f};
+  ASSERT_TRUE(s.aggregate(1, global, sums.combined()).ok());
+  EXPECT_EQ((*s.server_state()[0].second)[0], -1.0f);
+  EXPECT_EQ(global[0], 3.0f);  // the model is the mean over the silos that trained
+}
+
+TEST(Scaffold, CorrectionComesAfterTheMomentumStep) {
+  // With momentum, NIID-Bench's order: w -= lr * buf, then w -= lr * (c - c_s); the correction
+  // never enters the momentum buffer. c - c_s = 1 (set through the server state), lr 1/2,
+  // momentum 1/2, b = 0, w = 2: step 1: buf = 2, w = 2 - 1 - 0.5 = 0.5; step 2: g = 0.5,
+  // buf = 1 + 0.5 = 1.5, w = 0.5 - 0.75 - 0.5 = -0.75. (Through the buffer it would be -1.)
+  Scaffold s(1, 1.0);
+  s.set_length(1, 1);
+  (*s.server_state()[0].second)[0] = 1.0f;
+  const ToyContribution c = toy_train(s, {0.0f, 1.0}, 2.0f, 2, 0.5f, 0.5f);
+  EXPECT_EQ(c.y, -0.75f);
+  // c_s+ = c_s - c + (w - y) / (K lr) = 0 - 1 + 2.75 = 1.75.
+  EXPECT_EQ((*s.silo_state()[0].second)[0], 1.75f);
+  EXPECT_EQ(c.tail[0], 1.75f);
+}
+
+TEST(FedNova, NormalizerIsMomentumSgdsTotalStepOnAConstantGradient) {
+  // a(tau, rho) = sum over k = 1..tau of (1 - rho^k) / (1 - rho): momentum SGD with lr 1 on a
+  // constant gradient 1 moves by exactly that.
+  EXPECT_EQ(fednova_normalizer(2, 0.5), 2.5);
+  EXPECT_EQ(fednova_normalizer(3, 0.5), 4.25);
+  EXPECT_EQ(fednova_normalizer(7, 0.0), 7.0);
+  EXPECT_EQ(fednova_normalizer(1, 0.9), 1.0);
+  for (double rho : {0.0, 0.5, 0.9}) {
+    for (int tau : {1, 2, 10, 95, 940}) {
+      double w = 0.0, buf = 0.0;
+      for (int k = 0; k < tau; ++k) {
+        buf = k == 0 ? 1.0 : rho * buf + 1.0;
+        w -= buf;
+      }
+      EXPECT_NEAR(fednova_normalizer(tau, rho), -w, 1e-9 * -w) << "tau " << tau << " rho " << rho;
+    }
+  }
+}
+
+TEST(FedNova, TwoSilosByHand) {
+  // lr 1/2, no momentum (a_s = tau_s). Silo 0: b = 4, n = 1, tau 2: y = 0 -> 2 -> 3, sends
+  // 1 * 3 / 2 = 1.5. Silo 1: b = -4, n = 3, tau 4: y = -2, -3, -3.5, -3.75, sends
+  // 3 * (-3.75) / 4 = -2.8125. tau_eff = (1 * 2 + 3 * 4) / 4 = 3.5;
+  // w = 0 + 3.5 * (1.5 - 2.8125) / 4 = -1.1484375 (FedAvg would give (3 - 11.25) / 4 = -2.0625:
+  // the silo that took more steps no longer pulls the model further).
+  FedNova ranks[2] = {FedNova(1, 1.0), FedNova(1, 1.0)};
+  const ToySilo silos[2] = {{4.0f, 1.0}, {-4.0f, 3.0}};
+  const int taus[2] = {2, 4};
+  ToySums sums;
+  for (int s = 0; s < 2; ++s) {
+    const ToyContribution c = toy_train(ranks[s], silos[s], 0.0f, taus[s], 0.5f, 0.0f);
+    EXPECT_EQ(c.extras.divisor, taus[s]);
+    EXPECT_TRUE(c.tail.empty());
+    toy_add(sums, c, silos[s], 0.0f);
+  }
+  EXPECT_EQ(sums.sum[0], 1.5f - 2.8125f);
+  EXPECT_EQ(sums.combined().aux_mean, 3.5);
+  for (auto& r : ranks) {
+    std::vector<float> global = {0.0f};
+    ASSERT_TRUE(r.aggregate(1, global, sums.combined()).ok());
+    EXPECT_EQ(global[0], -1.1484375f);
+  }
 }
 
 }  // namespace

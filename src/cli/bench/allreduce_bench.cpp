@@ -670,7 +670,7 @@ Result<std::unique_ptr<Bench::Entry>> Bench::setup_secure(std::unique_ptr<Entry>
     // with a shared rand-k set (round 0, residuals still zero), at that set and zero elsewhere.
     std::vector<float> x(N);
     for (size_t i = 0; i < N; ++i) x[i] = exact_[i] / 128.0f;
-    FEDSILO_CHECK(world_.agree(e->secure->contribute(x, zeros_, 1.0f, true)));
+    FEDSILO_CHECK(world_.agree(e->secure->contribute(x, zeros_, 1.0f, true, {})));
     fl::ExchangeStats xs;
     FEDSILO_ASSIGN_OR_RETURN(const fl::Combined got, e->secure->combine(0, true, xs));
     std::copy(x.begin(), x.end(), ref_.begin());
@@ -691,7 +691,7 @@ Result<std::unique_ptr<Bench::Entry>> Bench::setup_secure(std::unique_ptr<Entry>
     if (bad[0] != 0) ++failures_;
   }
   for (int i = 0; i < args_.warmup; ++i) {
-    FEDSILO_CHECK(world_.agree(e->secure->contribute(std::span<const float>(update_.data(), N), zeros_, 1.0f, true)));
+    FEDSILO_CHECK(world_.agree(e->secure->contribute(std::span<const float>(update_.data(), N), zeros_, 1.0f, true, {})));
     fl::ExchangeStats xs;
     FEDSILO_CHECK(e->secure->combine(e->round++, true, xs).status());
   }
@@ -709,7 +709,7 @@ Status Bench::timed_iteration(Entry& e) {
   // Secure rows: the silo's weighted update formed (SecureAggregation::contribute), as training
   // forms it before the aggregation; the timed part starts from it, as for the other rows.
   if (e.secure) {
-    FEDSILO_CHECK(world_.agree(e.secure->contribute(std::span<const float>(update_.data(), N), zeros_, 1.0f, true)));
+    FEDSILO_CHECK(world_.agree(e.secure->contribute(std::span<const float>(update_.data(), N), zeros_, 1.0f, true, {})));
   } else {
     std::copy(update_.begin(), update_.begin() + static_cast<std::ptrdiff_t>(N), e.buffer.begin());
   }

@@ -138,6 +138,7 @@ class Federation:
         self._states = {}     # name -> object with state_dict()/load_state_dict()
         self._restored = {}   # name -> state_dict restored from the checkpoint
         self._round = None
+        self._correction = None  # SCAFFOLD: c - c_s of the round in flight
         self._log = {}
         self._due = False
         self._done = False
@@ -276,6 +277,9 @@ class Federation:
             self._fail_local("rounds() before start(model)")
         for rnd in range(self._s.start_round + 1, self._s.rounds + 1):
             self._round, self._log, self._due, self._aggregated = rnd, {}, False, False
+            if self.strategy == "scaffold":
+                # c - c_s for this round's local steps, where the parameters live.
+                self._correction = torch.from_numpy(self._s.correction()).to(self._flat.device)
             yield rnd
             if self._restored:
                 # Registered state the checkpoint holds but no register_state() claimed by the
@@ -306,10 +310,16 @@ class Federation:
             _agreed(outcome)
         self._done = True
 
-    def aggregate(self, model, num_examples):
+    def aggregate(self, model, num_examples, steps=0, lr=None, momentum=None):
         """This silo's update (its parameters minus the round's global model, weighted by
         ``num_examples``) joins the federation's exchange and server step; the model's
-        parameters become the new global model, in place. Collective."""
+        parameters become the new global model, in place. Collective.
+
+        SCAFFOLD and FedNova also need what the local training did: ``steps``, the optimizer
+        steps it took this round, and its ``lr`` and ``momentum`` (default: local.lr and
+        local.momentum of the config). SCAFFOLD moves the silo's control variate with them
+        (c_s+ = c_s - c + (w - y) / (steps lr)); FedNova normalizes the update by
+        a_s = (steps - momentum (1 - momentum^steps) / (1 - momentum)) / (1 - momentum)."""
         error = None
         if self._params is None:
             error = "aggregate() before start(model)"
@@ -330,8 +340,16 @@ class Federation:
         flat = self._flat if self._flat is not None else torch.zeros(0)
         with torch.no_grad():
             host = self._host(flat)
+            lr = self.local["lr"] if lr is None else lr
+            momentum = self.local["momentum"] if momentum is None else momentum
+            try:
+                steps, lr, momentum = int(steps), float(lr), float(momentum)
+            except (TypeError, ValueError):
+                error = error or ("steps, lr and momentum must be numbers, got %r, %r, %r"
+                                  % (steps, lr, momentum))
+                steps, lr, momentum = 0, 0.0, 0.0
             outcome, due = self._s.aggregate(_usage(error), error or "", self._round or 0,
-                                             host.numpy(), weight)
+                                             host.numpy(), weight, steps, lr, momentum)
             _agreed(outcome)
             if flat.device.type != "cpu":
                 flat.copy_(host)
@@ -392,6 +410,19 @@ class Federation:
             anchor = self._global[offset:offset + n].view_as(p)
             total = total + ((p - anchor) ** 2).sum()
         return 0.5 * self.mu * total
+
+    def scaffold_correction(self, lr=None):
+        """SCAFFOLD's correction (Karimireddy et al. 2020): call it after every optimizer step
+        of the round's local training; it moves every parameter by -lr (c - c_s), the server's
+        control variate minus the silo's, as ``fedsilo train`` does after each momentum SGD
+        step. ``lr`` defaults to local.lr; pass the optimizer's. Then give
+        ``aggregate(..., steps=K, lr=lr)`` the number of steps taken."""
+        if self.strategy != "scaffold" or self._round is None:
+            raise FederationError("scaffold_correction() needs strategy.name = \"scaffold\" and a "
+                                  "round of fed.rounds()", _core.EXIT_USAGE)
+        lr = self.local["lr"] if lr is None else float(lr)
+        with torch.no_grad():
+            self._flat.sub_(self._correction, alpha=lr)
 
     def finish(self, model):
         """Writes the final model: model.h5 (fedsilo's format; ``fedsilo inspect`` reads it, and
