@@ -9,12 +9,16 @@ TARGETS = {  # final-round accuracy targets (Flower's one-seed NIID-Bench reprod
     "fedavg-iid": (0.885, 0.890),
     "fedprox-dirichlet0.5": (0.880, 0.886),
     "fedavg-labels2": (None, 0.810),
+    "scaffold-dirichlet0.5": (None, 0.884),
+    "fednova-dirichlet0.5": (None, 0.881),
 }
 
 
 def main():
     root, runs = sys.argv[1], sys.argv[2:]
-    out = {}
+    # results.json keeps every run summarized so far: the runs given here replace theirs.
+    results = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results.json")
+    out = json.load(open(results)) if os.path.exists(results) else {}
     print(f"{'run':24} {'rounds':>6} {'final acc':>10} {'target':>8} {'reference':>9} {'wall':>8}")
     for run in runs:
         path = os.path.join(root, run, "metrics.jsonl")
@@ -32,9 +36,11 @@ def main():
                     "wall_seconds": wall, "sum_round_seconds": train_s}
         t = f"{target:.3f}" if target else "-"
         w = f"{wall}s" if wall is not None else f"{train_s:.0f}s"
-        print(f"{run:24} {len(lines):>6} {final:>10.4f} {t:>8} {ref:>9.3f} {w:>8}")
-    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "results.json"), "w") as f:
+        r = f"{ref:.3f}" if ref else "-"
+        print(f"{run:24} {len(lines):>6} {final:>10.4f} {t:>8} {r:>9} {w:>8}")
+    with open(results + ".tmp", "w") as f:
         json.dump(out, f, indent=1)
+    os.replace(results + ".tmp", results)
 
 
 if __name__ == "__main__":

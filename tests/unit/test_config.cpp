@@ -109,7 +109,8 @@ TEST(Config, ServerOptimizersCheckTheirKeysAndRefuseOthersKeys) {
   // Valid: each with its own keys.
   for (const char* ok : {"name = \"fedadam\"\nserver_lr = 0.01\nbeta1 = 0.9\nbeta2 = 0.99\ntau = 0.001",
                          "name = \"fedyogi\"\nserver_lr = 0.01", "name = \"fedadagrad\"\nserver_lr = 0.1\ntau = 0.01",
-                         "name = \"fedavgm\"\nserver_lr = 1.0\nserver_momentum = 0.9"}) {
+                         "name = \"fedavgm\"\nserver_lr = 1.0\nserver_momentum = 0.9",
+                         "name = \"scaffold\"", "name = \"fednova\""}) {
     auto c = strategy(ok);
     EXPECT_TRUE(c.ok()) << ok << ": " << c.status().message();
   }
@@ -131,7 +132,13 @@ TEST(Config, ServerOptimizersCheckTheirKeysAndRefuseOthersKeys) {
                         Case{"name = \"fedadam\"\nserver_lr = 0.1\nserver_momentum = 0.5",
                              "strategy.server_momentum: has no effect with strategy.name = \"fedadam\""},
                         Case{"name = \"fedadam\"\nserver_lr = 0.1\nmu = 0.1",
-                             "strategy.mu: has no effect with strategy.name = \"fedadam\""}}) {
+                             "strategy.mu: has no effect with strategy.name = \"fedadam\""},
+                        Case{"name = \"scaffold\"\nserver_lr = 0.1",
+                             "strategy.server_lr: has no effect with strategy.name = \"scaffold\""},
+                        Case{"name = \"fednova\"\nbeta1 = 0.5",
+                             "strategy.beta1: has no effect with strategy.name = \"fednova\""},
+                        Case{"name = \"scaffold\"\nmu = 0.1",
+                             "strategy.mu: has no effect with strategy.name = \"scaffold\""}}) {
     auto cfg = strategy(c.lines);
     ASSERT_FALSE(cfg.ok()) << c.lines;
     EXPECT_EQ(cfg.status().code(), StatusCode::kInvalidArgument);
