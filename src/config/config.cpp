@@ -690,6 +690,13 @@ Status validate_across_sections(const Config& c) {
                                 "compression.level = \"node\" compresses node sums as one vector; "
                                 "use compression.level = \"silo\"");
   }
+  if (strategy == StrategyName::kScaffold && z.method != compression::Method::kNone &&
+      z.value_type == kernels::ValueType::kInt8 && !c.secure_aggregation.enabled) {
+    return bad("strategy.name", "\"scaffold\" compresses its model and control-variate updates "
+                                "as two parts: compression.value_type = \"int8\" scales blocks of "
+                                "256 values, which would straddle the parts; use \"fp16\" or "
+                                "\"bf16\"");
+  }
   if (c.privacy.level == PrivacyLevel::kSample && c.device.kind != DeviceKind::kCpu) {
     return bad("privacy.level", "\"sample\" needs device.kind = \"cpu\" for now, not \"" +
                                     std::string(name(c.device.kind)) +

@@ -78,6 +78,11 @@ def test(mode):
         # model.arch = "mlp", hidden = [32]; the network's hidden layer has 64 units
         expect_agreed(bad_call(mode, arch="mlp"), 2,
                       'model.arch = "mlp": tensor 0 is fc1.weight [32, 784]', "fc1.weight is [64, 784]")
+    elif mode == "steps_missing":
+        # SCAFFOLD and FedNova need the round's step count; bad_calls.py aggregates without it.
+        for name in ("scaffold", "fednova"):
+            expect_agreed(bad_call(mode, extra='[strategy]\nname = "%s"\n' % name), 2,
+                          'strategy.name = "%s" needs aggregate(..., steps=K)' % name)
     elif mode == "train_refuses_pytorch_arch":
         work = harness.fresh_dir("errors-" + mode)
         config = harness.write_config(work, harness.silos(2), 3)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 import harness
+from train_mlp import FedsiloMlp
 
 ROUNDS, EPOCHS, LR, MOMENTUM, WD = 3, 3, 0.05, 0.9, 1e-5
 
@@ -54,16 +55,6 @@ def tensors(flat, path):
     return out
 
 
-class Mlp(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc1 = torch.nn.Linear(784, 32)
-        self.fc2 = torch.nn.Linear(32, 10)
-
-    def forward(self, x):
-        return self.fc2(torch.relu(self.fc1(x.flatten(1))))
-
-
 def reference_round(run, strategy, uneven, follow_algorithm=True):
     """Round ROUNDS from the checkpoint of round ROUNDS - 1: (global model, c, [c_s])."""
     ckpt = os.path.join(run, "checkpoints", "ckpt-%06d.h5" % (ROUNDS - 1))
@@ -80,7 +71,7 @@ def reference_round(run, strategy, uneven, follow_algorithm=True):
         with h5py.File(os.path.join(harness.silos(4), d, "train.h5"), "r") as f:
             x = torch.from_numpy(np.array(f["x"][...]))
             y = torch.from_numpy(np.array(f["y"][...]).astype(np.int64))
-        net = Mlp()
+        net = FedsiloMlp(784, 32, 10)
         net.load_state_dict({k: v.clone() for k, v in w.items()})
         opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WD)
         steps = 0
