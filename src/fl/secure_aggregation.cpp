@@ -133,8 +133,11 @@ Status SecureAggregation::contribute(std::span<const float> local, std::span<con
     return internal_error("contribute: the update's parts do not add up to the exchange's length");
   }
   if (extras.aux > aux_bound_) {
-    return internal_error("secure aggregation: a_s = " + std::to_string(extras.aux) +
-                          " exceeds its bound " + std::to_string(aux_bound_));
+    return invalid_argument(
+        "secure aggregation: FedNova's a_s = " + std::to_string(extras.aux) +
+        " exceeds the bound it is coded against, " + std::to_string(aux_bound_) +
+        " (local.epochs x ceil(secure_aggregation.max_weight / local.batch_size) steps at "
+        "local.momentum): the silo took more steps, or a higher momentum, than the config says");
   }
   // FedNova's d_s = (y - w) / a_s is a_s times smaller than an update: coded as is, it would
   // sit near the code's resolution. Scaled by the largest a_s it is about an update's size
