@@ -5,6 +5,8 @@
 # Usage: benchmarks/niid_bench/run.sh [RUN...]   (default: all four runs)
 #   RUN is a name under examples/niid-bench/ or a path to any config using these partitions
 #   (benchmarks/compression_accuracy/run.sh passes its own).
+# SEED=S runs a named config with run seed S instead of its 1 (the partition stays seed 1's), as
+#   runs/niid-bench/RUN-seedS, summarized under that name.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
@@ -28,9 +30,19 @@ partition labels2 labels:2
 MPIRUN=(mpirun --oversubscribe -np 10 --mca btl self,vader --mca btl_vader_single_copy_mechanism none)
 [[ $(id -u) -eq 0 ]] && MPIRUN+=(--allow-run-as-root)
 
+NAMES=()
 for run in "${RUNS[@]}"; do
   cfg="$run"
   [[ "$cfg" == *.toml ]] || cfg="examples/niid-bench/$run.toml"
+  if [[ -n "${SEED:-}" && "$run" != *.toml ]]; then
+    grep -q '^seed = 1$' "$cfg" || { echo "$cfg: no 'seed = 1' line for SEED to replace"; exit 1; }
+    run="$run-seed$SEED"
+    mkdir -p runs/niid-bench
+    sed -e "s/^seed = 1$/seed = $SEED/" \
+        -e "s|^out_dir = \"\(.*\)\"|out_dir = \"\1-seed$SEED\"|" "$cfg" > "runs/niid-bench/$run.toml"
+    cfg="runs/niid-bench/$run.toml"
+  fi
+  NAMES+=("$run")
   dir=$(sed -n 's/^out_dir *= *"\(.*\)"/\1/p' "$cfg")
   if [[ -f "$dir/model.h5" ]]; then echo "== $run: finished"; continue; fi
   echo "== $run ($(date -u +%FT%TZ))"
@@ -40,5 +52,5 @@ for run in "${RUNS[@]}"; do
 done
 
 if [[ "${RUNS[0]}" != *.toml ]]; then
-  python3 "$ROOT/benchmarks/niid_bench/summarize.py" runs/niid-bench "${RUNS[@]}"
+  python3 "$ROOT/benchmarks/niid_bench/summarize.py" runs/niid-bench "${NAMES[@]}"
 fi

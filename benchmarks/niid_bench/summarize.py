@@ -2,6 +2,7 @@
 """Summarises NIID-Bench runs: final-round accuracy, accuracy per round, wall time (JSON + table)."""
 import json
 import os
+import re
 import sys
 
 TARGETS = {  # final-round accuracy targets (Flower's one-seed NIID-Bench reproduction in brackets)
@@ -29,7 +30,7 @@ def main():
         wall_file = os.path.join(root, run, "wall_seconds.txt")
         wall = sum(int(x) for x in open(wall_file).read().split()) if os.path.exists(wall_file) else None
         train_s = sum(l["seconds"]["round"] for l in lines)
-        target, ref = TARGETS.get(run, (None, None))
+        target, ref = TARGETS.get(re.sub(r"-seed\d+$", "", run), (None, None))
         final = accs[-1][1] if accs else float("nan")
         out[run] = {"rounds": len(lines), "final_accuracy": final, "target": target,
                     "reference": ref, "accuracy_per_round": accs,

@@ -698,9 +698,11 @@ Status validate_across_sections(const Config& c) {
                                 "\"bf16\"");
   }
   if (c.privacy.level == PrivacyLevel::kSample && c.device.kind != DeviceKind::kCpu) {
-    return bad("privacy.level", "\"sample\" needs device.kind = \"cpu\" for now, not \"" +
-                                    std::string(name(c.device.kind)) +
-                                    "\" (the CUDA backend's DP-SGD is not written yet)");
+    return bad("privacy.level",
+               "\"sample\" needs device.kind = \"cpu\" for now, not \"" +
+                   std::string(name(c.device.kind)) +
+                   "\" (the CUDA backend's DP-SGD has not yet passed its tests on a GPU, "
+                   "tests/gpu/test_gpu_dp.cpp)");
   }
   if (c.secure_aggregation.enabled) {
     if (z.method != compression::Method::kNone && z.momentum_correction > 0.0) {

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #ifdef FEDSILO_HAVE_CUDA
@@ -22,12 +23,15 @@
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/device_info.h"
 #include "kernels/cuda/device_props.h"
+#include "kernels/cuda/dp_clip.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/graph.h"
 #include "kernels/cuda/maxpool2d.h"
+#include "kernels/cuda/relu.h"
 #include "kernels/cuda/sgd.h"
 #include "kernels/cuda/softmax_xent.h"
 #include "kernels/cuda/train_step.h"
+#include "privacy/dp_random.h"
 #endif
 
 namespace fedsilo::model {
@@ -146,15 +150,17 @@ struct DeviceData {
 
 // What a captured step depends on besides the trainer's fixed buffers: the data set (its
 // pointers), the batch stride and size, and the SGD hyperparameters (kernel arguments).
+// DP-SGD steps have batch = -(expected batch size) and their clip norm in `clip` (0 otherwise).
 struct StepKey {
   int data = -1;
   int batch = 0;
   int rows = 0;
   kernels::SgdHyper<float> h;
+  double clip = 0.0;
   bool operator==(const StepKey& o) const {
     return data == o.data && batch == o.batch && rows == o.rows && h.lr == o.h.lr &&
            h.momentum == o.h.momentum && h.weight_decay == o.h.weight_decay &&
-           h.prox_mu == o.h.prox_mu;
+           h.prox_mu == o.h.prox_mu && clip == o.clip;
   }
 };
 
@@ -167,6 +173,11 @@ struct StepGraph {
 // Distinct step shapes a run needs: full and last batch (x hyperparameter sets, normally one).
 // Past this many the cache starts over rather than growing.
 constexpr size_t kMaxGraphs = 16;
+
+// DP-SGD pads each Poisson batch up to a multiple of this many rows, so that a few captured
+// shapes serve every batch (at an expected 64, sizes 40-90 need 4 shapes; the padding costs
+// at most 15 rows of work).
+constexpr int kDpRowQuantum = 16;
 
 template <class T>
 Status alloc(cu::DeviceArray<T>& a, int64_t n) {
@@ -214,6 +225,20 @@ struct GpuTrainer::Impl {
   std::vector<int64_t> host_order;
   std::vector<int32_t> host_order32;
 
+  // DP-SGD (train_local with opts.dp_random), sized on first use for dp_cap padded rows.
+  int dp_cap = 0;
+  cu::DeviceArray<int32_t> dp_idx;         // the padded Poisson batch (indices into the data)
+  cu::DeviceArray<int32_t> dp_count;       // its real size
+  cu::DeviceArray<float> dp_noise;         // the step's noise, drawn on the host (num_params)
+  cu::DeviceArray<double> dp_norms2;       // each row's squared gradient norm
+  cu::DeviceArray<float> dp_scale;         // each row's clip factor
+  cu::DeviceArray<float> dp_scratch;       // conv2d_backward's dw / db (discarded) for dx
+  cu::DeviceArray<long long> dp_samples;   // real samples over the call
+  std::vector<cu::DeviceArray<float>> dp_keep;  // per layer: rows x keep floats (dense: d;
+                                                // conv: each sample's dw and db)
+  std::vector<int32_t> dp_idx_host;
+  std::vector<float> dp_noise_host;
+
   std::vector<StepGraph> graphs;  // last: destroyed first
 
   cu::Stream st() const { return stream.s; }
@@ -227,6 +252,16 @@ struct GpuTrainer::Impl {
   Status enqueue_forward(const float* x, int rows);
   Status enqueue_step(const DeviceData& d, int batch, int rows, const kernels::SgdHyper<float>& h);
   Status run_step(int data_id, int batch, int rows, const kernels::SgdHyper<float>& h);
+
+  Status ensure_dp_capacity(int rows);
+  Status enqueue_dp_clipped_sum(const DeviceData& d, int rows, double clip);
+  Status enqueue_dp_step(const DeviceData& d, int rows, double clip, float inv_batch,
+                         const kernels::SgdHyper<float>& h);
+  Status run_dp_step(int data_id, int rows, int expected, double clip,
+                     const kernels::SgdHyper<float>& h);
+  Result<LocalTrainStats> train_local_dp(std::span<float> params,
+                                         std::span<const float> global_params, int data_id,
+                                         const LocalTrainOptions& opts);
 };
 
 Status GpuTrainer::Impl::ensure_capacity(int rows) {
@@ -373,6 +408,272 @@ Status GpuTrainer::Impl::run_step(int data_id, int batch, int rows,
   return sg->graph.launch(st());
 }
 
+Status GpuTrainer::Impl::ensure_dp_capacity(int rows) {
+  FEDSILO_CHECK(ensure_capacity(rows));
+  if (rows <= dp_cap) return {};
+  graphs.clear();  // they hold pointers into the buffers replaced below
+  int64_t conv_largest = 1;
+  dp_keep.resize(layers.size());
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const LayerDesc& l = layers[i];
+    if (l.kind == LayerDesc::Kind::kDense) {
+      FEDSILO_CHECK(alloc(dp_keep[i], int64_t{rows} * l.dense_out));
+    } else if (l.kind == LayerDesc::Kind::kConv2d) {
+      const int64_t per = int64_t{l.out_c} * l.c * l.k * l.k + l.out_c;
+      conv_largest = std::max(conv_largest, per);
+      FEDSILO_CHECK(alloc(dp_keep[i], int64_t{rows} * per));
+    }
+  }
+  FEDSILO_CHECK(alloc(dp_idx, rows));
+  FEDSILO_CHECK(alloc(dp_norms2, rows));
+  FEDSILO_CHECK(alloc(dp_scale, rows));
+  FEDSILO_CHECK(alloc(dp_scratch, conv_largest));
+  if (dp_count.size() == 0) {
+    FEDSILO_CHECK(alloc(dp_count, 1));
+    FEDSILO_CHECK(alloc(dp_samples, 1));
+    FEDSILO_CHECK(alloc(dp_noise, np));
+  }
+  dp_cap = rows;
+  return {};
+}
+
+// The sum over the padded batch of each example's gradient clipped to L2 norm `clip`, into g:
+// the CPU's run_chunk_clipped. Pass 1 runs the backward pass for the activation gradients and
+// each row's squared norm (dense: the ghost norm from the kept pre-activation gradient; conv:
+// each sample's gradient, materialised and kept); pass 2 sums the kept gradients with the clip
+// factors. Padded rows have a zero loss gradient, so they add exactly nothing.
+Status GpuTrainer::Impl::enqueue_dp_clipped_sum(const DeviceData& d, int rows, double clip) {
+  const cu::Stream s = st();
+  FEDSILO_CHECK(cu::gather_rows(d.x.data(), d.y.data(), d.n, sample, dp_idx.data(), rows, xb.data(),
+                                yb.data(), s));
+  FEDSILO_CHECK(enqueue_forward(xb.data(), rows));
+  FEDSILO_CHECK(cu::masked_softmax_xent(act.back().data(), yb.data(), dp_count.data(), rows,
+                                        classes, ga.data(), batch_loss.data(), s));
+  FEDSILO_CHECK(cu::fill_bytes(dp_norms2.data(), 0, static_cast<size_t>(rows) * sizeof(double), s));
+  const float* p = w.data();
+  float* dcur = ga.data();
+  for (size_t i = layers.size(); i-- > 0;) {
+    const LayerDesc& l = layers[i];
+    float* dx = i == 0 ? nullptr : (dcur == ga.data() ? gb.data() : ga.data());
+    const float* x_in = i == 0 ? xb.data() : act[i - 1].data();
+    const float* y_out = act[i].data();
+    switch (l.kind) {
+      case LayerDesc::Kind::kDense: {
+        if (l.relu)
+          FEDSILO_CHECK(cu::relu_backward(y_out, dcur, dcur, int64_t{rows} * l.dense_out, s));
+        if (dx != nullptr) {
+          FEDSILO_CHECK(cu::gemm(blas, false, false, rows, l.dense_in, l.dense_out, 1.0f, dcur,
+                                 l.dense_out, p + l.weight_offset, l.dense_in, 0.0f, dx,
+                                 l.dense_in));
+        }
+        FEDSILO_CHECK(
+            cu::add_ghost_norms(dcur, l.dense_out, x_in, l.dense_in, rows, dp_norms2.data(), s));
+        FEDSILO_CHECK(cu::copy_on_device(
+            dp_keep[i].data(), dcur, static_cast<size_t>(rows) * l.dense_out * sizeof(float), s));
+        break;
+      }
+      case LayerDesc::Kind::kConv2d: {
+        const kernels::Conv2dShape shape{rows, l.c, l.h, l.w, l.out_c, l.k};
+        if (l.relu)
+          FEDSILO_CHECK(cu::relu_backward(y_out, dcur, dcur, int64_t{rows} * l.out_size, s));
+        FEDSILO_CHECK(cu::conv2d_per_sample_grads(shape, x_in, dcur, dp_keep[i].data(), s));
+        const int64_t per = int64_t{l.out_c} * l.c * l.k * l.k + l.out_c;
+        FEDSILO_CHECK(cu::add_row_sq_norms(dp_keep[i].data(), per, rows, dp_norms2.data(), s));
+        if (dx != nullptr) {
+          float* dw = dp_scratch.data();
+          FEDSILO_CHECK(cu::conv2d_backward(shape, x_in, p + l.weight_offset, y_out, false, dcur,
+                                            dx, dw, dw + (per - l.out_c), conv_ws.data(),
+                                            conv_ws_bytes, s));
+        }
+        break;
+      }
+      case LayerDesc::Kind::kMaxPool2x2: {
+        if (dx != nullptr) {
+          const kernels::Pool2dShape ps{rows, l.c, l.h, l.w};
+          FEDSILO_CHECK(cu::maxpool2x2_backward(ps, dcur, aux[i].data(), dx, s));
+        }
+        break;
+      }
+    }
+    dcur = dx;
+  }
+  FEDSILO_CHECK(cu::clip_factors(dp_norms2.data(), rows, clip, dp_scale.data(), s));
+  float* grad = g.data();
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const LayerDesc& l = layers[i];
+    const float* x_in = i == 0 ? xb.data() : act[i - 1].data();
+    if (l.kind == LayerDesc::Kind::kDense) {
+      // sum_i s_i d_i x_i^T: the rows scaled, then one GEMM; the bias is the rows' sum.
+      float* keep = dp_keep[i].data();
+      FEDSILO_CHECK(cu::scale_rows(keep, l.dense_out, rows, dp_scale.data(), s));
+      FEDSILO_CHECK(cu::gemm(blas, true, false, l.dense_out, l.dense_in, rows, 1.0f, keep,
+                             l.dense_out, x_in, l.dense_in, 0.0f, grad + l.weight_offset,
+                             l.dense_in));
+      FEDSILO_CHECK(cu::weighted_row_sums(keep, l.dense_out, rows, nullptr, grad + l.bias_offset,
+                                          l.dense_out, nullptr, s));
+    } else if (l.kind == LayerDesc::Kind::kConv2d) {
+      const int64_t weights = int64_t{l.out_c} * l.c * l.k * l.k;
+      FEDSILO_CHECK(cu::weighted_row_sums(dp_keep[i].data(), weights + l.out_c, rows,
+                                          dp_scale.data(), grad + l.weight_offset, weights,
+                                          grad + l.bias_offset, s));
+    }
+  }
+  return {};
+}
+
+// One DP-SGD step with the Gaussian noise already in dp_noise (scaled): capturable.
+Status GpuTrainer::Impl::enqueue_dp_step(const DeviceData& d, int rows, double clip,
+                                         float inv_batch, const kernels::SgdHyper<float>& h) {
+  FEDSILO_CHECK(enqueue_dp_clipped_sum(d, rows, clip));
+  FEDSILO_CHECK(cu::add_scaled_noise(g.data(), dp_noise.data(), np, inv_batch, st()));
+  FEDSILO_CHECK(cu::sgd_update(w.data(), g.data(), h.momentum != 0.0f ? buf.data() : nullptr,
+                               h.prox_mu != 0.0f ? wg.data() : nullptr, np, h, false,
+                               nonfinite_flag(), st()));
+  return cu::end_dp_step(batch_loss.data(), dp_count.data(), counters.data(), dp_samples.data(),
+                         st());
+}
+
+Status GpuTrainer::Impl::run_dp_step(int data_id, int rows, int expected, double clip,
+                                     const kernels::SgdHyper<float>& h) {
+  const StepKey key{data_id, -expected, rows, h, clip};
+  StepGraph* sg = nullptr;
+  for (auto& e : graphs) {
+    if (e.key == key) sg = &e;
+  }
+  if (sg == nullptr) {
+    if (graphs.size() >= kMaxGraphs) graphs.clear();
+    graphs.push_back(StepGraph{key, 0, cu::Graph()});
+    sg = &graphs.back();
+  }
+  const DeviceData& d = data[static_cast<size_t>(data_id)];
+  const float inv = 1.0f / static_cast<float>(expected);
+  if (sg->graph.empty()) {
+    if (sg->uses == 0) {  // as run_step: the first use launches directly
+      ++sg->uses;
+      return enqueue_dp_step(d, rows, clip, inv, h);
+    }
+    FEDSILO_ASSIGN_OR_RETURN(sg->graph, cu::Graph::capture(st(), [&]() -> Status {
+                               return enqueue_dp_step(d, rows, clip, inv, h);
+                             }));
+  }
+  ++sg->uses;
+  return sg->graph.launch(st());
+}
+
+// DP-SGD as model::train_local's (trainer.cpp): the same Poisson batches and the same noise,
+// both drawn on the host from opts.dp_random's secret streams, so a run on the GPU equals the
+// CPU's to float rounding. Per step the host draws the batch and the noise while the device
+// runs the previous step, then uploads both (the copy waits for that step) and replays the
+// step's graph; the hardened sampler (dp_discrete) needs the clipped sum on the host, so its
+// steps run without a graph and read the sum back.
+Result<LocalTrainStats> GpuTrainer::Impl::train_local_dp(std::span<float> params,
+                                                         std::span<const float> global_params,
+                                                         int data_id,
+                                                         const LocalTrainOptions& opts) {
+  const auto t_start = Clock::now();
+  const DeviceData& d = data[static_cast<size_t>(data_id)];
+  const int64_t n = d.n;
+  LocalTrainStats stats;
+  if (!(opts.dp_clip > 0.0) || !(opts.dp_noise_multiplier > 0.0)) {
+    return invalid_argument(
+        "train_local: DP-SGD needs privacy.clip > 0 and a noise multiplier > 0");
+  }
+  if (opts.batch_size > n) {
+    return invalid_argument("local.batch_size = " + std::to_string(opts.batch_size) +
+                            " is larger than silo " + std::to_string(opts.silo) + "'s " +
+                            std::to_string(n) +
+                            " training records (privacy.level = \"sample\" "
+                            "samples each batch with rate batch_size / records, at most 1)");
+  }
+  if (n > INT32_MAX)
+    return invalid_argument("train_local: DP-SGD on the GPU takes up to 2^31 records");
+  const int expected = opts.batch_size;
+  const double q = static_cast<double>(expected) / static_cast<double>(n);
+  const int64_t steps_per_epoch = (n + expected - 1) / expected;
+  const double sigma = opts.dp_noise_multiplier * opts.dp_clip;
+  const float inv = 1.0f / static_cast<float>(expected);
+  const kernels::SgdHyper<float> h{opts.lr, opts.momentum, opts.weight_decay, opts.prox_mu};
+  const cu::Stream s = st();
+  FEDSILO_CHECK(ensure_dp_capacity(kDpRowQuantum));
+
+  FEDSILO_CHECK(cu::copy_to_device(w.data(), params.data(), params.size_bytes(), s));
+  if (h.prox_mu != 0.0f) {
+    FEDSILO_CHECK(
+        cu::copy_to_device(wg.data(), global_params.data(), global_params.size_bytes(), s));
+  }
+  if (h.momentum != 0.0f) {
+    FEDSILO_CHECK(cu::fill_bytes(buf.data(), 0, static_cast<size_t>(np) * sizeof(float), s));
+  }
+  FEDSILO_CHECK(cu::reset_step_counters(counters.data(), true, s));
+  FEDSILO_CHECK(cu::fill_bytes(dp_samples.data(), 0, sizeof(long long), s));
+  std::vector<int64_t> picked;
+  dp_noise_host.resize(static_cast<size_t>(np));
+  cu::StepCounters c{};
+  uint32_t step = 0;
+  for (int epoch = 1; epoch <= opts.epochs; ++epoch) {
+    FEDSILO_CHECK(cu::reset_step_counters(counters.data(), false, s));
+    for (int64_t b = 0; b < steps_per_epoch; ++b, ++step) {
+      if (opts.stop != nullptr && *opts.stop != 0) {
+        return Status(StatusCode::kCancelled,
+                      train_position(opts, epoch, b + 1) + ": stopped by a signal");
+      }
+      FEDSILO_CHECK(opts.dp_random->poisson_sample(step, n, q, picked));
+      const int real = static_cast<int>(picked.size());
+      const int rows = std::max(1, (real + kDpRowQuantum - 1) / kDpRowQuantum) * kDpRowQuantum;
+      FEDSILO_CHECK(ensure_dp_capacity(rows));
+      dp_idx_host.assign(static_cast<size_t>(rows), 0);  // padding: sample 0, masked out
+      for (int i = 0; i < real; ++i)
+        dp_idx_host[static_cast<size_t>(i)] = static_cast<int32_t>(picked[static_cast<size_t>(i)]);
+      if (!opts.dp_discrete) {
+        std::fill(dp_noise_host.begin(), dp_noise_host.end(), 0.0f);
+        FEDSILO_CHECK(opts.dp_random->add_gaussian(step, sigma, dp_noise_host, nullptr, inv));
+      }
+      // Synchronous copies: the previous step has finished reading these buffers.
+      FEDSILO_CHECK(cu::copy_to_device(dp_idx.data(), dp_idx_host.data(),
+                                       static_cast<size_t>(rows) * sizeof(int32_t), s));
+      FEDSILO_CHECK(cu::copy_to_device(dp_count.data(), &real, sizeof real, s));
+      if (!opts.dp_discrete) {
+        FEDSILO_CHECK(cu::copy_to_device(dp_noise.data(), dp_noise_host.data(),
+                                         dp_noise_host.size() * sizeof(float), s));
+        FEDSILO_CHECK(run_dp_step(data_id, rows, expected, opts.dp_clip, h));
+        continue;
+      }
+      // The hardened sampler: the clipped sum to the host, noised there, and back.
+      FEDSILO_CHECK(enqueue_dp_clipped_sum(d, rows, opts.dp_clip));
+      FEDSILO_CHECK(cu::copy_to_host(dp_noise_host.data(), g.data(),
+                                     dp_noise_host.size() * sizeof(float), s));
+      FEDSILO_CHECK(opts.dp_random->add_discrete_gaussian(
+          step, opts.dp_noise_multiplier, opts.dp_clip, dp_noise_host, nullptr, inv));
+      FEDSILO_CHECK(cu::copy_to_device(g.data(), dp_noise_host.data(),
+                                       dp_noise_host.size() * sizeof(float), s));
+      FEDSILO_CHECK(cu::sgd_update(w.data(), g.data(), h.momentum != 0.0f ? buf.data() : nullptr,
+                                   h.prox_mu != 0.0f ? wg.data() : nullptr, np, h, false,
+                                   nonfinite_flag(), s));
+      FEDSILO_CHECK(cu::end_dp_step(batch_loss.data(), dp_count.data(), counters.data(),
+                                    dp_samples.data(), s));
+    }
+    FEDSILO_CHECK(cu::copy_to_host(&c, counters.data(), sizeof c, s));
+    if (c.first_bad_loss >= 0 &&
+        (c.first_bad_params < 0 || c.first_bad_loss <= c.first_bad_params)) {
+      return Status(StatusCode::kDiverged, train_position(opts, epoch, c.first_bad_loss + 1) +
+                                               ": loss is " +
+                                               (c.bad_loss_is_nan != 0u ? "nan" : "inf"));
+    }
+    if (c.first_bad_params >= 0) {
+      return Status(StatusCode::kDiverged, train_position(opts, epoch, c.first_bad_params + 1) +
+                                               ": parameters are not finite after the update");
+    }
+  }
+  long long samples = 0;
+  FEDSILO_CHECK(cu::copy_to_host(&samples, dp_samples.data(), sizeof samples, s));
+  FEDSILO_CHECK(cu::copy_to_host(params.data(), w.data(), params.size_bytes(), s));
+  stats.steps = step;
+  stats.samples_processed = samples;
+  stats.mean_loss = samples > 0 ? c.loss_sum / static_cast<double>(samples) : 0.0;
+  stats.seconds = std::chrono::duration<double>(Clock::now() - t_start).count();
+  return stats;
+}
+
 GpuTrainer::GpuTrainer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 GpuTrainer::~GpuTrainer() {
@@ -456,6 +757,7 @@ Result<LocalTrainStats> GpuTrainer::train_local(std::span<float> params,
     FEDSILO_CHECK(cu::copy_to_device(m.w.data(), params.data(), params.size_bytes(), m.st()));
     return stats;
   }
+  if (opts.dp_random != nullptr) return m.train_local_dp(params, global_params, data, opts);
 
   const int batch = static_cast<int>(std::min<int64_t>(opts.batch_size, n));
   FEDSILO_CHECK(m.ensure_capacity(batch));
@@ -511,6 +813,7 @@ Result<LocalTrainStats> GpuTrainer::train_local(std::span<float> params,
   }
   FEDSILO_CHECK(cu::copy_to_host(params.data(), m.w.data(), params.size_bytes(), s));
   stats.samples_processed = n * opts.epochs;
+  stats.steps = batches * opts.epochs;
   stats.mean_loss = c.loss_sum / static_cast<double>(stats.samples_processed);
   stats.seconds = std::chrono::duration<double>(Clock::now() - t_start).count();
   return stats;
