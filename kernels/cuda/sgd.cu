@@ -17,8 +17,9 @@ enum class Momentum { kNone, kFirst, kRunning };
 
 template <Momentum kMode, bool kProx>
 __global__ void sgd_kernel(float* __restrict__ w, const float* __restrict__ g,
-                           float* __restrict__ buf, const float* __restrict__ w_global, int64_t n,
-                           float lr, float mom, float wd, float mu, uint32_t* nonfinite) {
+                           float* __restrict__ buf, const float* __restrict__ w_global,
+                           const float* __restrict__ corr, int64_t n, float lr, float mom,
+                           float wd, float mu, uint32_t* nonfinite) {
   bool bad = false;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
@@ -33,7 +34,9 @@ __global__ void sgd_kernel(float* __restrict__ w, const float* __restrict__ g,
       step = mom * buf[i] + d;
       buf[i] = step;
     }
-    const float updated = wi - lr * step;
+    float updated = wi - lr * step;
+    // SCAFFOLD: then w -= lr * c, a second rounding as the CPU's (outside the momentum).
+    if (corr != nullptr) updated = __fsub_rn(updated, __fmul_rn(lr, corr[i]));
     w[i] = updated;
     bad |= !(fabsf(updated) <= FLT_MAX);  // false exactly for inf and NaN
   }
@@ -42,20 +45,22 @@ __global__ void sgd_kernel(float* __restrict__ w, const float* __restrict__ g,
 
 template <Momentum kMode>
 void launch(bool prox, unsigned blocks, cudaStream_t st, float* w, const float* g, float* buf,
-            const float* w_global, int64_t n, const SgdHyper<float>& h, uint32_t* nonfinite) {
+            const float* w_global, const float* corr, int64_t n, const SgdHyper<float>& h,
+            uint32_t* nonfinite) {
   if (prox) {
     sgd_kernel<kMode, true><<<blocks, kSgdThreads, 0, st>>>(
-        w, g, buf, w_global, n, h.lr, h.momentum, h.weight_decay, h.prox_mu, nonfinite);
+        w, g, buf, w_global, corr, n, h.lr, h.momentum, h.weight_decay, h.prox_mu, nonfinite);
   } else {
     sgd_kernel<kMode, false><<<blocks, kSgdThreads, 0, st>>>(
-        w, g, buf, w_global, n, h.lr, h.momentum, h.weight_decay, h.prox_mu, nonfinite);
+        w, g, buf, w_global, corr, n, h.lr, h.momentum, h.weight_decay, h.prox_mu, nonfinite);
   }
 }
 
 }  // namespace
 
 Status sgd_update(float* w, const float* g, float* buf, const float* w_global, int64_t n,
-                  const SgdHyper<float>& h, bool first_step, uint32_t* nonfinite, Stream s) {
+                  const SgdHyper<float>& h, bool first_step, uint32_t* nonfinite, Stream s,
+                  const float* correction) {
   if (n < 0) return invalid_argument("cuda::sgd_update: negative n");
   if (h.momentum != 0.0f && buf == nullptr) {
     return invalid_argument("cuda::sgd_update: momentum needs a buffer");
@@ -65,11 +70,11 @@ Status sgd_update(float* w, const float* g, float* buf, const float* w_global, i
   const unsigned blocks = blocks_for(n, kSgdThreads);
   const cudaStream_t st = cuda_stream(s);
   if (h.momentum == 0.0f) {
-    launch<Momentum::kNone>(prox, blocks, st, w, g, buf, w_global, n, h, nonfinite);
+    launch<Momentum::kNone>(prox, blocks, st, w, g, buf, w_global, correction, n, h, nonfinite);
   } else if (first_step) {
-    launch<Momentum::kFirst>(prox, blocks, st, w, g, buf, w_global, n, h, nonfinite);
+    launch<Momentum::kFirst>(prox, blocks, st, w, g, buf, w_global, correction, n, h, nonfinite);
   } else {
-    launch<Momentum::kRunning>(prox, blocks, st, w, g, buf, w_global, n, h, nonfinite);
+    launch<Momentum::kRunning>(prox, blocks, st, w, g, buf, w_global, correction, n, h, nonfinite);
   }
   FEDSILO_CUDA_LAUNCHED(sgd_kernel);
   return {};

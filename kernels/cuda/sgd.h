@@ -19,9 +19,10 @@ namespace fedsilo::kernels::cuda {
 /// (a device flag; nullptr skips the check). It never clears the flag: zero it once (say per
 /// round) and read it after the steps, so a step needs no host read and can be captured in a
 /// CUDA graph. The hyperparameters are kernel arguments: a captured graph keeps the lr it was
-/// captured with.
+/// captured with. With `correction` (SCAFFOLD's c - c_s, n values), each updated w[i] then
+/// becomes w[i] - lr * correction[i], outside the momentum, as the CPU's optim::Sgd.
 [[nodiscard]] Status sgd_update(float* w, const float* g, float* buf, const float* w_global,
                                 int64_t n, const SgdHyper<float>& h, bool first_step,
-                                uint32_t* nonfinite, Stream s);
+                                uint32_t* nonfinite, Stream s, const float* correction = nullptr);
 
 }  // namespace fedsilo::kernels::cuda

@@ -678,10 +678,11 @@ Status validate_across_sections(const Config& c) {
       c.device.kind != DeviceKind::kCpu) {
     return bad("strategy.name", "\"" + std::string(name(strategy)) + "\" needs device.kind = \"cpu\" "
                                 "for now, not \"" + std::string(name(c.device.kind)) +
-                                "\" (the CUDA backend's fused step has no " +
+                                "\" (the CUDA backend's " +
                                 (strategy == StrategyName::kScaffold ? "SCAFFOLD correction"
                                                                      : "FedNova step count") +
-                                " yet: it waits for a GPU run to test it)");
+                                " is written but has not yet passed its tests on a GPU, "
+                                "tests/gpu/test_gpu_trainer.cpp)");
   }
   if (strategy == StrategyName::kScaffold && z.level == CompressionLevel::kNode &&
       z.method != compression::Method::kNone && !c.secure_aggregation.enabled) {

@@ -157,10 +157,11 @@ struct StepKey {
   int rows = 0;
   kernels::SgdHyper<float> h;
   double clip = 0.0;
+  bool correction = false;  // SCAFFOLD's correction in the SGD kernel
   bool operator==(const StepKey& o) const {
     return data == o.data && batch == o.batch && rows == o.rows && h.lr == o.h.lr &&
            h.momentum == o.h.momentum && h.weight_decay == o.h.weight_decay &&
-           h.prox_mu == o.h.prox_mu && clip == o.clip;
+           h.prox_mu == o.h.prox_mu && clip == o.clip && correction == o.correction;
   }
 };
 
@@ -204,6 +205,8 @@ struct GpuTrainer::Impl {
 
   // Fixed size (the model).
   cu::DeviceArray<float> w, g, buf, wg;  // params, grads, momentum, global params
+  cu::DeviceArray<float> corr;           // SCAFFOLD's c - c_s (allocated on use)
+  bool use_corr = false;                 // this call applies corr after each SGD step
   cu::DeviceArray<float> upd;            // weighted update (weighted_update), allocated on use
   cu::DeviceArray<uint32_t> upd_bad;     // its non-finite flag
   cu::DeviceArray<cu::StepCounters> counters;
@@ -376,13 +379,14 @@ Status GpuTrainer::Impl::enqueue_step(const DeviceData& d, int batch, int rows,
   // first step too: buf = momentum * 0 + d = d exactly. One graph then serves every step.
   FEDSILO_CHECK(cu::sgd_update(w.data(), g.data(), h.momentum != 0.0f ? buf.data() : nullptr,
                                h.prox_mu != 0.0f ? wg.data() : nullptr, np, h, false,
-                               nonfinite_flag(), st()));
+                               nonfinite_flag(), st(), use_corr ? corr.data() : nullptr));
   return cu::end_step(batch_loss.data(), rows, counters.data(), st());
 }
 
 Status GpuTrainer::Impl::run_step(int data_id, int batch, int rows,
                                   const kernels::SgdHyper<float>& h) {
-  const StepKey key{data_id, batch, rows, h};
+  StepKey key{data_id, batch, rows, h};
+  key.correction = use_corr;
   StepGraph* sg = nullptr;
   for (auto& e : graphs) {
     if (e.key == key) sg = &e;
@@ -528,14 +532,14 @@ Status GpuTrainer::Impl::enqueue_dp_step(const DeviceData& d, int rows, double c
   FEDSILO_CHECK(cu::add_scaled_noise(g.data(), dp_noise.data(), np, inv_batch, st()));
   FEDSILO_CHECK(cu::sgd_update(w.data(), g.data(), h.momentum != 0.0f ? buf.data() : nullptr,
                                h.prox_mu != 0.0f ? wg.data() : nullptr, np, h, false,
-                               nonfinite_flag(), st()));
+                               nonfinite_flag(), st(), use_corr ? corr.data() : nullptr));
   return cu::end_dp_step(batch_loss.data(), dp_count.data(), counters.data(), dp_samples.data(),
                          st());
 }
 
 Status GpuTrainer::Impl::run_dp_step(int data_id, int rows, int expected, double clip,
                                      const kernels::SgdHyper<float>& h) {
-  const StepKey key{data_id, -expected, rows, h, clip};
+  const StepKey key{data_id, -expected, rows, h, clip, use_corr};
   StepGraph* sg = nullptr;
   for (auto& e : graphs) {
     if (e.key == key) sg = &e;
@@ -648,7 +652,7 @@ Result<LocalTrainStats> GpuTrainer::Impl::train_local_dp(std::span<float> params
                                        dp_noise_host.size() * sizeof(float), s));
       FEDSILO_CHECK(cu::sgd_update(w.data(), g.data(), h.momentum != 0.0f ? buf.data() : nullptr,
                                    h.prox_mu != 0.0f ? wg.data() : nullptr, np, h, false,
-                                   nonfinite_flag(), s));
+                                   nonfinite_flag(), s, use_corr ? corr.data() : nullptr));
       FEDSILO_CHECK(cu::end_dp_step(batch_loss.data(), dp_count.data(), counters.data(),
                                     dp_samples.data(), s));
     }
@@ -740,10 +744,6 @@ Result<LocalTrainStats> GpuTrainer::train_local(std::span<float> params,
   Impl& m = *impl_;
   FEDSILO_CHECK(check_train_args(*m.model, static_cast<int64_t>(params.size()),
                                  static_cast<int64_t>(global_params.size()), opts));
-  if (!opts.correction.empty()) {
-    return invalid_argument("strategy.name = \"scaffold\": the CUDA backend's fused step has no "
-                            "SCAFFOLD correction yet (use device.kind = \"cpu\")");
-  }
   if (data < 0 || data >= static_cast<int>(m.data.size())) {
     return invalid_argument("GpuTrainer::train_local: unknown data set " + std::to_string(data));
   }
@@ -756,6 +756,12 @@ Result<LocalTrainStats> GpuTrainer::train_local(std::span<float> params,
     // Nothing to train: the device parameters still become `params` (weighted_update reads them).
     FEDSILO_CHECK(cu::copy_to_device(m.w.data(), params.data(), params.size_bytes(), m.st()));
     return stats;
+  }
+  m.use_corr = !opts.correction.empty();
+  if (m.use_corr) {
+    if (m.corr.size() == 0) FEDSILO_CHECK(alloc(m.corr, m.np));
+    FEDSILO_CHECK(cu::copy_to_device(m.corr.data(), opts.correction.data(),
+                                     opts.correction.size_bytes(), m.st()));
   }
   if (opts.dp_random != nullptr) return m.train_local_dp(params, global_params, data, opts);
 

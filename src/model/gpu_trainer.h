@@ -63,7 +63,10 @@ class GpuTrainer {
 
   /// model::train_local on data set `data`: same checks and messages, same Philox shuffle per
   /// epoch (drawn on the host, uploaded), same batch split (the last batch may be smaller),
-  /// fresh momentum, FedProx against global_params. kDiverged names the first epoch and batch
+  /// fresh momentum, FedProx against global_params, SCAFFOLD's correction in the SGD kernel.
+  /// DP-SGD (opts.dp_random) draws the CPU's Poisson batches and noise on the host and pads
+  /// each batch to a multiple of 16 masked rows (one graph per padded size; the hardened
+  /// sampler's steps read the clipped sum back instead). kDiverged names the first epoch and batch
   /// whose loss (or updated parameters) was not finite, as the CPU does; the device notes it
   /// without stopping and the host checks at the end of each epoch. opts.threads is ignored.
   [[nodiscard]] Result<LocalTrainStats> train_local(std::span<float> params,
