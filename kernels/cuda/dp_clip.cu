@@ -9,8 +9,7 @@
 namespace fedsilo::kernels::cuda {
 namespace {
 
-constexpr int kThreadsRow = 256;   // one block per row (norms)
-constexpr int kXentThreads = 512;  // one block (the masked loss)
+constexpr int kThreadsRow = 256;  // one block per row (norms)
 constexpr int kElementwise = 256;
 
 __global__ void gather_rows_kernel(const float* __restrict__ x, const int32_t* __restrict__ y,
@@ -24,38 +23,6 @@ __global__ void gather_rows_kernel(const float* __restrict__ x, const int32_t* _
     xb[i] = inside ? x[src * sample + col] : 0.0f;
     if (col == 0) yb[r] = inside ? y[src] : -1;
   }
-}
-
-// As softmax_xent_kernel (softmax_xent.cu), scale 1, with the rows past *count masked out.
-__global__ void __launch_bounds__(kXentThreads)
-    masked_xent_kernel(const float* __restrict__ logits, const int32_t* __restrict__ labels,
-                       const int32_t* __restrict__ count, int rows, int classes,
-                       float* __restrict__ dlogits, double* __restrict__ loss) {
-  __shared__ double partial[kXentThreads];
-  const int real = *count;
-  double acc = 0.0;
-  for (int r = static_cast<int>(threadIdx.x); r < rows; r += kXentThreads) {
-    float* d = dlogits + static_cast<int64_t>(r) * classes;
-    if (r >= real) {
-      for (int c = 0; c < classes; ++c) d[c] = 0.0f;
-      continue;
-    }
-    const float* z = logits + static_cast<int64_t>(r) * classes;
-    float zmax = z[0];
-    for (int c = 1; c < classes; ++c) zmax = z[c] > zmax ? z[c] : zmax;
-    float sum = 0.0f;
-    for (int c = 0; c < classes; ++c) sum += expf(z[c] - zmax);
-    const int y = labels[r];
-    const bool valid = y >= 0 && y < classes;
-    acc += valid ? static_cast<double>(logf(sum) - (z[y] - zmax)) : static_cast<double>(NAN);
-    const float inv = 1.0f / sum;
-    for (int c = 0; c < classes; ++c) {
-      const float p = expf(z[c] - zmax) * inv;
-      d[c] = valid ? p - (c == y ? 1.0f : 0.0f) : NAN;
-    }
-  }
-  const double total = block_sum_fixed<kXentThreads>(acc, partial);
-  if (threadIdx.x == 0) *loss = total;
 }
 
 // Block (sample i, output channel o); thread j over the in_c k k taps (strided), summing over
@@ -152,24 +119,6 @@ __global__ void add_scaled_noise_kernel(float* __restrict__ g, const float* __re
     g[j] = __fadd_rn(__fmul_rn(g[j], scale), noise[j]);
 }
 
-__global__ void end_dp_step_kernel(const double* batch_loss, const int32_t* count, StepCounters* c,
-                                   long long* samples) {
-  const int rows = *count;
-  // The CPU's DP trainer: loss = float(total / batch) (0 for an empty batch); loss_sum +=
-  // double(loss) * batch.
-  const float mean =
-      rows > 0 ? static_cast<float>(__ddiv_rn(*batch_loss, static_cast<double>(rows))) : 0.0f;
-  const int32_t b = c->step;
-  if (!isfinite(mean) && c->first_bad_loss < 0) {
-    c->first_bad_loss = b;
-    c->bad_loss_is_nan = isnan(mean) ? 1u : 0u;
-  }
-  if (c->params_nonfinite != 0u && c->first_bad_params < 0) c->first_bad_params = b;
-  c->loss_sum = __dadd_rn(c->loss_sum, __dmul_rn(static_cast<double>(mean), rows));
-  c->step = b + 1;
-  *samples += rows;
-}
-
 }  // namespace
 
 Status gather_rows(const float* x, const int32_t* y, int64_t n, int64_t sample_size,
@@ -182,17 +131,6 @@ Status gather_rows(const float* x, const int32_t* y, int64_t n, int64_t sample_s
   gather_rows_kernel<<<blocks_for(total, kElementwise), kElementwise, 0, cuda_stream(s)>>>(
       x, y, n, sample_size, idx, rows, xb, yb);
   FEDSILO_CUDA_LAUNCHED(gather_rows_kernel);
-  return {};
-}
-
-Status masked_softmax_xent(const float* logits, const int32_t* labels, const int32_t* count,
-                           int rows, int classes, float* dlogits, double* loss, Stream s) {
-  if (rows < 1 || classes < 1 || dlogits == nullptr || loss == nullptr || count == nullptr) {
-    return invalid_argument("cuda::masked_softmax_xent: need rows, classes >= 1 and outputs");
-  }
-  masked_xent_kernel<<<1, kXentThreads, 0, cuda_stream(s)>>>(logits, labels, count, rows, classes,
-                                                             dlogits, loss);
-  FEDSILO_CUDA_LAUNCHED(masked_xent_kernel);
   return {};
 }
 
@@ -270,13 +208,6 @@ Status add_scaled_noise(float* g, const float* noise, int64_t n, float scale, St
   add_scaled_noise_kernel<<<blocks_for(n, kElementwise), kElementwise, 0, cuda_stream(s)>>>(
       g, noise, n, scale);
   FEDSILO_CUDA_LAUNCHED(add_scaled_noise_kernel);
-  return {};
-}
-
-Status end_dp_step(const double* batch_loss, const int32_t* count, StepCounters* c,
-                   long long* samples, Stream s) {
-  end_dp_step_kernel<<<1, 1, 0, cuda_stream(s)>>>(batch_loss, count, c, samples);
-  FEDSILO_CUDA_LAUNCHED(end_dp_step_kernel);
   return {};
 }
 

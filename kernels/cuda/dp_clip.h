@@ -1,16 +1,15 @@
 // DP-SGD's per-example clipping on the device: the CUDA twins of the CPU's backward_norms /
-// clipped_grads (src/model/layers.cpp), plus the masked loss and bookkeeping that let a Poisson
-// batch of variable size run in a step of fixed shape (a CUDA graph): the batch is padded to
-// `rows` with real samples whose loss gradient is zeroed, so their activation gradients, norms
-// and clipped contributions are exactly zero. Every sum runs in a fixed order (no atomics): the
-// same bits run to run on one GPU. Plain C++ (no CUDA types).
+// clipped_grads (src/model/layers.cpp). A Poisson batch of variable size runs in a step of fixed
+// shape (a CUDA graph): the batch is padded to `rows` with real samples whose loss gradient is
+// zeroed (masked_softmax_xent, softmax_xent.h; end_dp_step, train_step.h), so their activation
+// gradients, norms and clipped contributions are exactly zero. Every sum runs in a fixed order
+// (no atomics): the same bits run to run on one GPU. Plain C++ (no CUDA types).
 #pragma once
 
 #include <cstdint>
 
 #include "core/status.h"
 #include "kernels/cuda/device.h"
-#include "kernels/cuda/train_step.h"
 #include "kernels/params/conv2d.h"
 
 namespace fedsilo::kernels::cuda {
@@ -19,14 +18,6 @@ namespace fedsilo::kernels::cuda {
 /// index must be in [0, n): one outside gathers zeros with label -1, a NaN loss).
 [[nodiscard]] Status gather_rows(const float* x, const int32_t* y, int64_t n, int64_t sample_size,
                                  const int32_t* idx, int rows, float* xb, int32_t* yb, Stream s);
-
-/// Each row's own loss gradient, for the rows r < *count (the real samples): dlogits[r] =
-/// softmax(z_r) - onehot(label_r) (scale 1: clipping bounds each example's own gradient), and
-/// *loss = the sum of their losses in double (a fixed tree). Rows r >= *count get dlogits 0 and
-/// add nothing. One block.
-[[nodiscard]] Status masked_softmax_xent(const float* logits, const int32_t* labels,
-                                         const int32_t* count, int rows, int classes,
-                                         float* dlogits, double* loss, Stream s);
 
 /// Each sample's conv2d weight and bias gradient, materialised: for sample i < s.batch,
 /// keep[i] = [dw (out_c x in_c x k x k), db (out_c)] from its input x[i] and its pre-activation
@@ -59,11 +50,5 @@ namespace fedsilo::kernels::cuda {
 /// g[j] = g[j] * scale + noise[j], j < n: the noised sum over the expected batch size.
 [[nodiscard]] Status add_scaled_noise(float* g, const float* noise, int64_t n, float scale,
                                       Stream s);
-
-/// end_step for a Poisson batch of *count real samples: mean = float(*batch_loss / count) (0
-/// for an empty batch), the finiteness records, loss_sum += mean * count, step + 1; and
-/// *samples += count.
-[[nodiscard]] Status end_dp_step(const double* batch_loss, const int32_t* count, StepCounters* c,
-                                 long long* samples, Stream s);
 
 }  // namespace fedsilo::kernels::cuda

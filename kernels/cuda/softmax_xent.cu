@@ -18,10 +18,18 @@ constexpr int kArgmaxThreads = 256;
 // the same c, and touches only its own rows.
 __global__ void __launch_bounds__(kXentThreads)
     softmax_xent_kernel(const float* logits, const int32_t* labels, int rows, int classes,
-                        float scale, float* dlogits, double* loss, bool accumulate) {
+                        float scale, float* dlogits, double* loss, bool accumulate,
+                        const int32_t* count) {
   __shared__ double partial[kXentThreads];
+  const int real = count != nullptr ? *count : rows;  // rows past it are masked out
   double acc = 0.0;
   for (int r = static_cast<int>(threadIdx.x); r < rows; r += kXentThreads) {
+    if (r >= real) {
+      if (dlogits != nullptr) {
+        for (int c = 0; c < classes; ++c) dlogits[static_cast<int64_t>(r) * classes + c] = 0.0f;
+      }
+      continue;
+    }
     const float* z = logits + static_cast<int64_t>(r) * classes;
     float zmax = z[0];
     for (int c = 1; c < classes; ++c) zmax = z[c] > zmax ? z[c] : zmax;
@@ -70,7 +78,18 @@ Status softmax_xent(const float* logits, const int32_t* labels, int rows, int cl
   }
   // rows == 0 still launches: *loss is defined (0, or unchanged when accumulating).
   softmax_xent_kernel<<<1, kXentThreads, 0, cuda_stream(s)>>>(logits, labels, rows, classes, scale,
-                                                              dlogits, loss, accumulate);
+                                                              dlogits, loss, accumulate, nullptr);
+  FEDSILO_CUDA_LAUNCHED(softmax_xent_kernel);
+  return {};
+}
+
+Status masked_softmax_xent(const float* logits, const int32_t* labels, const int32_t* count,
+                           int rows, int classes, float* dlogits, double* loss, Stream s) {
+  if (rows < 1 || classes < 1 || dlogits == nullptr || loss == nullptr || count == nullptr) {
+    return invalid_argument("cuda::masked_softmax_xent: need rows, classes >= 1 and outputs");
+  }
+  softmax_xent_kernel<<<1, kXentThreads, 0, cuda_stream(s)>>>(logits, labels, rows, classes, 1.0f,
+                                                              dlogits, loss, false, count);
   FEDSILO_CUDA_LAUNCHED(softmax_xent_kernel);
   return {};
 }

@@ -21,6 +21,12 @@ namespace fedsilo::kernels::cuda {
                                   float scale, float* dlogits, double* loss, bool accumulate,
                                   Stream s);
 
+/// softmax_xent with scale 1 over the rows r < *count (a device int: DP-SGD's Poisson batch,
+/// padded to `rows`): each row's own loss gradient, the sum of their losses in *loss; rows
+/// r >= *count get dlogits 0 and add nothing.
+[[nodiscard]] Status masked_softmax_xent(const float* logits, const int32_t* labels,
+                                         const int32_t* count, int rows, int classes,
+                                         float* dlogits, double* loss, Stream s);
 /// out[i] = index of the largest logit of row i (the lowest index on ties); -1 for a row
 /// holding NaN.
 [[nodiscard]] Status argmax_rows(const float* logits, int rows, int classes, int32_t* out,

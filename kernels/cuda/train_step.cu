@@ -42,10 +42,19 @@ __global__ void gather_kernel(const float* __restrict__ x, const int32_t* __rest
   }
 }
 
-__global__ void end_step_kernel(const double* batch_loss, int rows, StepCounters* c) {
-  // The CPU trainer: loss = float(total / batch); loss_sum += double(loss) * batch. Explicit
-  // roundings (no fused multiply-add) keep the same bits as the host's separate operations.
-  const float mean = static_cast<float>(__ddiv_rn(*batch_loss, static_cast<double>(rows)));
+// count (DP-SGD's Poisson batch size, on the device) replaces rows when given, and is added to
+// *samples.
+__global__ void end_step_kernel(const double* batch_loss, int rows, const int32_t* count,
+                                StepCounters* c, long long* samples) {
+  if (count != nullptr) {
+    rows = *count;
+    *samples += rows;
+  }
+  // The CPU trainer: loss = float(total / batch); loss_sum += double(loss) * batch (an empty
+  // Poisson batch: loss 0). Explicit roundings (no fused multiply-add) keep the same bits as
+  // the host's separate operations.
+  const float mean =
+      rows > 0 ? static_cast<float>(__ddiv_rn(*batch_loss, static_cast<double>(rows))) : 0.0f;
   const int32_t b = c->step;
   if (!isfinite(mean) && c->first_bad_loss < 0) {
     c->first_bad_loss = b;
@@ -94,7 +103,17 @@ Status gather_batch(const float* x, const int32_t* y, int64_t n, int64_t sample_
 
 Status end_step(const double* batch_loss, int rows, StepCounters* c, Stream s) {
   if (rows < 1) return invalid_argument("cuda::end_step: rows must be >= 1");
-  end_step_kernel<<<1, 1, 0, cuda_stream(s)>>>(batch_loss, rows, c);
+  end_step_kernel<<<1, 1, 0, cuda_stream(s)>>>(batch_loss, rows, nullptr, c, nullptr);
+  FEDSILO_CUDA_LAUNCHED(end_step_kernel);
+  return {};
+}
+
+Status end_dp_step(const double* batch_loss, const int32_t* count, StepCounters* c,
+                   long long* samples, Stream s) {
+  if (count == nullptr || samples == nullptr) {
+    return invalid_argument("cuda::end_dp_step: null count or samples");
+  }
+  end_step_kernel<<<1, 1, 0, cuda_stream(s)>>>(batch_loss, 0, count, c, samples);
   FEDSILO_CUDA_LAUNCHED(end_step_kernel);
   return {};
 }

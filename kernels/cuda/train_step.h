@@ -47,6 +47,11 @@ struct StepCounters {
 /// step. One thread.
 [[nodiscard]] Status end_step(const double* batch_loss, int rows, StepCounters* c, Stream s);
 
+/// end_step for DP-SGD's Poisson batch of *count real samples (a device int): mean =
+/// float(*batch_loss / count), 0 for an empty batch; and *samples += count.
+[[nodiscard]] Status end_dp_step(const double* batch_loss, const int32_t* count, StepCounters* c,
+                                 long long* samples, Stream s);
+
 /// *correct (+)= the number of i < rows with pred[i] == labels[i]; an integer sum, the same
 /// whatever the order. `accumulate` false overwrites.
 [[nodiscard]] Status count_correct(const int32_t* pred, const int32_t* labels, int rows,

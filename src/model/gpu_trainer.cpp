@@ -254,6 +254,14 @@ struct GpuTrainer::Impl {
   Status ensure_capacity(int rows);
   Status enqueue_forward(const float* x, int rows);
   Status enqueue_step(const DeviceData& d, int batch, int rows, const kernels::SgdHyper<float>& h);
+  // The start of a train call: parameters in (and the global ones for FedProx), a fresh momentum
+  // buffer (zeros: see enqueue_step), the counters reset.
+  Status begin_call(std::span<const float> params, std::span<const float> global_params,
+                    const kernels::SgdHyper<float>& h);
+  // Reads the counters after an epoch into c: kDiverged naming the first bad step, as the CPU.
+  Status end_epoch(const LocalTrainOptions& opts, int epoch, cu::StepCounters& c);
+  template <typename Enqueue>
+  Status run_cached(const StepKey& key, const Enqueue& enqueue);
   Status run_step(int data_id, int batch, int rows, const kernels::SgdHyper<float>& h);
 
   Status ensure_dp_capacity(int rows);
@@ -383,10 +391,11 @@ Status GpuTrainer::Impl::enqueue_step(const DeviceData& d, int batch, int rows,
   return cu::end_step(batch_loss.data(), rows, counters.data(), st());
 }
 
-Status GpuTrainer::Impl::run_step(int data_id, int batch, int rows,
-                                  const kernels::SgdHyper<float>& h) {
-  StepKey key{data_id, batch, rows, h};
-  key.correction = use_corr;
+// Runs one step through the graph cache: the first time a key is met the step launches
+// directly (kernels are loaded lazily on first use, which must not happen inside a capture; a
+// step used once then costs no capture), the second time it is captured, then replayed.
+template <typename Enqueue>
+Status GpuTrainer::Impl::run_cached(const StepKey& key, const Enqueue& enqueue) {
   StepGraph* sg = nullptr;
   for (auto& e : graphs) {
     if (e.key == key) sg = &e;
@@ -396,20 +405,55 @@ Status GpuTrainer::Impl::run_step(int data_id, int batch, int rows,
     graphs.push_back(StepGraph{key, 0, cu::Graph()});
     sg = &graphs.back();
   }
-  const DeviceData& d = data[static_cast<size_t>(data_id)];
   if (sg->graph.empty()) {
     if (sg->uses == 0) {
-      // First time: launch directly. Kernels are loaded lazily on first use, which must not
-      // happen inside a capture; this also makes a step used once cost no capture.
       ++sg->uses;
-      return enqueue_step(d, batch, rows, h);
+      return enqueue();
     }
-    FEDSILO_ASSIGN_OR_RETURN(sg->graph, cu::Graph::capture(st(), [&]() -> Status {
-                               return enqueue_step(d, batch, rows, h);
-                             }));
+    FEDSILO_ASSIGN_OR_RETURN(sg->graph, cu::Graph::capture(st(), enqueue));
   }
   ++sg->uses;
   return sg->graph.launch(st());
+}
+
+Status GpuTrainer::Impl::run_step(int data_id, int batch, int rows,
+                                  const kernels::SgdHyper<float>& h) {
+  StepKey key{data_id, batch, rows, h};
+  key.correction = use_corr;
+  const DeviceData& d = data[static_cast<size_t>(data_id)];
+  return run_cached(key, [&]() -> Status { return enqueue_step(d, batch, rows, h); });
+}
+
+Status GpuTrainer::Impl::begin_call(std::span<const float> params,
+                                    std::span<const float> global_params,
+                                    const kernels::SgdHyper<float>& h) {
+  const cu::Stream s = st();
+  FEDSILO_CHECK(cu::copy_to_device(w.data(), params.data(), params.size_bytes(), s));
+  if (h.prox_mu != 0.0f) {
+    FEDSILO_CHECK(
+        cu::copy_to_device(wg.data(), global_params.data(), global_params.size_bytes(), s));
+  }
+  if (h.momentum != 0.0f) {
+    FEDSILO_CHECK(cu::fill_bytes(buf.data(), 0, static_cast<size_t>(np) * sizeof(float), s));
+  }
+  return cu::reset_step_counters(counters.data(), true, s);
+}
+
+Status GpuTrainer::Impl::end_epoch(const LocalTrainOptions& opts, int epoch,
+                                   cu::StepCounters& c) {
+  FEDSILO_CHECK(cu::copy_to_host(&c, counters.data(), sizeof c, st()));
+  if (c.first_bad_loss >= 0 &&
+      (c.first_bad_params < 0 || c.first_bad_loss <= c.first_bad_params)) {
+    // As the CPU, which checks the loss before the update of the same step.
+    return Status(StatusCode::kDiverged, train_position(opts, epoch, c.first_bad_loss + 1) +
+                                             ": loss is " +
+                                             (c.bad_loss_is_nan != 0u ? "nan" : "inf"));
+  }
+  if (c.first_bad_params >= 0) {
+    return Status(StatusCode::kDiverged, train_position(opts, epoch, c.first_bad_params + 1) +
+                                             ": parameters are not finite after the update");
+  }
+  return {};
 }
 
 Status GpuTrainer::Impl::ensure_dp_capacity(int rows) {
@@ -540,28 +584,9 @@ Status GpuTrainer::Impl::enqueue_dp_step(const DeviceData& d, int rows, double c
 Status GpuTrainer::Impl::run_dp_step(int data_id, int rows, int expected, double clip,
                                      const kernels::SgdHyper<float>& h) {
   const StepKey key{data_id, -expected, rows, h, clip, use_corr};
-  StepGraph* sg = nullptr;
-  for (auto& e : graphs) {
-    if (e.key == key) sg = &e;
-  }
-  if (sg == nullptr) {
-    if (graphs.size() >= kMaxGraphs) graphs.clear();
-    graphs.push_back(StepGraph{key, 0, cu::Graph()});
-    sg = &graphs.back();
-  }
   const DeviceData& d = data[static_cast<size_t>(data_id)];
   const float inv = 1.0f / static_cast<float>(expected);
-  if (sg->graph.empty()) {
-    if (sg->uses == 0) {  // as run_step: the first use launches directly
-      ++sg->uses;
-      return enqueue_dp_step(d, rows, clip, inv, h);
-    }
-    FEDSILO_ASSIGN_OR_RETURN(sg->graph, cu::Graph::capture(st(), [&]() -> Status {
-                               return enqueue_dp_step(d, rows, clip, inv, h);
-                             }));
-  }
-  ++sg->uses;
-  return sg->graph.launch(st());
+  return run_cached(key, [&]() -> Status { return enqueue_dp_step(d, rows, clip, inv, h); });
 }
 
 // DP-SGD as model::train_local's (trainer.cpp): the same Poisson batches and the same noise,
@@ -600,15 +625,7 @@ Result<LocalTrainStats> GpuTrainer::Impl::train_local_dp(std::span<float> params
   const cu::Stream s = st();
   FEDSILO_CHECK(ensure_dp_capacity(kDpRowQuantum));
 
-  FEDSILO_CHECK(cu::copy_to_device(w.data(), params.data(), params.size_bytes(), s));
-  if (h.prox_mu != 0.0f) {
-    FEDSILO_CHECK(
-        cu::copy_to_device(wg.data(), global_params.data(), global_params.size_bytes(), s));
-  }
-  if (h.momentum != 0.0f) {
-    FEDSILO_CHECK(cu::fill_bytes(buf.data(), 0, static_cast<size_t>(np) * sizeof(float), s));
-  }
-  FEDSILO_CHECK(cu::reset_step_counters(counters.data(), true, s));
+  FEDSILO_CHECK(begin_call(params, global_params, h));
   FEDSILO_CHECK(cu::fill_bytes(dp_samples.data(), 0, sizeof(long long), s));
   std::vector<int64_t> picked;
   dp_noise_host.resize(static_cast<size_t>(np));
@@ -656,17 +673,7 @@ Result<LocalTrainStats> GpuTrainer::Impl::train_local_dp(std::span<float> params
       FEDSILO_CHECK(cu::end_dp_step(batch_loss.data(), dp_count.data(), counters.data(),
                                     dp_samples.data(), s));
     }
-    FEDSILO_CHECK(cu::copy_to_host(&c, counters.data(), sizeof c, s));
-    if (c.first_bad_loss >= 0 &&
-        (c.first_bad_params < 0 || c.first_bad_loss <= c.first_bad_params)) {
-      return Status(StatusCode::kDiverged, train_position(opts, epoch, c.first_bad_loss + 1) +
-                                               ": loss is " +
-                                               (c.bad_loss_is_nan != 0u ? "nan" : "inf"));
-    }
-    if (c.first_bad_params >= 0) {
-      return Status(StatusCode::kDiverged, train_position(opts, epoch, c.first_bad_params + 1) +
-                                               ": parameters are not finite after the update");
-    }
+    FEDSILO_CHECK(end_epoch(opts, epoch, c));
   }
   long long samples = 0;
   FEDSILO_CHECK(cu::copy_to_host(&samples, dp_samples.data(), sizeof samples, s));
@@ -772,16 +779,7 @@ Result<LocalTrainStats> GpuTrainer::train_local(std::span<float> params,
   const kernels::SgdHyper<float> h{opts.lr, opts.momentum, opts.weight_decay, opts.prox_mu};
   const cu::Stream s = m.st();
 
-  // Parameters in; a fresh momentum buffer (zeros: see enqueue_step); counters reset.
-  FEDSILO_CHECK(cu::copy_to_device(m.w.data(), params.data(), params.size_bytes(), s));
-  if (h.prox_mu != 0.0f) {
-    FEDSILO_CHECK(
-        cu::copy_to_device(m.wg.data(), global_params.data(), global_params.size_bytes(), s));
-  }
-  if (h.momentum != 0.0f) {
-    FEDSILO_CHECK(cu::fill_bytes(m.buf.data(), 0, static_cast<size_t>(m.np) * sizeof(float), s));
-  }
-  FEDSILO_CHECK(cu::reset_step_counters(m.counters.data(), true, s));
+  FEDSILO_CHECK(m.begin_call(params, global_params, h));
 
   // The CPU's stream and draws: epoch e's order is the e-th Fisher-Yates draw.
   Philox rng(opts.seed, opts.round, opts.silo, RngPurpose::kShuffle);
@@ -804,18 +802,7 @@ Result<LocalTrainStats> GpuTrainer::train_local(std::span<float> params,
     }
     // The next epoch's shuffle on the host while the device runs this one.
     if (epoch < opts.epochs) draw_epoch_order(rng, m.host_order);
-    FEDSILO_CHECK(cu::copy_to_host(&c, m.counters.data(), sizeof c, s));
-    if (c.first_bad_loss >= 0 &&
-        (c.first_bad_params < 0 || c.first_bad_loss <= c.first_bad_params)) {
-      // As the CPU, which checks the loss before the update of the same step.
-      return Status(StatusCode::kDiverged, train_position(opts, epoch, c.first_bad_loss + 1) +
-                                               ": loss is " +
-                                               (c.bad_loss_is_nan != 0u ? "nan" : "inf"));
-    }
-    if (c.first_bad_params >= 0) {
-      return Status(StatusCode::kDiverged, train_position(opts, epoch, c.first_bad_params + 1) +
-                                               ": parameters are not finite after the update");
-    }
+    FEDSILO_CHECK(m.end_epoch(opts, epoch, c));
   }
   FEDSILO_CHECK(cu::copy_to_host(params.data(), m.w.data(), params.size_bytes(), s));
   stats.samples_processed = n * opts.epochs;

@@ -13,6 +13,7 @@
 #include "model/gpu_trainer.h"
 #include "model/trainer.h"
 #include "privacy/dp_random.h"
+#include "trainer_test_util.h"
 
 namespace fedsilo::test {
 namespace {
@@ -20,25 +21,6 @@ namespace {
 using model::GpuTrainer;
 using model::LocalTrainOptions;
 using model::Model;
-
-data::Dataset images(int n, uint32_t stream, float scale) {
-  data::Dataset ds;
-  ds.chw = {1, 28, 28};
-  ds.num_classes = 10;
-  ds.name = "images";
-  Philox rng(13, stream, 0, RngPurpose::kNoise);
-  ds.x.resize(static_cast<size_t>(n) * 784);
-  for (auto& v : ds.x) v = scale * static_cast<float>(rng.uniform());
-  for (int i = 0; i < n; ++i) ds.y.push_back(static_cast<int32_t>(rng.below(10)));
-  return ds;
-}
-
-Model build(const std::string& arch) {
-  auto m = Model::build(
-      {arch, arch == "mlp" ? std::vector<int>{200, 200} : std::vector<int>{}, {1, 28, 28}, 10});
-  EXPECT_TRUE(m.ok()) << m.status().to_string();
-  return std::move(m).value();
-}
 
 privacy::RoundRandom round_random(uint32_t silo, uint32_t round) {
   auto key = privacy::insecure_test_key(5, silo);
@@ -73,8 +55,7 @@ TEST_F(GpuDpTest, EveryModelEqualsTheCpuWithClippingOnAndOff) {
                      std::to_string(sigma));
         const Model m = build(arch);
         const auto ds = images(200, 1, scale);  // 7 Poisson steps an epoch, ~32 rows each
-        std::vector<float> init(static_cast<size_t>(m.num_params()));
-        m.init_params(init, 3);
+        const auto init = initial(m);
         auto rc_random = round_random(1, 4), rg_random = round_random(1, 4);
         std::vector<float> cpu = init, gpu = init;
         auto rc = model::train_local(m, cpu, init, ds, dp_options(rc_random, sigma));
@@ -104,8 +85,7 @@ TEST_F(GpuDpTest, EveryModelEqualsTheCpuWithClippingOnAndOff) {
 TEST_F(GpuDpTest, TheHardenedSamplerEqualsTheCpu) {
   const Model m = build("niid-cnn");
   const auto ds = images(200, 2, 1.0f);
-  std::vector<float> init(static_cast<size_t>(m.num_params()));
-  m.init_params(init, 3);
+  const auto init = initial(m);
   auto rc_random = round_random(2, 1), rg_random = round_random(2, 1);
   LocalTrainOptions oc = dp_options(rc_random, 1.0), og = dp_options(rg_random, 1.0);
   oc.dp_discrete = og.dp_discrete = true;
@@ -125,8 +105,7 @@ TEST_F(GpuDpTest, TheHardenedSamplerEqualsTheCpu) {
 TEST_F(GpuDpTest, ReplayedStepsRepeatTheDirectLaunchesBitwise) {
   const Model m = build("niid-cnn");
   const auto ds = images(300, 3, 1.0f);
-  std::vector<float> init(static_cast<size_t>(m.num_params()));
-  m.init_params(init, 3);
+  const auto init = initial(m);
   auto t = GpuTrainer::create(m, 0, 32);
   ASSERT_TRUE(t.ok());
   auto id = t.value()->add_dataset(ds);
@@ -149,8 +128,7 @@ TEST_F(GpuDpTest, EachExampleMovesTheModelByAtMostTheClipNorm) {
     SCOPED_TRACE(arch);
     const Model m = build(arch);
     const auto ds = images(4, 4, 1e4f);
-    std::vector<float> init(static_cast<size_t>(m.num_params()));
-    m.init_params(init, 3);
+    const auto init = initial(m);
     auto r = round_random(5, 1);
     LocalTrainOptions o = dp_options(r, 1e-9);
     o.epochs = 1;

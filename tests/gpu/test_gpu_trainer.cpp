@@ -7,6 +7,7 @@
 
 #include "core/philox.h"
 #include "gpu_test_util.h"
+#include "trainer_test_util.h"
 #include "model/gpu_trainer.h"
 #include "model/trainer.h"
 
@@ -16,32 +17,6 @@ namespace {
 using model::GpuTrainer;
 using model::LocalTrainOptions;
 using model::Model;
-
-// Fashion-MNIST-shaped data: n uniform [0, 1) images 1x28x28, labels in 0..9.
-data::Dataset images(int n, uint32_t stream) {
-  data::Dataset ds;
-  ds.chw = {1, 28, 28};
-  ds.num_classes = 10;
-  ds.name = "images";
-  Philox rng(11, stream, 0, RngPurpose::kNoise);
-  ds.x.resize(static_cast<size_t>(n) * 784);
-  for (auto& v : ds.x) v = static_cast<float>(rng.uniform());
-  for (int i = 0; i < n; ++i) ds.y.push_back(static_cast<int32_t>(rng.below(10)));
-  return ds;
-}
-
-Model build(const std::string& arch) {
-  auto m = Model::build(
-      {arch, arch == "mlp" ? std::vector<int>{200, 200} : std::vector<int>{}, {1, 28, 28}, 10});
-  EXPECT_TRUE(m.ok()) << m.status().to_string();
-  return std::move(m).value();
-}
-
-std::vector<float> initial(const Model& m) {
-  std::vector<float> p(static_cast<size_t>(m.num_params()));
-  m.init_params(p, 3);
-  return p;
-}
 
 std::unique_ptr<GpuTrainer> trainer(const Model& m, int max_batch) {
   auto t = GpuTrainer::create(m, 0, max_batch);
