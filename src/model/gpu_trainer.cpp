@@ -623,7 +623,10 @@ Result<LocalTrainStats> GpuTrainer::Impl::train_local_dp(std::span<float> params
   const float inv = 1.0f / static_cast<float>(expected);
   const kernels::SgdHyper<float> h{opts.lr, opts.momentum, opts.weight_decay, opts.prox_mu};
   const cu::Stream s = st();
-  FEDSILO_CHECK(ensure_dp_capacity(kDpRowQuantum));
+  // Room for all but the rarest batch sizes up front (expected + 5 standard deviations):
+  // growing later clears the captured graphs.
+  const int typical = expected + static_cast<int>(std::ceil(5.0 * std::sqrt(expected))) + 1;
+  FEDSILO_CHECK(ensure_dp_capacity((typical + kDpRowQuantum - 1) / kDpRowQuantum * kDpRowQuantum));
 
   FEDSILO_CHECK(begin_call(params, global_params, h));
   FEDSILO_CHECK(cu::fill_bytes(dp_samples.data(), 0, sizeof(long long), s));
