@@ -18,7 +18,6 @@
 namespace fedsilo::test {
 namespace {
 
-using model::GpuTrainer;
 using model::LocalTrainOptions;
 using model::Model;
 
@@ -60,11 +59,11 @@ TEST_F(GpuDpTest, EveryModelEqualsTheCpuWithClippingOnAndOff) {
         std::vector<float> cpu = init, gpu = init;
         auto rc = model::train_local(m, cpu, init, ds, dp_options(rc_random, sigma));
         ASSERT_TRUE(rc.ok()) << rc.status().to_string();
-        auto t = GpuTrainer::create(m, 0, 32);
-        ASSERT_TRUE(t.ok()) << t.status().to_string();
-        auto id = t.value()->add_dataset(ds);
+        auto t = trainer(m, 32);
+        ASSERT_NE(t, nullptr);
+        auto id = t->add_dataset(ds);
         ASSERT_TRUE(id.ok());
-        auto rg = t.value()->train_local(gpu, init, id.value(), dp_options(rg_random, sigma));
+        auto rg = t->train_local(gpu, init, id.value(), dp_options(rg_random, sigma));
         ASSERT_TRUE(rg.ok()) << rg.status().to_string();
         std::vector<float> dc(cpu.size()), dg(gpu.size());
         for (size_t i = 0; i < cpu.size(); ++i) {
@@ -91,11 +90,11 @@ TEST_F(GpuDpTest, TheHardenedSamplerEqualsTheCpu) {
   oc.dp_discrete = og.dp_discrete = true;
   std::vector<float> cpu = init, gpu = init;
   ASSERT_TRUE(model::train_local(m, cpu, init, ds, oc).ok());
-  auto t = GpuTrainer::create(m, 0, 32);
-  ASSERT_TRUE(t.ok());
-  auto id = t.value()->add_dataset(ds);
+  auto t = trainer(m, 32);
+  ASSERT_NE(t, nullptr);
+  auto id = t->add_dataset(ds);
   ASSERT_TRUE(id.ok());
-  auto rg = t.value()->train_local(gpu, init, id.value(), og);
+  auto rg = t->train_local(gpu, init, id.value(), og);
   ASSERT_TRUE(rg.ok()) << rg.status().to_string();
   // The discrete noise rounds the clipped sum to a grid, so a float difference in the sum can
   // move one coordinate by one grid step (2^-16 of the noise scale): still far below O(1).
@@ -106,16 +105,16 @@ TEST_F(GpuDpTest, ReplayedStepsRepeatTheDirectLaunchesBitwise) {
   const Model m = build("niid-cnn");
   const auto ds = images(300, 3, 1.0f);
   const auto init = initial(m);
-  auto t = GpuTrainer::create(m, 0, 32);
-  ASSERT_TRUE(t.ok());
-  auto id = t.value()->add_dataset(ds);
+  auto t = trainer(m, 32);
+  ASSERT_NE(t, nullptr);
+  auto id = t->add_dataset(ds);
   ASSERT_TRUE(id.ok());
   std::vector<float> a = init, b = init, c = init;
   auto r1 = round_random(3, 2), r2 = round_random(3, 2), r3 = round_random(4, 2);
   // Call 1 launches each padded shape directly once, then captures and replays; call 2 replays.
-  ASSERT_TRUE(t.value()->train_local(a, init, id.value(), dp_options(r1, 1.0)).ok());
-  ASSERT_TRUE(t.value()->train_local(b, init, id.value(), dp_options(r2, 1.0)).ok());
-  ASSERT_TRUE(t.value()->train_local(c, init, id.value(), dp_options(r3, 1.0)).ok());
+  ASSERT_TRUE(t->train_local(a, init, id.value(), dp_options(r1, 1.0)).ok());
+  ASSERT_TRUE(t->train_local(b, init, id.value(), dp_options(r2, 1.0)).ok());
+  ASSERT_TRUE(t->train_local(c, init, id.value(), dp_options(r3, 1.0)).ok());
   EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
   EXPECT_NE(a, c);  // another silo's key: other batches and noise
 }
@@ -138,11 +137,11 @@ TEST_F(GpuDpTest, EachExampleMovesTheModelByAtMostTheClipNorm) {
     o.weight_decay = 0.0f;
     o.dp_clip = 0.5;
     std::vector<float> p = init;
-    auto t = GpuTrainer::create(m, 0, 4);
-    ASSERT_TRUE(t.ok());
-    auto id = t.value()->add_dataset(ds);
+    auto t = trainer(m, 4);
+    ASSERT_NE(t, nullptr);
+    auto id = t->add_dataset(ds);
     ASSERT_TRUE(id.ok());
-    auto s = t.value()->train_local(p, init, id.value(), o);
+    auto s = t->train_local(p, init, id.value(), o);
     ASSERT_TRUE(s.ok()) << s.status().to_string();
     ASSERT_EQ(s->samples_processed, 4);
     double norm2 = 0.0;

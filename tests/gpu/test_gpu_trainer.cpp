@@ -18,12 +18,6 @@ using model::GpuTrainer;
 using model::LocalTrainOptions;
 using model::Model;
 
-std::unique_ptr<GpuTrainer> trainer(const Model& m, int max_batch) {
-  auto t = GpuTrainer::create(m, 0, max_batch);
-  EXPECT_TRUE(t.ok()) << t.status().to_string();
-  return t.ok() ? std::move(t).value() : nullptr;
-}
-
 std::vector<float> minus(const std::vector<float>& a, const std::vector<float>& b) {
   std::vector<float> d(a.size());
   for (size_t i = 0; i < a.size(); ++i) d[i] = a[i] - b[i];

@@ -5,11 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/philox.h"
 #include "data/dataset.h"
+#include "model/gpu_trainer.h"
 #include "model/model.h"
 
 namespace fedsilo::test {
@@ -40,6 +42,14 @@ inline std::vector<float> initial(const model::Model& m) {
   std::vector<float> p(static_cast<size_t>(m.num_params()));
   m.init_params(p, 3);
   return p;
+}
+
+/// A GPU trainer on device 0 for batches of up to max_batch (nullptr, with a test failure, when
+/// it cannot be created).
+inline std::unique_ptr<model::GpuTrainer> trainer(const model::Model& m, int max_batch) {
+  auto t = model::GpuTrainer::create(m, 0, max_batch);
+  EXPECT_TRUE(t.ok()) << t.status().to_string();
+  return t.ok() ? std::move(t).value() : nullptr;
 }
 
 }  // namespace fedsilo::test
