@@ -159,7 +159,7 @@ int main(int argc, char** argv) {
   auto exchange = fl::UpdateExchange::create(cfg.value(), world, n, "", -1);
   st = world.agree(exchange.status());
   if (!st.ok()) fail("exchange", st);
-  auto aggregation = fl::make_aggregation(cfg.value(), world, nullptr, -1, **exchange, n);
+  auto aggregation = fl::make_aggregation(cfg.value(), world, -1, {}, **exchange, n);
   if (!aggregation.ok()) fail("aggregation", aggregation.status());
   fl::RoundStep step(world, **aggregation, **strategy);
 

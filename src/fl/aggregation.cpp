@@ -66,32 +66,36 @@ class HostAggregation final : public Aggregation {
   std::vector<float> storage_;
 };
 
-// Dense rounds of GPU ranks sum on the device: the weighted update stays where training left
-// it, and only the sum comes back to the host.
+// Dense rounds of GPU ranks sum on the device: the weighted update is formed where training
+// left the parameters, and only the sum comes back to the host.
 class DeviceAggregation final : public Aggregation {
  public:
   /// `topology` is the exchange's (UpdateExchange::node_topology), which outlives this.
-  DeviceAggregation(model::GpuTrainer& gpu, mpi::Topology& topology, int64_t length)
-      : gpu_(gpu), topology_(topology), sum_(static_cast<size_t>(length)) {}
+  DeviceAggregation(DeviceSource params, mpi::Topology& topology, int64_t length)
+      : params_(std::move(params)), topology_(topology), sum_(static_cast<size_t>(length)) {}
   Status init(int device, const std::string& reduce) {
     FEDSILO_ASSIGN_OR_RETURN(sum_op_, mpi::DeviceAllreduce::create(topology_, device, reduce));
+    auto update = DeviceUpdate::create(device, static_cast<int64_t>(sum_.size()));
+    FEDSILO_CHECK(topology_.world().agree(update.status()));
+    update_ = std::move(update).value();
     return {};
   }
   std::string name() const override { return "device-" + sum_op_->name(); }
-  Status contribute(std::span<const float>, std::span<const float> global, float weight,
+  Status contribute(std::span<const float> local, std::span<const float> global, float weight,
                     bool trained, const SiloExtras& extras) override {
     if (extras.divisor != 1.0 || !extras.tail.empty()) {
-      return internal_error("the device sum carries plain weighted updates only (config validation "
-                            "refuses SCAFFOLD and FedNova on GPUs)");
+      return internal_error("the device sum carries plain weighted updates only (SCAFFOLD and "
+                            "FedNova go through the host exchange)");
     }
     weight_ = weight;
-    return trained ? gpu_.weighted_update(global, weight) : gpu_.clear_update();
+    const DeviceParams at = params_(local);
+    return trained ? update_->form(at, global, weight) : update_->clear(at.stream);
   }
   Result<Combined> combine(uint32_t, bool trained, ExchangeStats& stats) override {
     mpi::AllreduceStats as;
     const auto n = static_cast<int64_t>(sum_.size());
-    FEDSILO_CHECK(sum_op_->reduce(gpu_.update_device(), n, gpu_.stream(), as));
-    FEDSILO_CHECK(topology_.world().agree(gpu_.download_update(sum_)));
+    FEDSILO_CHECK(sum_op_->reduce(update_->data(), n, update_->stream(), as));
+    FEDSILO_CHECK(topology_.world().agree(update_->download(sum_)));
     stats.take(as);
     stats.dense_bytes = 4 * n;
     stats.payload_bytes = stats.dense_bytes;
@@ -102,8 +106,10 @@ class DeviceAggregation final : public Aggregation {
 
  private:
   double weight_ = 0.0;
-  model::GpuTrainer& gpu_;
+  DeviceSource params_;
   mpi::Topology& topology_;
+  // Declaration order: the allreduce (an NCCL communicator) goes before the update's memory.
+  std::unique_ptr<DeviceUpdate> update_;
   std::unique_ptr<mpi::DeviceAllreduce> sum_op_;
   std::vector<float> sum_;
 };
@@ -132,15 +138,16 @@ Status check_finite_and_copy(std::span<const float> v, std::span<float> copy_to,
 }
 
 Result<std::unique_ptr<Aggregation>> make_aggregation(const config::Config& cfg, mpi::Comm& comm,
-                                                     model::GpuTrainer* gpu, int cuda_device,
+                                                     int cuda_device, DeviceSource device_params,
                                                      UpdateExchange& exchange, int64_t length) {
   if (cfg.secure_aggregation.enabled) {
     FEDSILO_ASSIGN_OR_RETURN(auto secure, SecureAggregation::create(cfg, comm, exchange, length, {},
                                                                            cuda_device));
     return std::unique_ptr<Aggregation>(std::move(secure));
   }
-  if (gpu != nullptr && cfg.compression.method == compression::Method::kNone) {
-    auto device = std::make_unique<DeviceAggregation>(*gpu, exchange.node_topology(), length);
+  if (device_params && cfg.compression.method == compression::Method::kNone) {
+    auto device = std::make_unique<DeviceAggregation>(std::move(device_params),
+                                                      exchange.node_topology(), length);
     FEDSILO_CHECK(device->init(cuda_device, config::name(cfg.device.reduce)));
     return std::unique_ptr<Aggregation>(std::move(device));
   }

@@ -4,6 +4,7 @@
 // The round driver makes its contribution, then combines; it never asks which one it has.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -12,6 +13,7 @@
 #include "config/config.h"
 #include "core/status.h"
 #include "fl/backend.h"
+#include "fl/device_update.h"
 #include "fl/update_exchange.h"
 #include "mpi/comm.h"
 
@@ -61,14 +63,19 @@ class Aggregation {
 [[nodiscard]] Status check_finite_and_copy(std::span<const float> v, std::span<float> copy_to,
                                            const std::string& what);
 
-/// Secure aggregation where `[secure_aggregation] enabled` (fl/secure_aggregation.h); else the
-/// device sum where `gpu` (the GPU backend's trainer) is given and the update is not compressed; else the host
-/// exchange (which `exchange` is, and outlives the result). `length`: the model's parameters
-/// plus the strategy's tail (Strategy::tail_length). Collective.
+/// Where a GPU rank's new parameters are in device memory, given contribute()'s `local`: the
+/// GPU trainer's own buffer (whatever `local` is), or, in the PyTorch binding, `local` itself
+/// (a CUDA tensor's memory).
+using DeviceSource = std::function<DeviceParams(std::span<const float> local)>;
+
+/// Secure aggregation where `[secure_aggregation] enabled` (fl/secure_aggregation.h; its words
+/// go through NCCL on `cuda_device` where that is >= 0); else the device sum on CUDA device
+/// `cuda_device` where `device_params` is given and the update is not compressed; else the
+/// host exchange (which `exchange` is, and outlives the result). `length`: the model's
+/// parameters plus the strategy's tail (Strategy::tail_length). Collective.
 [[nodiscard]] Result<std::unique_ptr<Aggregation>> make_aggregation(const config::Config& cfg,
-                                                                   mpi::Comm& comm,
-                                                                   model::GpuTrainer* gpu,
-                                                                   int cuda_device,
+                                                                   mpi::Comm& comm, int cuda_device,
+                                                                   DeviceSource device_params,
                                                                    UpdateExchange& exchange,
                                                                    int64_t length);
 

@@ -474,8 +474,15 @@ Status run_federation(const config::Config& cfg, const FederationOptions& opts, 
                                                          silo_private_state(exchange, strategy))));
   }
 
-  auto aggregation_r = make_aggregation(cfg, comm, backend.gpu(), device.cuda ? device.device : -1,
-                                        exchange, exchange_length);
+  // GPU ranks form their update where the trainer left the parameters.
+  DeviceSource device_params;
+  if (model::GpuTrainer* gpu = backend.gpu(); gpu != nullptr) {
+    device_params = [gpu](std::span<const float>) {
+      return DeviceParams{gpu->params_device(), gpu->stream()};
+    };
+  }
+  auto aggregation_r = make_aggregation(cfg, comm, device.cuda ? device.device : -1,
+                                        std::move(device_params), exchange, exchange_length);
   FEDSILO_CHECK(aggregation_r.status());
   Aggregation& aggregation = *aggregation_r.value();
   const std::string reducer_label = aggregation.name();

@@ -144,14 +144,22 @@ uint64_t Session::seed(int64_t round) const {
 }
 
 Status Session::start(const Status& local, std::span<float> params, std::vector<model::ParamInfo> table,
-                      std::vector<uint8_t>& user_state) {
+                      std::vector<uint8_t>& user_state, int cuda_device) {
   FEDSILO_CHECK(comm_.agree(local.ok() && started() ? invalid_argument("start() was called twice") : local));
   const int rank = comm_.rank(), size = comm_.size();
   const auto n = static_cast<int64_t>(params.size());
 
-  // Every rank must bind the same network: compare the parameter counts.
-  std::vector<int64_t> counts;
-  FEDSILO_CHECK(comm_.allgather(std::span<const int64_t>(&n, 1), counts));
+  // Every rank must bind the same network: compare the parameter counts. And where each
+  // rank's parameters live (a CUDA device, or -1: host memory), for the device sum.
+  const int64_t mine[2] = {n, cuda_device};
+  std::vector<int64_t> gathered;
+  FEDSILO_CHECK(comm_.allgather(std::span<const int64_t>(mine, 2), gathered));
+  std::vector<int64_t> counts(static_cast<size_t>(size));
+  bool all_on_devices = true;
+  for (size_t q = 0; q < counts.size(); ++q) {
+    counts[q] = gathered[2 * q];
+    all_on_devices = all_on_devices && gathered[2 * q + 1] >= 0;
+  }
   if (std::any_of(counts.begin(), counts.end(), [&](int64_t c) { return c != counts[0]; })) {
     std::string each;
     for (int q = 0; q < size; ++q) each += (q ? ", " : "") + std::string("rank ") + std::to_string(q) + ": " + std::to_string(counts[static_cast<size_t>(q)]);
@@ -214,7 +222,18 @@ Status Session::start(const Status& local, std::span<float> params, std::vector<
                                                           silo_private_state(*exchange_, *strategy_),
                                                           &user_state)));
   }
-  auto aggregation = make_aggregation(cfg_, comm_, nullptr, -1, *exchange_, length);
+  // The device sum where every rank's parameters are on a GPU and the update is plain: the
+  // update is formed where the parameters are (the caller's CUDA tensor) and summed there.
+  const auto strategy = cfg_.strategy.name;
+  device_sum_ = all_on_devices && cfg_.compression.method == compression::Method::kNone &&
+                !cfg_.secure_aggregation.enabled && strategy != config::StrategyName::kScaffold &&
+                strategy != config::StrategyName::kFedNova;
+  DeviceSource device_params;
+  if (device_sum_) {
+    device_params = [](std::span<const float> local) { return DeviceParams{local.data(), nullptr}; };
+  }
+  auto aggregation = make_aggregation(cfg_, comm_, device_sum_ ? cuda_device : -1,
+                                      std::move(device_params), *exchange_, length);
   FEDSILO_CHECK(aggregation.status());
   aggregation_ = std::move(aggregation).value();
   step_ = std::make_unique<RoundStep>(comm_, *aggregation_, *strategy_);
@@ -239,8 +258,9 @@ std::span<const float> Session::correction() {
   return lo.correction;
 }
 
-Result<AggregateResult> Session::aggregate(const Status& local, int64_t round, std::span<float> params,
-                                           double weight, const LocalSteps& steps) {
+Result<AggregateResult> Session::aggregate_at(const Status& local, int64_t round,
+                                              std::span<float> params, float* device, int64_t n,
+                                              double weight, const LocalSteps& steps) {
   const std::string where = "round " + std::to_string(round) + ", " + silo_name_ + ": ";
   Status st = local;
   if (st.ok() && !started()) st = invalid_argument("aggregate() before start(model)");
@@ -249,9 +269,13 @@ Result<AggregateResult> Session::aggregate(const Status& local, int64_t round, s
                           std::to_string(start_round_ + 1) + ".." + std::to_string(cfg_.run.rounds) + ")");
   }
   if (st.ok() && aggregated_round_ == round) st = invalid_argument(where + "aggregate() was called twice");
-  if (st.ok() && static_cast<int64_t>(params.size()) != static_cast<int64_t>(global_.size())) {
-    st = invalid_argument(where + "aggregate() got " + std::to_string(params.size()) +
-                          " parameters, start() " + std::to_string(global_.size()));
+  if (st.ok() && (device != nullptr) != device_sum_) {
+    st = internal_error(where + (device_sum_ ? "the rounds sum on the devices: aggregate_device()"
+                                             : "aggregate_device() without the device sum"));
+  }
+  if (st.ok() && n != static_cast<int64_t>(global_.size())) {
+    st = invalid_argument(where + "aggregate() got " + std::to_string(n) + " parameters, start() " +
+                          std::to_string(global_.size()));
   }
   const bool trained = st.ok() && sampled(round);
   if (st.ok() && trained && !(weight > 0.0 && std::isfinite(weight))) {
@@ -281,13 +305,17 @@ Result<AggregateResult> Session::aggregate(const Status& local, int64_t round, s
     st = made.status();
     if (made.ok()) extras = made.value();
   }
-  if (st.ok()) st = step_->contribute(params, global_, weight, trained, extras);
+  const std::span<const float> local_params =
+      device != nullptr ? std::span<const float>(device, static_cast<size_t>(n)) : params;
+  if (st.ok()) st = step_->contribute(local_params, global_, weight, trained, extras);
   if (!st.ok()) st = Status(st.code(), where + st.message());
   FEDSILO_CHECK(comm_.agree(st));
   // The new global model into global_ and, in the same pass as its finiteness check, into the
-  // caller's buffer (a separate copy was another pass over both: benchmarks/RESULTS.md).
+  // caller's host buffer (a separate copy was another pass over both: benchmarks/RESULTS.md);
+  // on the device sum, then uploaded into the caller's device buffer.
   FEDSILO_CHECK(
       step_->finish(static_cast<uint32_t>(round), trained, global_, exchange_stats_, params));
+  if (device != nullptr) FEDSILO_CHECK(comm_.agree(DeviceUpdate::upload(global_, device, nullptr)));
   aggregated_at_ = Clock::now();
   agg_seconds_ = seconds_between(t0, aggregated_at_);
   aggregated_round_ = round;

@@ -99,8 +99,15 @@ class Session {
   /// the checkpoint's values, and the silo's registered state into `user_state`. With a
   /// built-in model.arch the table must be that architecture's (names, shapes), so `fedsilo
   /// eval` can read model.h5. Collective.
+  /// `cuda_device`: the CUDA device that holds the caller's parameters (-1: host memory; the
+  /// values in `params` are a host copy). Where every rank's are on a GPU and the update is
+  /// plain (no compression or secure aggregation, neither SCAFFOLD nor FedNova), the rounds sum
+  /// on the devices (device_sum(): call aggregate_device); else through host memory.
   [[nodiscard]] Status start(const Status& local, std::span<float> params,
-                             std::vector<model::ParamInfo> table, std::vector<uint8_t>& user_state);
+                             std::vector<model::ParamInfo> table, std::vector<uint8_t>& user_state,
+                             int cuda_device = -1);
+  /// start() chose the device sum: the rounds go through aggregate_device.
+  [[nodiscard]] bool device_sum() const { return device_sum_; }
 
   /// SCAFFOLD: the correction c - c_s the silo's local steps apply this round (after
   /// start(); valid until the next aggregate()); empty for the other strategies.
@@ -112,7 +119,18 @@ class Session {
   /// FedNova need `steps` where the silo trained. Collective.
   [[nodiscard]] Result<AggregateResult> aggregate(const Status& local, int64_t round,
                                                   std::span<float> params, double weight,
-                                                  const LocalSteps& steps = {});
+                                                  const LocalSteps& steps = {}) {
+    return aggregate_at(local, round, params, nullptr, static_cast<int64_t>(params.size()), weight,
+                        steps);
+  }
+  /// aggregate() on the device sum (device_sum()): `params` are n floats of device memory on
+  /// start()'s cuda_device, with the caller's work on them complete. The update is formed and
+  /// summed on the devices; the new global model is in `params` when the call returns.
+  [[nodiscard]] Result<AggregateResult> aggregate_device(const Status& local, int64_t round,
+                                                         float* params, int64_t n, double weight,
+                                                         const LocalSteps& steps = {}) {
+    return aggregate_at(local, round, {}, params, n, weight, steps);
+  }
 
   /// Ends `round`: the metrics line (the silo's fields private under secure aggregation), the
   /// checkpoint where due (with `user_state`), and kInterrupted / kCancelled where a rank was
@@ -129,6 +147,12 @@ class Session {
 
  private:
   Session(const config::Config& cfg, const SessionOptions& opts, mpi::Comm& comm);
+  // aggregate() with the parameters in host memory (`host`, n floats) or, on the device sum,
+  // in device memory (`device`, n floats; `host` empty).
+  [[nodiscard]] Result<AggregateResult> aggregate_at(const Status& local, int64_t round,
+                                                     std::span<float> host, float* device,
+                                                     int64_t n, double weight,
+                                                     const LocalSteps& steps);
   [[nodiscard]] Status write_checkpoint(int64_t round, const std::vector<uint8_t>* user_state);
   [[nodiscard]] Status write_model(const std::string& path, int64_t round, const std::string& kind,
                                    std::span<const float> params);
@@ -149,6 +173,7 @@ class Session {
   model::ModelSpec spec_;
   std::vector<model::ParamInfo> table_;
   std::vector<float> global_;
+  bool device_sum_ = false;
 
   // The round in flight: when it started, what aggregate() measured and decided.
   using Clock = std::chrono::steady_clock;

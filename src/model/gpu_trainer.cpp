@@ -104,20 +104,11 @@ Result<LocalTrainStats> GpuTrainer::train_local(std::span<float>, std::span<cons
 Result<EvalStats> GpuTrainer::evaluate(std::span<const float>, int, int) {
   return failed_precondition("GpuTrainer: built without CUDA");
 }
-Status GpuTrainer::weighted_update(std::span<const float>, float) {
-  return failed_precondition("GpuTrainer: built without CUDA");
-}
-Status GpuTrainer::clear_update() {
-  return failed_precondition("GpuTrainer: built without CUDA");
-}
-float* GpuTrainer::update_device() {
+const float* GpuTrainer::params_device() const {
   return nullptr;
 }
 void* GpuTrainer::stream() {
   return nullptr;
-}
-Status GpuTrainer::download_update(std::span<float>) {
-  return failed_precondition("GpuTrainer: built without CUDA");
 }
 const std::string& GpuTrainer::label() const {
   return impl_->label;
@@ -207,8 +198,6 @@ struct GpuTrainer::Impl {
   cu::DeviceArray<float> w, g, buf, wg;  // params, grads, momentum, global params
   cu::DeviceArray<float> corr;           // SCAFFOLD's c - c_s (allocated on use)
   bool use_corr = false;                 // this call applies corr after each SGD step
-  cu::DeviceArray<float> upd;            // weighted update (weighted_update), allocated on use
-  cu::DeviceArray<uint32_t> upd_bad;     // its non-finite flag
   cu::DeviceArray<cu::StepCounters> counters;
   cu::DeviceArray<double> batch_loss, eval_loss;
   cu::DeviceArray<unsigned long long> eval_correct;
@@ -763,7 +752,7 @@ Result<LocalTrainStats> GpuTrainer::train_local(std::span<float> params,
   LocalTrainStats stats;
   FEDSILO_CHECK(cu::set_device(m.device));
   if (n == 0 || opts.epochs == 0) {
-    // Nothing to train: the device parameters still become `params` (weighted_update reads them).
+    // Nothing to train: the device parameters still become `params` (the device sum reads them).
     FEDSILO_CHECK(cu::copy_to_device(m.w.data(), params.data(), params.size_bytes(), m.st()));
     return stats;
   }
@@ -855,54 +844,12 @@ Result<EvalStats> GpuTrainer::evaluate(std::span<const float> params, int data, 
   return stats;
 }
 
-Status GpuTrainer::clear_update() {
-  Impl& m = *impl_;
-  FEDSILO_CHECK(cu::set_device(m.device));
-  if (m.upd.size() == 0) FEDSILO_CHECK(alloc(m.upd, m.np));
-  return cu::fill_bytes(m.upd.data(), 0, static_cast<size_t>(m.np) * sizeof(float), m.st());
-}
-
-Status GpuTrainer::weighted_update(std::span<const float> global_params, float weight) {
-  Impl& m = *impl_;
-  if (static_cast<int64_t>(global_params.size()) != m.np) {
-    return invalid_argument("GpuTrainer::weighted_update: " +
-                            std::to_string(global_params.size()) + " global parameters, the model " +
-                            std::to_string(m.np));
-  }
-  FEDSILO_CHECK(clear_update());
-  if (m.upd_bad.size() == 0) FEDSILO_CHECK(alloc(m.upd_bad, 1));
-  const cu::Stream s = m.st();
-  FEDSILO_CHECK(cu::copy_to_device(m.wg.data(), global_params.data(), global_params.size_bytes(), s));
-  FEDSILO_CHECK(cu::fill_bytes(m.upd_bad.data(), 0, sizeof(uint32_t), s));
-  // The fused SGD kernel on upd = 0 with g = w_local, prox_mu = 1, lr = -weight computes
-  //   d = w_local + 1 * (0 - global) = w_local - global      (one rounding, as the host's)
-  //   upd = 0 - (-weight) * d = weight * d                   (one rounding)
-  // which is bitwise the host's weight * (local - global), and flags non-finite results.
-  const kernels::SgdHyper<float> h{-weight, 0.0f, 0.0f, 1.0f};
-  FEDSILO_CHECK(cu::sgd_update(m.upd.data(), m.w.data(), nullptr, m.wg.data(), m.np, h, false,
-                               m.upd_bad.data(), s));
-  uint32_t bad = 0;
-  FEDSILO_CHECK(cu::copy_to_host(&bad, m.upd_bad.data(), sizeof bad, s));
-  if (bad != 0u) return Status(StatusCode::kDiverged, "update is not finite");
-  return {};
-}
-
-float* GpuTrainer::update_device() {
-  return impl_->upd.data();
+const float* GpuTrainer::params_device() const {
+  return impl_->w.data();
 }
 
 void* GpuTrainer::stream() {
   return impl_->st().handle;
-}
-
-Status GpuTrainer::download_update(std::span<float> out) {
-  Impl& m = *impl_;
-  if (static_cast<int64_t>(out.size()) != m.np || m.upd.size() == 0) {
-    return invalid_argument("GpuTrainer::download_update: no update of " + std::to_string(out.size()) +
-                            " floats on the device");
-  }
-  FEDSILO_CHECK(cu::set_device(m.device));
-  return cu::copy_to_host(out.data(), m.upd.data(), out.size_bytes(), m.st());
 }
 
 const std::string& GpuTrainer::label() const {

@@ -73,19 +73,11 @@ class GpuTrainer {
                                                     std::span<const float> global_params, int data,
                                                     const LocalTrainOptions& opts);
 
-  /// The weighted update of the last train_local, left on the device for a device allreduce
-  /// (mpi::DeviceAllreduce): update = weight * (w_local - global_params), bitwise the host's
-  /// `weight * (local[i] - global[i])` (one rounding each, as the CPU), in a device buffer of
-  /// num_params floats. kDiverged when an element is not finite (read back: synchronous).
-  [[nodiscard]] Status weighted_update(std::span<const float> global_params, float weight);
-  /// Zeros the device update (a silo not sampled this round contributes nothing).
-  [[nodiscard]] Status clear_update();
-  /// The device update buffer (num_params floats of device memory; do not dereference on the
-  /// host) and the stream that orders the work on it (a cudaStream_t).
-  [[nodiscard]] float* update_device();
+  /// The parameters of the last train_local in device memory (num_params floats: do not
+  /// dereference on the host), where the device sum forms the update (fl::DeviceUpdate), and
+  /// the stream that orders the work on them (a cudaStream_t).
+  [[nodiscard]] const float* params_device() const;
   [[nodiscard]] void* stream();
-  /// Copies the device update (after a device allreduce: the sum over ranks) into `out`.
-  [[nodiscard]] Status download_update(std::span<float> out);
 
   /// model::evaluate on data set `data` (batches of batch_size, in order). As the CPU, bad
   /// arguments give NaN loss and accuracy; a CUDA failure is an error.

@@ -8,6 +8,7 @@
 #include <pybind11/stl.h>
 
 #include <csignal>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -122,7 +123,8 @@ class PySession {
   // (outcome, the registered state bytes restored on resume)
   std::pair<Outcome, py::bytes> start(int code, const std::string& message, py::array params,
                                       const std::vector<std::string>& names,
-                                      const std::vector<std::vector<int64_t>>& shapes) {
+                                      const std::vector<std::vector<int64_t>>& shapes,
+                                      int cuda_device) {
     Status local = local_status(code, message);
     std::span<float> buf;
     std::vector<model::ParamInfo> table;
@@ -145,7 +147,7 @@ class PySession {
     Status st;
     {
       py::gil_scoped_release nogil;
-      st = s().start(local, buf, std::move(table), user_state);
+      st = s().start(local, buf, std::move(table), user_state, cuda_device);
     }
     return {outcome(st), py::bytes(reinterpret_cast<const char*>(user_state.data()), user_state.size())};
   }
@@ -164,6 +166,22 @@ class PySession {
     {
       py::gil_scoped_release nogil;
       r = s().aggregate(local, round, buf, weight, fl::LocalSteps{steps, lr, momentum});
+    }
+    return {outcome(r.status()), r.ok() && r->checkpoint};
+  }
+
+  // aggregate() on the device sum: `params` is the address of n float32 values in the memory
+  // of start()'s CUDA device (a tensor's data_ptr(); the caller has synchronised the device).
+  std::pair<Outcome, bool> aggregate_device(int code, const std::string& message, int64_t round,
+                                            std::uintptr_t params, int64_t n, double weight,
+                                            int64_t steps, double lr, double momentum) {
+    Status local = local_status(code, message);
+    if (local.ok() && params == 0) local = invalid_argument("aggregate_device(): no device buffer");
+    Result<fl::AggregateResult> r = internal_error("not run");
+    {
+      py::gil_scoped_release nogil;
+      r = s().aggregate_device(local, round, reinterpret_cast<float*>(params), n, weight,
+                               fl::LocalSteps{steps, lr, momentum});
     }
     return {outcome(r.status()), r.ok() && r->checkpoint};
   }
@@ -260,6 +278,8 @@ PYBIND11_MODULE(_core, m) {
       .def_static("open", &PySession::open)
       .def("start", &PySession::start)
       .def("aggregate", &PySession::aggregate)
+      .def("aggregate_device", &PySession::aggregate_device)
+      .def_property_readonly("device_sum", [](PySession& p) { return p.s().device_sum(); })
       .def("end_round", &PySession::end_round)
       .def("finish", &PySession::finish)
       .def("fail", &PySession::fail)

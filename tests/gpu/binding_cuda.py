@@ -2,9 +2,11 @@
 """The PyTorch binding with a model on a GPU (benchmarks/gpu/run.sh binding, on the lent GPU
 machine): one rank program, run once with --device cpu and once with --device cuda under
 mpirun; each rank sets its parameters to global + an exactly representable delta every round
-and aggregates. The CUDA run must give the CPU run's parameters bit for bit (the update is
-staged through host memory), keep every parameter on the GPU and a view of the flat buffer,
-and train (a few real SGD steps on the GPU lower the loss).
+and aggregates. The CUDA run must take the device sum (the update formed and summed in GPU
+memory: fedsilo.torch's aggregate_device), give the CPU run's parameters bit for bit (on two
+ranks a sum has one order, and the device forms weight * (local - global) with the host's
+roundings), keep every parameter on the GPU and a view of the flat buffer, and train (a few
+real SGD steps on the GPU lower the loss).
 
     mpirun -np 2 python3 binding_cuda.py CONFIG.toml --device cuda --out FILE
     python3 binding_cuda.py --compare CPU_FILE CUDA_FILE
@@ -37,6 +39,7 @@ def run(a):
     with fl.Federation(a.config, overwrite=True, progress=False) as fed:
         model = Net().to(a.device)
         fed.start(model)
+        assert fed._s.device_sum == (a.device == "cuda"), (a.device, fed._s.device_sum)
         flat = fed._flat
         for rnd in fed.rounds():
             with torch.no_grad():

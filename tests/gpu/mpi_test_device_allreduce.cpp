@@ -18,6 +18,7 @@
 
 #include "config/config.h"
 #include "core/philox.h"
+#include "fl/device_update.h"
 #include "fl/secure_aggregation.h"
 #include "fl/update_exchange.h"
 #include "kernels/cuda/device.h"
@@ -174,8 +175,8 @@ TEST(DeviceAllreduce, NcclRefusesRanksSharingAGpuOnEveryRank) {
 
 // A training round as the round driver runs it: every rank trains on its own data from the same
 // global parameters; the host path forms n_s * (local - global) on the host and sums with
-// MPI_Allreduce, the device path keeps it on the GPU (GpuTrainer::weighted_update) and sums
-// with DeviceAllreduce. The updates are bitwise equal; the sums equal up to the order of the
+// MPI_Allreduce, the device path forms it on the GPU from the trainer's parameters
+// (fl::DeviceUpdate) and sums with DeviceAllreduce. The updates are bitwise equal; the sums equal up to the order of the
 // float additions (bitwise on one or two ranks, where there is only one order).
 void check_round(const std::string& path, int nodes) {
   FEDSILO_SKIP_WITHOUT_DEVICE();
@@ -220,17 +221,20 @@ void check_round(const std::string& path, int nodes) {
   // Device path.
   auto dar = DeviceAllreduce::create(*f.topo, 0, path);
   ASSERT_TRUE(dar.ok()) << dar.status().to_string();
-  ASSERT_TRUE(gpu.weighted_update(global, w).ok());
+  auto made = fl::DeviceUpdate::create(0, static_cast<int64_t>(global.size()));
+  ASSERT_TRUE(made.ok()) << made.status().to_string();
+  fl::DeviceUpdate& update = *made.value();
+  ASSERT_TRUE(update.form({gpu.params_device(), gpu.stream()}, global, w).ok());
   std::vector<float> device_update(global.size());
-  ASSERT_TRUE(gpu.download_update(device_update).ok());
+  ASSERT_TRUE(update.download(device_update).ok());
   EXPECT_EQ(device_update, host_update);  // bitwise: one rounding each, as the host
   mpi::AllreduceStats stats;
   ASSERT_TRUE(
       dar.value()
-          ->reduce(gpu.update_device(), static_cast<int64_t>(global.size()), gpu.stream(), stats)
+          ->reduce(update.data(), static_cast<int64_t>(global.size()), update.stream(), stats)
           .ok());
   std::vector<float> device_sum(global.size());
-  ASSERT_TRUE(gpu.download_update(device_sum).ok());
+  ASSERT_TRUE(update.download(device_sum).ok());
   const std::vector<float> host_sum = mpi_sum(host_update);
   if (world_size() <= 2) {
     EXPECT_EQ(device_sum, host_sum);
@@ -245,8 +249,8 @@ void check_round(const std::string& path, int nodes) {
   }
 
   // A silo left out of the round contributes zeros.
-  ASSERT_TRUE(gpu.clear_update().ok());
-  ASSERT_TRUE(gpu.download_update(device_update).ok());
+  ASSERT_TRUE(update.clear(gpu.stream()).ok());
+  ASSERT_TRUE(update.download(device_update).ok());
   EXPECT_EQ(device_update, std::vector<float>(global.size(), 0.0f));
 }
 

@@ -32,7 +32,7 @@ void make(mpi::Comm& world, const std::string& algorithm, int64_t n, Fixture& f)
   auto x = UpdateExchange::create(f.cfg, world, n, "");
   ASSERT_TRUE(x.ok()) << x.status().message();
   f.exchange = std::move(x).value();
-  auto a = make_aggregation(f.cfg, world, nullptr, -1, *f.exchange, n);
+  auto a = make_aggregation(f.cfg, world, -1, {}, *f.exchange, n);
   ASSERT_TRUE(a.ok()) << a.status().message();
   f.aggregation = std::move(a).value();
 }

@@ -44,7 +44,7 @@ Status run(const std::string& config_path, int64_t n, int rounds, const std::str
   FEDSILO_CHECK(world.agree(strategy.status()));
   auto exchange = fl::UpdateExchange::create(cfg.value(), world, n, "", -1);
   FEDSILO_CHECK(world.agree(exchange.status()));
-  auto aggregation = fl::make_aggregation(cfg.value(), world, nullptr, -1, **exchange, n);
+  auto aggregation = fl::make_aggregation(cfg.value(), world, -1, {}, **exchange, n);
   FEDSILO_CHECK(world.agree(aggregation.status()));
   fl::RoundStep step(world, **aggregation, **strategy);
 

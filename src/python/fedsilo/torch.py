@@ -213,9 +213,14 @@ class Federation:
                     params.append((name, p, offset, n))
                     offset += n
         host = self._host(flat)
+        # Parameters on a GPU: where every rank's are, the rounds sum on the devices
+        # (self._s.device_sum), else through host memory.
+        cuda_device = flat.device.index if flat.device.type == "cuda" else -1
+        if cuda_device is None:
+            cuda_device = torch.cuda.current_device()
         outcome, state = self._s.start(_usage(error), error or "", host.numpy(),
                                        [name for name, *_ in params],
-                                       [list(p.shape) for _, p, *_ in params])
+                                       [list(p.shape) for _, p, *_ in params], cuda_device)
         _agreed(outcome)
         self._params, self._flat = params, flat
         self._model = model
@@ -339,7 +344,6 @@ class Federation:
             error, weight = error or "num_examples must be a number, got %r" % (num_examples,), 0.0
         flat = self._flat if self._flat is not None else torch.zeros(0)
         with torch.no_grad():
-            host = self._host(flat)
             lr = self.local["lr"] if lr is None else lr
             momentum = self.local["momentum"] if momentum is None else momentum
             try:
@@ -348,11 +352,22 @@ class Federation:
                 error = error or ("steps, lr and momentum must be numbers, got %r, %r, %r"
                                   % (steps, lr, momentum))
                 steps, lr, momentum = 0, 0.0, 0.0
-            outcome, due = self._s.aggregate(_usage(error), error or "", self._round or 0,
-                                             host.numpy(), weight, steps, lr, momentum)
-            _agreed(outcome)
-            if flat.device.type != "cpu":
-                flat.copy_(host)
+            if self._s.device_sum:
+                # The update is formed and summed in the GPU's memory; the new global model
+                # is written into the buffer in place. fedsilo's CUDA work is not ordered
+                # after torch's streams: the training's work on the buffer must be done first.
+                torch.cuda.synchronize(flat.device)
+                outcome, due = self._s.aggregate_device(_usage(error), error or "", self._round or 0,
+                                                        flat.data_ptr(), flat.numel(), weight,
+                                                        steps, lr, momentum)
+                _agreed(outcome)
+            else:
+                host = self._host(flat)
+                outcome, due = self._s.aggregate(_usage(error), error or "", self._round or 0,
+                                                 host.numpy(), weight, steps, lr, momentum)
+                _agreed(outcome)
+                if flat.device.type != "cpu":
+                    flat.copy_(host)
             if self._global is not None:
                 self._global.copy_(flat)
         self._due = due
