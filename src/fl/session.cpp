@@ -16,6 +16,7 @@
 #include "fl/round_step.h"
 #include "fl/run_dir.h"
 #include "fl/strategy.h"
+#include "mpi/device_allreduce.h"
 
 namespace fedsilo::fl {
 namespace {
@@ -151,7 +152,10 @@ Status Session::start(const Status& local, std::span<float> params, std::vector<
 
   // Every rank must bind the same network: compare the parameter counts. And where each
   // rank's parameters live (a CUDA device, or -1: host memory), for the device sum.
-  const int64_t mine[2] = {n, cuda_device};
+  // A GPU this fedsilo cannot sum on (built without CUDA, say) is staged through host memory.
+  const bool usable = cuda_device >= 0 &&
+                      mpi::DeviceAllreduce::check(config::name(cfg_.device.reduce), cuda_device).ok();
+  const int64_t mine[2] = {n, usable ? cuda_device : -1};
   std::vector<int64_t> gathered;
   FEDSILO_CHECK(comm_.allgather(std::span<const int64_t>(mine, 2), gathered));
   std::vector<int64_t> counts(static_cast<size_t>(size));

@@ -102,7 +102,8 @@ class Session {
   /// `cuda_device`: the CUDA device that holds the caller's parameters (-1: host memory; the
   /// values in `params` are a host copy). Where every rank's are on a GPU and the update is
   /// plain (no compression or secure aggregation, neither SCAFFOLD nor FedNova), the rounds sum
-  /// on the devices (device_sum(): call aggregate_device); else through host memory.
+  /// on the devices (device_sum(): call aggregate_device); else, and where this fedsilo cannot
+  /// sum on that device (built without CUDA), through host memory.
   [[nodiscard]] Status start(const Status& local, std::span<float> params,
                              std::vector<model::ParamInfo> table, std::vector<uint8_t>& user_state,
                              int cuda_device = -1);

@@ -5,6 +5,8 @@
 
 #include <cmath>
 #include <limits>
+#include <span>
+#include <string>
 #include <vector>
 
 #include "config/config.h"
@@ -12,6 +14,7 @@
 #include "fl/round_step.h"
 #include "fl/strategy.h"
 #include "fl/update_exchange.h"
+#include "model/gpu_trainer.h"
 #include "mpi/comm.h"
 
 namespace fedsilo::fl {
@@ -110,6 +113,34 @@ TEST(RoundStep, ANonFiniteGlobalModelIsNamedWhenCopiedToo) {
   EXPECT_EQ(out, std::vector<float>(16, 2.0f));
   std::vector<float> short_out(3);
   EXPECT_FALSE(check_finite_and_copy(v, short_out, "global model").ok());
+}
+
+// The device sum (GPU ranks, the binding's CUDA tensors) where this process sees no GPU: every
+// rank gets the same clear error from make_aggregation, none hangs in the collective. (With a
+// GPU, tests/gpu/ runs the device sum itself.)
+TEST(RoundStep, TheDeviceSumWithoutAGpuIsRefusedOnEveryRank) {
+  if (model::cuda_device_count() > 0) GTEST_SKIP() << "a GPU is visible: tests/gpu/ covers the device sum";
+  auto world = mpi::Comm::world();
+  ASSERT_TRUE(world.ok());
+  Fixture f;
+  auto s = make_strategy(f.cfg);
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  auto x = UpdateExchange::create(f.cfg, world.value(), 64, "");
+  ASSERT_TRUE(x.ok()) << x.status().message();
+  float on_device[64] = {};
+  auto a = make_aggregation(f.cfg, world.value(), 0,
+                            [&](std::span<const float>) { return DeviceParams{on_device, nullptr}; },
+                            **x, 64);
+  ASSERT_FALSE(a.ok());
+  const std::string m = a.status().message();
+  const bool names_why = m.find("CUDA") != std::string::npos || m.find("GPU") != std::string::npos ||
+                         m.find("device") != std::string::npos;
+  EXPECT_TRUE(names_why) << m;
+  // The same message on every rank.
+  std::vector<int64_t> lengths;
+  const int64_t mine = static_cast<int64_t>(m.size());
+  ASSERT_TRUE(world->allgather(std::span<const int64_t>(&mine, 1), lengths).ok());
+  for (int64_t l : lengths) EXPECT_EQ(l, mine);
 }
 
 }  // namespace
