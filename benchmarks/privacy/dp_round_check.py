@@ -13,8 +13,10 @@ way and evaluate on the same images). Two checks, each from weights both sides l
    silo's noise multiplier for --epsilon over --rounds rounds) --repeats times on each side,
    fedsilo with tests-only keys 1..K, Opacus (opacus_fedavg.train_silo, the benchmark's own
    code) with generators 1..K. Per side: the mean over runs of the update norm, the local
-   model's test accuracy and loss; the norm of the mean update (the part the noise does not
-   average away) and the cosine between the two sides' mean updates. Run from the fresh model
+   model's test accuracy and loss; the norm of the mean update and of the expected update (the
+   mean's, less the noise left in it), and the cosine between the two sides' expected updates
+   (the means' dot product over the expected norms: 1 when both sides move the same way on
+   average, whatever the noise). Run from the fresh model
    and from a model already trained a little (--warm-epochs of plain SGD on the silo), since the
    utility runs spend most rounds near a trained model.
 
@@ -100,7 +102,10 @@ def side_summary(w0, runs, like, xt, yt):
     acc = np.array([a for a, _ in metrics])
     loss = np.array([l for _, l in metrics])
     norms = upd.norm(dim=1).numpy()
-    return upd.mean(0), {
+    # The expected update's squared norm: the mean update's, less the noise left in it (the
+    # summed per-coordinate variance over the runs, divided by their number).
+    signal2 = float(upd.mean(0).norm() ** 2 - upd.var(0, unbiased=True).sum() / len(runs))
+    return upd.mean(0), {"expected_update_norm2": signal2,
         "update_norm_mean": float(norms.mean()), "update_norm_sd": float(norms.std(ddof=1)),
         "norm_of_mean_update": float(upd.mean(0).norm()),
         "test_accuracy_mean": float(acc.mean()), "test_accuracy_sd": float(acc.std(ddof=1)),
@@ -156,10 +161,10 @@ def main():
                         "max_abs_difference": diff, "max_abs_update": size,
                         "update_norm_fedsilo": (wf - w0).norm().item(),
                         "update_norm_opacus": (wo - w0).norm().item()}
+        ex = out["exact"]
         print(f"exact (q = 1, {a.exact_records} records, {a.exact_epochs} steps): max |fedsilo - "
               f"Opacus| {diff:.3g} against a largest update of {size:.3g}; update norms "
-              f"{out['exact']['update_norm_fedsilo']:.6f} / {out['exact']['update_norm_opacus']:.6f}",
-              flush=True)
+              f"{ex['update_norm_fedsilo']:.6f} / {ex['update_norm_opacus']:.6f}", flush=True)
 
         # 2. statistical: the recipe's round.
         from opacus.accountants.utils import get_noise_multiplier
@@ -190,8 +195,14 @@ def main():
             mf, sf = side_summary(w0, f_runs, fresh, xt, yt)
             mo, so = side_summary(w0, o_runs, fresh, xt, yt)
             cos = float(torch.dot(mf, mo) / (mf.norm() * mo.norm()))
+            # The two expected updates' cosine: the two means are independent, so their dot
+            # product estimates the expected updates' without bias.
+            s2f, s2o = sf["expected_update_norm2"], so["expected_update_norm2"]
+            signal_cos = (float(torch.dot(mf, mo)) / math.sqrt(s2f * s2o)
+                          if min(s2f, s2o) > 0 else float("nan"))
             out["from"][name] = {"test_accuracy_before": acc0, "test_loss_before": loss0,
-                                 "fedsilo": sf, "opacus": so, "cosine_of_mean_updates": cos}
+                                 "fedsilo": sf, "opacus": so, "cosine_of_mean_updates": cos,
+                                 "cosine_of_expected_updates": signal_cos}
             print(f"from the {name} model (test accuracy {100 * acc0:.2f}%), sigma {sigma:.4f}, "
                   f"{a.repeats} runs a side:", flush=True)
             for side, s in (("fedsilo", sf), ("Opacus", so)):
@@ -201,7 +212,9 @@ def main():
                       f"{100 * s['test_accuracy_mean']:.2f} +- {100 * s['test_accuracy_sd']:.2f}%"
                       f"  test loss {s['test_loss_mean']:.4f} +- {s['test_loss_sd']:.4f}",
                       flush=True)
-            print(f"  cosine between the two sides' mean updates: {cos:.4f}", flush=True)
+            print(f"  cosine between the two sides' mean updates: {cos:.4f}; expected update norms "
+                  f"{math.sqrt(max(s2f, 0)):.4f} / {math.sqrt(max(s2o, 0)):.4f}, their cosine "
+                  f"{signal_cos:.4f}", flush=True)
     out["seconds"] = time.time() - t0
     if a.json:
         with open(a.json + ".tmp", "w") as f:
