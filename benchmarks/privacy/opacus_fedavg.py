@@ -36,9 +36,11 @@ over the steps the silo actually took. The batches are the DPDataLoader's own Po
 (its batch_sampler), gathered by tensor indexing rather than per-sample __getitem__ + collate
 (same batches, less Python overhead).
 
-Deterministic given --seed: the initial model from torch.manual_seed(seed); each silo's
-Poisson sampling and Opacus noise (noise_generator; not secure_mode) from a torch.Generator
-seeded by (seed, round, silo), so --workers does not change the batches or the noise.
+Deterministic given --seed: the initial model from torch.manual_seed(seed) (or, with
+--init-h5 RUN/model.h5, fedsilo's initial model: a fedsilo run of one round at lr 1e-30 writes
+it); each silo's Poisson sampling and Opacus noise (noise_generator; not secure_mode) from a
+torch.Generator seeded by (seed, round, silo), so --workers does not change the batches or the
+noise.
 --max-batches K caps the steps a silo takes per round (smoke tests; the accountant counts the
 steps taken). JSON (--json): per-round accuracy (and the largest silo epsilon so far),
 final accuracy, each silo's N, q, sigma, steps and final epsilon, seconds.
@@ -168,6 +170,8 @@ def main():
                     help="at most this many steps per silo per epoch (smoke tests; 0: all)")
     ap.add_argument("--opacus-q", action="store_true",
                     help="Opacus's own q = 1/ceil(N/batch) and divisor int(N*q), not fedsilo's")
+    ap.add_argument("--init-h5", help="start from this fedsilo model.h5's parameters (niid-cnn: "
+                    "the same names, shapes and order) instead of torch's initial draw")
     ap.add_argument("--json")
     ap.add_argument("--state", help="resumable state file, saved after every round")
     a = ap.parse_args()
@@ -205,6 +209,15 @@ def main():
         print("sigma per silo: " + " ".join(f"{s:.4f}" for s in sigmas), flush=True)
 
     glob = NiidCnn()
+    if a.init_h5:
+        import h5py
+        with h5py.File(a.init_h5, "r") as f:
+            flat, offsets = f["params"][...], f["param_offsets"][...]
+        state = glob.state_dict()
+        if len(offsets) != len(state) or flat.size != sum(v.numel() for v in state.values()):
+            sys.exit(f"{a.init_h5}: not a niid-cnn model.h5 ({flat.size} parameters)")
+        glob.load_state_dict({k: torch.from_numpy(flat[o:o + v.numel()].copy()).reshape(v.shape)
+                              for (k, v), o in zip(state.items(), offsets)})
     history = []
     steps = [0] * len(silos)
     start = 1
@@ -266,7 +279,7 @@ def main():
                        "dp": ({"target_epsilon": a.dp_target_epsilon, "delta": a.delta,
                                "clip": a.clip, "accountant": "rdp", "opacus_q": a.opacus_q}
                               if dp else None),
-                       "max_batches": a.max_batches,
+                       "max_batches": a.max_batches, "init_h5": a.init_h5,
                        "accuracy_per_round": [[r, acc] for r, acc, _ in history],
                        "max_epsilon_per_round": [[r, e] for r, _, e in history] if dp else None,
                        "final_accuracy": history[-1][1] if history else None,
