@@ -108,8 +108,8 @@ class DeviceAggregation final : public Aggregation {
   double weight_ = 0.0;
   DeviceSource params_;
   mpi::Topology& topology_;
-  // Declaration order: the allreduce (an NCCL communicator) goes before the update's memory.
   std::unique_ptr<DeviceUpdate> update_;
+  // Declared after the update: the allreduce (an NCCL communicator) is destroyed first.
   std::unique_ptr<mpi::DeviceAllreduce> sum_op_;
   std::vector<float> sum_;
 };
