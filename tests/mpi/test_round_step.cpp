@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <span>
 #include <string>
@@ -137,10 +138,14 @@ TEST(RoundStep, TheDeviceSumWithoutAGpuIsRefusedOnEveryRank) {
                          m.find("device") != std::string::npos;
   EXPECT_TRUE(names_why) << m;
   // The same message on every rank.
-  std::vector<int64_t> lengths;
-  const int64_t mine = static_cast<int64_t>(m.size());
-  ASSERT_TRUE(world->allgather(std::span<const int64_t>(&mine, 1), lengths).ok());
-  for (int64_t l : lengths) EXPECT_EQ(l, mine);
+  std::vector<uint8_t> all;
+  std::vector<int64_t> offsets;
+  const auto* bytes = reinterpret_cast<const uint8_t*>(m.data());
+  ASSERT_TRUE(world->allgatherv_bytes(std::span<const uint8_t>(bytes, m.size()), all, offsets).ok());
+  for (size_t q = 0; q + 1 < offsets.size(); ++q) {
+    const std::string theirs(all.begin() + offsets[q], all.begin() + offsets[q + 1]);
+    EXPECT_EQ(theirs, m) << "rank " << q;
+  }
 }
 
 }  // namespace
