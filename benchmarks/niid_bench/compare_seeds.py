@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Compares fedsilo's NIID-Bench runs of one strategy with the PyTorch reference over run seeds.
+
+usage: compare_seeds.py NAME [--runs DIR] [--json FILE]
+
+NAME is a run name such as scaffold-dirichlet0.5. fedsilo's runs are DIR/NAME.metrics.jsonl (run
+seed 1) and DIR/NAME-seedS.metrics.jsonl; the reference's are DIR/pytorch-NAME.json (its default
+seed) and DIR/pytorch-NAME-seedS.json, as pytorch_fedavg.py --json writes them. For each run it
+takes the final round, the mean of the last 5 rounds and the mean and median of rounds 11-50; for
+each measure, the two sides' means, standard deviations and the difference's standard error
+(Welch: sqrt(sd_f^2/n_f + sd_p^2/n_p)). A single round's accuracy spreads by 1-2 points in these
+runs, so the final round of one seed is one draw; the seeds say how far apart the two are.
+"""
+import argparse
+import glob
+import json
+import os
+import re
+import statistics
+
+
+def fedsilo_accuracies(path):
+    rows = [json.loads(line) for line in open(path) if line.strip()]
+    return [100.0 * r["accuracy"] for r in sorted(rows, key=lambda r: r["round"]) if "accuracy" in r]
+
+
+def pytorch_accuracies(path):
+    return [100.0 * acc for _, acc in sorted(json.load(open(path))["accuracy_per_round"])]
+
+
+def measures(acc):
+    later = acc[10:] if len(acc) > 10 else acc
+    return {"final": acc[-1], "last5_mean": statistics.mean(acc[-5:]),
+            "rounds11_mean": statistics.mean(later), "rounds11_median": statistics.median(later)}
+
+
+def side(runs):
+    out = {}
+    for key in ("final", "last5_mean", "rounds11_mean", "rounds11_median"):
+        values = [m[key] for m in runs.values()]
+        sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+        out[key] = {"mean": statistics.mean(values), "sd": sd, "n": len(values)}
+    return out
+
+
+def seed_of(path, prefix, suffix, default):
+    m = re.fullmatch(re.escape(prefix) + r"(?:-seed(\d+))?" + re.escape(suffix), os.path.basename(path))
+    return None if m is None else int(m.group(1) or default)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("name")
+    ap.add_argument("--runs", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "runs"))
+    ap.add_argument("--json")
+    a = ap.parse_args()
+
+    fedsilo, pytorch = {}, {}
+    for path in glob.glob(os.path.join(a.runs, a.name + "*.metrics.jsonl")):
+        s = seed_of(path, a.name, ".metrics.jsonl", 1)  # fedsilo's example configs use run seed 1
+        if s is not None:
+            fedsilo[s] = measures(fedsilo_accuracies(path))
+    for path in glob.glob(os.path.join(a.runs, "pytorch-" + a.name + "*.json")):
+        s = seed_of(path, "pytorch-" + a.name, ".json", 0)  # pytorch_fedavg.py's default --seed is 0
+        if s is not None:
+            pytorch[s] = measures(pytorch_accuracies(path))
+    if not fedsilo or not pytorch:
+        raise SystemExit(f"compare_seeds.py: no fedsilo or no PyTorch runs named {a.name} in {a.runs}")
+
+    f, p = side(fedsilo), side(pytorch)
+    diff = {}
+    for key in f:
+        se = (f[key]["sd"] ** 2 / f[key]["n"] + p[key]["sd"] ** 2 / p[key]["n"]) ** 0.5
+        diff[key] = {"fedsilo_minus_pytorch": f[key]["mean"] - p[key]["mean"], "standard_error": se}
+
+    print(f"{a.name}: fedsilo seeds {sorted(fedsilo)}, PyTorch seeds {sorted(pytorch)}")
+    for label, runs in (("fedsilo", fedsilo), ("pytorch", pytorch)):
+        for s in sorted(runs):
+            m = runs[s]
+            print(f"  {label:8} seed {s}: final {m['final']:6.2f}  last-5 {m['last5_mean']:6.2f}"
+                  f"  rounds 11- mean {m['rounds11_mean']:6.2f} median {m['rounds11_median']:6.2f}")
+    for key in f:
+        print(f"  {key:16} fedsilo {f[key]['mean']:6.2f} (sd {f[key]['sd']:.2f})"
+              f"  pytorch {p[key]['mean']:6.2f} (sd {p[key]['sd']:.2f})"
+              f"  difference {diff[key]['fedsilo_minus_pytorch']:+.2f} (se {diff[key]['standard_error']:.2f})")
+    if a.json:
+        result = {"name": a.name, "fedsilo": {str(s): fedsilo[s] for s in sorted(fedsilo)},
+                  "pytorch": {str(s): pytorch[s] for s in sorted(pytorch)},
+                  "fedsilo_summary": f, "pytorch_summary": p, "difference": diff}
+        with open(a.json + ".tmp", "w") as out:
+            json.dump(result, out, indent=1)
+        os.replace(a.json + ".tmp", a.json)
+
+
+if __name__ == "__main__":
+    main()
