@@ -1,8 +1,8 @@
 // DP-SGD's per-example clipping on the device: the CUDA twins of the CPU's backward_norms /
 // clipped_grads (src/model/layers.cpp). A Poisson batch of variable size runs in a step of fixed
-// shape (a CUDA graph): the batch is padded to `rows` with real samples whose loss gradient is
-// zeroed (masked_softmax_xent, softmax_xent.h; end_dp_step, train_step.h), so their activation
-// gradients, norms and clipped contributions are exactly zero. Every sum runs in a fixed order
+// shape (a CUDA graph): the batch is padded to `rows` with zero inputs (index -1 in gather_rows)
+// whose loss gradient is zeroed (masked_softmax_xent, softmax_xent.h; end_dp_step, train_step.h),
+// so their activation gradients, norms and clipped contributions are exactly zero. Every sum runs in a fixed order
 // (no atomics): the same bits run to run on one GPU. Plain C++ (no CUDA types).
 #pragma once
 
@@ -14,8 +14,9 @@
 
 namespace fedsilo::kernels::cuda {
 
-/// xb[r] = x[idx[r]], yb[r] = y[idx[r]] for r < rows (idx holds the padded Poisson batch; every
-/// index must be in [0, n): one outside gathers zeros with label -1, a NaN loss).
+/// xb[r] = x[idx[r]], yb[r] = y[idx[r]] for r < rows (idx holds the padded Poisson batch). An
+/// index outside [0, n) gathers zeros with label -1: the padding rows past the batch, which the
+/// masked loss skips; inside the batch it would be a NaN loss.
 [[nodiscard]] Status gather_rows(const float* x, const int32_t* y, int64_t n, int64_t sample_size,
                                  const int32_t* idx, int rows, float* xb, int32_t* yb, Stream s);
 

@@ -266,7 +266,9 @@ struct GpuTrainer::Impl {
 
 Status GpuTrainer::Impl::ensure_capacity(int rows) {
   if (rows <= cap) return {};
-  // Captured graphs hold pointers into the buffers replaced below.
+  // A step launched before may still read the buffers replaced below (DP-SGD grows them between
+  // steps), and captured graphs hold pointers into them.
+  FEDSILO_CHECK(cu::synchronize(st()));
   graphs.clear();
   int64_t widest = sample;
   act.resize(layers.size());
@@ -448,6 +450,7 @@ Status GpuTrainer::Impl::end_epoch(const LocalTrainOptions& opts, int epoch,
 Status GpuTrainer::Impl::ensure_dp_capacity(int rows) {
   FEDSILO_CHECK(ensure_capacity(rows));
   if (rows <= dp_cap) return {};
+  FEDSILO_CHECK(cu::synchronize(st()));  // the previous step may still read these buffers
   graphs.clear();  // they hold pointers into the buffers replaced below
   int64_t conv_largest = 1;
   dp_keep.resize(layers.size());
@@ -634,7 +637,9 @@ Result<LocalTrainStats> GpuTrainer::Impl::train_local_dp(std::span<float> params
       const int real = static_cast<int>(picked.size());
       const int rows = std::max(1, (real + kDpRowQuantum - 1) / kDpRowQuantum) * kDpRowQuantum;
       FEDSILO_CHECK(ensure_dp_capacity(rows));
-      dp_idx_host.assign(static_cast<size_t>(rows), 0);  // padding: sample 0, masked out
+      // Padding rows: index -1 gathers zeros and label -1, which the masked loss skips, so no
+      // record takes part in a step that did not draw it (a non-finite record included).
+      dp_idx_host.assign(static_cast<size_t>(rows), -1);
       for (int i = 0; i < real; ++i)
         dp_idx_host[static_cast<size_t>(i)] = static_cast<int32_t>(picked[static_cast<size_t>(i)]);
       if (!opts.dp_discrete) {
@@ -787,8 +792,8 @@ Result<LocalTrainStats> GpuTrainer::train_local(std::span<float> params,
     FEDSILO_CHECK(cu::reset_step_counters(m.counters.data(), false, s));
     for (int64_t b = 0; b < batches; ++b) {
       if (opts.stop != nullptr && *opts.stop != 0) {
-        return Status(StatusCode::kCancelled, "round " + std::to_string(opts.round) + ", epoch " +
-                                                    std::to_string(epoch) + ": stopped by a signal");
+        return Status(StatusCode::kCancelled,
+                      train_position(opts, epoch, b + 1) + ": stopped by a signal");
       }
       FEDSILO_CHECK(m.run_step(data, batch, b + 1 < batches ? batch : last_rows, h));
     }
