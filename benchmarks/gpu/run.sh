@@ -114,18 +114,22 @@ if [[ $what == binding ]]; then
     -o "$work/py/fedsilo/_core$suffix" > "$OUT/binding_build.txt" 2>&1
   rc=$?; tail -n 5 "$OUT/binding_build.txt"; check "binding build" $rc
   if [[ $rc -eq 0 ]]; then
-    printf '[run]\nname = "binding-cuda"\nrounds = 3\nout_dir = "%s"\n[data]\nsilos_dir = "%s"\n[model]\narch = "pytorch"\n' \
-      "$work/run" "$C/data/silos2" > "$work/cfg.toml"
-    for dev in cpu cuda; do
-      step "binding, model on $dev, 2 ranks"
-      PYTHONPATH="$work/py" timeout 120 mpirun --oversubscribe --bind-to none -np 2 "$PY" \
-        "$ROOT/tests/gpu/binding_cuda.py" "$work/cfg.toml" --device $dev --out "$work/$dev.pt" \
-        > "$OUT/binding_$dev.txt" 2>&1
-      rc=$?; tail -n 5 "$OUT/binding_$dev.txt"; check "binding, $dev" $rc
+    # Every silo each round, then half of them (the other's update is cleared on its device).
+    for variant in all half; do
+      extra=""; [[ $variant == half ]] && extra='[strategy]\nfraction = 0.5\n'
+      printf '[run]\nname = "binding-cuda"\nrounds = 3\nout_dir = "%s"\n[data]\nsilos_dir = "%s"\n[model]\narch = "pytorch"\n'"$extra" \
+        "$work/run-$variant" "$C/data/silos2" > "$work/cfg-$variant.toml"
+      for dev in cpu cuda; do
+        step "binding ($variant silos), model on $dev, 2 ranks"
+        PYTHONPATH="$work/py" timeout 120 mpirun --oversubscribe --bind-to none -np 2 "$PY" \
+          "$ROOT/tests/gpu/binding_cuda.py" "$work/cfg-$variant.toml" --device $dev \
+          --out "$work/$variant-$dev.pt" > "$OUT/binding_${variant}_$dev.txt" 2>&1
+        rc=$?; tail -n 5 "$OUT/binding_${variant}_$dev.txt"; check "binding ($variant), $dev" $rc
+      done
+      PYTHONPATH="$work/py" "$PY" "$ROOT/tests/gpu/binding_cuda.py" --compare "$work/$variant-cpu.pt" \
+        "$work/$variant-cuda.pt" | tee "$OUT/binding_${variant}_compare.txt"
+      check "binding ($variant), CUDA equals CPU" "${PIPESTATUS[0]}"
     done
-    PYTHONPATH="$work/py" "$PY" "$ROOT/tests/gpu/binding_cuda.py" --compare "$work/cpu.pt" "$work/cuda.pt" \
-      | tee "$OUT/binding_compare.txt"
-    check "binding, CUDA equals CPU" "${PIPESTATUS[0]}"
   fi
   finish
 fi

@@ -137,6 +137,12 @@ Status check_finite_and_copy(std::span<const float> v, std::span<float> copy_to,
   return {};
 }
 
+bool device_sum_applies(const config::Config& cfg) {
+  const auto strategy = cfg.strategy.name;
+  return cfg.compression.method == compression::Method::kNone && !cfg.secure_aggregation.enabled &&
+         strategy != config::StrategyName::kScaffold && strategy != config::StrategyName::kFedNova;
+}
+
 Result<std::unique_ptr<Aggregation>> make_aggregation(const config::Config& cfg, mpi::Comm& comm,
                                                      int cuda_device, DeviceSource device_params,
                                                      UpdateExchange& exchange, int64_t length) {
@@ -145,7 +151,7 @@ Result<std::unique_ptr<Aggregation>> make_aggregation(const config::Config& cfg,
                                                                            cuda_device));
     return std::unique_ptr<Aggregation>(std::move(secure));
   }
-  if (device_params && cfg.compression.method == compression::Method::kNone) {
+  if (device_params && device_sum_applies(cfg)) {
     auto device = std::make_unique<DeviceAggregation>(std::move(device_params),
                                                       exchange.node_topology(), length);
     FEDSILO_CHECK(device->init(cuda_device, config::name(cfg.device.reduce)));

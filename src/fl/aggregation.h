@@ -68,9 +68,13 @@ class Aggregation {
 /// (a CUDA tensor's memory).
 using DeviceSource = std::function<DeviceParams(std::span<const float> local)>;
 
+/// Whether a round's update can be summed on the devices: plain weighted updates only, so not
+/// compressed, not secure, and not SCAFFOLD's tail or FedNova's divisor.
+[[nodiscard]] bool device_sum_applies(const config::Config& cfg);
+
 /// Secure aggregation where `[secure_aggregation] enabled` (fl/secure_aggregation.h; its words
 /// go through NCCL on `cuda_device` where that is >= 0); else the device sum on CUDA device
-/// `cuda_device` where `device_params` is given and the update is not compressed; else the
+/// `cuda_device` where `device_params` is given and device_sum_applies(cfg); else the
 /// host exchange (which `exchange` is, and outlives the result). `length`: the model's
 /// parameters plus the strategy's tail (Strategy::tail_length). Collective.
 [[nodiscard]] Result<std::unique_ptr<Aggregation>> make_aggregation(const config::Config& cfg,

@@ -69,6 +69,9 @@ Result<std::unique_ptr<DeviceUpdate>> DeviceUpdate::create(int device, int64_t n
   auto impl = std::make_unique<Impl>();
   impl->device = device;
   impl->n = n;
+  // Allocated now, at start-up: by the first round a framework's caching allocator (PyTorch's)
+  // may hold the device's free memory.
+  FEDSILO_CHECK(impl->ensure());
   return std::unique_ptr<DeviceUpdate>(new DeviceUpdate(std::move(impl)));
 }
 

@@ -228,10 +228,7 @@ Status Session::start(const Status& local, std::span<float> params, std::vector<
   }
   // The device sum where every rank's parameters are on a GPU and the update is plain: the
   // update is formed where the parameters are (the caller's CUDA tensor) and summed there.
-  const auto strategy = cfg_.strategy.name;
-  device_sum_ = all_on_devices && cfg_.compression.method == compression::Method::kNone &&
-                !cfg_.secure_aggregation.enabled && strategy != config::StrategyName::kScaffold &&
-                strategy != config::StrategyName::kFedNova;
+  device_sum_ = all_on_devices && device_sum_applies(cfg_);
   DeviceSource device_params;
   if (device_sum_) {
     device_params = [](std::span<const float> local) { return DeviceParams{local.data(), nullptr}; };

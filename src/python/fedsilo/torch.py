@@ -21,6 +21,7 @@ fedsilo's exit code instead of hanging.
 """
 
 import atexit
+import contextlib
 import io
 import os
 import sys
@@ -40,6 +41,14 @@ _OPEN = weakref.WeakSet()  # federations not yet closed (for the last-resort abo
 def _usage(error):
     """The exit code of a call the caller got wrong (as fedsilo's usage errors: 2), 0 for none."""
     return _core.EXIT_USAGE if error else 0
+
+
+def _on_device_of(tensor):
+    """The tensor's CUDA device made current for a block, the caller's restored after it: fedsilo
+    sets the device it works on for the calling thread, which torch shares. A no-op on the CPU."""
+    if tensor.device.type == "cuda":
+        return torch.cuda.device(tensor.device)
+    return contextlib.nullcontext()
 
 
 def _agreed(outcome):
@@ -218,9 +227,12 @@ class Federation:
         cuda_device = flat.device.index if flat.device.type == "cuda" else -1
         if cuda_device is None:
             cuda_device = torch.cuda.current_device()
-        outcome, state = self._s.start(_usage(error), error or "", host.numpy(),
-                                       [name for name, *_ in params],
-                                       [list(p.shape) for _, p, *_ in params], cuda_device)
+        # fedsilo sets the CUDA device it sums on for this thread; torch.cuda.device puts the
+        # caller's current device back afterwards (as in aggregate()).
+        with _on_device_of(flat):
+            outcome, state = self._s.start(_usage(error), error or "", host.numpy(),
+                                           [name for name, *_ in params],
+                                           [list(p.shape) for _, p, *_ in params], cuda_device)
         _agreed(outcome)
         self._params, self._flat = params, flat
         self._model = model
@@ -357,9 +369,11 @@ class Federation:
                 # is written into the buffer in place. fedsilo's CUDA work is not ordered
                 # after torch's streams: the training's work on the buffer must be done first.
                 torch.cuda.synchronize(flat.device)
-                outcome, due = self._s.aggregate_device(_usage(error), error or "", self._round or 0,
-                                                        flat.data_ptr(), flat.numel(), weight,
-                                                        steps, lr, momentum)
+                with _on_device_of(flat):
+                    outcome, due = self._s.aggregate_device(_usage(error), error or "",
+                                                            self._round or 0, flat.data_ptr(),
+                                                            flat.numel(), weight, steps, lr,
+                                                            momentum)
                 _agreed(outcome)
             else:
                 host = self._host(flat)
