@@ -14,6 +14,19 @@ Status set_device(int device) {
   return {};
 }
 
+Result<int> pointer_device(const void* p) {
+  cudaPointerAttributes a{};
+  const cudaError_t err = cudaPointerGetAttributes(&a, p);
+  if (err != cudaSuccess) {
+    cudaGetLastError();  // not sticky: clear it, or the next launch check would report it
+    return cuda_status(err, "cudaPointerGetAttributes");
+  }
+  if (a.type != cudaMemoryTypeDevice && a.type != cudaMemoryTypeManaged) {
+    return invalid_argument("the address is not CUDA device memory");
+  }
+  return a.device;
+}
+
 Result<Stream> create_stream() {
   cudaStream_t s = nullptr;
   FEDSILO_CUDA_TRY(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));

@@ -25,6 +25,10 @@ struct Stream {
 void destroy_stream(Stream s);
 [[nodiscard]] Status synchronize(Stream s);
 
+/// The device whose memory `p` points into (device or managed memory); an error for host memory
+/// or a pointer CUDA does not know (the PyTorch binding's check of the addresses it is given).
+[[nodiscard]] Result<int> pointer_device(const void* p);
+
 [[nodiscard]] Result<void*> device_malloc(size_t bytes);
 void device_free(void* p);
 [[nodiscard]] Status copy_to_device(void* dst, const void* src, size_t bytes, Stream s = {});

@@ -87,6 +87,16 @@ Status DeviceUpdate::form(DeviceParams local, std::span<const float> global, flo
                             " global parameters for an update of " + std::to_string(m.n));
   }
   FEDSILO_CHECK(m.ensure());
+  // The address comes from the caller (the binding: a tensor's data_ptr): it must be memory of
+  // the device this sums on, or the kernel below would fault or read across devices.
+  const Result<int> where = cu::pointer_device(local.data);
+  if (!where.ok() || where.value() != m.device) {
+    return invalid_argument("the device sum: the parameters are not in CUDA device " +
+                            std::to_string(m.device) + "'s memory (" +
+                            (where.ok() ? "device " + std::to_string(where.value())
+                                        : where.status().message()) +
+                            ")");
+  }
   m.stream = cu::Stream{local.stream};
   FEDSILO_CHECK(cu::fill_bytes(m.update.data(), 0, static_cast<size_t>(m.n) * sizeof(float), m.stream));
   FEDSILO_CHECK(cu::copy_to_device(m.global.data(), global.data(), global.size_bytes(), m.stream));
