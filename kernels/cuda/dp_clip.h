@@ -2,8 +2,9 @@
 // clipped_grads (src/model/layers.cpp). A Poisson batch of variable size runs in a step of fixed
 // shape (a CUDA graph): the batch is padded to `rows` with zero inputs (index -1 in gather_rows)
 // whose loss gradient is zeroed (masked_softmax_xent, softmax_xent.h; end_dp_step, train_step.h),
-// so their activation gradients, norms and clipped contributions are exactly zero. Every sum runs in a fixed order
-// (no atomics): the same bits run to run on one GPU. Plain C++ (no CUDA types).
+// so their activation gradients, norms and clipped contributions are exactly zero. Every sum
+// runs in a fixed order (no atomics): the same bits run to run on one GPU. Plain C++ (no CUDA
+// types).
 #pragma once
 
 #include <cstdint>
