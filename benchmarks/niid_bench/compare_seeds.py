@@ -9,10 +9,13 @@ seed) and DIR/pytorch-NAME-seedS.json, as pytorch_fedavg.py --json writes them. 
 takes the final round, the mean of the last 5 rounds and the mean and median of rounds 11-50; for
 each measure, the two sides' means, standard deviations and the difference's standard error
 (Welch: sqrt(sd_f^2/n_f + sd_p^2/n_p)). A single round's accuracy spreads by 1-2 points in these
-runs, so the final round of one seed is one draw; the seeds say how far apart the two are.
+runs, so the final round of one seed is one draw; the seeds say how far apart the two are. For the
+final rounds it also gives the exact two-sided rank-sum (Mann-Whitney) p-value, and for each side
+the share of rounds 11-50 that dip more than 1 point below their run's median.
 """
 import argparse
 import glob
+import itertools
 import json
 import os
 import re
@@ -32,6 +35,28 @@ def measures(acc):
     later = acc[10:] if len(acc) > 10 else acc
     return {"final": acc[-1], "last5_mean": statistics.mean(acc[-5:]),
             "rounds11_mean": statistics.mean(later), "rounds11_median": statistics.median(later)}
+
+
+def dips(acc):
+    later = acc[10:] if len(acc) > 10 else acc
+    median = statistics.median(later)
+    return sum(1 for x in later if x < median - 1.0), len(later)
+
+
+def rank_sum_p(a, b):
+    """Exact two-sided Mann-Whitney p-value: the share of the splits of a + b into groups of
+    len(a) and len(b) whose U statistic lies at least as far from its mean as the observed one."""
+    def u(xs, ys):
+        return sum(1.0 if x > y else 0.5 if x == y else 0.0 for x in xs for y in ys)
+    pooled = a + b
+    centre = len(a) * len(b) / 2.0
+    observed = abs(u(a, b) - centre)
+    extreme = total = 0
+    for chosen in itertools.combinations(range(len(pooled)), len(a)):
+        rest = [pooled[i] for i in range(len(pooled)) if i not in chosen]
+        total += 1
+        extreme += abs(u([pooled[i] for i in chosen], rest) - centre) >= observed - 1e-9
+    return extreme / total
 
 
 def side(runs):
@@ -56,14 +81,19 @@ def main():
     a = ap.parse_args()
 
     fedsilo, pytorch = {}, {}
+    dip_counts = {"fedsilo": [0, 0], "pytorch": [0, 0]}
     for path in glob.glob(os.path.join(a.runs, a.name + "*.metrics.jsonl")):
         s = seed_of(path, a.name, ".metrics.jsonl", 1)  # fedsilo's example configs use run seed 1
         if s is not None:
-            fedsilo[s] = measures(fedsilo_accuracies(path))
+            acc = fedsilo_accuracies(path)
+            fedsilo[s] = measures(acc)
+            dip_counts["fedsilo"] = [x + y for x, y in zip(dip_counts["fedsilo"], dips(acc))]
     for path in glob.glob(os.path.join(a.runs, "pytorch-" + a.name + "*.json")):
         s = seed_of(path, "pytorch-" + a.name, ".json", 0)  # pytorch_fedavg.py's default --seed is 0
         if s is not None:
-            pytorch[s] = measures(pytorch_accuracies(path))
+            acc = pytorch_accuracies(path)
+            pytorch[s] = measures(acc)
+            dip_counts["pytorch"] = [x + y for x, y in zip(dip_counts["pytorch"], dips(acc))]
     if not fedsilo or not pytorch:
         raise SystemExit(f"compare_seeds.py: no fedsilo or no PyTorch runs named {a.name} in {a.runs}")
 
@@ -83,10 +113,18 @@ def main():
         print(f"  {key:16} fedsilo {f[key]['mean']:6.2f} (sd {f[key]['sd']:.2f})"
               f"  pytorch {p[key]['mean']:6.2f} (sd {p[key]['sd']:.2f})"
               f"  difference {diff[key]['fedsilo_minus_pytorch']:+.2f} (se {diff[key]['standard_error']:.2f})")
+    finals_p = rank_sum_p([m["final"] for m in fedsilo.values()], [m["final"] for m in pytorch.values()])
+    print(f"  final rounds' rank-sum test: two-sided p {finals_p:.3f}")
+    dip_share = {}
+    for label, (dipped, rounds) in dip_counts.items():
+        dip_share[label] = {"dips": dipped, "rounds": rounds, "share": dipped / rounds}
+        print(f"  {label:8} dips: {dipped} of {rounds} rounds 11-50 more than 1 point below their"
+              f" run's median ({100.0 * dipped / rounds:.1f}%)")
     if a.json:
         result = {"name": a.name, "fedsilo": {str(s): fedsilo[s] for s in sorted(fedsilo)},
                   "pytorch": {str(s): pytorch[s] for s in sorted(pytorch)},
-                  "fedsilo_summary": f, "pytorch_summary": p, "difference": diff}
+                  "fedsilo_summary": f, "pytorch_summary": p, "difference": diff,
+                  "final_rank_sum_p": finals_p, "dips_rounds11": dip_share}
         with open(a.json + ".tmp", "w") as out:
             json.dump(result, out, indent=1)
         os.replace(a.json + ".tmp", a.json)
