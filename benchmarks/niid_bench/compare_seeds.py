@@ -6,12 +6,15 @@ usage: compare_seeds.py NAME [--runs DIR] [--json FILE]
 NAME is a run name such as scaffold-dirichlet0.5. fedsilo's runs are DIR/NAME.metrics.jsonl (run
 seed 1) and DIR/NAME-seedS.metrics.jsonl; the reference's are DIR/pytorch-NAME.json (its default
 seed) and DIR/pytorch-NAME-seedS.json, as pytorch_fedavg.py --json writes them. For each run it
-takes the final round, the mean of the last 5 rounds and the mean and median of rounds 11-50; for
+takes the final round, the means of the last 5 and last 10 rounds (the rounds around the final one,
+which estimate what a final round is expected to reach) and the mean and median of rounds 11-50; for
 each measure, the two sides' means, standard deviations and the difference's standard error
 (Welch: sqrt(sd_f^2/n_f + sd_p^2/n_p)). A single round's accuracy spreads by 1-2 points in these
 runs, so the final round of one seed is one draw; the seeds say how far apart the two are. For the
 final rounds it also gives the exact two-sided rank-sum (Mann-Whitney) p-value, and for each side
-the share of rounds 11-50 that dip more than 1 point below their run's median.
+the share of rounds 11-50 that dip more than 1 point below their run's median, and where each
+run's final round ranks among its last 10 (1: the best; 5.5 on average if the final round is no
+different from the rounds around it).
 """
 import argparse
 import glob
@@ -34,6 +37,10 @@ def pytorch_accuracies(path):
 def measures(acc):
     later = acc[10:] if len(acc) > 10 else acc
     return {"final": acc[-1], "last5_mean": statistics.mean(acc[-5:]),
+            "last10_mean": statistics.mean(acc[-10:]),
+            # 1 when the final round is the best of the last 10, 10 when it is the worst (ties
+            # count in its favour): uniform on 1-10 if the final round is any late round.
+            "final_rank_in_last10": 1 + sum(1 for x in acc[-10:] if x > acc[-1]),
             "rounds11_mean": statistics.mean(later), "rounds11_median": statistics.median(later)}
 
 
@@ -61,7 +68,8 @@ def rank_sum_p(a, b):
 
 def side(runs):
     out = {}
-    for key in ("final", "last5_mean", "rounds11_mean", "rounds11_median"):
+    for key in ("final", "last5_mean", "last10_mean", "rounds11_mean", "rounds11_median",
+                "final_rank_in_last10"):
         values = [m[key] for m in runs.values()]
         sd = statistics.stdev(values) if len(values) > 1 else float("nan")
         out[key] = {"mean": statistics.mean(values), "sd": sd, "n": len(values)}
@@ -107,10 +115,11 @@ def main():
     for label, runs in (("fedsilo", fedsilo), ("pytorch", pytorch)):
         for s in sorted(runs):
             m = runs[s]
-            print(f"  {label:8} seed {s}: final {m['final']:6.2f}  last-5 {m['last5_mean']:6.2f}"
+            print(f"  {label:8} seed {s}: final {m['final']:6.2f}  last-5 {m['last5_mean']:6.2f}  last-10 {m['last10_mean']:6.2f}"
+                  f"  final's rank in last 10 {m['final_rank_in_last10']:2d}"
                   f"  rounds 11- mean {m['rounds11_mean']:6.2f} median {m['rounds11_median']:6.2f}")
     for key in f:
-        print(f"  {key:16} fedsilo {f[key]['mean']:6.2f} (sd {f[key]['sd']:.2f})"
+        print(f"  {key:20} fedsilo {f[key]['mean']:6.2f} (sd {f[key]['sd']:.2f})"
               f"  pytorch {p[key]['mean']:6.2f} (sd {p[key]['sd']:.2f})"
               f"  difference {diff[key]['fedsilo_minus_pytorch']:+.2f} (se {diff[key]['standard_error']:.2f})")
     finals_p = rank_sum_p([m["final"] for m in fedsilo.values()], [m["final"] for m in pytorch.values()])
